@@ -1,0 +1,34 @@
+# Two commands matter: `make run` (demo on embedded defaults) and `make test`.
+PYTHON ?= python3.12
+VENV   := .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test migrate demo clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+migrate: $(VENV)/.installed
+	$(PY) manage.py migrate --no-input -v 0
+
+demo: migrate
+	$(PY) manage.py seed_demo
+	$(PY) manage.py ensure_admin --print
+
+run: demo
+	@echo ""
+	@echo "  Devshare console: http://$(HOST):$(PORT)/admin/"
+	@echo "  (tenant owner view: alice@demo.devshare.local / devshare-demo)"
+	@echo ""
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build db.sqlite3 .pytest_cache

@@ -1,0 +1,546 @@
+"""The admin console, scoped to the tenants the staff user administers.
+
+Querysets come from each model's ``visible_to``; every write is a service
+call, run while the form validates so that a refused write shows up as a
+form error and nothing is saved.
+"""
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.http import Http404
+from django.utils.html import format_html, format_html_join
+
+from . import selectors, services
+from .models import (
+    AuditEvent,
+    Device,
+    DeviceGroup,
+    DeviceType,
+    Invitation,
+    Membership,
+    Share,
+    Tenant,
+    User,
+)
+
+
+def administers_any(user) -> bool:
+    return user.is_active and user.is_staff and Tenant.objects.administered_by(user).exists()
+
+
+class ServiceForm(forms.ModelForm):
+    """Calls ``admin.perform`` once the fields are valid; its errors become form errors."""
+
+    admin_instance = None
+    request = None
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.errors:
+            return
+        try:
+            # A savepoint: a refused write leaves nothing behind.
+            with transaction.atomic():
+                self.instance = self.admin_instance.perform(self.request, self, change=not self.instance._state.adding)
+        except ValidationError as error:
+            self._add_service_error(error)
+        except PermissionDenied as error:
+            self.add_error(None, str(error) or "You are not allowed to do this.")
+
+    def _add_service_error(self, error: ValidationError) -> None:
+        if hasattr(error, "error_dict"):
+            for field, errors in error.error_dict.items():
+                self.add_error(field if field in self.fields else None, errors)
+        else:
+            self.add_error(None, error)
+
+
+class ServiceAdminMixin:
+    """Admin writes are service calls made from ``ServiceForm`` validation."""
+
+    form = ServiceForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"admin_instance": self, "request": request})
+
+    def get_queryset(self, request):
+        return self.model.objects.visible_to(request.user)
+
+    def get_object(self, request, object_id, from_field=None):
+        # Another tenant's object answers 404, exactly like one that does not exist.
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404("No such object.")
+        return obj
+
+    def perform(self, request, form, change):
+        raise NotImplementedError
+
+    def save_form(self, request, form, change):
+        return form.instance
+
+    def save_model(self, request, obj, form, change):
+        """Already saved by ``perform`` during validation."""
+
+    def save_related(self, request, form, formsets, change):
+        """Inlines are read-only; nothing to save."""
+
+    def fresh(self, form):
+        return type(form.instance).objects.get(pk=form.instance.pk)
+
+
+class TenantScopedAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    tenant_field = "tenant"
+
+    def _tenant_id(self, obj):
+        return getattr(obj, f"{self.tenant_field}_id")
+
+    def _administers(self, request, obj) -> bool:
+        if obj is None:
+            return request.user.is_superuser or administers_any(request.user)
+        return request.user.is_staff and selectors.is_tenant_admin(user=request.user, tenant_id=self._tenant_id(obj))
+
+    def has_module_permission(self, request):
+        return self._administers(request, None)
+
+    def has_view_permission(self, request, obj=None):
+        return self._administers(request, None)
+
+    def has_add_permission(self, request):
+        return self._administers(request, None)
+
+    def has_change_permission(self, request, obj=None):
+        return self._administers(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._administers(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        model = db_field.related_model
+        if model is Tenant:
+            kwargs["queryset"] = Tenant.objects.administered_by(request.user)
+        elif hasattr(model.objects, "visible_to"):
+            kwargs["queryset"] = model.objects.visible_to(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def delete_model(self, request, obj):
+        self.remove(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.remove(request, obj)
+
+    def remove(self, request, obj):
+        raise NotImplementedError
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+# --- users and tenants -------------------------------------------------------
+
+
+class UserChangeForm(ServiceForm):
+    class Meta:
+        model = User
+        fields = ["email", "full_name", "is_staff", "is_active"]
+
+
+class UserCreationForm(ServiceForm):
+    password = forms.CharField(widget=forms.PasswordInput, required=False,
+                               help_text="Leave empty for an account that signs in by invitation only.")
+
+    class Meta:
+        model = User
+        fields = ["email", "full_name", "is_staff"]
+
+
+@admin.register(User)
+class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    ordering = ["email"]
+    list_display = ["email", "full_name", "is_staff", "is_active", "date_joined"]
+    list_filter = ["is_staff", "is_active"]
+    search_fields = ["email", "full_name"]
+    readonly_fields = ["email", "date_joined", "last_login"]
+    fieldsets = [(None, {"fields": ["email", "password", "full_name", "is_staff", "is_active", "date_joined", "last_login"]})]
+    add_fieldsets = [(None, {"fields": ["email", "password", "full_name", "is_staff"]})]
+    filter_horizontal = []
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser or administers_any(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # accounts are deactivated, never deleted: audit rows point at them
+
+    def perform(self, request, form, change):
+        data = form.cleaned_data
+        if not change:
+            return services.create_user(actor=request.user, email=data["email"], password=data.get("password"),
+                                        full_name=data.get("full_name", ""), is_staff=data.get("is_staff", False))
+        user = User.objects.get(pk=form.instance.pk)
+        if "is_active" in form.changed_data:
+            services.set_user_active(actor=request.user, user=user, is_active=data["is_active"])
+        if {"full_name", "is_staff"} & set(form.changed_data):
+            return services.update_user(actor=request.user, user=user, full_name=data["full_name"],
+                                        is_staff=data["is_staff"])
+        return user
+
+
+class MembershipInline(ReadOnlyInline):
+    model = Membership
+    fields = ["user", "role", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(Tenant)
+class TenantAdmin(TenantScopedAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    inlines = [MembershipInline]
+
+    def get_fields(self, request, obj=None):
+        return ["name", "slug"] if obj is None else ["name"]
+
+    def _tenant_id(self, obj):
+        return obj.pk
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a tenant goes away by an operator's decision, not a click
+
+    def perform(self, request, form, change):
+        data = form.cleaned_data
+        if change:
+            return services.update_tenant(actor=request.user, tenant=self.fresh(form), name=data["name"])
+        return services.create_tenant(actor=request.user, name=data["name"], slug=data["slug"])
+
+
+class MembershipAddForm(ServiceForm):
+    email = forms.EmailField(help_text="The email of an existing account; invite people who have none.")
+
+    class Meta:
+        model = Membership
+        fields = ["tenant", "role"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(TenantScopedAdmin):
+    list_display = ["user", "tenant", "role", "created_at"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "role"]
+    search_fields = ["user__email", "tenant__name"]
+
+    def get_fields(self, request, obj=None):
+        return ["tenant", "email", "role"] if obj is None else ["role"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = MembershipAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def perform(self, request, form, change):
+        data = form.cleaned_data
+        if change:
+            return services.change_member_role(actor=request.user, membership=self.fresh(form), role=data["role"])
+        user = User.objects.filter(email=data["email"].lower(), is_active=True).first()
+        if user is None:
+            raise ValidationError({"email": "No active account has this email; share with an invitation instead."})
+        return services.add_member(actor=request.user, tenant=data["tenant"], user=user, role=data["role"])
+
+    def remove(self, request, obj):
+        services.remove_member(actor=request.user, membership=obj)
+
+
+# --- catalogue, groups and devices -------------------------------------------
+
+
+@admin.register(DeviceType)
+class DeviceTypeAdmin(TenantScopedAdmin):
+    list_display = ["name", "slug", "tenant", "capability_list"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "slug"]
+
+    def get_fields(self, request, obj=None):
+        return ["tenant", "name", "slug", "capabilities"] if obj is None else ["name", "capabilities"]
+
+    @admin.display(description="capabilities")
+    def capability_list(self, obj):
+        return ", ".join(obj.capabilities)
+
+    def perform(self, request, form, change):
+        data = form.cleaned_data
+        if change:
+            return services.update_device_type(actor=request.user, device_type=self.fresh(form),
+                                               name=data["name"], capabilities=data["capabilities"])
+        return services.create_device_type(actor=request.user, tenant=data["tenant"], name=data["name"],
+                                           slug=data["slug"], capabilities=data["capabilities"])
+
+    def remove(self, request, obj):
+        services.delete_device_type(actor=request.user, device_type=obj)
+
+
+class ShareInline(ReadOnlyInline):
+    model = Share
+    fk_name = "device"
+    fields = ["grantee", "level", "starts_at", "expires_at", "can_reshare", "created_by", "revoked_at"]
+    readonly_fields = fields
+    verbose_name_plural = "shares of this device"
+
+
+class GroupShareInline(ShareInline):
+    fk_name = "group"
+    verbose_name_plural = "shares of this group"
+
+
+class GroupDeviceInline(ReadOnlyInline):
+    model = Device
+    fields = ["name", "thing_name", "owner", "device_type"]
+    readonly_fields = fields
+
+
+@admin.register(DeviceGroup)
+class DeviceGroupAdmin(TenantScopedAdmin):
+    list_display = ["name", "owner", "tenant", "created_at"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "owner__email"]
+    inlines = [GroupDeviceInline, GroupShareInline]
+
+    def get_fields(self, request, obj=None):
+        return ["tenant", "owner", "name"] if obj is None else ["name"]
+
+    def perform(self, request, form, change):
+        data = form.cleaned_data
+        if change:
+            return services.rename_group(actor=request.user, group=self.fresh(form), name=data["name"])
+        return services.create_group(actor=request.user, tenant=data["tenant"], owner=data["owner"], name=data["name"])
+
+    def remove(self, request, obj):
+        services.delete_group(actor=request.user, group=obj)
+
+
+@admin.register(Device)
+class DeviceAdmin(TenantScopedAdmin):
+    list_display = ["name", "thing_name", "owner", "device_type", "group", "tenant", "created_at"]
+    list_filter = [
+        ("tenant", admin.RelatedOnlyFieldListFilter),
+        ("device_type", admin.RelatedOnlyFieldListFilter),
+        ("group", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["name", "thing_name", "owner__email"]
+    list_select_related = ["owner", "device_type", "group", "tenant"]
+    inlines = [ShareInline]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["tenant", "owner", "name", "device_type", "thing_name", "group"]
+        return ["thing_name", "tenant", "name", "owner", "group", "device_type", "access"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["thing_name", "tenant", "device_type", "access"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            form.base_fields["thing_name"].required = False
+            form.base_fields["thing_name"].initial = ""
+            form.base_fields["thing_name"].help_text = "Leave empty to generate a short unique name."
+        return form
+
+    @admin.display(description="effective access")
+    def access(self, obj):
+        rows = selectors.device_access_list(device=obj)
+        return format_html(
+            '<table class="effective-access"><tr><th>user</th><th>level</th><th>through</th><th>until</th></tr>{}</table>',
+            format_html_join(
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (user.email, access.label, _through(access.share), access.expires_at or "—")
+                    for user, access in rows
+                ),
+            ),
+        )
+
+    def perform(self, request, form, change):
+        data = form.cleaned_data
+        if not change:
+            return services.register_device(
+                actor=request.user, tenant=data["tenant"], owner=data["owner"], name=data["name"],
+                device_type=data["device_type"], thing_name=data.get("thing_name") or None, group=data.get("group"),
+            )
+        device = self.fresh(form)
+        changed = set(form.changed_data)
+        if "name" in changed:
+            device = services.rename_device(actor=request.user, device=device, name=data["name"])
+        if "owner" in changed:
+            device = services.transfer_device(actor=request.user, device=device, new_owner=data["owner"])
+        if "group" in changed and device.group_id != getattr(data["group"], "pk", None):
+            if data["group"] is None:
+                device = services.remove_device_from_group(actor=request.user, device=device)
+            else:
+                device = services.add_device_to_group(actor=request.user, group=data["group"], device=device)
+        return device
+
+    def remove(self, request, obj):
+        services.delete_device(actor=request.user, device=obj)
+
+
+def _through(share):
+    if share is None:
+        return "owner"
+    return f"group {share.group.name}" if share.group_id else "direct share"
+
+
+# --- shares, invitations, audit ----------------------------------------------
+
+
+@admin.register(Share)
+class ShareAdmin(TenantScopedAdmin):
+    list_display = ["__str__", "grantee", "level", "target_display", "starts_at", "expires_at", "can_reshare", "status"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "level", "can_reshare"]
+    search_fields = ["grantee__email", "device__name", "device__thing_name", "group__name"]
+    list_select_related = ["grantee", "device", "group", "tenant"]
+    actions = ["revoke_selected"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["device", "group", "grantee", "level", "starts_at", "expires_at", "can_reshare"]
+        return ["tenant", "device", "group", "grantee", "level", "starts_at", "expires_at", "can_reshare",
+                "parent", "created_by", "created_at", "revoked_at", "revoked_by"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        fixed = ["tenant", "device", "group", "grantee", "parent", "created_by", "created_at", "revoked_at", "revoked_by"]
+        return fixed + (["level", "starts_at", "expires_at", "can_reshare"] if obj.revoked_at else [])
+
+    def _tenant_id(self, obj):
+        return obj.tenant_id
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # shares are revoked, not deleted, so history stays
+
+    @admin.display(description="target")
+    def target_display(self, obj):
+        return f"device {obj.device.name}" if obj.device_id else f"group {obj.group.name}"
+
+    @admin.display(description="status")
+    def status(self, obj):
+        if obj.revoked_at:
+            return "revoked"
+        return "live" if obj.is_live() else "expired or not started"
+
+    def perform(self, request, form, change):
+        data = form.cleaned_data
+        if change:
+            return services.update_share(actor=request.user, share=self.fresh(form), level=data["level"],
+                                         starts_at=data["starts_at"], expires_at=data["expires_at"],
+                                         can_reshare=data["can_reshare"])
+        return services.create_share(
+            actor=request.user, device=data.get("device"), group=data.get("group"), grantee=data["grantee"],
+            level=data["level"], starts_at=data.get("starts_at"), expires_at=data.get("expires_at"),
+            can_reshare=data.get("can_reshare", False),
+        )
+
+    @admin.action(description="Revoke selected shares (and their re-shares)")
+    def revoke_selected(self, request, queryset):
+        try:
+            revoked = services.revoke_shares(actor=request.user, shares=list(queryset))
+        except (ValidationError, PermissionDenied) as error:
+            self.message_user(request, f"Nothing revoked: {_message(error)}", messages.ERROR)
+            return
+        self.message_user(request, f"Revoked {len(revoked)} share(s), re-shares included.", messages.SUCCESS)
+
+
+def _message(error) -> str:
+    return "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(TenantScopedAdmin):
+    list_display = ["email", "target_display", "level", "status", "invited_by", "valid_until"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "status"]
+    search_fields = ["email"]
+    actions = ["cancel_selected"]
+    target_display = ShareAdmin.target_display
+
+    def get_fields(self, request, obj=None):
+        fields = ["device", "group", "email", "level", "starts_at", "expires_at", "can_reshare"]
+        return fields if obj is None else ["tenant", *fields, "status", "invited_by", "valid_until", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def perform(self, request, form, change):
+        data = form.cleaned_data
+        return services.create_invitation(
+            actor=request.user, email=data["email"], device=data.get("device"), group=data.get("group"),
+            level=data["level"], starts_at=data.get("starts_at"), expires_at=data.get("expires_at"),
+            can_reshare=data.get("can_reshare", False),
+        )
+
+    @admin.action(description="Cancel selected invitations")
+    def cancel_selected(self, request, queryset):
+        try:
+            with transaction.atomic():
+                for invitation in queryset.filter(status=Invitation.Status.PENDING):
+                    services.cancel_invitation(actor=request.user, invitation=invitation)
+        except (ValidationError, PermissionDenied) as error:
+            self.message_user(request, f"Nothing cancelled: {_message(error)}", messages.ERROR)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(TenantScopedAdmin):
+    list_display = ["created_at", "actor_email", "action", "object_type", "object_repr", "source", "ip_address"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "action", "source"]
+    search_fields = ["actor_email", "object_repr", "action"]
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in AuditEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _tenant_id(self, obj):
+        return obj.tenant_id
+

@@ -1,0 +1,60 @@
+"""Audit trail: one AuditEvent per write, in the writer's transaction.
+
+Where a request came from (admin, api, command; client IP) is carried in a
+context variable set by the middleware or the management command, so that
+services stay free of request objects.
+"""
+import contextvars
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .models import AuditEvent
+
+
+@dataclass(frozen=True)
+class Origin:
+    source: str = ""
+    ip_address: str | None = None
+
+
+_origin: contextvars.ContextVar[Origin] = contextvars.ContextVar("audit_origin", default=Origin())
+
+
+@contextmanager
+def origin(source: str, ip_address: str | None = None):
+    token = _origin.set(Origin(source=source, ip_address=ip_address))
+    try:
+        yield
+    finally:
+        _origin.reset(token)
+
+
+def record(*, actor, action: str, obj, tenant=None, changes: dict | None = None, device_id=None) -> AuditEvent:
+    where = _origin.get()
+    return AuditEvent.objects.create(
+        tenant=tenant if tenant is not None else getattr(obj, "tenant", None),
+        actor=actor if actor is not None and actor.pk else None,
+        actor_email=getattr(actor, "email", "") or "",
+        action=action,
+        object_type=type(obj)._meta.model_name,
+        object_id=str(obj.pk or ""),
+        object_repr=str(obj)[:300],
+        device_id=device_id,
+        changes=_jsonable(changes or {}),
+        source=where.source,
+        ip_address=where.ip_address,
+    )
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "pk"):
+        return value.pk
+    return str(value)

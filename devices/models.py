@@ -1,0 +1,501 @@
+"""Tenants, people, devices and the grants between them (SPEC §2).
+
+Models hold structure and database invariants only. Every write goes through
+``devices.services`` and every read that depends on who is asking goes
+through the ``visible_to`` querysets below.
+"""
+import re
+import secrets
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+validate_thing_name = RegexValidator(
+    THING_NAME_RE,
+    "Thing name must be 1-128 characters of letters, digits, ':', '_' or '-'.",
+)
+
+
+def generate_thing_name() -> str:
+    # 12 base-32 characters = 60 bits: short enough to type, wide enough that
+    # collisions across one AWS account are not a practical concern.
+    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+    return "d-" + "".join(secrets.choice(alphabet) for _ in range(12))
+
+
+class Level(models.IntegerChoices):
+    """Share levels, ordered; OWNER is never stored on a share."""
+
+    VIEW = 10, "view"
+    CONTROL = 20, "control"
+    MANAGE = 30, "manage"
+    OWNER = 40, "owner"
+
+
+SHARE_LEVELS = [(c.value, c.label) for c in (Level.VIEW, Level.CONTROL, Level.MANAGE)]
+ADMIN_ROLES = ("owner", "admin")
+
+
+# --- people -----------------------------------------------------------------
+
+
+class UserQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Yourself, and the members of the tenants you administer."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        administered = Membership.objects.filter(user=user, role__in=ADMIN_ROLES).values("tenant_id")
+        return self.filter(Q(pk=user.pk) | Q(memberships__tenant__in=administered)).distinct()
+
+
+class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
+    use_in_migrations = True
+
+    def _create(self, email, password, **extra):
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra):
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create(email, password, **extra)
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.update(is_staff=True, is_superuser=True)
+        return self._create(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    email = models.EmailField(unique=True)
+    full_name = models.CharField(max_length=150, blank=True)
+    is_staff = models.BooleanField(default=False, help_text="May log into the admin console.")
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def save(self, *args, **kwargs):
+        self.email = (self.email or "").lower()
+        super().save(*args, **kwargs)
+
+
+class TenantQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(memberships__user=user).distinct()
+
+    def administered_by(self, user):
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(memberships__user=user, memberships__role__in=ADMIN_ROLES)
+
+
+class Tenant(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- visibility -------------------------------------------------------------
+
+
+def live_share_q(prefix: str = "", now=None) -> Q:
+    """Shares that grant something right now: not revoked, inside their window."""
+    now = now or timezone.now()
+    p = prefix
+    return (
+        Q(**{f"{p}revoked_at__isnull": True})
+        & (Q(**{f"{p}starts_at__isnull": True}) | Q(**{f"{p}starts_at__lte": now}))
+        & (Q(**{f"{p}expires_at__isnull": True}) | Q(**{f"{p}expires_at__gt": now}))
+        & Q(**{f"{p}grantee__is_active": True})
+    )
+
+
+class TenantScopedQuerySet(models.QuerySet):
+    """Deny by default: superusers see all, tenant admins their tenants."""
+
+    def _admin_q(self, user) -> Q:
+        return Q(tenant__in=Tenant.objects.administered_by(user))
+
+    def _personal_q(self, user) -> Q:
+        return Q(pk__in=[])
+
+    def visible_to(self, user):
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(self._admin_q(user) | self._personal_q(user)).distinct()
+
+    def administered_by(self, user):
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(self._admin_q(user))
+
+
+class MembershipQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user):
+        return Q(user=user)
+
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "owner"
+        ADMIN = "admin", "admin"
+        MEMBER = "member", "member"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = MembershipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_user_per_tenant"),
+            models.CheckConstraint(
+                condition=Q(role__in=["owner", "admin", "member"]), name="membership_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} ({self.role})"
+
+
+
+class DeviceTypeQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user):
+        # The product catalogue is readable by every member of the tenant.
+        return Q(tenant__memberships__user=user)
+
+
+class DeviceType(models.Model):
+    class Capability(models.TextChoices):
+        TELEMETRY = "telemetry", "telemetry"
+        COMMANDS = "commands", "commands"
+        SHADOW = "shadow", "shadow"
+        NAMED_SHADOWS = "named_shadows", "named shadows"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="device_types")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=64)
+    capabilities = models.JSONField(default=list, blank=True)
+
+    objects = DeviceTypeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="devicetype_unique_slug_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self):
+        allowed = set(self.Capability.values)
+        if not isinstance(self.capabilities, list) or not set(self.capabilities) <= allowed:
+            raise ValidationError({"capabilities": f"Capabilities must be a list drawn from {sorted(allowed)}."})
+
+
+class DeviceGroupQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user):
+        shared = Share.objects.filter(live_share_q(), grantee=user, group__isnull=False)
+        return Q(owner=user) | Q(pk__in=shared.values("group_id"))
+
+
+class DeviceGroup(models.Model):
+    """A home or site: sharing it shares every device in it, now and later."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="groups")
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="device_groups")
+    name = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = DeviceGroupQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "owner", "name"], name="group_unique_name_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeviceQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user):
+        live = Share.objects.filter(live_share_q(), grantee=user)
+        return (
+            Q(owner=user)
+            | Q(pk__in=live.filter(device__isnull=False).values("device_id"))
+            | Q(group__in=live.filter(group__isnull=False).values("group_id"))
+        )
+
+
+class Device(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="devices")
+    owner = models.ForeignKey(User, on_delete=models.PROTECT, related_name="owned_devices")
+    thing_name = models.CharField(
+        max_length=128, unique=True, default=generate_thing_name, validators=[validate_thing_name],
+        help_text="AWS IoT thing name; fixed once registered.",
+    )
+    name = models.CharField(max_length=100)
+    device_type = models.ForeignKey(DeviceType, on_delete=models.PROTECT, related_name="devices")
+    group = models.ForeignKey(
+        DeviceGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="devices"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = DeviceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant", "name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(thing_name__regex=r"^[a-zA-Z0-9:_-]{1,128}$"), name="device_thing_name_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.thing_name})"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._stored_thing_name = instance.__dict__.get("thing_name")
+        return instance
+
+    def save(self, *args, **kwargs):
+        # The thing name is the device's identity in AWS IoT (topics, policies,
+        # snapshots); changing it would silently orphan all of them.
+        stored = getattr(self, "_stored_thing_name", None)
+        if stored is not None and stored != self.thing_name:
+            raise ValidationError({"thing_name": "The thing name of a registered device cannot change."})
+        super().save(*args, **kwargs)
+        self._stored_thing_name = self.thing_name
+
+
+class ShareQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user):
+        # A person sees the shares they received or made, and every share on
+        # what they own.
+        return (
+            Q(grantee=user)
+            | Q(created_by=user)
+            | Q(device__owner=user)
+            | Q(group__owner=user)
+        )
+
+    def live(self, now=None):
+        return self.filter(live_share_q(now=now))
+
+
+class Share(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="shares")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, null=True, blank=True, related_name="shares")
+    group = models.ForeignKey(
+        DeviceGroup, on_delete=models.CASCADE, null=True, blank=True, related_name="shares"
+    )
+    grantee = models.ForeignKey(User, on_delete=models.CASCADE, related_name="received_shares")
+    level = models.PositiveSmallIntegerField(choices=SHARE_LEVELS)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    can_reshare = models.BooleanField(default=False)
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="reshares",
+        help_text="The share this one was re-shared from; revoking it revokes this one.",
+    )
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="created_shares")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="revoked_shares"
+    )
+
+    objects = ShareQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(device__isnull=False, group__isnull=True) | Q(device__isnull=True, group__isnull=False),
+                name="share_exactly_one_target",
+            ),
+            models.CheckConstraint(condition=~Q(grantee=models.F("created_by")), name="share_not_to_self"),
+            models.CheckConstraint(condition=Q(level__in=[10, 20, 30]), name="share_level_valid"),
+            models.CheckConstraint(
+                condition=Q(starts_at__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("starts_at")),
+                name="share_window_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(can_reshare=False) | Q(level=30), name="share_reshare_needs_manage"
+            ),
+            models.UniqueConstraint(
+                fields=["device", "grantee"], condition=Q(revoked_at__isnull=True, device__isnull=False),
+                name="share_one_live_per_device_grantee",
+            ),
+            models.UniqueConstraint(
+                fields=["group", "grantee"], condition=Q(revoked_at__isnull=True, group__isnull=False),
+                name="share_one_live_per_group_grantee",
+            ),
+        ]
+        indexes = [models.Index(fields=["grantee", "revoked_at"], name="share_grantee_live_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_level_display()} on {self.target} to {self.grantee}"
+
+    @property
+    def target(self):
+        return self.device if self.device_id else self.group
+
+    def is_live(self, now=None) -> bool:
+        now = now or timezone.now()
+        return (
+            self.revoked_at is None
+            and (self.starts_at is None or self.starts_at <= now)
+            and (self.expires_at is None or self.expires_at > now)
+        )
+
+
+class InvitationQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user):
+        return Q(email__iexact=user.email) | Q(invited_by=user)
+
+
+def generate_invitation_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Invitation(models.Model):
+    """A share offered to an email address; it becomes a Share on acceptance."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        ACCEPTED = "accepted", "accepted"
+        DECLINED = "declined", "declined"
+        CANCELLED = "cancelled", "cancelled"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, null=True, blank=True, related_name="invitations")
+    group = models.ForeignKey(
+        DeviceGroup, on_delete=models.CASCADE, null=True, blank=True, related_name="invitations"
+    )
+    level = models.PositiveSmallIntegerField(choices=SHARE_LEVELS)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    can_reshare = models.BooleanField(default=False)
+    parent = models.ForeignKey(Share, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    invited_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="sent_invitations")
+    token = models.CharField(max_length=64, unique=True, default=generate_invitation_token, editable=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    valid_until = models.DateTimeField(help_text="The invitation itself lapses after this time.")
+    share = models.ForeignKey(Share, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    responded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(device__isnull=False, group__isnull=True) | Q(device__isnull=True, group__isnull=False),
+                name="invitation_exactly_one_target",
+            ),
+            models.CheckConstraint(condition=Q(level__in=[10, 20, 30]), name="invitation_level_valid"),
+            models.CheckConstraint(
+                condition=Q(can_reshare=False) | Q(level=30), name="invitation_reshare_needs_manage"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "email", "device"], condition=Q(status="pending", device__isnull=False),
+                name="invitation_one_pending_per_device_email",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "email", "group"], condition=Q(status="pending", group__isnull=False),
+                name="invitation_one_pending_per_group_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.device or self.group} ({self.status})"
+
+    @property
+    def target(self):
+        return self.device if self.device_id else self.group
+
+
+class AuditEventQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user):
+        return Q(actor=user)
+
+
+class AuditEvent(models.Model):
+    """Append-only record of who did what to which object, when, from where.
+
+    Object references are plain ids plus a text rendering, so the record
+    outlives the object it describes.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor_email = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=300, blank=True)
+    device_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    changes = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=20, blank=True, help_text="admin, api, command, …")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_email or 'system'} {self.action} {self.object_repr}"

@@ -1,0 +1,88 @@
+"""Reads that depend on who is asking: effective access and permission checks."""
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import ADMIN_ROLES, Device, DeviceGroup, Level, Membership, Share, User
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one user may do with one device right now, and why."""
+
+    level: Level
+    share: Share | None  # the share that grants `level`; None for the owner
+    expires_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return self.level.label
+
+
+def is_tenant_admin(*, user: User, tenant_id: int) -> bool:
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, tenant_id=tenant_id, role__in=ADMIN_ROLES).exists()
+
+
+def is_member(*, user: User, tenant_id: int) -> bool:
+    return user.is_active and Membership.objects.filter(user=user, tenant_id=tenant_id).exists()
+
+
+def _shares_reaching(device: Device) -> Q:
+    # Guard the group branch: `group_id=None` would match every device share.
+    q = Q(device_id=device.pk)
+    if device.group_id:
+        q |= Q(group_id=device.group_id)
+    return q
+
+
+def _best(shares) -> Share | None:
+    """Highest level wins; among equals the one that lasts longest."""
+    far = datetime.max.replace(tzinfo=timezone.get_current_timezone())
+    return max(shares, key=lambda s: (s.level, s.expires_at or far), default=None)
+
+
+def effective_access(*, user: User, device: Device, now: datetime | None = None) -> Access | None:
+    """Highest level over ownership, direct and group shares; None means no access."""
+    if not user.is_active:
+        return None
+    if device.owner_id == user.pk:
+        return Access(level=Level.OWNER, share=None)
+    shares = Share.objects.live(now).filter(_shares_reaching(device), grantee=user)
+    best = _best(shares)
+    if best is None:
+        return None
+    return Access(level=Level(best.level), share=best, expires_at=best.expires_at)
+
+
+def device_access_list(*, device: Device, now: datetime | None = None) -> list[tuple[User, Access]]:
+    """Every user with access to `device`, owner first, then by level."""
+    shares = (
+        Share.objects.live(now).filter(_shares_reaching(device)).select_related("grantee", "group", "device")
+    )
+    by_user: dict[int, list[Share]] = {}
+    for share in shares:
+        by_user.setdefault(share.grantee_id, []).append(share)
+    rows = [(device.owner, Access(level=Level.OWNER, share=None))]
+    for grantee_shares in by_user.values():
+        best = _best(grantee_shares)
+        if best.grantee_id != device.owner_id:
+            rows.append((best.grantee, Access(level=Level(best.level), share=best, expires_at=best.expires_at)))
+    rows[1:] = sorted(rows[1:], key=lambda row: (-row[1].level, row[0].email))
+    return rows
+
+
+def reshare_grant(*, user: User, device: Device | None = None, group: DeviceGroup | None = None,
+                  now: datetime | None = None) -> Share | None:
+    """The live `manage` + `can_reshare` share that lets `user` share this target onwards."""
+    live = Share.objects.live(now).filter(grantee=user, level=Level.MANAGE, can_reshare=True)
+    if device is not None:
+        live = live.filter(_shares_reaching(device))
+    else:
+        live = live.filter(group_id=group.pk)
+    return _best(live)

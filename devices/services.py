@@ -1,0 +1,736 @@
+"""Every write to the sharing domain.
+
+Each function takes the acting user, checks that they may act, validates the
+input before touching anything, and records an AuditEvent in the same
+transaction. Bad input raises ``ValidationError`` and writes nothing; a
+missing right raises ``PermissionDenied``.
+"""
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import audit
+from .models import (
+    Device,
+    DeviceGroup,
+    DeviceType,
+    Invitation,
+    Level,
+    Membership,
+    Share,
+    Tenant,
+    User,
+    validate_thing_name,
+)
+from .selectors import effective_access, is_member, is_tenant_admin, reshare_grant
+
+INVITATION_VALIDITY = timedelta(days=14)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise PermissionDenied(message)
+
+
+def _require_admin(actor: User, tenant_id: int) -> None:
+    _require(is_tenant_admin(user=actor, tenant_id=tenant_id), "Only a tenant admin may do this.")
+
+
+def _require_member(user: User, tenant_id: int, what: str = "The user") -> None:
+    if not is_member(user=user, tenant_id=tenant_id):
+        raise ValidationError(f"{what} is not an active member of this tenant.")
+
+
+def _clean_name(value: str, field: str = "name", max_length: int = 100) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise ValidationError({field: "This field cannot be blank."})
+    if len(value) > max_length:
+        raise ValidationError({field: f"At most {max_length} characters."})
+    return value
+
+
+def _level(value) -> Level:
+    if isinstance(value, str) and not value.isdigit():
+        choices = {"view": Level.VIEW, "control": Level.CONTROL, "manage": Level.MANAGE}
+        if value not in choices:
+            raise ValidationError({"level": "Level must be one of view, control, manage."})
+        return choices[value]
+    try:
+        level = Level(int(value))
+    except (TypeError, ValueError):
+        raise ValidationError({"level": "Level must be one of view, control, manage."}) from None
+    if level == Level.OWNER:
+        raise ValidationError({"level": "A share cannot grant ownership; transfer the device instead."})
+    return level
+
+
+def _may_administer_device(actor: User, device: Device) -> bool:
+    return device.owner_id == actor.pk or is_tenant_admin(user=actor, tenant_id=device.tenant_id)
+
+
+def _may_administer_group(actor: User, group: DeviceGroup) -> bool:
+    return group.owner_id == actor.pk or is_tenant_admin(user=actor, tenant_id=group.tenant_id)
+
+
+def _same_tenant(*objects) -> None:
+    tenants = {obj.tenant_id for obj in objects if obj is not None}
+    if len(tenants) > 1:
+        raise ValidationError("All objects must belong to the same tenant.")
+
+
+# --- tenants and memberships -----------------------------------------------
+
+
+@transaction.atomic
+def create_tenant(*, actor: User, name: str, slug: str, owner: User | None = None) -> Tenant:
+    _require(actor.is_superuser, "Only a superuser may create tenants.")
+    tenant = Tenant(name=_clean_name(name, max_length=200), slug=slug)
+    tenant.full_clean()
+    tenant.save()
+    audit.record(actor=actor, action="tenant.create", obj=tenant, tenant=tenant, changes={"slug": slug})
+    if owner is not None:
+        add_member(actor=actor, tenant=tenant, user=owner, role=Membership.Role.OWNER)
+    return tenant
+
+
+@transaction.atomic
+def update_tenant(*, actor: User, tenant: Tenant, name: str) -> Tenant:
+    _require_admin(actor, tenant.pk)
+    old = tenant.name
+    tenant.name = _clean_name(name, max_length=200)
+    tenant.save(update_fields=["name"])
+    audit.record(actor=actor, action="tenant.update", obj=tenant, tenant=tenant, changes={"name": [old, tenant.name]})
+    return tenant
+
+
+def _check_role_change(actor: User, tenant_id: int, role: str) -> None:
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"Role must be one of {', '.join(Membership.Role.values)}."})
+    _require_admin(actor, tenant_id)
+    if role == Membership.Role.OWNER and not actor.is_superuser:
+        _require(
+            Membership.objects.filter(user=actor, tenant_id=tenant_id, role=Membership.Role.OWNER).exists(),
+            "Only a tenant owner may make another owner.",
+        )
+
+
+@transaction.atomic
+def add_member(*, actor: User, tenant: Tenant, user: User, role: str = Membership.Role.MEMBER) -> Membership:
+    _check_role_change(actor, tenant.pk, role)
+    if Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise ValidationError(f"{user.email} is already a member of {tenant.name}.")
+    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    audit.record(actor=actor, action="membership.create", obj=membership, tenant=tenant,
+                 changes={"user": user.email, "role": role})
+    return membership
+
+
+def _last_owner(membership: Membership) -> bool:
+    return (
+        membership.role == Membership.Role.OWNER
+        and not Membership.objects.filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+@transaction.atomic
+def change_member_role(*, actor: User, membership: Membership, role: str) -> Membership:
+    _check_role_change(actor, membership.tenant_id, role)
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
+        _check_role_change(actor, membership.tenant_id, Membership.Role.OWNER)
+        if _last_owner(membership):
+            raise ValidationError("A tenant must keep at least one owner.")
+    old = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit.record(actor=actor, action="membership.update", obj=membership, changes={"role": [old, role]})
+    return membership
+
+
+@transaction.atomic
+def remove_member(*, actor: User, membership: Membership) -> None:
+    """Remove a user from a tenant; the shares they received there are revoked."""
+    _require(
+        membership.user_id == actor.pk or is_tenant_admin(user=actor, tenant_id=membership.tenant_id),
+        "Only a tenant admin may remove another member.",
+    )
+    if membership.role == Membership.Role.OWNER and membership.user_id != actor.pk:
+        _check_role_change(actor, membership.tenant_id, Membership.Role.OWNER)
+    if _last_owner(membership):
+        raise ValidationError("A tenant must keep at least one owner.")
+    user = membership.user
+    if Device.objects.filter(tenant_id=membership.tenant_id, owner=user).exists():
+        raise ValidationError(f"{user.email} still owns devices here; transfer or delete them first.")
+    if DeviceGroup.objects.filter(tenant_id=membership.tenant_id, owner=user).exists():
+        raise ValidationError(f"{user.email} still owns groups here; delete them first.")
+    received = Share.objects.filter(tenant_id=membership.tenant_id, grantee=user, revoked_at__isnull=True)
+    _revoke_many(actor=actor, shares=list(received), reason="membership.remove")
+    audit.record(actor=actor, action="membership.delete", obj=membership, changes={"user": user.email})
+    membership.delete()
+
+
+# --- device types ----------------------------------------------------------
+
+
+@transaction.atomic
+def create_device_type(*, actor: User, tenant: Tenant, name: str, slug: str,
+                       capabilities: Iterable[str] = ()) -> DeviceType:
+    _require_admin(actor, tenant.pk)
+    device_type = DeviceType(tenant=tenant, name=_clean_name(name), slug=slug, capabilities=list(capabilities))
+    device_type.full_clean()
+    device_type.save()
+    audit.record(actor=actor, action="device_type.create", obj=device_type,
+                 changes={"slug": slug, "capabilities": device_type.capabilities})
+    return device_type
+
+
+@transaction.atomic
+def update_device_type(*, actor: User, device_type: DeviceType, name: str,
+                       capabilities: Iterable[str]) -> DeviceType:
+    _require_admin(actor, device_type.tenant_id)
+    before = {"name": device_type.name, "capabilities": device_type.capabilities}
+    device_type.name = _clean_name(name)
+    device_type.capabilities = list(capabilities)
+    device_type.full_clean(validate_unique=False)
+    device_type.save(update_fields=["name", "capabilities"])
+    audit.record(actor=actor, action="device_type.update", obj=device_type,
+                 changes={"before": before, "after": {"name": device_type.name, "capabilities": device_type.capabilities}})
+    return device_type
+
+
+@transaction.atomic
+def delete_device_type(*, actor: User, device_type: DeviceType) -> None:
+    _require_admin(actor, device_type.tenant_id)
+    if device_type.devices.exists():
+        raise ValidationError(f"Device type {device_type.name} is still used by devices.")
+    audit.record(actor=actor, action="device_type.delete", obj=device_type)
+    device_type.delete()
+
+
+# --- devices ---------------------------------------------------------------
+
+
+@transaction.atomic
+def register_device(*, actor: User, tenant: Tenant, name: str, device_type: DeviceType,
+                    owner: User | None = None, thing_name: str | None = None,
+                    group: DeviceGroup | None = None) -> Device:
+    owner = owner or actor
+    _require_member(actor, tenant.pk, "You are")
+    if owner.pk != actor.pk:
+        _require_admin(actor, tenant.pk)
+    _require_member(owner, tenant.pk, "The owner")
+    _same_tenant(Device(tenant=tenant), device_type, group)
+    if group is not None and group.owner_id != owner.pk:
+        raise ValidationError({"group": "A device can only join a group of its own owner."})
+    device = Device(tenant=tenant, owner=owner, name=_clean_name(name), device_type=device_type, group=group)
+    if thing_name:
+        validate_thing_name(thing_name)
+        device.thing_name = thing_name
+    if Device.objects.filter(thing_name=device.thing_name).exists():
+        raise ValidationError({"thing_name": f"Thing name {device.thing_name} is already registered."})
+    device.save()
+    audit.record(actor=actor, action="device.register", obj=device, device_id=device.pk,
+                 changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
+    return device
+
+
+@transaction.atomic
+def rename_device(*, actor: User, device: Device, name: str) -> Device:
+    access = effective_access(user=actor, device=device)
+    _require(
+        (access is not None and access.level >= Level.MANAGE) or _may_administer_device(actor, device),
+        "Renaming needs the manage level, ownership or tenant admin rights.",
+    )
+    old, device.name = device.name, _clean_name(name)
+    device.save(update_fields=["name"])
+    audit.record(actor=actor, action="device.rename", obj=device, device_id=device.pk,
+                 changes={"name": [old, device.name]})
+    return device
+
+
+@transaction.atomic
+def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares: bool = False) -> Device:
+    """Hand a device to another member.
+
+    It leaves the old owner's group. Its shares are revoked unless
+    `keep_shares`; even then the new owner's own share and shares that came
+    through the old group go, since they no longer mean anything.
+    """
+    _require(_may_administer_device(actor, device), "Only the owner or a tenant admin may transfer a device.")
+    if new_owner.pk == device.owner_id:
+        raise ValidationError({"new_owner": "The device already belongs to this user."})
+    _require_member(new_owner, device.tenant_id, "The new owner")
+    old_owner = device.owner
+    live = Share.objects.filter(device=device, revoked_at__isnull=True)
+    if keep_shares:
+        live = live.filter(grantee=new_owner) | live.filter(parent__group__isnull=False)
+    _revoke_many(actor=actor, shares=list(live), reason="device.transfer")
+    if not keep_shares:
+        _cancel_pending_invitations(actor=actor, invitations=device.invitations.all())
+    device.owner, device.group = new_owner, None
+    device.save(update_fields=["owner", "group"])
+    audit.record(actor=actor, action="device.transfer", obj=device, device_id=device.pk,
+                 changes={"owner": [old_owner.email, new_owner.email], "keep_shares": keep_shares})
+    return device
+
+
+@transaction.atomic
+def delete_device(*, actor: User, device: Device) -> None:
+    _require(_may_administer_device(actor, device), "Only the owner or a tenant admin may delete a device.")
+    grantees = sorted(
+        {s.grantee.email for s in Share.objects.live().filter(device=device).select_related("grantee")}
+    )
+    audit.record(actor=actor, action="device.delete", obj=device, device_id=device.pk,
+                 changes={"thing_name": device.thing_name, "had_shares_with": grantees})
+    device.delete()
+
+
+# --- groups ----------------------------------------------------------------
+
+
+@transaction.atomic
+def create_group(*, actor: User, tenant: Tenant, name: str, owner: User | None = None) -> DeviceGroup:
+    owner = owner or actor
+    _require_member(actor, tenant.pk, "You are")
+    if owner.pk != actor.pk:
+        _require_admin(actor, tenant.pk)
+    _require_member(owner, tenant.pk, "The owner")
+    name = _clean_name(name)
+    if DeviceGroup.objects.filter(tenant=tenant, owner=owner, name=name).exists():
+        raise ValidationError({"name": f"{owner.email} already has a group named {name}."})
+    group = DeviceGroup.objects.create(tenant=tenant, owner=owner, name=name)
+    audit.record(actor=actor, action="group.create", obj=group, changes={"owner": owner.email})
+    return group
+
+
+@transaction.atomic
+def rename_group(*, actor: User, group: DeviceGroup, name: str) -> DeviceGroup:
+    _require(_may_administer_group(actor, group), "Only the group owner or a tenant admin may rename it.")
+    name = _clean_name(name)
+    if DeviceGroup.objects.filter(tenant_id=group.tenant_id, owner_id=group.owner_id, name=name).exclude(pk=group.pk).exists():
+        raise ValidationError({"name": f"There is already a group named {name}."})
+    old, group.name = group.name, name
+    group.save(update_fields=["name"])
+    audit.record(actor=actor, action="group.rename", obj=group, changes={"name": [old, name]})
+    return group
+
+
+@transaction.atomic
+def delete_group(*, actor: User, group: DeviceGroup) -> None:
+    """Delete a group: its devices stay (ungrouped), its shares are revoked."""
+    _require(_may_administer_group(actor, group), "Only the group owner or a tenant admin may delete it.")
+    _revoke_many(actor=actor, shares=list(group.shares.filter(revoked_at__isnull=True)), reason="group.delete")
+    _cancel_pending_invitations(actor=actor, invitations=group.invitations.all())
+    audit.record(actor=actor, action="group.delete", obj=group,
+                 changes={"devices": list(group.devices.values_list("thing_name", flat=True))})
+    group.devices.update(group=None)
+    group.delete()
+
+
+@transaction.atomic
+def add_device_to_group(*, actor: User, group: DeviceGroup, device: Device) -> Device:
+    _require(_may_administer_group(actor, group), "Only the group owner or a tenant admin may change it.")
+    _same_tenant(group, device)
+    if device.owner_id != group.owner_id:
+        raise ValidationError({"device": "Only the group owner's own devices can join the group."})
+    if device.group_id == group.pk:
+        raise ValidationError({"device": f"{device.name} is already in {group.name}."})
+    if device.group_id is not None:
+        remove_device_from_group(actor=actor, device=device)
+    device.group = group
+    device.save(update_fields=["group"])
+    audit.record(actor=actor, action="group.add_device", obj=group, device_id=device.pk,
+                 changes={"device": device.thing_name})
+    return device
+
+
+@transaction.atomic
+def remove_device_from_group(*, actor: User, device: Device) -> Device:
+    group = device.group
+    if group is None:
+        raise ValidationError({"device": f"{device.name} is not in a group."})
+    _require(_may_administer_group(actor, group), "Only the group owner or a tenant admin may change it.")
+    # Re-shares of this device made through a group share lose their basis.
+    orphaned = Share.objects.filter(device=device, parent__group=group, revoked_at__isnull=True)
+    _revoke_many(actor=actor, shares=list(orphaned), reason="group.remove_device")
+    device.group = None
+    device.save(update_fields=["group"])
+    audit.record(actor=actor, action="group.remove_device", obj=group, device_id=device.pk,
+                 changes={"device": device.thing_name})
+    return device
+
+
+# --- shares ----------------------------------------------------------------
+
+
+def _clean_window(starts_at: datetime | None, expires_at: datetime | None, *, now: datetime) -> None:
+    for field, value in (("starts_at", starts_at), ("expires_at", expires_at)):
+        if value is not None and timezone.is_naive(value):
+            raise ValidationError({field: "Times must carry a time zone."})
+    if expires_at is not None and expires_at <= now:
+        raise ValidationError({"expires_at": "The expiry must be in the future."})
+    if starts_at is not None and expires_at is not None and expires_at <= starts_at:
+        raise ValidationError({"expires_at": "The expiry must come after the start."})
+
+
+def _check_within_parent(parent: Share, level: Level, starts_at, expires_at) -> None:
+    if level > parent.level:
+        raise ValidationError({"level": f"You can share at most at your own level ({Level(parent.level).label})."})
+    if parent.expires_at is not None and (expires_at is None or expires_at > parent.expires_at):
+        raise ValidationError({"expires_at": "A re-share cannot outlast your own share; set an expiry no later than it."})
+    if parent.starts_at is not None and (starts_at is None or starts_at < parent.starts_at):
+        raise ValidationError({"starts_at": "A re-share cannot start before your own share does."})
+
+
+def _share_authority(actor: User, *, device: Device | None, group: DeviceGroup | None) -> Share | None:
+    """Who may share the target: returns the parent share for a re-sharer,
+    None for the owner or a tenant admin, and raises otherwise."""
+    target = device or group
+    if target.owner_id == actor.pk or is_tenant_admin(user=actor, tenant_id=target.tenant_id):
+        return None
+    parent = reshare_grant(user=actor, device=device, group=group)
+    _require(parent is not None, "Sharing needs ownership, tenant admin rights or a manage share that allows re-sharing.")
+    return parent
+
+
+@transaction.atomic
+def create_share(*, actor: User, grantee: User, level, device: Device | None = None,
+                 group: DeviceGroup | None = None, starts_at: datetime | None = None,
+                 expires_at: datetime | None = None, can_reshare: bool = False) -> Share:
+    """Grant `grantee` access to a device or a whole group.
+
+    Repeating an identical request returns the existing share.
+    """
+    if (device is None) == (group is None):
+        raise ValidationError("Share exactly one device or one group.")
+    target = device or group
+    level = _level(level)
+    now = timezone.now()
+    parent = _share_authority(actor, device=device, group=group)
+    if grantee.pk == target.owner_id:
+        raise ValidationError({"grantee": "The owner already has full access."})
+    if grantee.pk == actor.pk:
+        raise ValidationError({"grantee": "You cannot share with yourself."})
+    _require_member(grantee, target.tenant_id, "The grantee")
+    if can_reshare and level != Level.MANAGE:
+        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
+    _clean_window(starts_at, expires_at, now=now)
+    if parent is not None:
+        _check_within_parent(parent, level, starts_at, expires_at)
+
+    existing = Share.objects.select_for_update().filter(
+        device=device, group=group, grantee=grantee, revoked_at__isnull=True
+    ).first()
+    if existing is not None:
+        if (existing.level, existing.starts_at, existing.expires_at, existing.can_reshare) == (
+            level, starts_at, expires_at, can_reshare,
+        ):
+            return existing
+        if existing.is_live(now) or (existing.starts_at and existing.starts_at > now):
+            raise ValidationError({"grantee": f"{grantee.email} already has a share here; update it instead."})
+        # An expired share keeps its row for history but must not block a new grant.
+        _revoke_many(actor=actor, shares=[existing], reason="share.replace_expired")
+
+    share = Share(
+        tenant_id=target.tenant_id, device=device, group=group, grantee=grantee, level=level,
+        starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
+        created_by=actor, created_at=now, updated_at=now,
+    )
+    try:
+        with transaction.atomic():
+            share.save()
+    except IntegrityError:
+        raise ValidationError({"grantee": f"{grantee.email} already has a share here."}) from None
+    audit.record(actor=actor, action="share.create", obj=share, device_id=getattr(device, "pk", None),
+                 changes=_share_fields(share))
+    return share
+
+
+def _share_fields(share: Share) -> dict:
+    return {
+        "grantee": share.grantee.email,
+        "target": f"{'device' if share.device_id else 'group'}:{share.device_id or share.group_id}",
+        "level": Level(share.level).label,
+        "starts_at": share.starts_at,
+        "expires_at": share.expires_at,
+        "can_reshare": share.can_reshare,
+        "parent": share.parent_id,
+    }
+
+
+@transaction.atomic
+def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, expires_at=UNSET,
+                 can_reshare=UNSET) -> Share:
+    """Change level, window or re-share right. Re-shares made from this share
+    are revoked when it stops allowing them, and clamped to its new window."""
+    share = Share.objects.select_for_update().get(pk=share.pk)
+    if share.revoked_at is not None:
+        raise ValidationError("This share has been revoked; create a new one.")
+    new_level = share.level if level is UNSET else _level(level)
+    new_starts = share.starts_at if starts_at is UNSET else starts_at
+    new_expires = share.expires_at if expires_at is UNSET else expires_at
+    new_reshare = share.can_reshare if can_reshare is UNSET else bool(can_reshare)
+
+    target = share.target
+    now = timezone.now()
+    if target.owner_id != actor.pk and not is_tenant_admin(user=actor, tenant_id=share.tenant_id):
+        _require(share.created_by_id == actor.pk, "Only the owner, a tenant admin or whoever made this share may change it.")
+        parent = reshare_grant(user=actor, device=share.device, group=share.group)
+        _require(parent is not None, "You no longer hold a share that allows re-sharing.")
+        _check_within_parent(parent, Level(new_level), new_starts, new_expires)
+    if new_reshare and new_level != Level.MANAGE:
+        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
+    if expires_at is not UNSET or starts_at is not UNSET:
+        _clean_window(new_starts, new_expires, now=now)
+
+    before = _share_fields(share)
+    share.level, share.starts_at, share.expires_at, share.can_reshare = new_level, new_starts, new_expires, new_reshare
+    share.updated_at = now
+    share.save(update_fields=["level", "starts_at", "expires_at", "can_reshare", "updated_at"])
+    audit.record(actor=actor, action="share.update", obj=share, device_id=share.device_id,
+                 changes={"before": before, "after": _share_fields(share)})
+
+    children = list(share.reshares.filter(revoked_at__isnull=True))
+    if not (share.level == Level.MANAGE and share.can_reshare):
+        _revoke_many(actor=actor, shares=children, reason="share.parent_narrowed")
+    else:
+        for child in children:
+            _clamp_to_parent(actor=actor, child=child, parent=share, now=now)
+    return share
+
+
+def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime) -> None:
+    starts = child.starts_at
+    if parent.starts_at is not None and (starts is None or starts < parent.starts_at):
+        starts = parent.starts_at
+    expires = child.expires_at
+    if parent.expires_at is not None and (expires is None or expires > parent.expires_at):
+        expires = parent.expires_at
+    if (starts, expires) == (child.starts_at, child.expires_at):
+        return
+    if expires is not None and (expires <= now or (starts is not None and expires <= starts)):
+        _revoke_many(actor=actor, shares=[child], reason="share.parent_narrowed")
+        return
+    before = _share_fields(child)
+    child.starts_at, child.expires_at, child.updated_at = starts, expires, now
+    child.save(update_fields=["starts_at", "expires_at", "updated_at"])
+    audit.record(actor=actor, action="share.update", obj=child, device_id=child.device_id,
+                 changes={"reason": "share.parent_narrowed", "before": before, "after": _share_fields(child)})
+    for grandchild in child.reshares.filter(revoked_at__isnull=True):
+        _clamp_to_parent(actor=actor, child=grandchild, parent=child, now=now)
+
+
+@transaction.atomic
+def revoke_share(*, actor: User, share: Share) -> list[Share]:
+    """Revoke a share and everything re-shared from it; returns all revoked."""
+    target = share.target
+    _require(
+        actor.pk in (target.owner_id, share.grantee_id, share.created_by_id)
+        or is_tenant_admin(user=actor, tenant_id=share.tenant_id),
+        "Only the owner, a tenant admin, whoever made the share or its grantee may revoke it.",
+    )
+    if share.revoked_at is not None:
+        raise ValidationError("This share is already revoked.")
+    return _revoke_many(actor=actor, shares=[share], reason="share.revoke")
+
+
+def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share]:
+    """Revoke `shares` and, breadth first, every live re-share below them."""
+    now = timezone.now()
+    revoked: list[Share] = []
+    frontier = [s for s in shares if s.revoked_at is None]
+    cause = {s.pk: None for s in frontier}
+    while frontier:
+        ids = [s.pk for s in frontier]
+        Share.objects.filter(pk__in=ids).update(revoked_at=now, revoked_by=actor, updated_at=now)
+        for share in frontier:
+            share.revoked_at, share.revoked_by = now, actor
+            audit.record(actor=actor, action="share.revoke", obj=share, device_id=share.device_id,
+                         changes={"reason": reason, "cascade_from": cause[share.pk], **_share_fields(share)})
+        revoked.extend(frontier)
+        frontier = list(Share.objects.filter(parent_id__in=ids, revoked_at__isnull=True).select_related("grantee"))
+        cause.update({s.pk: s.parent_id for s in frontier})
+    return revoked
+
+
+@transaction.atomic
+def revoke_shares(*, actor: User, shares: Iterable[Share]) -> list[Share]:
+    """Revoke several shares at once (the admin's bulk action); all or nothing."""
+    revoked: list[Share] = []
+    for share in shares:
+        share.refresh_from_db()
+        if share.revoked_at is None:
+            revoked.extend(revoke_share(actor=actor, share=share))
+    return revoked
+
+
+# --- invitations -----------------------------------------------------------
+
+
+@transaction.atomic
+def create_invitation(*, actor: User, email: str, level, device: Device | None = None,
+                      group: DeviceGroup | None = None, starts_at: datetime | None = None,
+                      expires_at: datetime | None = None, can_reshare: bool = False,
+                      valid_for: timedelta = INVITATION_VALIDITY) -> Invitation:
+    """Offer a share to an email address; it becomes a Share on acceptance."""
+    if (device is None) == (group is None):
+        raise ValidationError("Invite to exactly one device or one group.")
+    target = device or group
+    level = _level(level)
+    email = (email or "").strip().lower()
+    invitation = Invitation(
+        tenant_id=target.tenant_id, email=email, device=device, group=group, level=level,
+        starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, invited_by=actor,
+        valid_until=timezone.now() + valid_for,
+    )
+    invitation.full_clean(exclude=["tenant", "device", "group", "invited_by", "parent", "share"], validate_constraints=False)
+    parent = _share_authority(actor, device=device, group=group)
+    if email in (actor.email, target.owner.email):
+        raise ValidationError({"email": "That address already has access."})
+    if can_reshare and level != Level.MANAGE:
+        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
+    _clean_window(starts_at, expires_at, now=timezone.now())
+    if parent is not None:
+        _check_within_parent(parent, level, starts_at, expires_at)
+    if Invitation.objects.filter(tenant_id=target.tenant_id, email=email, device=device, group=group,
+                                 status=Invitation.Status.PENDING).exists():
+        raise ValidationError({"email": f"{email} already has a pending invitation here."})
+    invitation.parent = parent
+    invitation.save()
+    audit.record(actor=actor, action="invitation.create", obj=invitation, device_id=getattr(device, "pk", None),
+                 changes={"email": email, "level": level.label, "target": str(target)})
+    return invitation
+
+
+def _open_invitation_for(actor: User, invitation: Invitation) -> Invitation:
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    _require(invitation.email.lower() == actor.email.lower(), "This invitation was sent to another address.")
+    if invitation.status != Invitation.Status.PENDING:
+        raise ValidationError(f"This invitation is already {invitation.status}.")
+    if invitation.valid_until <= timezone.now():
+        raise ValidationError("This invitation has lapsed; ask for a new one.")
+    return invitation
+
+
+@transaction.atomic
+def accept_invitation(*, actor: User, invitation: Invitation) -> Share:
+    """The invitee accepts: they join the tenant if needed and receive the share."""
+    invitation = _open_invitation_for(actor, invitation)
+    if invitation.parent_id and not invitation.parent.is_live() and not (
+        invitation.parent.revoked_at is None and invitation.parent.starts_at and invitation.parent.starts_at > timezone.now()
+    ):
+        raise ValidationError("The share this invitation came from is no longer valid.")
+    membership, joined = Membership.objects.get_or_create(
+        tenant_id=invitation.tenant_id, user=actor, defaults={"role": Membership.Role.MEMBER}
+    )
+    if joined:
+        audit.record(actor=actor, action="membership.create", obj=membership,
+                     changes={"user": actor.email, "role": membership.role, "via": "invitation"})
+    target = invitation.target
+    if invitation.expires_at is not None and invitation.expires_at <= timezone.now():
+        raise ValidationError("The access offered by this invitation has already expired.")
+    existing = Share.objects.filter(device=invitation.device, group=invitation.group, grantee=actor,
+                                    revoked_at__isnull=True).first()
+    if existing is not None and existing.is_live():
+        raise ValidationError("You already have a share here.")
+    share = Share(
+        tenant_id=invitation.tenant_id, device=invitation.device, group=invitation.group, grantee=actor,
+        level=invitation.level, starts_at=invitation.starts_at, expires_at=invitation.expires_at,
+        can_reshare=invitation.can_reshare, parent=invitation.parent, created_by=invitation.invited_by,
+    )
+    if existing is not None:
+        _revoke_many(actor=actor, shares=[existing], reason="share.replace_expired")
+    share.save()
+    invitation.status, invitation.share, invitation.responded_at = Invitation.Status.ACCEPTED, share, timezone.now()
+    invitation.save(update_fields=["status", "share", "responded_at"])
+    audit.record(actor=actor, action="invitation.accept", obj=invitation, device_id=invitation.device_id)
+    audit.record(actor=actor, action="share.create", obj=share, device_id=invitation.device_id,
+                 changes={**_share_fields(share), "via_invitation": invitation.pk, "target_name": str(target)})
+    return share
+
+
+@transaction.atomic
+def decline_invitation(*, actor: User, invitation: Invitation) -> Invitation:
+    invitation = _open_invitation_for(actor, invitation)
+    invitation.status, invitation.responded_at = Invitation.Status.DECLINED, timezone.now()
+    invitation.save(update_fields=["status", "responded_at"])
+    audit.record(actor=actor, action="invitation.decline", obj=invitation, device_id=invitation.device_id)
+    return invitation
+
+
+@transaction.atomic
+def cancel_invitation(*, actor: User, invitation: Invitation) -> Invitation:
+    target = invitation.target
+    _require(
+        actor.pk in (invitation.invited_by_id, target.owner_id) or is_tenant_admin(user=actor, tenant_id=invitation.tenant_id),
+        "Only whoever sent the invitation, the owner or a tenant admin may cancel it.",
+    )
+    if invitation.status != Invitation.Status.PENDING:
+        raise ValidationError(f"This invitation is already {invitation.status}.")
+    _cancel_pending_invitations(actor=actor, invitations=[invitation])
+    return invitation
+
+
+def _cancel_pending_invitations(*, actor: User, invitations) -> None:
+    for invitation in invitations:
+        if invitation.status == Invitation.Status.PENDING:
+            invitation.status, invitation.responded_at = Invitation.Status.CANCELLED, timezone.now()
+            invitation.save(update_fields=["status", "responded_at"])
+            audit.record(actor=actor, action="invitation.cancel", obj=invitation, device_id=invitation.device_id)
+
+
+# --- users -----------------------------------------------------------------
+
+
+@transaction.atomic
+def create_user(*, actor: User, email: str, password: str | None, full_name: str = "",
+                is_staff: bool = False) -> User:
+    _require(actor.is_superuser, "Only a superuser may create accounts here.")
+    email = (email or "").strip().lower()
+    if User.objects.filter(email=email).exists():
+        raise ValidationError({"email": f"{email} already has an account."})
+    user = User(email=email, full_name=full_name, is_staff=is_staff)
+    user.full_clean(exclude=["password"])
+    user.set_password(password) if password else user.set_unusable_password()
+    user.save()
+    audit.record(actor=actor, action="user.create", obj=user, tenant=None, changes={"email": email, "is_staff": is_staff})
+    return user
+
+
+@transaction.atomic
+def update_user(*, actor: User, user: User, full_name: str, is_staff: bool) -> User:
+    _require(actor.is_superuser, "Only a superuser may change accounts here.")
+    before = {"full_name": user.full_name, "is_staff": user.is_staff}
+    user.full_name, user.is_staff = (full_name or "").strip()[:150], bool(is_staff)
+    user.save(update_fields=["full_name", "is_staff"])
+    audit.record(actor=actor, action="user.update", obj=user, tenant=None,
+                 changes={"before": before, "after": {"full_name": user.full_name, "is_staff": user.is_staff}})
+    return user
+
+
+@transaction.atomic
+def set_user_active(*, actor: User, user: User, is_active: bool) -> User:
+    """Deactivating an account cuts all its access at once (shares stop counting)."""
+    _require(actor.is_superuser, "Only a superuser may (de)activate accounts.")
+    if user.pk == actor.pk:
+        raise ValidationError("You cannot deactivate yourself.")
+    user.is_active = is_active
+    user.save(update_fields=["is_active"])
+    audit.record(actor=actor, action="user.activate" if is_active else "user.deactivate", obj=user, tenant=None)
+    return user
