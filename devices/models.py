@@ -301,8 +301,8 @@ class Device(models.Model):
         return f"{self.name} ({self.thing_name})"
 
     @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, db, field_names, values, **kwargs):
+        instance = super().from_db(db, field_names, values, **kwargs)
         instance._stored_thing_name = instance.__dict__.get("thing_name")
         return instance
 

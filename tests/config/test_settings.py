@@ -1,0 +1,47 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_KEY = "k" * 20 + "Zq8#x!" + "r4nd0m-ch4r5-f0r-t3st" + "9" * 10
+
+
+def load_production(**env):
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    clean.update(env, DJANGO_SETTINGS_MODULE="config.settings.production")
+    return subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT, env=clean,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "env, reason",
+    [
+        ({}, "SECRET_KEY must be set"),
+        ({"SECRET_KEY": "django-insecure-" + "x" * 50}, "SECRET_KEY must be set"),
+        ({"SECRET_KEY": "a" * 60}, "SECRET_KEY must be set"),
+        ({"SECRET_KEY": GOOD_KEY, "DEBUG": "true"}, "DEBUG must be off"),
+    ],
+)
+def test_production_refuses_unsafe_configuration(env, reason):
+    result = load_production(**env)
+    assert result.returncode != 0
+    assert reason in result.stderr.strip().splitlines()[-1]
+
+
+def test_production_starts_with_a_real_key():
+    result = load_production(SECRET_KEY=GOOD_KEY)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.django_db
+def test_ci_runs_on_postgresql():
+    if IN_CI:
+        assert connection.vendor == "postgresql"
+    else:
+        assert connection.vendor in {"postgresql", "sqlite"}
