@@ -6,6 +6,7 @@ form error and nothing is saved.
 """
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -76,6 +77,9 @@ class ServiceAdminMixin:
             raise Http404("No such object.")
         return obj
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
     def perform(self, request, form, change):
         raise NotImplementedError
 
@@ -86,7 +90,10 @@ class ServiceAdminMixin:
         """Already saved by ``perform`` during validation."""
 
     def save_related(self, request, form, formsets, change):
-        """Inlines are read-only; nothing to save."""
+        # Inlines are read-only: commit=False writes nothing, it only fills in
+        # the bookkeeping that the admin's change message reads.
+        for formset in formsets:
+            formset.save(commit=False)
 
     def fresh(self, form):
         return type(form.instance).objects.get(pk=form.instance.pk)
@@ -126,6 +133,14 @@ class TenantScopedAdmin(ServiceAdminMixin, admin.ModelAdmin):
             kwargs["queryset"] = model.objects.visible_to(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if field is not None and isinstance(field.widget, RelatedFieldWidgetWrapper):
+            # Editing or deleting a related object from inside another form
+            # hides what the change means; they have their own pages.
+            field.widget.can_change_related = field.widget.can_delete_related = False
+        return field
+
     def delete_model(self, request, obj):
         self.remove(request, obj)
 
@@ -139,9 +154,15 @@ class TenantScopedAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
 
 class ReadOnlyInline(admin.TabularInline):
+    """Shown on change pages only; rows are changed through their own pages."""
+
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def has_view_permission(self, request, obj=None):
+        # The parent page is already scoped; tenant admins hold no Django model permissions.
+        return request.user.is_superuser or administers_any(request.user)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -417,7 +438,7 @@ class DeviceAdmin(TenantScopedAdmin):
 
 def _through(share):
     if share is None:
-        return "owner"
+        return "ownership"
     return f"group {share.group.name}" if share.group_id else "direct share"
 
 

@@ -11,9 +11,9 @@ from devices.models import Device, DeviceGroup, DeviceType, Level, Membership, S
 DEMO_PASSWORD = "devshare-demo"
 PEOPLE = [
     ("alice@demo.devshare.local", "Alice Owner", Membership.Role.OWNER),
-    ("bob@demo.devshare.local", "Bob Admin", Membership.Role.ADMIN),
+    ("bob@demo.devshare.local", "Bob Partner", Membership.Role.MEMBER),
     ("carol@demo.devshare.local", "Carol Guest", Membership.Role.MEMBER),
-    ("dave@demo.devshare.local", "Dave Housemate", Membership.Role.MEMBER),
+    ("dave@demo.devshare.local", "Dave Support", Membership.Role.ADMIN),
     ("erin@demo.devshare.local", "Erin Neighbour", Membership.Role.MEMBER),
 ]
 TYPES = [
