@@ -1,6 +1,7 @@
 """The admin console, scoped to the tenants the staff user administers.
 
-Querysets come from each model's ``visible_to``; every write is a service
+Querysets come from each model's ``administered_by`` (the console side of the
+``visible_to`` rule in ``devices.models``); every write is a service
 call, run while the form validates so that a refused write shows up as a
 form error and nothing is saved.
 """
@@ -68,7 +69,9 @@ class ServiceAdminMixin:
         return type(form.__name__, (form,), {"admin_instance": self, "request": request})
 
     def get_queryset(self, request):
-        return self.model.objects.visible_to(request.user)
+        # The console administers: a tenant admin who is also a plain member
+        # (or sharee) elsewhere sees nothing of that other tenant here.
+        return self.model.objects.administered_by(request.user)
 
     def get_object(self, request, object_id, from_field=None):
         # Another tenant's object answers 404, exactly like one that does not exist.
@@ -127,10 +130,8 @@ class TenantScopedAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         model = db_field.related_model
-        if model is Tenant:
-            kwargs["queryset"] = Tenant.objects.administered_by(request.user)
-        elif hasattr(model.objects, "visible_to"):
-            kwargs["queryset"] = model.objects.visible_to(request.user)
+        if hasattr(model.objects, "administered_by"):
+            kwargs["queryset"] = model.objects.administered_by(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
@@ -484,9 +485,9 @@ class ShareAdmin(TenantScopedAdmin):
     def perform(self, request, form, change):
         data = form.cleaned_data
         if change:
-            return services.update_share(actor=request.user, share=self.fresh(form), level=data["level"],
-                                         starts_at=data["starts_at"], expires_at=data["expires_at"],
-                                         can_reshare=data["can_reshare"])
+            # Only what the form changed, so an untouched past start or expiry is not re-validated.
+            changed = {name: data[name] for name in form.changed_data}
+            return services.update_share(actor=request.user, share=self.fresh(form), **changed)
         return services.create_share(
             actor=request.user, device=data.get("device"), group=data.get("group"), grantee=data["grantee"],
             level=data["level"], starts_at=data.get("starts_at"), expires_at=data.get("expires_at"),

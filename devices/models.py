@@ -54,6 +54,8 @@ class UserQuerySet(models.QuerySet):
         administered = Membership.objects.filter(user=user, role__in=ADMIN_ROLES).values("tenant_id")
         return self.filter(Q(pk=user.pk) | Q(memberships__tenant__in=administered)).distinct()
 
+    administered_by = visible_to
+
 
 class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
     use_in_migrations = True

@@ -9,7 +9,7 @@ from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitati
 
 pytestmark = pytest.mark.django_db
 
-MODELS = ["device", "devicegroup", "devicetype", "share", "membership", "invitation", "auditevent"]
+MODELS = ["device", "devicegroup", "devicetype", "share", "membership", "invitation", "auditevent", "tenant", "user"]
 
 
 @pytest.fixture
@@ -26,7 +26,8 @@ def objects_of(w):
     membership = Membership.objects.filter(tenant=w.tenant, user=w.alice).get()
     event = AuditEvent.objects.filter(tenant=w.tenant).first()
     return {"device": w.lamp, "devicegroup": w.group, "devicetype": w.type, "share": w.share,
-            "membership": membership, "invitation": w.invitation, "auditevent": event}
+            "membership": membership, "invitation": w.invitation, "auditevent": event,
+            "tenant": w.tenant, "user": w.alice}
 
 
 def url(model, view, *args):
@@ -60,6 +61,17 @@ def test_other_tenants_object_is_404(as_admin_a, two, model, view):
 @pytest.mark.parametrize("model", MODELS)
 def test_own_object_opens(as_admin_a, two, model):
     assert as_admin_a.get(url(model, "change", objects_of(two[0])[model].pk)).status_code == 200
+
+
+def test_being_a_member_elsewhere_shows_nothing_of_that_tenant(as_admin_a, two):
+    world, other = two
+    services.add_member(actor=other.admin, tenant=other.tenant, user=world.admin)
+    services.create_share(actor=other.owner, grantee=world.admin, device=other.lock, level=Level.VIEW)
+    for model in MODELS:
+        ids = {obj.pk for obj in as_admin_a.get(url(model, "changelist")).context["cl"].result_list}
+        assert not ids & {o.pk for o in objects_of(other).values() if o._meta.model_name == model}, model
+    assert as_admin_a.get(url("tenant", "change", other.tenant.pk)).status_code == 404
+    assert as_admin_a.get(url("device", "change", other.lock.pk)).status_code == 404
 
 
 def test_other_tenants_delete_is_refused_and_nothing_changes(as_admin_a, two):
