@@ -8,13 +8,16 @@ form error and nothing is saved.
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from . import selectors, services
+from . import audit, selectors, services
 from .models import (
     AuditEvent,
     Device,
@@ -26,6 +29,11 @@ from .models import (
     Tenant,
     User,
 )
+
+
+# Bulk delete would skip each deletion's own checks and error messages;
+# objects are deleted one at a time from their own page.
+admin.site.disable_action("delete_selected")
 
 
 def administers_any(user) -> bool:
@@ -82,6 +90,16 @@ class ServiceAdminMixin:
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The service write happens while the form validates; if anything
+        # else on the page (an inline) is invalid, the page comes back with
+        # errors and the write must not stay.
+        with transaction.atomic():
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if request.method == "POST" and (getattr(response, "context_data", None) or {}).get("errors"):
+                transaction.set_rollback(True)
+        return response
 
     def perform(self, request, form, change):
         raise NotImplementedError
@@ -142,13 +160,22 @@ class TenantScopedAdmin(ServiceAdminMixin, admin.ModelAdmin):
             field.widget.can_change_related = field.widget.can_delete_related = False
         return field
 
+    def get_deleted_objects(self, objs, request):
+        # Dependent rows (shares, invitations) go with the object through the
+        # service, which checks the rights; Django's per-model delete
+        # permissions do not apply to them.
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ValidationError as error:
+            self.message_user(request, f"Not deleted: {_message(error)}", messages.ERROR)
+            return redirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[object_id]))
+
     def delete_model(self, request, obj):
         self.remove(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for obj in queryset:
-                self.remove(request, obj)
 
     def remove(self, request, obj):
         raise NotImplementedError
@@ -176,9 +203,12 @@ class ReadOnlyInline(admin.TabularInline):
 
 
 class UserChangeForm(ServiceForm):
+    # Django's read-only rendering of the hash, with the link to the password form.
+    password = auth_forms.ReadOnlyPasswordHashField(label="Password")
+
     class Meta:
         model = User
-        fields = ["email", "full_name", "is_staff", "is_active"]
+        fields = ["full_name", "is_staff", "is_active"]
 
 
 class UserCreationForm(ServiceForm):
@@ -223,6 +253,13 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # accounts are deactivated, never deleted: audit rows point at them
+
+    def user_change_password(self, request, id, form_url=""):
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if request.method == "POST" and response.status_code == 302:
+                audit.record(actor=request.user, action="user.password_change", obj=User.objects.get(pk=id), tenant=None)
+        return response
 
     def perform(self, request, form, change):
         data = form.cleaned_data
@@ -285,6 +322,9 @@ class MembershipAdmin(TenantScopedAdmin):
 
     def get_fields(self, request, obj=None):
         return ["tenant", "email", "role"] if obj is None else ["role"]
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser  # others join by accepting an invitation
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
@@ -466,9 +506,6 @@ class ShareAdmin(TenantScopedAdmin):
         fixed = ["tenant", "device", "group", "grantee", "parent", "created_by", "created_at", "revoked_at", "revoked_by"]
         return fixed + (["level", "starts_at", "expires_at", "can_reshare"] if obj.revoked_at else [])
 
-    def _tenant_id(self, obj):
-        return obj.tenant_id
-
     def has_delete_permission(self, request, obj=None):
         return False  # shares are revoked, not deleted, so history stays
 
@@ -523,6 +560,9 @@ class InvitationAdmin(TenantScopedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.get_fields(request, obj)
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a sent invitation is answered or cancelled, not edited
+
     def has_delete_permission(self, request, obj=None):
         return False
 
@@ -562,7 +602,4 @@ class AuditEventAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    def _tenant_id(self, obj):
-        return obj.tenant_id
 

@@ -320,14 +320,12 @@ class Device(models.Model):
 
 class ShareQuerySet(TenantScopedQuerySet):
     def _personal_q(self, user):
-        # A person sees the shares they received or made, and every share on
-        # what they own.
+        # The shares one received, every share on what one owns, and one's own
+        # re-shares; only while still a member of the tenant. A former owner
+        # (after a transfer) no longer sees the shares they once made.
         return (
-            Q(grantee=user)
-            | Q(created_by=user)
-            | Q(device__owner=user)
-            | Q(group__owner=user)
-        )
+            Q(grantee=user) | Q(device__owner=user) | Q(group__owner=user) | Q(created_by=user, parent__grantee=user)
+        ) & Q(tenant__memberships__user=user)
 
     def live(self, now=None):
         return self.filter(live_share_q(now=now))
@@ -393,6 +391,8 @@ class Share(models.Model):
         return self.device if self.device_id else self.group
 
     def is_live(self, now=None) -> bool:
+        """Not revoked and inside its window. Unlike ``live_share_q`` this does
+        not look at the grantee's account, which would cost a query."""
         now = now or timezone.now()
         return (
             self.revoked_at is None
@@ -403,11 +403,8 @@ class Share(models.Model):
 
 class InvitationQuerySet(TenantScopedQuerySet):
     def _personal_q(self, user):
-        return Q(email__iexact=user.email) | Q(invited_by=user)
-
-
-def generate_invitation_token() -> str:
-    return secrets.token_urlsafe(24)
+        # The addressee is not a member yet; the sender only while still one.
+        return Q(email__iexact=user.email) | Q(invited_by=user, tenant__memberships__user=user)
 
 
 class Invitation(models.Model):
@@ -418,6 +415,7 @@ class Invitation(models.Model):
         ACCEPTED = "accepted", "accepted"
         DECLINED = "declined", "declined"
         CANCELLED = "cancelled", "cancelled"
+        LAPSED = "lapsed", "lapsed"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField()
@@ -429,9 +427,7 @@ class Invitation(models.Model):
     starts_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     can_reshare = models.BooleanField(default=False)
-    parent = models.ForeignKey(Share, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     invited_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="sent_invitations")
-    token = models.CharField(max_length=64, unique=True, default=generate_invitation_token, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     valid_until = models.DateTimeField(help_text="The invitation itself lapses after this time.")
     share = models.ForeignKey(Share, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -448,6 +444,10 @@ class Invitation(models.Model):
                 name="invitation_exactly_one_target",
             ),
             models.CheckConstraint(condition=Q(level__in=[10, 20, 30]), name="invitation_level_valid"),
+            models.CheckConstraint(
+                condition=Q(starts_at__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("starts_at")),
+                name="invitation_window_ordered",
+            ),
             models.CheckConstraint(
                 condition=Q(can_reshare=False) | Q(level=30), name="invitation_reshare_needs_manage"
             ),

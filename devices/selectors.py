@@ -29,10 +29,6 @@ def is_tenant_admin(*, user: User, tenant_id: int) -> bool:
     return Membership.objects.filter(user=user, tenant_id=tenant_id, role__in=ADMIN_ROLES).exists()
 
 
-def is_member(*, user: User, tenant_id: int) -> bool:
-    return user.is_active and Membership.objects.filter(user=user, tenant_id=tenant_id).exists()
-
-
 def _shares_reaching(device: Device) -> Q:
     # Guard the group branch: `group_id=None` would match every device share.
     q = Q(device_id=device.pk)

@@ -25,7 +25,7 @@ from .models import (
     User,
     validate_thing_name,
 )
-from .selectors import effective_access, is_member, is_tenant_admin, reshare_grant
+from .selectors import effective_access, is_tenant_admin, reshare_grant
 
 INVITATION_VALIDITY = timedelta(days=14)
 
@@ -50,9 +50,22 @@ def _require_admin(actor: User, tenant_id: int) -> None:
     _require(is_tenant_admin(user=actor, tenant_id=tenant_id), "Only a tenant admin may do this.")
 
 
-def _require_member(user: User, tenant_id: int, what: str = "The user") -> None:
-    if not is_member(user=user, tenant_id=tenant_id):
+def _require_member(user: User, tenant_id: int, what: str, *, lock: bool = False) -> None:
+    """`lock` holds the membership row so a concurrent removal waits for this write."""
+    memberships = Membership.objects.filter(user=user, tenant_id=tenant_id)
+    if lock:
+        memberships = memberships.select_for_update()
+    if not user.is_active or memberships.first() is None:
         raise ValidationError(f"{what} is not an active member of this tenant.")
+
+
+def _insert(obj, field: str, message: str) -> None:
+    """Save a new row; losing a race on a unique constraint reads as bad input."""
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError:
+        raise ValidationError({field: message}) from None
 
 
 def _clean_name(value: str, field: str = "name", max_length: int = 100) -> str:
@@ -118,19 +131,24 @@ def update_tenant(*, actor: User, tenant: Tenant, name: str) -> Tenant:
     return tenant
 
 
-def _check_role_change(actor: User, tenant_id: int, role: str) -> None:
-    if role not in Membership.Role.values:
-        raise ValidationError({"role": f"Role must be one of {', '.join(Membership.Role.values)}."})
+def _check_role_change(actor: User, tenant_id: int, *roles: str) -> None:
+    """`roles` are the old and new roles; touching an owner needs an owner."""
+    for role in roles:
+        if role not in Membership.Role.values:
+            raise ValidationError({"role": f"Role must be one of {', '.join(Membership.Role.values)}."})
     _require_admin(actor, tenant_id)
-    if role == Membership.Role.OWNER and not actor.is_superuser:
+    if Membership.Role.OWNER in roles and not actor.is_superuser:
         _require(
             Membership.objects.filter(user=actor, tenant_id=tenant_id, role=Membership.Role.OWNER).exists(),
-            "Only a tenant owner may make another owner.",
+            "Only a tenant owner may make or unmake an owner.",
         )
 
 
 @transaction.atomic
 def add_member(*, actor: User, tenant: Tenant, user: User, role: str = Membership.Role.MEMBER) -> Membership:
+    """Put an existing account into a tenant. Superusers only: anyone else
+    joins by accepting an invitation, so nobody is enrolled without consent."""
+    _require(actor.is_superuser, "Only a superuser may add an existing account; invite people instead.")
     _check_role_change(actor, tenant.pk, role)
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise ValidationError(f"{user.email} is already a member of {tenant.name}.")
@@ -151,11 +169,10 @@ def _last_owner(membership: Membership) -> bool:
 
 @transaction.atomic
 def change_member_role(*, actor: User, membership: Membership, role: str) -> Membership:
-    _check_role_change(actor, membership.tenant_id, role)
-    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
-        _check_role_change(actor, membership.tenant_id, Membership.Role.OWNER)
-        if _last_owner(membership):
-            raise ValidationError("A tenant must keep at least one owner.")
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    _check_role_change(actor, membership.tenant_id, membership.role, role)
+    if role != Membership.Role.OWNER and _last_owner(membership):
+        raise ValidationError("A tenant must keep at least one owner.")
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -165,13 +182,15 @@ def change_member_role(*, actor: User, membership: Membership, role: str) -> Mem
 
 @transaction.atomic
 def remove_member(*, actor: User, membership: Membership) -> None:
-    """Remove a user from a tenant; the shares they received there are revoked."""
+    """Remove a user from a tenant: the shares they received there (and what
+    was re-shared from them) are revoked, pending invitations to them cancelled."""
+    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
     _require(
         membership.user_id == actor.pk or is_tenant_admin(user=actor, tenant_id=membership.tenant_id),
         "Only a tenant admin may remove another member.",
     )
     if membership.role == Membership.Role.OWNER and membership.user_id != actor.pk:
-        _check_role_change(actor, membership.tenant_id, Membership.Role.OWNER)
+        _check_role_change(actor, membership.tenant_id, membership.role)
     if _last_owner(membership):
         raise ValidationError("A tenant must keep at least one owner.")
     user = membership.user
@@ -181,6 +200,9 @@ def remove_member(*, actor: User, membership: Membership) -> None:
         raise ValidationError(f"{user.email} still owns groups here; delete them first.")
     received = Share.objects.filter(tenant_id=membership.tenant_id, grantee=user, revoked_at__isnull=True)
     _revoke_many(actor=actor, shares=list(received), reason="membership.remove")
+    _cancel_pending_invitations(
+        actor=actor, invitations=Invitation.objects.filter(tenant_id=membership.tenant_id, email=user.email)
+    )
     audit.record(actor=actor, action="membership.delete", obj=membership, changes={"user": user.email})
     membership.delete()
 
@@ -231,7 +253,6 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
                     owner: User | None = None, thing_name: str | None = None,
                     group: DeviceGroup | None = None) -> Device:
     owner = owner or actor
-    _require_member(actor, tenant.pk, "You are")
     if owner.pk != actor.pk:
         _require_admin(actor, tenant.pk)
     _require_member(owner, tenant.pk, "The owner")
@@ -242,9 +263,7 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
     if thing_name:
         validate_thing_name(thing_name)
         device.thing_name = thing_name
-    if Device.objects.filter(thing_name=device.thing_name).exists():
-        raise ValidationError({"thing_name": f"Thing name {device.thing_name} is already registered."})
-    device.save()
+    _insert(device, "thing_name", f"Thing name {device.thing_name} is already registered.")
     audit.record(actor=actor, action="device.register", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
     return device
@@ -307,14 +326,11 @@ def delete_device(*, actor: User, device: Device) -> None:
 @transaction.atomic
 def create_group(*, actor: User, tenant: Tenant, name: str, owner: User | None = None) -> DeviceGroup:
     owner = owner or actor
-    _require_member(actor, tenant.pk, "You are")
     if owner.pk != actor.pk:
         _require_admin(actor, tenant.pk)
     _require_member(owner, tenant.pk, "The owner")
-    name = _clean_name(name)
-    if DeviceGroup.objects.filter(tenant=tenant, owner=owner, name=name).exists():
-        raise ValidationError({"name": f"{owner.email} already has a group named {name}."})
-    group = DeviceGroup.objects.create(tenant=tenant, owner=owner, name=name)
+    group = DeviceGroup(tenant=tenant, owner=owner, name=_clean_name(name))
+    _insert(group, "name", f"{owner.email} already has a group named {group.name}.")
     audit.record(actor=actor, action="group.create", obj=group, changes={"owner": owner.email})
     return group
 
@@ -379,6 +395,12 @@ def remove_device_from_group(*, actor: User, device: Device) -> Device:
 # --- shares ----------------------------------------------------------------
 
 
+def _one_target(device: Device | None, group: DeviceGroup | None) -> Device | DeviceGroup:
+    if (device is None) == (group is None):
+        raise ValidationError("Choose exactly one device or one group.")
+    return device or group
+
+
 def _clean_window(starts_at: datetime | None, expires_at: datetime | None, *, now: datetime) -> None:
     for field, value in (("starts_at", starts_at), ("expires_at", expires_at)):
         if value is not None and timezone.is_naive(value):
@@ -398,15 +420,75 @@ def _check_within_parent(parent: Share, level: Level, starts_at, expires_at) -> 
         raise ValidationError({"starts_at": "A re-share cannot start before your own share does."})
 
 
-def _share_authority(actor: User, *, device: Device | None, group: DeviceGroup | None) -> Share | None:
-    """Who may share the target: returns the parent share for a re-sharer,
-    None for the owner or a tenant admin, and raises otherwise."""
-    target = device or group
-    if target.owner_id == actor.pk or is_tenant_admin(user=actor, tenant_id=target.tenant_id):
+def _locked_reshare_grant(share_id: int | None) -> Share | None:
+    """The share, locked, if it is still a live manage + can_reshare grant.
+
+    The lock orders this against a concurrent revoke: whichever comes second
+    sees the other's result, so no re-share can be built on a revoked parent.
+    """
+    if share_id is None:
         return None
-    parent = reshare_grant(user=actor, device=device, group=group)
+    return (
+        Share.objects.select_for_update(of=("self",))
+        .live()
+        .filter(pk=share_id, level=Level.MANAGE, can_reshare=True)
+        .first()
+    )
+
+
+def _sharing_parent(sharer: User, *, device: Device | None, group: DeviceGroup | None) -> Share | None:
+    """Check that `sharer` may share the target now. Returns None for the owner
+    or a tenant admin, the grant a re-sharer shares from, and raises otherwise."""
+    target = device or group
+    if target.owner_id == sharer.pk or is_tenant_admin(user=sharer, tenant_id=target.tenant_id):
+        return None
+    grant = reshare_grant(user=sharer, device=device, group=group)
+    parent = _locked_reshare_grant(grant.pk if grant else None)
     _require(parent is not None, "Sharing needs ownership, tenant admin rights or a manage share that allows re-sharing.")
     return parent
+
+
+def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: Device | None,
+           group: DeviceGroup | None, starts_at, expires_at, can_reshare: bool, parent: Share | None,
+           reason: str) -> Share:
+    """Create a share from `sharer` after the checks every grant passes,
+    whoever triggers it (a share request or an accepted invitation).
+    An identical live grant is returned as it is."""
+    target = device or group
+    now = timezone.now()
+    if grantee.pk == target.owner_id:
+        raise ValidationError({"grantee": "The owner already has full access."})
+    if grantee.pk == sharer.pk:
+        raise ValidationError({"grantee": "You cannot share with yourself."})
+    _require_member(grantee, target.tenant_id, "The grantee", lock=True)
+    if can_reshare and level != Level.MANAGE:
+        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
+    _clean_window(starts_at, expires_at, now=now)
+    if parent is not None:
+        _check_within_parent(parent, level, starts_at, expires_at)
+
+    existing = Share.objects.select_for_update(of=("self",)).filter(
+        device=device, group=group, grantee=grantee, revoked_at__isnull=True
+    ).first()
+    if existing is not None:
+        if (existing.level, existing.starts_at, existing.expires_at, existing.can_reshare) == (
+            level, starts_at, expires_at, can_reshare,
+        ):
+            return existing
+        if existing.expires_at is None or existing.expires_at > now:
+            raise ValidationError({"grantee": f"{grantee.email} already has a share here; update it instead."})
+        # An expired share keeps its row for history but must not block a new grant.
+        _revoke_many(actor=actor, shares=[existing], reason="share.replace_expired")
+
+    share = Share(
+        tenant_id=target.tenant_id, device=device, group=group, grantee=grantee, level=level,
+        starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
+        created_by=sharer, created_at=now, updated_at=now,
+    )
+    _insert(share, "grantee", f"{grantee.email} already has a share here.")
+    audit.record(actor=actor, action="share.create", obj=share, device_id=share.device_id,
+                 changes={**_share_fields(share), "reason": reason})
+    return share
 
 
 @transaction.atomic
@@ -417,49 +499,12 @@ def create_share(*, actor: User, grantee: User, level, device: Device | None = N
 
     Repeating an identical request returns the existing share.
     """
-    if (device is None) == (group is None):
-        raise ValidationError("Share exactly one device or one group.")
-    target = device or group
+    _one_target(device, group)
     level = _level(level)
-    now = timezone.now()
-    parent = _share_authority(actor, device=device, group=group)
-    if grantee.pk == target.owner_id:
-        raise ValidationError({"grantee": "The owner already has full access."})
-    if grantee.pk == actor.pk:
-        raise ValidationError({"grantee": "You cannot share with yourself."})
-    _require_member(grantee, target.tenant_id, "The grantee")
-    if can_reshare and level != Level.MANAGE:
-        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
-    _clean_window(starts_at, expires_at, now=now)
-    if parent is not None:
-        _check_within_parent(parent, level, starts_at, expires_at)
-
-    existing = Share.objects.select_for_update().filter(
-        device=device, group=group, grantee=grantee, revoked_at__isnull=True
-    ).first()
-    if existing is not None:
-        if (existing.level, existing.starts_at, existing.expires_at, existing.can_reshare) == (
-            level, starts_at, expires_at, can_reshare,
-        ):
-            return existing
-        if existing.is_live(now) or (existing.starts_at and existing.starts_at > now):
-            raise ValidationError({"grantee": f"{grantee.email} already has a share here; update it instead."})
-        # An expired share keeps its row for history but must not block a new grant.
-        _revoke_many(actor=actor, shares=[existing], reason="share.replace_expired")
-
-    share = Share(
-        tenant_id=target.tenant_id, device=device, group=group, grantee=grantee, level=level,
-        starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
-        created_by=actor, created_at=now, updated_at=now,
-    )
-    try:
-        with transaction.atomic():
-            share.save()
-    except IntegrityError:
-        raise ValidationError({"grantee": f"{grantee.email} already has a share here."}) from None
-    audit.record(actor=actor, action="share.create", obj=share, device_id=getattr(device, "pk", None),
-                 changes=_share_fields(share))
-    return share
+    parent = _sharing_parent(actor, device=device, group=group)
+    return _grant(actor=actor, sharer=actor, grantee=grantee, level=level, device=device, group=group,
+                  starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
+                  reason="share.create")
 
 
 def _share_fields(share: Share) -> dict:
@@ -479,7 +524,7 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
                  can_reshare=UNSET) -> Share:
     """Change level, window or re-share right. Re-shares made from this share
     are revoked when it stops allowing them, and clamped to its new window."""
-    share = Share.objects.select_for_update().get(pk=share.pk)
+    share = Share.objects.select_for_update(of=("self",)).get(pk=share.pk)
     if share.revoked_at is not None:
         raise ValidationError("This share has been revoked; create a new one.")
     new_level = share.level if level is UNSET else _level(level)
@@ -487,12 +532,14 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
     new_expires = share.expires_at if expires_at is UNSET else expires_at
     new_reshare = share.can_reshare if can_reshare is UNSET else bool(can_reshare)
 
-    target = share.target
     now = timezone.now()
-    if target.owner_id != actor.pk and not is_tenant_admin(user=actor, tenant_id=share.tenant_id):
-        _require(share.created_by_id == actor.pk, "Only the owner, a tenant admin or whoever made this share may change it.")
-        parent = reshare_grant(user=actor, device=share.device, group=share.group)
-        _require(parent is not None, "You no longer hold a share that allows re-sharing.")
+    if share.target.owner_id != actor.pk and not is_tenant_admin(user=actor, tenant_id=share.tenant_id):
+        # A re-sharer edits what they shared, within the very grant they shared it from.
+        _require(share.created_by_id == actor.pk and share.parent_id is not None,
+                 "Only the owner, a tenant admin or whoever re-shared this may change it.")
+        parent = _locked_reshare_grant(share.parent_id)
+        _require(parent is not None and parent.grantee_id == actor.pk,
+                 "You no longer hold the share that allowed this re-share.")
         _check_within_parent(parent, Level(new_level), new_starts, new_expires)
     if new_reshare and new_level != Level.MANAGE:
         raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
@@ -506,7 +553,7 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
     audit.record(actor=actor, action="share.update", obj=share, device_id=share.device_id,
                  changes={"before": before, "after": _share_fields(share)})
 
-    children = list(share.reshares.filter(revoked_at__isnull=True))
+    children = list(share.reshares.filter(revoked_at__isnull=True).select_related("grantee"))
     if not (share.level == Level.MANAGE and share.can_reshare):
         _revoke_many(actor=actor, shares=children, reason="share.parent_narrowed")
     else:
@@ -532,16 +579,16 @@ def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime)
     child.save(update_fields=["starts_at", "expires_at", "updated_at"])
     audit.record(actor=actor, action="share.update", obj=child, device_id=child.device_id,
                  changes={"reason": "share.parent_narrowed", "before": before, "after": _share_fields(child)})
-    for grandchild in child.reshares.filter(revoked_at__isnull=True):
+    for grandchild in child.reshares.filter(revoked_at__isnull=True).select_related("grantee"):
         _clamp_to_parent(actor=actor, child=grandchild, parent=child, now=now)
 
 
 @transaction.atomic
 def revoke_share(*, actor: User, share: Share) -> list[Share]:
     """Revoke a share and everything re-shared from it; returns all revoked."""
-    target = share.target
+    share = Share.objects.select_for_update(of=("self",)).get(pk=share.pk)
     _require(
-        actor.pk in (target.owner_id, share.grantee_id, share.created_by_id)
+        actor.pk in (share.target.owner_id, share.grantee_id, share.created_by_id)
         or is_tenant_admin(user=actor, tenant_id=share.tenant_id),
         "Only the owner, a tenant admin, whoever made the share or its grantee may revoke it.",
     )
@@ -551,21 +598,34 @@ def revoke_share(*, actor: User, share: Share) -> list[Share]:
 
 
 def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share]:
-    """Revoke `shares` and, breadth first, every live re-share below them."""
+    """Revoke `shares` and, breadth first, every live re-share below them.
+
+    Rows are locked before they are read, so a concurrent re-share either
+    lands first (and is found here) or waits and then finds its parent revoked.
+    """
     now = timezone.now()
     revoked: list[Share] = []
-    frontier = [s for s in shares if s.revoked_at is None]
-    cause = {s.pk: None for s in frontier}
-    while frontier:
-        ids = [s.pk for s in frontier]
-        Share.objects.filter(pk__in=ids).update(revoked_at=now, revoked_by=actor, updated_at=now)
-        for share in frontier:
+    cause: dict[int, int | None] = {s.pk: None for s in shares}
+    ids = list(cause)
+    while ids:
+        batch = list(
+            Share.objects.select_for_update(of=("self",))
+            .filter(pk__in=ids, revoked_at__isnull=True)
+            .select_related("grantee")
+            .order_by("pk")
+        )
+        batch_ids = [s.pk for s in batch]
+        Share.objects.filter(pk__in=batch_ids).update(revoked_at=now, revoked_by=actor, updated_at=now)
+        for share in batch:
             share.revoked_at, share.revoked_by = now, actor
             audit.record(actor=actor, action="share.revoke", obj=share, device_id=share.device_id,
                          changes={"reason": reason, "cascade_from": cause[share.pk], **_share_fields(share)})
-        revoked.extend(frontier)
-        frontier = list(Share.objects.filter(parent_id__in=ids, revoked_at__isnull=True).select_related("grantee"))
-        cause.update({s.pk: s.parent_id for s in frontier})
+        revoked.extend(batch)
+        children = dict(
+            Share.objects.filter(parent_id__in=batch_ids, revoked_at__isnull=True).values_list("pk", "parent_id")
+        )
+        cause.update(children)
+        ids = list(children)
     return revoked
 
 
@@ -588,32 +648,35 @@ def create_invitation(*, actor: User, email: str, level, device: Device | None =
                       group: DeviceGroup | None = None, starts_at: datetime | None = None,
                       expires_at: datetime | None = None, can_reshare: bool = False,
                       valid_for: timedelta = INVITATION_VALIDITY) -> Invitation:
-    """Offer a share to an email address; it becomes a Share on acceptance."""
-    if (device is None) == (group is None):
-        raise ValidationError("Invite to exactly one device or one group.")
-    target = device or group
+    """Offer a share to an email address. Nothing is granted until the
+    addressee accepts, and then only what the inviter may still give."""
+    target = _one_target(device, group)
     level = _level(level)
     email = (email or "").strip().lower()
+    now = timezone.now()
     invitation = Invitation(
         tenant_id=target.tenant_id, email=email, device=device, group=group, level=level,
         starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, invited_by=actor,
-        valid_until=timezone.now() + valid_for,
+        valid_until=now + valid_for,
     )
-    invitation.full_clean(exclude=["tenant", "device", "group", "invited_by", "parent", "share"], validate_constraints=False)
-    parent = _share_authority(actor, device=device, group=group)
+    invitation.full_clean(exclude=["tenant", "device", "group", "invited_by", "share"], validate_constraints=False)
+    parent = _sharing_parent(actor, device=device, group=group)
     if email in (actor.email, target.owner.email):
         raise ValidationError({"email": "That address already has access."})
     if can_reshare and level != Level.MANAGE:
         raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
-    _clean_window(starts_at, expires_at, now=timezone.now())
+    _clean_window(starts_at, expires_at, now=now)
     if parent is not None:
         _check_within_parent(parent, level, starts_at, expires_at)
-    if Invitation.objects.filter(tenant_id=target.tenant_id, email=email, device=device, group=group,
-                                 status=Invitation.Status.PENDING).exists():
-        raise ValidationError({"email": f"{email} already has a pending invitation here."})
-    invitation.parent = parent
-    invitation.save()
-    audit.record(actor=actor, action="invitation.create", obj=invitation, device_id=getattr(device, "pk", None),
+    pending = Invitation.objects.select_for_update().filter(
+        tenant_id=target.tenant_id, email=email, device=device, group=group, status=Invitation.Status.PENDING
+    )
+    for old in pending:
+        if old.valid_until > now:
+            raise ValidationError({"email": f"{email} already has a pending invitation here."})
+        _close_invitation(actor=actor, invitation=old, status=Invitation.Status.LAPSED)
+    _insert(invitation, "email", f"{email} already has a pending invitation here.")
+    audit.record(actor=actor, action="invitation.create", obj=invitation, device_id=invitation.device_id,
                  changes={"email": email, "level": level.label, "target": str(target)})
     return invitation
 
@@ -630,69 +693,61 @@ def _open_invitation_for(actor: User, invitation: Invitation) -> Invitation:
 
 @transaction.atomic
 def accept_invitation(*, actor: User, invitation: Invitation) -> Share:
-    """The invitee accepts: they join the tenant if needed and receive the share."""
+    """The invitee accepts: they join the tenant if needed and receive the
+    share, checked against what the inviter may grant *now*."""
     invitation = _open_invitation_for(actor, invitation)
-    if invitation.parent_id and not invitation.parent.is_live() and not (
-        invitation.parent.revoked_at is None and invitation.parent.starts_at and invitation.parent.starts_at > timezone.now()
-    ):
-        raise ValidationError("The share this invitation came from is no longer valid.")
+    try:
+        parent = _sharing_parent(invitation.invited_by, device=invitation.device, group=invitation.group)
+    except PermissionDenied:
+        raise ValidationError("Whoever invited you can no longer share this; ask them again.") from None
     membership, joined = Membership.objects.get_or_create(
         tenant_id=invitation.tenant_id, user=actor, defaults={"role": Membership.Role.MEMBER}
     )
     if joined:
         audit.record(actor=actor, action="membership.create", obj=membership,
                      changes={"user": actor.email, "role": membership.role, "via": "invitation"})
-    target = invitation.target
-    if invitation.expires_at is not None and invitation.expires_at <= timezone.now():
-        raise ValidationError("The access offered by this invitation has already expired.")
-    existing = Share.objects.filter(device=invitation.device, group=invitation.group, grantee=actor,
-                                    revoked_at__isnull=True).first()
-    if existing is not None and existing.is_live():
-        raise ValidationError("You already have a share here.")
-    share = Share(
-        tenant_id=invitation.tenant_id, device=invitation.device, group=invitation.group, grantee=actor,
-        level=invitation.level, starts_at=invitation.starts_at, expires_at=invitation.expires_at,
-        can_reshare=invitation.can_reshare, parent=invitation.parent, created_by=invitation.invited_by,
+    share = _grant(
+        actor=actor, sharer=invitation.invited_by, grantee=actor, level=Level(invitation.level),
+        device=invitation.device, group=invitation.group, starts_at=invitation.starts_at,
+        expires_at=invitation.expires_at, can_reshare=invitation.can_reshare, parent=parent,
+        reason=f"invitation:{invitation.pk}",
     )
-    if existing is not None:
-        _revoke_many(actor=actor, shares=[existing], reason="share.replace_expired")
-    share.save()
-    invitation.status, invitation.share, invitation.responded_at = Invitation.Status.ACCEPTED, share, timezone.now()
-    invitation.save(update_fields=["status", "share", "responded_at"])
-    audit.record(actor=actor, action="invitation.accept", obj=invitation, device_id=invitation.device_id)
-    audit.record(actor=actor, action="share.create", obj=share, device_id=invitation.device_id,
-                 changes={**_share_fields(share), "via_invitation": invitation.pk, "target_name": str(target)})
+    invitation.share = share
+    _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.ACCEPTED)
     return share
 
 
 @transaction.atomic
 def decline_invitation(*, actor: User, invitation: Invitation) -> Invitation:
     invitation = _open_invitation_for(actor, invitation)
-    invitation.status, invitation.responded_at = Invitation.Status.DECLINED, timezone.now()
-    invitation.save(update_fields=["status", "responded_at"])
-    audit.record(actor=actor, action="invitation.decline", obj=invitation, device_id=invitation.device_id)
+    _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.DECLINED)
     return invitation
 
 
 @transaction.atomic
 def cancel_invitation(*, actor: User, invitation: Invitation) -> Invitation:
-    target = invitation.target
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     _require(
-        actor.pk in (invitation.invited_by_id, target.owner_id) or is_tenant_admin(user=actor, tenant_id=invitation.tenant_id),
+        actor.pk in (invitation.invited_by_id, invitation.target.owner_id)
+        or is_tenant_admin(user=actor, tenant_id=invitation.tenant_id),
         "Only whoever sent the invitation, the owner or a tenant admin may cancel it.",
     )
     if invitation.status != Invitation.Status.PENDING:
         raise ValidationError(f"This invitation is already {invitation.status}.")
-    _cancel_pending_invitations(actor=actor, invitations=[invitation])
+    _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.CANCELLED)
     return invitation
 
 
 def _cancel_pending_invitations(*, actor: User, invitations) -> None:
-    for invitation in invitations:
-        if invitation.status == Invitation.Status.PENDING:
-            invitation.status, invitation.responded_at = Invitation.Status.CANCELLED, timezone.now()
-            invitation.save(update_fields=["status", "responded_at"])
-            audit.record(actor=actor, action="invitation.cancel", obj=invitation, device_id=invitation.device_id)
+    for invitation in invitations.select_for_update().filter(status=Invitation.Status.PENDING):
+        _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.CANCELLED)
+
+
+def _close_invitation(*, actor: User, invitation: Invitation, status: str) -> None:
+    invitation.status, invitation.responded_at = status, timezone.now()
+    invitation.save(update_fields=["status", "responded_at", "share"])
+    audit.record(actor=actor, action=f"invitation.{Invitation.Status(status).label}", obj=invitation,
+                 device_id=invitation.device_id, changes={"share": invitation.share_id})
 
 
 # --- users -----------------------------------------------------------------
@@ -732,5 +787,10 @@ def set_user_active(*, actor: User, user: User, is_active: bool) -> User:
         raise ValidationError("You cannot deactivate yourself.")
     user.is_active = is_active
     user.save(update_fields=["is_active"])
+    if not is_active:
+        # Their own shares stop counting while inactive and return on
+        # reactivation; what they re-shared to others is cut for good.
+        made = Share.objects.filter(parent__grantee=user, revoked_at__isnull=True)
+        _revoke_many(actor=actor, shares=list(made), reason="user.deactivate")
     audit.record(actor=actor, action="user.activate" if is_active else "user.deactivate", obj=user, tenant=None)
     return user

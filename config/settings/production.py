@@ -1,14 +1,20 @@
 """Production settings: refuse to start on an unsafe configuration."""
-from django.core.exceptions import ImproperlyConfigured
+import os
 
 from .base import *  # noqa: F403
-from .base import DEBUG, SECRET_KEY
+from .base import DEBUG, SECRET_KEY, env_bool
 
+# SystemExit with a message prints exactly that one line and stops the
+# process, under manage.py, gunicorn or celery alike.
 if DEBUG:
-    raise ImproperlyConfigured("DEBUG must be off in production (unset DEBUG or set DEBUG=false).")
+    raise SystemExit("Refusing to start: DEBUG must be off in production (unset DEBUG or set DEBUG=false).")
 if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure") or len(set(SECRET_KEY)) < 5:
-    raise ImproperlyConfigured("SECRET_KEY must be set to a random value of at least 50 characters.")
+    raise SystemExit("Refusing to start: SECRET_KEY must be set to a random value of at least 50 characters.")
 
+# TLS ends at the load balancer, which sets X-Forwarded-Proto.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

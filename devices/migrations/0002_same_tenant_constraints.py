@@ -27,7 +27,7 @@ REFERENCES = [
     ("devices_share", "share_parent_same_tenant", "parent_id", "devices_share", "id"),
     ("devices_invitation", "invitation_device_same_tenant", "device_id", "devices_device", "id"),
     ("devices_invitation", "invitation_group_same_tenant", "group_id", "devices_devicegroup", "id"),
-    ("devices_invitation", "invitation_parent_same_tenant", "parent_id", "devices_share", "id"),
+    ("devices_invitation", "invitation_share_same_tenant", "share_id", "devices_share", "id"),
 ]
 
 
