@@ -121,10 +121,8 @@ class ServiceAdminMixin:
 
 
 class TenantScopedAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    tenant_field = "tenant"
-
     def _tenant_id(self, obj):
-        return getattr(obj, f"{self.tenant_field}_id")
+        return obj.tenant_id
 
     def _administers(self, request, obj) -> bool:
         if obj is None:
