@@ -59,11 +59,11 @@ def _require_member(user: User, tenant_id: int, what: str, *, lock: bool = False
         raise ValidationError(f"{what} is not an active member of this tenant.")
 
 
-def _insert(obj, field: str, message: str) -> None:
-    """Save a new row; losing a race on a unique constraint reads as bad input."""
+def _save_unique(obj, field: str, message: str, **save_kwargs) -> None:
+    """Save; losing a race on a unique constraint reads as bad input."""
     try:
         with transaction.atomic():
-            obj.save()
+            obj.save(**save_kwargs)
     except IntegrityError:
         raise ValidationError({field: message}) from None
 
@@ -92,12 +92,8 @@ def _level(value) -> Level:
     return level
 
 
-def _may_administer_device(actor: User, device: Device) -> bool:
-    return device.owner_id == actor.pk or is_tenant_admin(user=actor, tenant_id=device.tenant_id)
-
-
-def _may_administer_group(actor: User, group: DeviceGroup) -> bool:
-    return group.owner_id == actor.pk or is_tenant_admin(user=actor, tenant_id=group.tenant_id)
+def _owns_or_administers(actor: User, target: Device | DeviceGroup) -> bool:
+    return target.owner_id == actor.pk or is_tenant_admin(user=actor, tenant_id=target.tenant_id)
 
 
 def _same_tenant(*objects) -> None:
@@ -263,7 +259,7 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
     if thing_name:
         validate_thing_name(thing_name)
         device.thing_name = thing_name
-    _insert(device, "thing_name", f"Thing name {device.thing_name} is already registered.")
+    _save_unique(device, "thing_name", f"Thing name {device.thing_name} is already registered.")
     audit.record(actor=actor, action="device.register", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
     return device
@@ -273,7 +269,7 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
 def rename_device(*, actor: User, device: Device, name: str) -> Device:
     access = effective_access(user=actor, device=device)
     _require(
-        (access is not None and access.level >= Level.MANAGE) or _may_administer_device(actor, device),
+        (access is not None and access.level >= Level.MANAGE) or _owns_or_administers(actor, device),
         "Renaming needs the manage level, ownership or tenant admin rights.",
     )
     old, device.name = device.name, _clean_name(name)
@@ -291,7 +287,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
     `keep_shares`; even then the new owner's own share and shares that came
     through the old group go, since they no longer mean anything.
     """
-    _require(_may_administer_device(actor, device), "Only the owner or a tenant admin may transfer a device.")
+    _require(_owns_or_administers(actor, device), "Only the owner or a tenant admin may transfer a device.")
     if new_owner.pk == device.owner_id:
         raise ValidationError({"new_owner": "The device already belongs to this user."})
     _require_member(new_owner, device.tenant_id, "The new owner")
@@ -311,7 +307,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
 
 @transaction.atomic
 def delete_device(*, actor: User, device: Device) -> None:
-    _require(_may_administer_device(actor, device), "Only the owner or a tenant admin may delete a device.")
+    _require(_owns_or_administers(actor, device), "Only the owner or a tenant admin may delete a device.")
     grantees = sorted(
         {s.grantee.email for s in Share.objects.live().filter(device=device).select_related("grantee")}
     )
@@ -330,27 +326,24 @@ def create_group(*, actor: User, tenant: Tenant, name: str, owner: User | None =
         _require_admin(actor, tenant.pk)
     _require_member(owner, tenant.pk, "The owner")
     group = DeviceGroup(tenant=tenant, owner=owner, name=_clean_name(name))
-    _insert(group, "name", f"{owner.email} already has a group named {group.name}.")
+    _save_unique(group, "name", f"{owner.email} already has a group named {group.name}.")
     audit.record(actor=actor, action="group.create", obj=group, changes={"owner": owner.email})
     return group
 
 
 @transaction.atomic
 def rename_group(*, actor: User, group: DeviceGroup, name: str) -> DeviceGroup:
-    _require(_may_administer_group(actor, group), "Only the group owner or a tenant admin may rename it.")
-    name = _clean_name(name)
-    if DeviceGroup.objects.filter(tenant_id=group.tenant_id, owner_id=group.owner_id, name=name).exclude(pk=group.pk).exists():
-        raise ValidationError({"name": f"There is already a group named {name}."})
-    old, group.name = group.name, name
-    group.save(update_fields=["name"])
-    audit.record(actor=actor, action="group.rename", obj=group, changes={"name": [old, name]})
+    _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may rename it.")
+    old, group.name = group.name, _clean_name(name)
+    _save_unique(group, "name", f"There is already a group named {group.name}.", update_fields=["name"])
+    audit.record(actor=actor, action="group.rename", obj=group, changes={"name": [old, group.name]})
     return group
 
 
 @transaction.atomic
 def delete_group(*, actor: User, group: DeviceGroup) -> None:
     """Delete a group: its devices stay (ungrouped), its shares are revoked."""
-    _require(_may_administer_group(actor, group), "Only the group owner or a tenant admin may delete it.")
+    _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may delete it.")
     _revoke_many(actor=actor, shares=list(group.shares.filter(revoked_at__isnull=True)), reason="group.delete")
     _cancel_pending_invitations(actor=actor, invitations=group.invitations.all())
     audit.record(actor=actor, action="group.delete", obj=group,
@@ -361,7 +354,7 @@ def delete_group(*, actor: User, group: DeviceGroup) -> None:
 
 @transaction.atomic
 def add_device_to_group(*, actor: User, group: DeviceGroup, device: Device) -> Device:
-    _require(_may_administer_group(actor, group), "Only the group owner or a tenant admin may change it.")
+    _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may change it.")
     _same_tenant(group, device)
     if device.owner_id != group.owner_id:
         raise ValidationError({"device": "Only the group owner's own devices can join the group."})
@@ -381,7 +374,7 @@ def remove_device_from_group(*, actor: User, device: Device) -> Device:
     group = device.group
     if group is None:
         raise ValidationError({"device": f"{device.name} is not in a group."})
-    _require(_may_administer_group(actor, group), "Only the group owner or a tenant admin may change it.")
+    _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may change it.")
     # Re-shares of this device made through a group share lose their basis.
     orphaned = Share.objects.filter(device=device, parent__group=group, revoked_at__isnull=True)
     _revoke_many(actor=actor, shares=list(orphaned), reason="group.remove_device")
@@ -420,6 +413,18 @@ def _check_within_parent(parent: Share, level: Level, starts_at, expires_at) -> 
         raise ValidationError({"starts_at": "A re-share cannot start before your own share does."})
 
 
+def _check_terms(*, level: Level, starts_at, expires_at, can_reshare: bool, parent: Share | None,
+                 now: datetime, window_changed: bool = True) -> None:
+    """What every grant, a share or an invitation to one, must satisfy.
+    An edit that leaves the window alone does not re-judge it (it may have started or lapsed)."""
+    if can_reshare and level != Level.MANAGE:
+        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
+    if window_changed:
+        _clean_window(starts_at, expires_at, now=now)
+    if parent is not None:
+        _check_within_parent(parent, level, starts_at, expires_at)
+
+
 def _locked_reshare_grant(share_id: int | None) -> Share | None:
     """The share, locked, if it is still a live manage + can_reshare grant.
 
@@ -439,8 +444,7 @@ def _locked_reshare_grant(share_id: int | None) -> Share | None:
 def _sharing_parent(sharer: User, *, device: Device | None, group: DeviceGroup | None) -> Share | None:
     """Check that `sharer` may share the target now. Returns None for the owner
     or a tenant admin, the grant a re-sharer shares from, and raises otherwise."""
-    target = device or group
-    if target.owner_id == sharer.pk or is_tenant_admin(user=sharer, tenant_id=target.tenant_id):
+    if _owns_or_administers(sharer, device or group):
         return None
     grant = reshare_grant(user=sharer, device=device, group=group)
     parent = _locked_reshare_grant(grant.pk if grant else None)
@@ -461,11 +465,8 @@ def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: De
     if grantee.pk == sharer.pk:
         raise ValidationError({"grantee": "You cannot share with yourself."})
     _require_member(grantee, target.tenant_id, "The grantee", lock=True)
-    if can_reshare and level != Level.MANAGE:
-        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
-    _clean_window(starts_at, expires_at, now=now)
-    if parent is not None:
-        _check_within_parent(parent, level, starts_at, expires_at)
+    _check_terms(level=level, starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
+                 parent=parent, now=now)
 
     existing = Share.objects.select_for_update(of=("self",)).filter(
         device=device, group=group, grantee=grantee, revoked_at__isnull=True
@@ -485,7 +486,7 @@ def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: De
         starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
         created_by=sharer, created_at=now, updated_at=now,
     )
-    _insert(share, "grantee", f"{grantee.email} already has a share here.")
+    _save_unique(share, "grantee", f"{grantee.email} already has a share here.")
     audit.record(actor=actor, action="share.create", obj=share, device_id=share.device_id,
                  changes={**_share_fields(share), "reason": reason})
     return share
@@ -533,18 +534,16 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
     new_reshare = share.can_reshare if can_reshare is UNSET else bool(can_reshare)
 
     now = timezone.now()
-    if share.target.owner_id != actor.pk and not is_tenant_admin(user=actor, tenant_id=share.tenant_id):
+    parent = None
+    if not _owns_or_administers(actor, share.target):
         # A re-sharer edits what they shared, within the very grant they shared it from.
         _require(share.created_by_id == actor.pk and share.parent_id is not None,
                  "Only the owner, a tenant admin or whoever re-shared this may change it.")
         parent = _locked_reshare_grant(share.parent_id)
         _require(parent is not None and parent.grantee_id == actor.pk,
                  "You no longer hold the share that allowed this re-share.")
-        _check_within_parent(parent, Level(new_level), new_starts, new_expires)
-    if new_reshare and new_level != Level.MANAGE:
-        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
-    if expires_at is not UNSET or starts_at is not UNSET:
-        _clean_window(new_starts, new_expires, now=now)
+    _check_terms(level=Level(new_level), starts_at=new_starts, expires_at=new_expires, can_reshare=new_reshare,
+                 parent=parent, now=now, window_changed=starts_at is not UNSET or expires_at is not UNSET)
 
     before = _share_fields(share)
     share.level, share.starts_at, share.expires_at, share.can_reshare = new_level, new_starts, new_expires, new_reshare
@@ -663,11 +662,8 @@ def create_invitation(*, actor: User, email: str, level, device: Device | None =
     parent = _sharing_parent(actor, device=device, group=group)
     if email in (actor.email, target.owner.email):
         raise ValidationError({"email": "That address already has access."})
-    if can_reshare and level != Level.MANAGE:
-        raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
-    _clean_window(starts_at, expires_at, now=now)
-    if parent is not None:
-        _check_within_parent(parent, level, starts_at, expires_at)
+    _check_terms(level=level, starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
+                 parent=parent, now=now)
     pending = Invitation.objects.select_for_update().filter(
         tenant_id=target.tenant_id, email=email, device=device, group=group, status=Invitation.Status.PENDING
     )
@@ -675,7 +671,7 @@ def create_invitation(*, actor: User, email: str, level, device: Device | None =
         if old.valid_until > now:
             raise ValidationError({"email": f"{email} already has a pending invitation here."})
         _close_invitation(actor=actor, invitation=old, status=Invitation.Status.LAPSED)
-    _insert(invitation, "email", f"{email} already has a pending invitation here.")
+    _save_unique(invitation, "email", f"{email} already has a pending invitation here.")
     audit.record(actor=actor, action="invitation.create", obj=invitation, device_id=invitation.device_id,
                  changes={"email": email, "level": level.label, "target": str(target)})
     return invitation

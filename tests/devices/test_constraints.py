@@ -1,6 +1,7 @@
 """The invariants hold in the database itself, whatever code writes the rows."""
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from devices.models import Device, Level, Membership, Share
 from tests.factories import ShareFactory
@@ -32,8 +33,6 @@ def test_at_most_one_live_share_per_target_and_grantee(world):
 
 
 def test_revoked_shares_do_not_count_as_live(world):
-    from django.utils import timezone
-
     ShareFactory(device=world.lamp, grantee=world.alice, revoked_at=timezone.now())
     ShareFactory(device=world.lamp, grantee=world.alice)
     assert Share.objects.filter(device=world.lamp, grantee=world.alice).count() == 2
