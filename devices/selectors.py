@@ -1,4 +1,5 @@
 """Reads that depend on who is asking: effective access and permission checks."""
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -82,3 +83,19 @@ def reshare_grant(*, user: User, device: Device | None = None, group: DeviceGrou
     else:
         live = live.filter(group_id=group.pk)
     return _best(live)
+
+
+def access_audience(*, devices: Iterable[Device], now: datetime | None = None) -> set[int]:
+    """Ids of everyone whose access names one of `devices`: the owners and the
+    grantees of shares on them or their groups that have not ended yet
+    (including ones that start later)."""
+    now = now or timezone.now()
+    devices = list(devices)
+    group_ids = {d.group_id for d in devices if d.group_id}
+    grantees = (
+        Share.objects.filter(revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .filter(Q(device__in=[d.pk for d in devices]) | Q(group__in=group_ids))
+        .values_list("grantee_id", flat=True)
+    )
+    return {d.owner_id for d in devices} | set(grantees)

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import audit
+from .access import changed as access_changed
 from .models import (
     Device,
     DeviceGroup,
@@ -25,7 +26,7 @@ from .models import (
     User,
     validate_thing_name,
 )
-from .selectors import effective_access, is_tenant_admin, reshare_grant
+from .selectors import access_audience, effective_access, is_tenant_admin, reshare_grant
 
 INVITATION_VALIDITY = timedelta(days=14)
 
@@ -151,6 +152,7 @@ def add_member(*, actor: User, tenant: Tenant, user: User, role: str = Membershi
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
     audit.record(actor=actor, action="membership.create", obj=membership, tenant=tenant,
                  changes={"user": user.email, "role": role})
+    access_changed(tenant_id=tenant.pk, users=[user.pk])
     return membership
 
 
@@ -201,6 +203,7 @@ def remove_member(*, actor: User, membership: Membership) -> None:
     )
     audit.record(actor=actor, action="membership.delete", obj=membership, changes={"user": user.email})
     membership.delete()
+    access_changed(tenant_id=membership.tenant_id, users=[user.pk])
 
 
 # --- device types ----------------------------------------------------------
@@ -262,6 +265,7 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
     _save_unique(device, "thing_name", f"Thing name {device.thing_name} is already registered.")
     audit.record(actor=actor, action="device.register", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
+    access_changed(tenant_id=tenant.pk, users=access_audience(devices=[device]), devices=[device.thing_name])
     return device
 
 
@@ -292,6 +296,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
         raise ValidationError({"new_owner": "The device already belongs to this user."})
     _require_member(new_owner, device.tenant_id, "The new owner")
     old_owner = device.owner
+    audience = access_audience(devices=[device])
     live = Share.objects.filter(device=device, revoked_at__isnull=True)
     if keep_shares:
         live = live.filter(grantee=new_owner) | live.filter(parent__group__isnull=False)
@@ -302,6 +307,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
     device.save(update_fields=["owner", "group"])
     audit.record(actor=actor, action="device.transfer", obj=device, device_id=device.pk,
                  changes={"owner": [old_owner.email, new_owner.email], "keep_shares": keep_shares})
+    access_changed(tenant_id=device.tenant_id, users=audience | access_audience(devices=[device]))
     return device
 
 
@@ -313,6 +319,8 @@ def delete_device(*, actor: User, device: Device) -> None:
     )
     audit.record(actor=actor, action="device.delete", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "had_shares_with": grantees})
+    access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]),
+                   devices=[device.thing_name])
     device.delete()
 
 
@@ -344,6 +352,8 @@ def rename_group(*, actor: User, group: DeviceGroup, name: str) -> DeviceGroup:
 def delete_group(*, actor: User, group: DeviceGroup) -> None:
     """Delete a group: its devices stay (ungrouped), its shares are revoked."""
     _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may delete it.")
+    # Everyone holding one of its devices: their entries lose the group.
+    access_changed(tenant_id=group.tenant_id, users=access_audience(devices=group.devices.all()))
     _revoke_many(actor=actor, shares=list(group.shares.filter(revoked_at__isnull=True)), reason="group.delete")
     _cancel_pending_invitations(actor=actor, invitations=group.invitations.all())
     audit.record(actor=actor, action="group.delete", obj=group,
@@ -364,6 +374,7 @@ def add_device_to_group(*, actor: User, group: DeviceGroup, device: Device) -> D
         remove_device_from_group(actor=actor, device=device)
     device.group = group
     device.save(update_fields=["group"])
+    access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]))
     audit.record(actor=actor, action="group.add_device", obj=group, device_id=device.pk,
                  changes={"device": device.thing_name})
     return device
@@ -378,6 +389,7 @@ def remove_device_from_group(*, actor: User, device: Device) -> Device:
     # Re-shares of this device made through a group share lose their basis.
     orphaned = Share.objects.filter(device=device, parent__group=group, revoked_at__isnull=True)
     _revoke_many(actor=actor, shares=list(orphaned), reason="group.remove_device")
+    access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]))
     device.group = None
     device.save(update_fields=["group"])
     audit.record(actor=actor, action="group.remove_device", obj=group, device_id=device.pk,
@@ -489,6 +501,7 @@ def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: De
     _save_unique(share, "grantee", f"{grantee.email} already has a share here.")
     audit.record(actor=actor, action="share.create", obj=share, device_id=share.device_id,
                  changes={**_share_fields(share), "reason": reason})
+    access_changed(tenant_id=share.tenant_id, users=[grantee.pk])
     return share
 
 
@@ -551,6 +564,7 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
     share.save(update_fields=["level", "starts_at", "expires_at", "can_reshare", "updated_at"])
     audit.record(actor=actor, action="share.update", obj=share, device_id=share.device_id,
                  changes={"before": before, "after": _share_fields(share)})
+    access_changed(tenant_id=share.tenant_id, users=[share.grantee_id])
 
     children = list(share.reshares.filter(revoked_at__isnull=True).select_related("grantee"))
     if not (share.level == Level.MANAGE and share.can_reshare):
@@ -578,6 +592,7 @@ def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime)
     child.save(update_fields=["starts_at", "expires_at", "updated_at"])
     audit.record(actor=actor, action="share.update", obj=child, device_id=child.device_id,
                  changes={"reason": "share.parent_narrowed", "before": before, "after": _share_fields(child)})
+    access_changed(tenant_id=child.tenant_id, users=[child.grantee_id])
     for grandchild in child.reshares.filter(revoked_at__isnull=True).select_related("grantee"):
         _clamp_to_parent(actor=actor, child=grandchild, parent=child, now=now)
 
@@ -586,6 +601,11 @@ def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime)
 def revoke_share(*, actor: User, share: Share) -> list[Share]:
     """Revoke a share and everything re-shared from it; returns all revoked."""
     share = Share.objects.select_for_update(of=("self",)).get(pk=share.pk)
+    _check_revocable(actor, share)
+    return _revoke_many(actor=actor, shares=[share], reason="share.revoke")
+
+
+def _check_revocable(actor: User, share: Share) -> None:
     _require(
         actor.pk in (share.target.owner_id, share.grantee_id, share.created_by_id)
         or is_tenant_admin(user=actor, tenant_id=share.tenant_id),
@@ -593,7 +613,6 @@ def revoke_share(*, actor: User, share: Share) -> list[Share]:
     )
     if share.revoked_at is not None:
         raise ValidationError("This share is already revoked.")
-    return _revoke_many(actor=actor, shares=[share], reason="share.revoke")
 
 
 def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share]:
@@ -619,6 +638,8 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
             share.revoked_at, share.revoked_by = now, actor
             audit.record(actor=actor, action="share.revoke", obj=share, device_id=share.device_id,
                          changes={"reason": reason, "cascade_from": cause[share.pk], **_share_fields(share)})
+        for tenant_id in {s.tenant_id for s in batch}:
+            access_changed(tenant_id=tenant_id, users={s.grantee_id for s in batch if s.tenant_id == tenant_id})
         revoked.extend(batch)
         children = dict(
             Share.objects.filter(parent_id__in=batch_ids, revoked_at__isnull=True).values_list("pk", "parent_id")
@@ -631,12 +652,12 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
 @transaction.atomic
 def revoke_shares(*, actor: User, shares: Iterable[Share]) -> list[Share]:
     """Revoke several shares at once (the admin's bulk action); all or nothing."""
-    revoked: list[Share] = []
-    for share in shares:
-        share.refresh_from_db()
-        if share.revoked_at is None:
-            revoked.extend(revoke_share(actor=actor, share=share))
-    return revoked
+    locked = Share.objects.select_for_update(of=("self",)).filter(pk__in=[s.pk for s in shares],
+                                                                    revoked_at__isnull=True)
+    locked = list(locked.select_related("device__owner", "group__owner").order_by("pk"))
+    for share in locked:
+        _check_revocable(actor, share)
+    return _revoke_many(actor=actor, shares=locked, reason="share.revoke")
 
 
 # --- invitations -----------------------------------------------------------
@@ -788,5 +809,7 @@ def set_user_active(*, actor: User, user: User, is_active: bool) -> User:
         # reactivation; what they re-shared to others is cut for good.
         made = Share.objects.filter(parent__grantee=user, revoked_at__isnull=True)
         _revoke_many(actor=actor, shares=list(made), reason="user.deactivate")
+    for tenant_id in user.memberships.values_list("tenant_id", flat=True):
+        access_changed(tenant_id=tenant_id, users=[user.pk])
     audit.record(actor=actor, action="user.activate" if is_active else "user.deactivate", obj=user, tenant=None)
     return user

@@ -41,3 +41,58 @@ def world(db):
 @pytest.fixture
 def other(db):
     return World("globex")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """One moto DynamoDB server for the session, reached over HTTP like AWS."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def dynamodb_endpoint(moto_endpoint, settings):
+    """Every test talks to the session's moto server, never to AWS."""
+    from authz import store
+
+    settings.DYNAMODB_ENDPOINT_URL = moto_endpoint
+    store.client.cache_clear()
+    yield moto_endpoint
+    store.client.cache_clear()
+
+
+@pytest.fixture
+def table(settings, request):
+    """A fresh snapshot table for this test; returns a reader of its items."""
+    import uuid
+
+    from authz import store
+
+    settings.DYNAMODB_TABLE = f"t-{uuid.uuid4().hex[:12]}"
+    store.ensure_table()
+    yield SnapshotTable(settings.DYNAMODB_TABLE)
+    store.client().delete_table(TableName=settings.DYNAMODB_TABLE)
+
+
+class SnapshotTable:
+    def __init__(self, name: str):
+        self.name = name
+
+    def items(self) -> dict[str, dict]:
+        from authz import store
+
+        pages = store.client().get_paginator("scan").paginate(TableName=self.name, ConsistentRead=True)
+        return {item["pk"]["S"]: item for page in pages for item in page["Items"]}
+
+    def snapshots(self) -> dict:
+        from lambda_bridge.snapshot import from_item
+
+        return {key: from_item(item) for key, item in self.items().items()}
+
+    def snapshot(self, key: str):
+        return self.snapshots().get(key)

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "devices",
+    "authz",
 ]
 
 MIDDLEWARE = [
@@ -93,20 +94,50 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "build" / "static"
 
-# Celery: Redis is the broker and result backend.
+# Celery: Redis is the broker. `filesystem://` (a folder, no server) is the
+# embedded broker `make run` falls back to; it runs every task, only slower.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", REDIS_URL)
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = Path(os.environ.get("CELERY_BROKER_DIR", BASE_DIR / "build" / "broker"))
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir), "data_folder_out": str(_broker_dir), "polling_interval": 0.1,
+    }
+    _broker_dir.mkdir(parents=True, exist_ok=True)
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-snapshots": {
+        "task": "authz.tasks.reconcile_snapshots",
+        "schedule": float(os.environ.get("SNAPSHOT_RECONCILE_SECONDS", "15")),
+    },
+    "sweep-expired-shares": {"task": "authz.tasks.sweep_expired_shares", "schedule": 60.0},
+}
 
 # AWS: DynamoDB holds the per-principal snapshots and the signing-key item.
+# Credentials come from the usual AWS chain unless set here (local moto).
 AWS_REGION = os.environ.get("AWS_REGION", "us-east-1")
+AWS_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID") or None
+AWS_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY") or None
 DYNAMODB_ENDPOINT_URL = os.environ.get("DYNAMODB_ENDPOINT_URL") or None
 DYNAMODB_TABLE = os.environ.get("DYNAMODB_TABLE", "devshare-authz")
 IOT_AUTHORIZER_NAME = os.environ.get("IOT_AUTHORIZER_NAME", "")
+
+# Snapshot pipeline (authz): see README "Snapshots".
+SNAPSHOT_WRITE_FORMAT = int(os.environ.get("SNAPSHOT_WRITE_FORMAT", "2"))
+SNAPSHOT_PUSH_BATCH = int(os.environ.get("SNAPSHOT_PUSH_BATCH", "100"))
+SNAPSHOT_PUSH_CONCURRENCY = int(os.environ.get("SNAPSHOT_PUSH_CONCURRENCY", "16"))
+SNAPSHOT_RETRY_BASE_SECONDS = float(os.environ.get("SNAPSHOT_RETRY_BASE_SECONDS", "1"))
+SNAPSHOT_RETRY_MAX_SECONDS = float(os.environ.get("SNAPSHOT_RETRY_MAX_SECONDS", "300"))
+SNAPSHOT_RECONCILE_GRACE_SECONDS = int(os.environ.get("SNAPSHOT_RECONCILE_GRACE_SECONDS", "10"))
+SNAPSHOT_RECONCILE_LIMIT = int(os.environ.get("SNAPSHOT_RECONCILE_LIMIT", "10000"))
+SNAPSHOT_SWEEP_LOOKBACK_SECONDS = 180
+SNAPSHOT_TOMBSTONE_DAYS = 30
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -6,3 +6,8 @@ DEBUG = env_bool("DEBUG", True)
 # A fixed development key keeps sessions valid across restarts; production
 # refuses to start with anything like it (see production.py).
 SECRET_KEY = SECRET_KEY or "django-insecure-devshare-local-only"
+
+# `make run` starts a moto DynamoDB here; moto accepts any credentials.
+DYNAMODB_ENDPOINT_URL = DYNAMODB_ENDPOINT_URL or "http://127.0.0.1:8001"  # noqa: F405
+AWS_ACCESS_KEY_ID = AWS_ACCESS_KEY_ID or "local"  # noqa: F405
+AWS_SECRET_ACCESS_KEY = AWS_SECRET_ACCESS_KEY or "local"  # noqa: F405

@@ -4,3 +4,11 @@ from .base import *  # noqa: F403
 SECRET_KEY = "test-only-secret-key"  # noqa: S105
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The suite starts its own moto server (tests/conftest.py) and points here.
+AWS_ACCESS_KEY_ID = "testing"
+AWS_SECRET_ACCESS_KEY = "testing"  # noqa: S105
+DYNAMODB_TABLE = "devshare-test"
+# Pushes run inline unless a test starts a real worker.
+CELERY_TASK_ALWAYS_EAGER = True
+SNAPSHOT_RETRY_BASE_SECONDS = 0.01

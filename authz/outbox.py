@@ -1,0 +1,111 @@
+"""The snapshot outbox: access changes bump a principal's desired version in
+the writer's transaction; after commit a push is queued.
+
+The bump is the durable part. Queueing may fail (broker down, worker lost):
+the reconciler finds every row whose pushed version lags and queues it again.
+"""
+import logging
+import time
+
+from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from lambda_bridge import snapshot
+
+from .models import PrincipalSync
+
+log = logging.getLogger(__name__)
+
+
+def _clock() -> int:
+    return time.time_ns() // 1000
+
+
+def record(*, tenant_id: int, users=(), devices=()) -> list[int]:
+    """Bump each principal's desired version; returns the outbox row ids."""
+    wanted = [(snapshot.USER, str(u)) for u in sorted(users)] + [(snapshot.DEVICE, d) for d in sorted(devices)]
+    if not wanted:
+        return []
+    PrincipalSync.objects.bulk_create(
+        [PrincipalSync(tenant_id=tenant_id, kind=kind, principal=p) for kind, p in wanted], ignore_conflicts=True
+    )
+    match = Q()
+    for kind in (snapshot.USER, snapshot.DEVICE):
+        names = [p for k, p in wanted if k == kind]
+        if names:
+            match |= Q(kind=kind, principal__in=names)
+    rows = PrincipalSync.objects.filter(match, tenant_id=tenant_id)
+    # Lock in id order so two writers bumping overlapping sets cannot deadlock.
+    ids = list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
+    PrincipalSync.objects.filter(pk__in=ids).update(
+        desired_version=Greatest(F("desired_version") + 1, Value(_clock())),
+        changed_at=timezone.now(),
+        retry_after=None,
+    )
+    push_after_commit(ids)
+    return ids
+
+
+def push_after_commit(ids) -> None:
+    """Queue one push per principal once the transaction commits, however
+    many times the transaction touched it."""
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        enqueue(sorted(ids))
+        return
+    # Join the pending callback if there is one. Django drops a callback when
+    # the savepoint it was registered in rolls back, and the ids with it:
+    # exactly the changes that rolled back.
+    for _savepoints, callback, _robust in conn.run_on_commit:
+        if isinstance(callback, _PushAfterCommit):
+            callback.ids.update(ids)
+            return
+    transaction.on_commit(_PushAfterCommit(ids))
+
+
+class _PushAfterCommit:
+    def __init__(self, ids):
+        self.ids = set(ids)
+
+    def __call__(self):
+        enqueue(sorted(self.ids))
+
+
+def enqueue(ids: list[int]) -> int:
+    """Queue pushes in batches; returns how many batches were queued. A broker
+    that is down costs a log line, not the caller's request: the rows still
+    lag, and the reconciler queues them again."""
+    from django.conf import settings
+
+    from .tasks import push_snapshots
+
+    size = settings.SNAPSHOT_PUSH_BATCH
+    queued = 0
+    for start in range(0, len(ids), size):
+        batch = ids[start:start + size]
+        try:
+            push_snapshots.apply_async((batch,), retry=True, retry_policy=QUICK_PUBLISH)
+        except Exception as exc:  # kombu raises its own family per transport
+            log.warning("snapshot push of %d principal(s) not queued (%s); the reconciler will retry",
+                        len(ids) - start, exc.__class__.__name__)
+            break
+        queued += 1
+    return queued
+
+
+# Give up publishing fast: the caller is usually a web request.
+QUICK_PUBLISH = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+def resync(rows) -> list[int]:
+    """Bump and queue the given outbox rows again (operator's "resync")."""
+    ids = []
+    by_tenant: dict[int, dict[str, set]] = {}
+    for row in rows:
+        kinds = by_tenant.setdefault(row.tenant_id, {snapshot.USER: set(), snapshot.DEVICE: set()})
+        kinds[row.kind].add(row.principal)
+    for tenant_id, kinds in by_tenant.items():
+        ids += record(tenant_id=tenant_id, users=kinds[snapshot.USER], devices=kinds[snapshot.DEVICE])
+    return ids

@@ -1,0 +1,121 @@
+"""The Django side of the DynamoDB table: conditional snapshot writes, reads
+for the operator commands, and table creation."""
+import functools
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+
+from lambda_bridge import snapshot
+from lambda_bridge.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+TTL_ATTRIBUTE = "ttl"
+
+# Errors worth another try later; anything else (an item over 400 KB, a bad
+# request) is recorded and left for an operator.
+RETRYABLE_CODES = {
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "TransactionInProgressException",
+}
+
+
+@functools.cache
+def client():
+    """One client per process: boto3 clients are thread-safe, sessions are not.
+    botocore's standard retry mode already backs off with jitter on throttling."""
+    return boto3.client(
+        "dynamodb",
+        region_name=settings.AWS_REGION,
+        endpoint_url=settings.DYNAMODB_ENDPOINT_URL,
+        aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
+        aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
+        config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5,
+                      max_pool_connections=settings.SNAPSHOT_PUSH_CONCURRENCY),
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    written: bool = False  # our version is now in the table
+    stale: bool = False    # the table already holds this version or a newer one
+    error: str = ""
+    retryable: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.written or self.stale
+
+
+def put_snapshot(snap: Snapshot) -> Outcome:
+    item = snapshot.to_item(snap, fmt=settings.SNAPSHOT_WRITE_FORMAT)
+    if snap.gone:
+        # DynamoDB's TTL removes tombstones once no older push can be in flight.
+        item[TTL_ATTRIBUTE] = {"N": str(snap.generated_at + settings.SNAPSHOT_TOMBSTONE_DAYS * 86400)}
+    try:
+        client().put_item(
+            TableName=settings.DYNAMODB_TABLE,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR v < :v",
+            ExpressionAttributeValues={":v": {"N": str(snap.version)}},
+        )
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            return Outcome(stale=True)
+        return Outcome(error=f"{code}: {exc.response.get('Error', {}).get('Message', '')}"[:500],
+                       retryable=code in RETRYABLE_CODES)
+    except BotoCoreError as exc:  # connection refused, timeouts, broken responses
+        return Outcome(error=f"{exc.__class__.__name__}: {exc}"[:500], retryable=True)
+    return Outcome(written=True)
+
+
+def put_snapshots(snaps: list[Snapshot]) -> list[Outcome]:
+    """Concurrent conditional writes. BatchWriteItem takes no conditions and a
+    transaction fails as a whole, so fan-out is many PutItems on a pool."""
+    if len(snaps) <= 1:
+        return [put_snapshot(s) for s in snaps]
+    with ThreadPoolExecutor(max_workers=min(settings.SNAPSHOT_PUSH_CONCURRENCY, len(snaps))) as pool:
+        return list(pool.map(put_snapshot, snaps))
+
+
+def get_item(key: str) -> dict | None:
+    response = client().get_item(TableName=settings.DYNAMODB_TABLE, Key={"pk": {"S": key}}, ConsistentRead=True)
+    return response.get("Item")
+
+
+def ensure_table(*, wait_seconds: float = 30) -> list[str]:
+    """Create the table and switch on TTL when either is missing; returns what it did."""
+    done = []
+    db = client()
+    name = settings.DYNAMODB_TABLE
+    try:
+        db.describe_table(TableName=name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        db.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        done.append(f"created table {name}")
+    deadline = time.monotonic() + wait_seconds
+    while db.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"table {name} is not ACTIVE after {wait_seconds:.0f} s")
+        time.sleep(0.5)
+    ttl = db.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    if ttl.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:
+        db.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
+        done.append(f"enabled TTL on {name}.{TTL_ATTRIBUTE}")
+    return done

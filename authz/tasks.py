@@ -1,0 +1,48 @@
+"""Celery entry points; the work is in push.py and outbox.py."""
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from devices import access
+from devices.models import Share
+
+from . import outbox
+from .push import backoff, lagging, push
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
+def push_snapshots(self, ids: list[int]) -> dict:
+    result = push(ids)
+    if result.retryable and self.request.retries < self.max_retries:
+        # Only what failed for a reason that may pass (throttling, network).
+        raise self.retry(args=(result.retryable,), countdown=backoff(self.request.retries + 1))
+    return {"written": len(result.written), "stale": len(result.stale), "failed": len(result.failed)}
+
+
+@shared_task(ignore_result=True)
+def reconcile_snapshots() -> int:
+    """Queue every row that lags for longer than a push normally takes."""
+    settled = timezone.now() - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
+    ids = list(lagging().filter(changed_at__lte=settled).order_by("pk").values_list("pk", flat=True)
+               [:settings.SNAPSHOT_RECONCILE_LIMIT])
+    outbox.enqueue(ids)
+    return len(ids)
+
+
+@shared_task(ignore_result=True)
+def sweep_expired_shares() -> int:
+    """Re-push principals whose shares just ended. The authorizer already
+    drops an ended entry by its own window; this keeps items small and exact."""
+    now = timezone.now()
+    since = now - timedelta(seconds=settings.SNAPSHOT_SWEEP_LOOKBACK_SECONDS)
+    ended = Share.objects.filter(revoked_at__isnull=True, expires_at__gt=since, expires_at__lte=now)
+    by_tenant: dict[int, set[int]] = {}
+    for tenant_id, grantee_id in ended.values_list("tenant_id", "grantee_id"):
+        by_tenant.setdefault(tenant_id, set()).add(grantee_id)
+    with transaction.atomic():
+        for tenant_id, users in by_tenant.items():
+            access.changed(tenant_id=tenant_id, users=users)
+    return sum(map(len, by_tenant.values()))

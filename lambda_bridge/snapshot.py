@@ -1,0 +1,277 @@
+"""The permission snapshot: the one definition of the DynamoDB item that Django
+writes and the authorizer reads.
+
+Stdlib only, because the Lambda ships this module as it is.
+
+An item is a handful of plain attributes (key, format, principal, version,
+time) plus the entries, one per grant a principal holds on a device:
+
+- format 2 (current) packs entries into a binary attribute, about 20 bytes per
+  entry for a generated thing name;
+- format 1 (previous) is the same entries as a JSON list. Readers accept both,
+  and the writer's format is a setting, so readers are upgraded first and
+  writers flipped after; an operator can flip writers back during a rollback.
+
+Times are whole seconds since the epoch. An entry carries its own window so
+the authorizer drops it the moment it ends, whether or not a push ran.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+USER = "u"
+DEVICE = "d"
+KINDS = (USER, DEVICE)
+
+# Access levels as stored; the Django side maps its own Level onto these.
+VIEW, CONTROL, MANAGE, OWNER = 1, 2, 3, 4
+LEVEL_NAMES = {VIEW: "view", CONTROL: "control", MANAGE: "manage", OWNER: "owner"}
+
+# Entry header byte: level in the low 3 bits, then which optional fields follow.
+_LEVEL_MASK = 0x07
+_HAS_NOT_BEFORE = 0x08
+_HAS_EXPIRES = 0x10
+_HAS_GROUP = 0x20
+_KNOWN_BITS = _LEVEL_MASK | _HAS_NOT_BEFORE | _HAS_EXPIRES | _HAS_GROUP
+
+
+class SnapshotError(ValueError):
+    """An item this reader cannot trust; the authorizer refuses the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    thing: str
+    level: int
+    not_before: int | None = None
+    expires: int | None = None
+    group: int | None = None
+
+    def active(self, now: int) -> bool:
+        return (self.not_before is None or self.not_before <= now) and (self.expires is None or now < self.expires)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    kind: str
+    tenant: int
+    principal: str
+    version: int
+    generated_at: int
+    entries: tuple[Entry, ...] = ()
+    # The principal no longer exists for this tenant (left it, deactivated,
+    # device deleted). Kept as an item, not deleted, so that the version check
+    # still stops an older push from bringing its access back.
+    gone: bool = False
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def key(self) -> str:
+        return item_key(self.kind, self.tenant, self.principal)
+
+    def levels_at(self, now: int) -> dict[str, int]:
+        """Thing name → highest level among the entries active at `now`."""
+        levels: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.active(now) and entry.level > levels.get(entry.thing, 0):
+                levels[entry.thing] = entry.level
+        return levels
+
+    def next_change(self, now: int) -> int | None:
+        """The first moment after `now` when some entry starts or ends."""
+        moments = [t for e in self.entries for t in (e.not_before, e.expires) if t is not None and t > now]
+        return min(moments, default=None)
+
+
+def item_key(kind: str, tenant: int, principal: str) -> str:
+    return f"{kind}#{tenant}#{principal}"
+
+
+# --- writing -----------------------------------------------------------------
+
+
+def to_item(snapshot: Snapshot, *, fmt: int = FORMAT) -> dict:
+    """The DynamoDB item in the low-level AttributeValue shape boto3 clients use."""
+    if snapshot.kind not in KINDS:
+        raise SnapshotError(f"unknown principal kind {snapshot.kind!r}")
+    entries = sorted(snapshot.entries, key=_entry_order)
+    item = {
+        "pk": {"S": snapshot.key},
+        "f": {"N": str(fmt)},
+        "k": {"S": snapshot.kind},
+        "t": {"N": str(snapshot.tenant)},
+        "p": {"S": snapshot.principal},
+        "v": {"N": str(snapshot.version)},
+        "g": {"N": str(snapshot.generated_at)},
+    }
+    if fmt == 2:
+        item["e"] = {"B": _pack(entries, snapshot.generated_at)}
+    elif fmt == 1:
+        rows = [[e.thing, e.level, e.not_before, e.expires, e.group] for e in entries]
+        item["e"] = {"S": json.dumps(rows, separators=(",", ":"))}
+    else:
+        raise SnapshotError(f"cannot write snapshot format {fmt}; this code writes {READABLE_FORMATS}")
+    if snapshot.gone:
+        item["gone"] = {"BOOL": True}
+    return item
+
+
+def _entry_order(entry: Entry):
+    return (entry.thing, entry.level, entry.not_before or 0, entry.expires or 0)
+
+
+def _pack(entries: list[Entry], base: int) -> bytes:
+    out = bytearray()
+    for entry in entries:
+        if not 1 <= entry.level <= _LEVEL_MASK:
+            raise SnapshotError(f"level {entry.level} of {entry.thing} does not fit the format")
+        name = entry.thing.encode()
+        header = entry.level
+        header |= _HAS_NOT_BEFORE if entry.not_before is not None else 0
+        header |= _HAS_EXPIRES if entry.expires is not None else 0
+        header |= _HAS_GROUP if entry.group is not None else 0
+        out.append(header)
+        _put_varint(out, len(name))
+        out += name
+        # Relative to generation time: windows are usually hours or days away,
+        # so two or three bytes instead of five.
+        if entry.not_before is not None:
+            _put_varint(out, _zigzag(entry.not_before - base))
+        if entry.expires is not None:
+            _put_varint(out, _zigzag(entry.expires - base))
+        if entry.group is not None:
+            _put_varint(out, entry.group)
+    return bytes(out)
+
+
+def _zigzag(n: int) -> int:
+    return n * 2 if n >= 0 else -n * 2 - 1
+
+
+def _unzigzag(n: int) -> int:
+    return n // 2 if n % 2 == 0 else -(n + 1) // 2
+
+
+def _put_varint(out: bytearray, n: int) -> None:
+    if n < 0:
+        raise SnapshotError("negative varint")
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+# --- reading -----------------------------------------------------------------
+
+
+def from_item(item: dict) -> Snapshot:
+    """Decode an item; raises SnapshotError for anything it cannot vouch for.
+    Attributes it does not know are kept aside in `extra` and otherwise ignored."""
+    try:
+        fmt = int(item["f"]["N"])
+    except (KeyError, TypeError, ValueError):
+        raise SnapshotError("snapshot item has no format version") from None
+    if fmt not in READABLE_FORMATS:
+        raise SnapshotError(
+            f"snapshot format {fmt} is not readable here (this reader reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}); upgrade the authorizer before the writer"
+        )
+    try:
+        kind = item["k"]["S"]
+        if kind not in KINDS:
+            raise SnapshotError(f"unknown principal kind {kind!r}")
+        generated_at = int(item["g"]["N"])
+        raw = item["e"]
+        entries = _unpack(raw["B"], generated_at) if fmt == 2 else _from_json(raw["S"])
+        return Snapshot(
+            kind=kind,
+            tenant=int(item["t"]["N"]),
+            principal=item["p"]["S"],
+            version=int(item["v"]["N"]),
+            generated_at=generated_at,
+            entries=entries,
+            gone=bool(item.get("gone", {}).get("BOOL", False)),
+            extra={k: v for k, v in item.items() if k not in _KNOWN_ATTRIBUTES},
+        )
+    except SnapshotError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"malformed snapshot item: {exc.__class__.__name__}") from None
+
+
+_KNOWN_ATTRIBUTES = {"pk", "f", "k", "t", "p", "v", "g", "e", "gone"}
+
+
+def _from_json(text: str) -> tuple[Entry, ...]:
+    entries = []
+    for thing, level, not_before, expires, group, *_future in json.loads(text):
+        entries.append(Entry(str(thing), int(level), _opt_int(not_before), _opt_int(expires), _opt_int(group)))
+    return tuple(entries)
+
+
+def _opt_int(value) -> int | None:
+    return None if value is None else int(value)
+
+
+def _unpack(data: bytes, base: int) -> tuple[Entry, ...]:
+    entries = []
+    pos = 0
+    while pos < len(data):
+        header = data[pos]
+        pos += 1
+        if header & ~_KNOWN_BITS:
+            raise SnapshotError(f"entry header {header:#04x} uses flags this reader does not know")
+        length, pos = _get_varint(data, pos)
+        if pos + length > len(data):
+            raise SnapshotError("entry runs past the end of the snapshot")
+        thing = data[pos:pos + length].decode()
+        pos += length
+        not_before = expires = group = None
+        if header & _HAS_NOT_BEFORE:
+            n, pos = _get_varint(data, pos)
+            not_before = base + _unzigzag(n)
+        if header & _HAS_EXPIRES:
+            n, pos = _get_varint(data, pos)
+            expires = base + _unzigzag(n)
+        if header & _HAS_GROUP:
+            group, pos = _get_varint(data, pos)
+        entries.append(Entry(thing, header & _LEVEL_MASK, not_before, expires, group))
+    return tuple(entries)
+
+
+def _get_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise SnapshotError("truncated or oversized number in snapshot")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def entries_size(snapshot: Snapshot, *, fmt: int = FORMAT) -> int:
+    """Bytes the entries take in an item of format `fmt` (what grows with devices)."""
+    value = to_item(snapshot, fmt=fmt)["e"]
+    return len(value["B"]) if "B" in value else len(value["S"].encode())
+
+
+def item_size(item: dict) -> int:
+    """DynamoDB's item size rule: attribute names plus values (numbers ~ digits/2+1)."""
+    total = 0
+    for name, value in item.items():
+        (kind, raw), = value.items()
+        total += len(name.encode())
+        if kind == "N":
+            total += len(raw.strip("-").lstrip("0")) // 2 + 2
+        elif kind == "BOOL":
+            total += 1
+        else:
+            total += len(raw if isinstance(raw, bytes) else raw.encode())
+    return total
