@@ -73,10 +73,10 @@ def table(settings, request):
 
     from authz import store
 
-    settings.DYNAMODB_TABLE = f"t-{uuid.uuid4().hex[:12]}"
+    name = settings.DYNAMODB_TABLE = f"t-{uuid.uuid4().hex[:12]}"
     store.ensure_table()
-    yield SnapshotTable(settings.DYNAMODB_TABLE)
-    store.client().delete_table(TableName=settings.DYNAMODB_TABLE)
+    yield SnapshotTable(name)
+    store.client().delete_table(TableName=name)
 
 
 class SnapshotTable:

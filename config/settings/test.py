@@ -12,3 +12,4 @@ DYNAMODB_TABLE = "devshare-test"
 # Pushes run inline unless a test starts a real worker.
 CELERY_TASK_ALWAYS_EAGER = True
 SNAPSHOT_RETRY_BASE_SECONDS = 0.01
+LOGGING["loggers"] = {"werkzeug": {"level": "WARNING"}}  # noqa: F405  (the moto server's access log)
