@@ -23,8 +23,9 @@ def _clock() -> int:
     return time.time_ns() // 1000
 
 
-def record(*, tenant_id: int, users=(), devices=()) -> list[int]:
-    """Bump each principal's desired version; returns the outbox row ids."""
+def record(*, tenant_id: int, users=(), devices=(), queue: bool = True) -> list[int]:
+    """Bump each principal's desired version; returns the outbox row ids.
+    `queue=False` leaves the push to the caller (the sync command pushes inline)."""
     wanted = [(snapshot.USER, str(u)) for u in sorted(users)] + [(snapshot.DEVICE, d) for d in sorted(devices)]
     if not wanted:
         return []
@@ -44,7 +45,8 @@ def record(*, tenant_id: int, users=(), devices=()) -> list[int]:
         changed_at=timezone.now(),
         retry_after=None,
     )
-    push_after_commit(ids)
+    if queue:
+        push_after_commit(ids)
     return ids
 
 
@@ -101,19 +103,24 @@ def enqueue(ids: list[int]) -> int:
 QUICK_PUBLISH = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def resync(rows) -> list[int]:
-    """Bump and queue the given outbox rows again (operator's "resync")."""
+@transaction.atomic
+def resync(*, actor, rows) -> list[int]:
+    """Bump and queue the given outbox rows again (the operator's "resync")."""
+    from devices import audit
+
     ids = []
-    by_tenant: dict[int, dict[str, set]] = {}
+    by_tenant: dict = {}
     for row in rows:
-        kinds = by_tenant.setdefault(row.tenant_id, {snapshot.USER: set(), snapshot.DEVICE: set()})
-        kinds[row.kind].add(row.principal)
-    for tenant_id, kinds in by_tenant.items():
-        ids += record(tenant_id=tenant_id, users=kinds[snapshot.USER], devices=kinds[snapshot.DEVICE])
+        by_tenant.setdefault(row.tenant, []).append(row)
+    for tenant, tenant_rows in by_tenant.items():
+        ids += record(tenant_id=tenant.pk, users={r.principal for r in tenant_rows if r.kind == snapshot.USER},
+                      devices={r.principal for r in tenant_rows if r.kind == snapshot.DEVICE})
+        audit.record(actor=actor, action="snapshot.resync", obj=tenant, tenant=tenant,
+                     changes={"principals": sorted(r.key for r in tenant_rows)})
     return ids
 
 
-def record_everyone(*, tenants) -> list[int]:
+def record_everyone(*, tenants, queue: bool = True) -> list[int]:
     """Bump every member and every device of `tenants` (a full resync)."""
     from devices.models import Device, Membership
 
@@ -121,5 +128,5 @@ def record_everyone(*, tenants) -> list[int]:
     for tenant in tenants:
         members = Membership.objects.filter(tenant=tenant).values_list("user_id", flat=True)
         things = Device.objects.filter(tenant=tenant).values_list("thing_name", flat=True)
-        ids += record(tenant_id=tenant.pk, users=set(members), devices=set(things))
+        ids += record(tenant_id=tenant.pk, users=set(members), devices=set(things), queue=queue)
     return ids

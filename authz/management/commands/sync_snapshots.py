@@ -1,0 +1,65 @@
+"""Push lagging snapshots now, or every snapshot with --all."""
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from authz import outbox
+from authz.models import PrincipalSync
+from authz.push import PushResult, push
+from devices.models import Tenant
+
+BAR = 30
+
+
+class Command(BaseCommand):
+    help = "Push snapshots whose pushed version lags (default), or all of them (--all), inline."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", action="append", metavar="SLUG", help="Only this tenant (repeatable).")
+        parser.add_argument("--all", action="store_true", help="Every member and device, lagging or not.")
+        parser.add_argument("--dry-run", action="store_true", help="Say what would be pushed; change nothing.")
+        parser.add_argument("--batch", type=int, default=200)
+
+    def handle(self, *args, tenant, all, dry_run, batch, **options):
+        tenants = Tenant.objects.all()
+        if tenant:
+            tenants = tenants.filter(slug__in=tenant)
+            missing = set(tenant) - set(tenants.values_list("slug", flat=True))
+            if missing:
+                raise CommandError(f"No tenant with slug {', '.join(sorted(missing))}.")
+        if dry_run:
+            return self._dry_run(tenants, all)
+        if all:
+            with transaction.atomic():
+                ids = outbox.record_everyone(tenants=tenants, queue=False)
+        else:
+            ids = list(PrincipalSync.objects.lagging().filter(tenant__in=tenants).values_list("pk", flat=True))
+        ids.sort()
+        total = PushResult()
+        for start in range(0, len(ids), batch):
+            result = push(ids[start:start + batch])
+            total.written += result.written
+            total.stale += result.stale
+            total.failed.update(result.failed)
+            self._progress(min(start + batch, len(ids)), len(ids))
+        self.stdout.write(f"{len(ids)} snapshot(s): {len(total.written)} written, "
+                          f"{len(total.stale)} already current, {len(total.failed)} failed.")
+        if total.failed:
+            raise CommandError(f"{len(total.failed)} push(es) failed; first: {next(iter(total.failed.values()))}")
+
+    def _dry_run(self, tenants, everyone):
+        for tenant in tenants.order_by("slug"):
+            if everyone:
+                count = tenant.memberships.count() + tenant.devices.count()
+            else:
+                count = PrincipalSync.objects.lagging().filter(tenant=tenant).count()
+            self.stdout.write(f"{tenant.slug}: would push {count} snapshot(s)")
+
+    def _progress(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        filled = BAR * done // max(total, 1)
+        self.stderr.write(f"\r[{'#' * filled}{'.' * (BAR - filled)}] {done}/{total}", ending="")
+        if done == total:
+            self.stderr.write("")
