@@ -1,5 +1,8 @@
 """Query-string filters for the list endpoints (django-filter)."""
+from datetime import UTC
+
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Share
@@ -74,8 +77,16 @@ class InvitationFilter(django_filters.FilterSet):
 
 class AuditEventFilter(django_filters.FilterSet):
     action = django_filters.CharFilter(help_text="Exact action, e.g. share.create.")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    since = django_filters.IsoDateTimeFilter(method="by_since", help_text="Events at or after this time (ISO 8601).")
 
     class Meta:
         model = AuditEvent
         fields = ["action", "since"]
+
+    def by_since(self, queryset, name, value):
+        # Python accepts offsets PostgreSQL refuses (beyond ±15:59): compare in UTC.
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError({"since": "This time is out of range."}) from None
+        return queryset.filter(created_at__gte=value)
