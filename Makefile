@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test migrate demo clean
+.PHONY: run test migrate demo clean bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ run: demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every bench/*_bench.py against real servers (PostgreSQL from DATABASE_URL);
+# tables are printed and written to bench/results/. `make bench BENCH=api` runs one.
+bench: $(VENV)/.installed
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) build db.sqlite3 .pytest_cache

@@ -84,3 +84,37 @@ class ShareFactory(factory.django.DjangoModelFactory):
     created_by = factory.LazyAttribute(lambda o: (o.device or o.group).owner)
     level = Level.VIEW
     created_at = factory.LazyFunction(timezone.now)
+
+
+# --- API tests (imports kept here so this block stands alone) ---------------------------
+
+from datetime import timedelta  # noqa: E402
+
+from devices.models import AuditEvent, Invitation  # noqa: E402
+
+
+class InvitationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Invitation
+
+    device = factory.SubFactory(DeviceFactory)
+    group = None
+    tenant = factory.LazyAttribute(lambda o: (o.device or o.group).tenant)
+    email = factory.Sequence(lambda n: f"invitee{n}@example.test")
+    invited_by = factory.LazyAttribute(lambda o: (o.device or o.group).owner)
+    level = Level.VIEW
+    valid_until = factory.LazyFunction(lambda: timezone.now() + timedelta(days=14))
+
+
+class AuditEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AuditEvent
+
+    tenant = factory.LazyAttribute(lambda o: o.device.tenant)
+    device_id = factory.LazyAttribute(lambda o: o.device.pk)
+    action = "device.note"
+    object_type = "device"
+    object_repr = factory.Sequence(lambda n: f"event {n}")
+
+    class Params:
+        device = None

@@ -34,6 +34,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "django_filters",
+    "drf_spectacular",
     "devices",
     "authz",
 ]
@@ -141,12 +144,64 @@ SNAPSHOT_RECONCILE_LIMIT = int(os.environ.get("SNAPSHOT_RECONCILE_LIMIT", "10000
 SNAPSHOT_SWEEP_LOOKBACK_SECONDS = 180
 SNAPSHOT_TOMBSTONE_DAYS = 30
 
+# --- REST API (devices/api, served at /api/v1/) --------------------------------
+# Apps sign in with JWTs; the browsable API uses the session. Throttle rates are
+# "N/second|minute|hour|day"; the throttle counters live in the default cache,
+# which CACHE_URL points at Redis so that every worker shares them.
+from datetime import timedelta  # noqa: E402
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "devices.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": int(os.environ.get("API_PAGE_SIZE", "50")),
+    "DEFAULT_SCHEMA_CLASS": "devices.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "devices.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": os.environ.get("API_THROTTLE_AUTH", "20/minute"),
+        "shares": os.environ.get("API_THROTTLE_SHARES", "120/minute"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+API_MAX_PAGE_SIZE = int(os.environ.get("API_MAX_PAGE_SIZE", "1000"))
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=int(os.environ.get("JWT_ACCESS_SECONDS", "300"))),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=int(os.environ.get("JWT_REFRESH_SECONDS", str(14 * 86400)))),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    # A password change ends every session the old password opened.
+    "CHECK_REVOKE_TOKEN": True,
+    "UPDATE_LAST_LOGIN": True,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Devshare API",
+    "DESCRIPTION": "Share IoT devices with people, at a level and for a time. "
+                   "Every error has the body {\"error\": code, \"detail\": message, \"fields\": {field: [messages]}}.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "ShareLevelEnum": ["view", "control", "manage"],
+        "AccessLevelEnum": ["view", "control", "manage", "owner"],
+    },
+}
+
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["CACHE_URL"]}
+        if os.environ.get("CACHE_URL")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# --- end REST API -----------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,139 @@
+"""One error body everywhere: ``{"error": code, "detail": message, "fields": {field: [messages]}}``.
+
+Services raise Django's ``ValidationError`` (bad input, 400) and
+``PermissionDenied`` (no right, 403); DRF, django-filter and simplejwt raise
+their own exceptions. All of them end up in the same shape here, so a client
+needs one parser.
+"""
+from contextlib import contextmanager
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+
+class Conflict(exceptions.APIException):
+    """The request is valid but clashes with what exists (a live share, a pending invitation)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "This conflicts with the current state of the resource."
+    default_code = "conflict"
+
+    def __init__(self, detail=None, fields: dict | None = None):
+        super().__init__(detail)
+        self.fields = fields or {}
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every 4xx answer."""
+
+    error = serializers.CharField(help_text="A stable machine-readable code, e.g. invalid, not_found, conflict.")
+    detail = serializers.CharField(help_text="A human-readable message.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages per request field; empty when the error is not about one field.",
+    )
+
+
+def body(code: str, detail: str, fields: dict | None = None) -> dict:
+    return {"error": code, "detail": detail, "fields": fields or {}}
+
+
+def exception_handler(exc, context):
+    """DRF's handler has already put WWW-Authenticate on 401s (APIView.handle_exception)."""
+    exc = _as_drf(exc, context)
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: let Django answer 500 and log it
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+    set_rollback()
+    return Response(_body_for(exc), status=exc.status_code, headers=headers)
+
+
+def _as_drf(exc, context):
+    """Django's exceptions, raised by services and shortcuts, as their DRF counterparts."""
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, DjangoValidationError):
+        return exceptions.ValidationError(_django_messages(exc, context))
+    if isinstance(exc, Conflict):
+        exc.fields = _aliased(exc.fields, context)
+    return exc
+
+
+def _aliased(fields: dict, context) -> dict:
+    """Services name their fields after their own arguments (``grantee``,
+    ``email``); a view maps them onto its request fields."""
+    aliases = getattr(context.get("view"), "service_field_aliases", {})
+    return {aliases.get(field, field): messages for field, messages in fields.items()}
+
+
+def _django_messages(exc: DjangoValidationError, context) -> dict | list:
+    if hasattr(exc, "error_dict"):
+        fields = {"non_field_errors" if f == NON_FIELD_ERRORS else f: m for f, m in exc.message_dict.items()}
+        return _aliased(fields, context)
+    return exc.messages
+
+
+def _body_for(exc: exceptions.APIException) -> dict:
+    detail = exc.detail
+    if isinstance(exc, exceptions.ValidationError):
+        return _validation_body(detail)
+    if isinstance(detail, dict):
+        # simplejwt's InvalidToken carries {"detail", "code", "messages"}.
+        return body(str(detail.get("code", _code(exc))), str(detail.get("detail", exc.default_detail)))
+    if isinstance(detail, list):
+        return body(_code(exc), " ".join(str(item) for item in detail))
+    return body(getattr(detail, "code", None) or _code(exc), str(detail), getattr(exc, "fields", None))
+
+
+def _validation_body(detail) -> dict:
+    if isinstance(detail, list):
+        return body("invalid", " ".join(_flatten(detail)) or "Invalid input.")
+    fields = {field: _flatten(messages) for field, messages in detail.items()}
+    general = fields.pop("non_field_errors", [])
+    if general:
+        return body("invalid", " ".join(general), fields)
+    first = next(iter(fields.items()), None)
+    message = f"{first[0]}: {first[1][0]}" if first and first[1] else "Invalid input."
+    return body("invalid", message, fields)
+
+
+def _flatten(messages) -> list[str]:
+    if isinstance(messages, dict):  # nested serializer errors: "field.sub: message"
+        return [f"{key}: {m}" for key, value in messages.items() for m in _flatten(value)]
+    if isinstance(messages, list):
+        return [m for item in messages for m in _flatten(item)]
+    return [str(messages)]
+
+
+def _code(exc: exceptions.APIException) -> str:
+    return exc.default_code if isinstance(exc.default_code, str) else "error"
+
+
+@contextmanager
+def conflict_when(is_conflict):
+    """Run a service call; if it refuses with bad input that
+    `is_conflict(error)` explains by existing state, answer 409 with the
+    service's own message.
+
+    Services check rights before state, so by the time they report a clash
+    the actor was entitled to hear about it.
+    """
+    try:
+        yield
+    except DjangoValidationError as error:
+        if is_conflict(error):
+            fields = error.message_dict if hasattr(error, "error_dict") else {}
+            fields.pop(NON_FIELD_ERRORS, None)
+            raise Conflict(" ".join(error.messages), fields=fields) from error
+        raise

@@ -1,0 +1,92 @@
+"""Query-string filters for the list endpoints (django-filter)."""
+from datetime import UTC
+
+import django_filters
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+
+from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Share
+
+LEVEL_CHOICES = [(label, label) for label in ("view", "control", "manage", "owner")]
+
+
+def _by_level(queryset, name, value):
+    return queryset.filter(access_level=Level[value.upper()])
+
+
+class DeviceFilter(django_filters.FilterSet):
+    # A plain number: a choice among all groups would tell other tenants' ids from missing ones.
+    group = django_filters.NumberFilter(field_name="group_id", help_text="Devices in this group (id).")
+    type = django_filters.CharFilter(field_name="device_type__slug", help_text="Device type slug.")
+    level = django_filters.ChoiceFilter(choices=LEVEL_CHOICES, method=_by_level, help_text="Your level on the device.")
+    search = django_filters.CharFilter(method="by_text", help_text="Part of the name or thing name.")
+
+    class Meta:
+        model = Device
+        fields = ["group", "type", "level", "search"]
+
+    def by_text(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(thing_name__icontains=value))
+
+
+class GroupFilter(django_filters.FilterSet):
+    level = django_filters.ChoiceFilter(choices=LEVEL_CHOICES, method=_by_level, help_text="Your level on the group.")
+
+    class Meta:
+        model = DeviceGroup
+        fields = ["level"]
+
+
+class ShareFilter(django_filters.FilterSet):
+    """Without `status`, revoked shares are left out."""
+
+    status = django_filters.ChoiceFilter(
+        choices=[("active", "active"), ("revoked", "revoked"), ("all", "all")], method="by_status",
+        empty_label=None, help_text="active (default): not revoked; revoked; all.",
+    )
+    level = django_filters.ChoiceFilter(choices=LEVEL_CHOICES[:3], method="by_level")
+    device = django_filters.NumberFilter(field_name="device_id")
+    group = django_filters.NumberFilter(field_name="group_id")
+
+    class Meta:
+        model = Share
+        fields = ["status", "level", "device", "group"]
+
+    def __init__(self, data=None, *args, **kwargs):
+        if data is not None and not data.get("status"):
+            data = data.copy()
+            data["status"] = "active"
+        super().__init__(data, *args, **kwargs)
+
+    def by_status(self, queryset, name, value):
+        if value == "all":
+            return queryset
+        return queryset.filter(revoked_at__isnull=value == "active")
+
+    def by_level(self, queryset, name, value):
+        return queryset.filter(level=Level[value.upper()])
+
+
+class InvitationFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Invitation.Status.choices)
+
+    class Meta:
+        model = Invitation
+        fields = ["status"]
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    action = django_filters.CharFilter(help_text="Exact action, e.g. share.create.")
+    since = django_filters.IsoDateTimeFilter(method="by_since", help_text="Events at or after this time (ISO 8601).")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "since"]
+
+    def by_since(self, queryset, name, value):
+        # Python accepts offsets PostgreSQL refuses (beyond ±15:59): compare in UTC.
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError({"since": "This time is out of range."}) from None
+        return queryset.filter(created_at__gte=value)

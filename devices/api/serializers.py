@@ -1,0 +1,300 @@
+"""Request and response shapes. Serializers validate and render only; views
+hand validated data to ``devices.services``."""
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+
+from devices.models import (
+    AuditEvent,
+    Device,
+    DeviceGroup,
+    DeviceType,
+    Invitation,
+    Level,
+    Membership,
+    Share,
+    Tenant,
+    User,
+    validate_thing_name,
+)
+
+from . import selectors
+
+SHARE_LEVELS = ["view", "control", "manage"]
+ACCESS_LEVELS = [*SHARE_LEVELS, "owner"]
+
+
+class LevelField(serializers.ChoiceField):
+    """Levels travel as their names: view, control, manage (and owner, read-only)."""
+
+    def __init__(self, *, with_owner: bool = False, **kwargs):
+        super().__init__(choices=ACCESS_LEVELS if with_owner else SHARE_LEVELS, **kwargs)
+
+    def to_internal_value(self, data):
+        return Level[super().to_internal_value(data).upper()]
+
+    def to_representation(self, value):
+        return None if value is None else Level(value).label
+
+
+class ScopedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
+    """An id chosen among what the caller can see in the path's tenant;
+    anything else reads as "does not exist"."""
+
+    def __init__(self, query, **kwargs):
+        self.query = query
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        view = self.context["view"]
+        return self.query(user=view.request.user, tenant=view.tenant)
+
+
+# --- auth and people -----------------------------------------------------------
+
+
+class LoginSerializer(TokenObtainPairSerializer):
+    def validate(self, attrs):
+        # Accounts are stored lower-case; people type their address however they like.
+        attrs[self.username_field] = attrs[self.username_field].strip().lower()
+        return super().validate(attrs)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+
+
+class RefreshSerializer(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
+class UserBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "email", "full_name"]
+
+
+class TenantBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    tenant = TenantBriefSerializer()
+
+    class Meta:
+        model = Membership
+        fields = ["tenant", "role", "created_at"]
+
+
+class MeSerializer(serializers.ModelSerializer):
+    memberships = MembershipSerializer(many=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "full_name", "date_joined", "memberships"]
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role here; null for a superuser who is not a member.")
+
+    class Meta:
+        model = Tenant
+        fields = ["slug", "name", "role"]
+
+    @extend_schema_field(serializers.ChoiceField(choices=Membership.Role.values, allow_null=True))
+    def get_role(self, tenant) -> str | None:
+        return self.context.get("roles", {}).get(tenant.pk)
+
+
+# --- devices and groups ---------------------------------------------------------
+
+
+class DeviceTypeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeviceType
+        fields = ["id", "slug", "name", "capabilities"]
+
+
+class DeviceSerializer(serializers.ModelSerializer):
+    device_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = UserBriefSerializer(read_only=True)
+    level = LevelField(source="access_level", with_owner=True, read_only=True, allow_null=True,
+                       help_text="Your level on the device; null when you see it only as a tenant admin.")
+
+    class Meta:
+        model = Device
+        fields = ["id", "thing_name", "name", "device_type", "group", "owner", "level", "created_at"]
+        read_only_fields = fields
+
+
+class DeviceCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    device_type = serializers.SlugRelatedField(
+        slug_field="slug", queryset=DeviceType.objects.none(), help_text="A device type slug of this tenant."
+    )
+    thing_name = serializers.CharField(max_length=128, required=False, validators=[validate_thing_name],
+                                       help_text="The AWS IoT thing name; generated when left out.")
+    group = ScopedPrimaryKeyField(selectors.groups_for, queryset=DeviceGroup.objects.none(), required=False,
+                                  allow_null=True)
+    owner = serializers.EmailField(required=False, help_text="Tenant admins only: register for another member.")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        view = self.context.get("view")
+        if view is not None and hasattr(view, "tenant"):
+            fields["device_type"].queryset = selectors.device_types_for(user=view.request.user, tenant=view.tenant)
+        return fields
+
+
+class DeviceRenameSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+
+
+class TransferSerializer(serializers.Serializer):
+    new_owner = serializers.EmailField(help_text="The email of a member of this tenant.")
+    keep_shares = serializers.BooleanField(default=False, help_text="Keep the device's direct shares.")
+
+
+class GroupSerializer(serializers.ModelSerializer):
+    owner = UserBriefSerializer(read_only=True)
+    level = LevelField(source="access_level", with_owner=True, read_only=True, allow_null=True,
+                       help_text="Your level on the group; null when you see it only as a tenant admin.")
+
+    class Meta:
+        model = DeviceGroup
+        fields = ["id", "name", "owner", "level", "created_at"]
+        read_only_fields = ["id", "owner", "level", "created_at"]
+
+
+class GroupDeviceSerializer(serializers.Serializer):
+    device = ScopedPrimaryKeyField(selectors.devices_for, queryset=Device.objects.none())
+
+
+# --- shares, invitations, access, audit ------------------------------------------
+
+
+def _target_name(obj) -> str:
+    return obj.device.name if obj.device_id else obj.group.name
+
+
+class ShareSerializer(serializers.ModelSerializer):
+    grantee = UserBriefSerializer()
+    created_by = UserBriefSerializer()
+    level = LevelField()
+    target_name = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Share
+        fields = ["id", "device", "group", "target_name", "grantee", "level", "starts_at", "expires_at",
+                  "can_reshare", "parent", "created_by", "created_at", "updated_at", "revoked_at", "status"]
+        read_only_fields = fields
+
+    def get_target_name(self, share) -> str:
+        return _target_name(share)
+
+    @extend_schema_field(serializers.ChoiceField(choices=["live", "scheduled", "expired", "revoked"]))
+    def get_status(self, share) -> str:
+        now = timezone.now()
+        if share.revoked_at is not None:
+            return "revoked"
+        if share.expires_at is not None and share.expires_at <= now:
+            return "expired"
+        if share.starts_at is not None and share.starts_at > now:
+            return "scheduled"
+        return "live"
+
+
+class ShareTermsSerializer(serializers.Serializer):
+    level = LevelField()
+    starts_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    can_reshare = serializers.BooleanField(required=False, default=False,
+                                           help_text="Manage shares only: may share onwards within this share.")
+
+
+class ShareCreateSerializer(ShareTermsSerializer):
+    grantee = serializers.EmailField(
+        help_text="A member of this tenant receives the share at once; any other address gets an invitation."
+    )
+
+
+class ShareUpdateSerializer(serializers.Serializer):
+    """Only the fields sent change; null clears a start or an expiry."""
+
+    level = LevelField(required=False)
+    starts_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    can_reshare = serializers.BooleanField(required=False)
+
+
+class RevokedSerializer(serializers.Serializer):
+    revoked = serializers.ListField(child=serializers.IntegerField(),
+                                    help_text="Ids of every share revoked, re-shares included.")
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    tenant = TenantBriefSerializer()
+    target_name = serializers.SerializerMethodField()
+    level = LevelField()
+    invited_by = serializers.EmailField(source="invited_by.email")
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "tenant", "email", "device", "group", "target_name", "level", "starts_at", "expires_at",
+                  "can_reshare", "invited_by", "status", "valid_until", "created_at", "responded_at", "share"]
+        read_only_fields = fields
+
+    def get_target_name(self, invitation) -> str:
+        return _target_name(invitation)
+
+
+class AccessSerializer(serializers.Serializer):
+    level = LevelField(with_owner=True, allow_null=True, help_text="Null: no access of your own.")
+    through = serializers.ChoiceField(
+        choices=["ownership", "device_share", "group_share", "tenant_admin"], allow_null=True,
+        help_text="What gives the level; tenant_admin when you only administer the tenant.",
+    )
+    share = serializers.IntegerField(allow_null=True, help_text="The share that grants the level.")
+    group = serializers.IntegerField(allow_null=True, help_text="The group whose share grants it.")
+    starts_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class AccessEntrySerializer(AccessSerializer):
+    user = UserBriefSerializer()
+
+
+def access_row(access, *, admin: bool = False) -> dict:
+    """An ``selectors.Access`` (or None) as the AccessSerializer's input."""
+    share = getattr(access, "share", None)
+    if access is None:
+        through = "tenant_admin" if admin else None
+    elif share is None:
+        through = "ownership"
+    else:
+        through = "group_share" if share.group_id else "device_share"
+    return {
+        "level": access.level if access else None,
+        "through": through,
+        "share": share.pk if share else None,
+        "group": share.group_id if share else None,
+        "starts_at": share.starts_at if share else None,
+        "expires_at": access.expires_at if access else None,
+    }
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    changes = serializers.JSONField()
+
+    class Meta:
+        model = AuditEvent
+        # The client IP stays in the console: sharees should not learn each other's addresses.
+        fields = ["id", "created_at", "actor_email", "action", "object_type", "object_id", "object_repr",
+                  "changes", "source"]
+        read_only_fields = fields
+
