@@ -131,9 +131,18 @@ class DeviceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class SlugField(serializers.SlugRelatedField):
+    """A slug lookup that turns away what PostgreSQL cannot even compare (NUL)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data.replace("\x00", "\\x00"))
+        return super().to_internal_value(data)
+
+
 class DeviceCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    device_type = serializers.SlugRelatedField(
+    device_type = SlugField(
         slug_field="slug", queryset=DeviceType.objects.none(), help_text="A device type slug of this tenant."
     )
     thing_name = serializers.CharField(max_length=128, required=False, validators=[validate_thing_name],

@@ -88,6 +88,13 @@ class TestRegister:
         event = AuditEvent.objects.get(action="device.register", device_id=device.pk)
         assert (event.actor, event.source) == (world.alice, "api")
 
+    def test_a_nul_in_the_type_slug_is_400_not_a_database_error(self, world, client_for):
+        # Found by schemathesis: PostgreSQL refuses NUL inside a text comparison.
+        response = client_for(world.alice).post(tenant_url("device-list", world),
+                                                {"name": "Kettle", "device_type": "lamp\x00"})
+        assert "device_type" in assert_error(response, 400, "invalid")["fields"]
+        assert not Device.objects.filter(name="Kettle").exists()
+
     def test_thing_name_generated_when_left_out(self, world, client_for):
         body = client_for(world.alice).post(tenant_url("device-list", world),
                                             {"name": "Kettle", "device_type": world.type.slug}).json()
