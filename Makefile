@@ -20,12 +20,9 @@ demo: migrate
 	$(PY) manage.py seed_demo
 	$(PY) manage.py ensure_admin --print
 
-run: demo
-	@echo ""
-	@echo "  Devshare console: http://$(HOST):$(PORT)/admin/"
-	@echo "  (tenant owner view: alice@demo.devshare.local / devshare-demo)"
-	@echo ""
-	$(PY) manage.py runserver $(HOST):$(PORT)
+# Web console + API, a Celery worker with beat, and a local moto DynamoDB.
+run: migrate
+	@HOST=$(HOST) PORT=$(PORT) bash platform/run-local.sh
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -32,6 +33,7 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
 DB_NAME = f"devshare_bench_api_{os.getpid()}"
 PASSWORD = "bench-password-1"
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 
 
 def server_url() -> str:
@@ -59,6 +61,8 @@ def environment() -> dict:
         "API_THROTTLE_SHARES": "1000000/minute",
         "API_MAX_PAGE_SIZE": "1000",
         "LOG_LEVEL": "WARNING",
+        # Shares queue snapshot pushes; keep them off the Redis database `make run` uses.
+        "CELERY_BROKER_URL": BROKER_URL,
     }
 
 
@@ -201,6 +205,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
         admin_sql(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        redis.Redis.from_url(BROKER_URL).flushdb()
 
     setup = (f"gunicorn gthread, {WORKERS} workers x 4 threads; {CONCURRENCY} client threads; "
              f"{SECONDS:g} s per scenario; PostgreSQL; {os.cpu_count()} CPUs shared by server, client and database")

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make run`: the whole stack on one machine, with demo data.
+#   moto DynamoDB server → table → demo data → snapshots → Celery worker (+ beat) → web console.
+# Redis is the broker when it answers; otherwise a folder under build/ is (slower, same tasks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+MOTO_PORT=${MOTO_PORT:-8001}
+export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
+export DYNAMODB_ENDPOINT_URL=${DYNAMODB_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}
+mkdir -p build
+
+if [ -z "${CELERY_BROKER_URL:-}" ]; then
+    if $PY -c "import os, redis; redis.Redis.from_url(os.environ.get('REDIS_URL', 'redis://127.0.0.1:6379/0'), socket_connect_timeout=1).ping()" 2>/dev/null; then
+        echo "Broker: Redis (${REDIS_URL:-redis://127.0.0.1:6379/0})"
+    else
+        export CELERY_BROKER_URL=filesystem://
+        echo "Broker: Redis is not answering; using the embedded folder broker in build/broker"
+    fi
+fi
+
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+
+if ! $PY -c "import urllib.request, os; urllib.request.urlopen(os.environ['DYNAMODB_ENDPOINT_URL'], timeout=1)" 2>/dev/null; then
+    .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >build/moto.log 2>&1 &
+    for _ in $(seq 50); do
+        $PY -c "import socket; socket.create_connection(('127.0.0.1', $MOTO_PORT), 0.2)" 2>/dev/null && break
+        sleep 0.2
+    done
+fi
+$PY manage.py ensure_dynamodb_table
+$PY manage.py seed_demo
+$PY manage.py ensure_admin --print
+# moto keeps nothing between runs, so push every snapshot, not only lagging ones.
+$PY manage.py sync_snapshots --all
+
+$PY -m celery -A config.celery_app worker --beat --schedule build/celerybeat-schedule \
+    --pool threads --concurrency 4 --loglevel INFO >build/worker.log 2>&1 &
+
+cat <<MSG
+
+  Devshare console:  http://$HOST:$PORT/admin/   (admin@devshare.local / devshare-admin)
+  Tenant owner:      alice@demo.devshare.local / devshare-demo
+  API docs:          http://$HOST:$PORT/api/docs/
+  DynamoDB (moto):   $DYNAMODB_ENDPOINT_URL   worker log: build/worker.log
+  A snapshot:        .venv/bin/python manage.py show_snapshot bob@demo.devshare.local
+
+MSG
+$PY manage.py runserver "$HOST:$PORT"
