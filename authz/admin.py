@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import CharField, F, OuterRef, Subquery
 from django.db.models.functions import Cast
 
-from devices.admin import TenantScopedAdmin
+from devices.admin import ReadOnlyTenantAdmin
 from devices.models import User
 
 from . import outbox
@@ -27,15 +27,12 @@ class LaggingFilter(admin.SimpleListFilter):
 
 
 @admin.register(PrincipalSync)
-class PrincipalSyncAdmin(TenantScopedAdmin):
+class PrincipalSyncAdmin(ReadOnlyTenantAdmin):
     list_display = ["key", "tenant", "kind", "who", "desired_version", "pushed_version", "in_sync", "attempts",
                     "last_error", "changed_at", "pushed_at"]
     list_filter = [LaggingFilter, ("tenant", admin.RelatedOnlyFieldListFilter), "kind"]
     search_fields = ["principal"]
     actions = ["resync_selected"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in PrincipalSync._meta.fields]
 
     def get_queryset(self, request):
         # The principal column holds ids as text; match them as text, in the list query itself.
@@ -52,15 +49,6 @@ class PrincipalSyncAdmin(TenantScopedAdmin):
     @admin.display(boolean=True)
     def in_sync(self, obj):
         return obj.in_sync
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Resync selected snapshots (push them again)")
     def resync_selected(self, request, queryset):

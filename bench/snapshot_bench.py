@@ -202,7 +202,7 @@ def main() -> int:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker", "--pool", "threads",
              "--concurrency", WORKER_THREADS, "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-            cwd=ROOT, env={**os.environ, **env},
+            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
         )
         grants, fanout = latency_and_fanout()
     finally:

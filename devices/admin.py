@@ -179,6 +179,22 @@ class TenantScopedAdmin(ServiceAdminMixin, admin.ModelAdmin):
         raise NotImplementedError
 
 
+class ReadOnlyTenantAdmin(TenantScopedAdmin):
+    """Records the console shows and never edits (actions may still act on them)."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ReadOnlyInline(admin.TabularInline):
     """Shown on change pages only; rows are changed through their own pages."""
 
@@ -583,21 +599,9 @@ class InvitationAdmin(TenantScopedAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(TenantScopedAdmin):
+class AuditEventAdmin(ReadOnlyTenantAdmin):
     list_display = ["created_at", "actor_email", "action", "object_type", "object_repr", "source", "ip_address"]
     list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "action", "source"]
     search_fields = ["actor_email", "object_repr", "action"]
     date_hierarchy = "created_at"
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 

@@ -100,7 +100,7 @@ STATIC_ROOT = BASE_DIR / "build" / "static"
 # Celery: Redis is the broker. `filesystem://` (a folder, no server) is the
 # embedded broker `make run` falls back to; it runs every task, only slower.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = Path(os.environ.get("CELERY_BROKER_DIR", BASE_DIR / "build" / "broker"))
     CELERY_BROKER_TRANSPORT_OPTIONS = {
