@@ -1,7 +1,7 @@
 """Settings for pytest: DATABASE_URL when set, SQLite otherwise."""
 from .base import *  # noqa: F403
 
-SECRET_KEY = "test-only-secret-key"  # noqa: S105
+SECRET_KEY = "test-only-secret-key-long-enough-for-hs256-jwt-signing"  # noqa: S105
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
