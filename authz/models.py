@@ -9,6 +9,10 @@ class PrincipalSyncQuerySet(TenantScopedQuerySet):
     def lagging(self):
         return self.filter(pushed_version__lt=F("desired_version"))
 
+    def due(self, now):
+        """Lagging, and past any backoff or reconciler lease."""
+        return self.lagging().filter(Q(retry_after__isnull=True) | Q(retry_after__lte=now))
+
 
 class PrincipalSync(models.Model):
     """The outbox row of one principal's snapshot: the version the database

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Case, F, Q, Value, When
+from django.db.models import BigIntegerField, Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -80,10 +80,3 @@ def backoff(attempt: int) -> float:
     """Full jitter: a random wait up to base·2^attempt, capped."""
     ceiling = min(settings.SNAPSHOT_RETRY_MAX_SECONDS, settings.SNAPSHOT_RETRY_BASE_SECONDS * 2 ** attempt)
     return random.uniform(0, ceiling)
-
-
-def lagging(*, tenant=None, now=None):
-    """Rows whose pushed version lags and whose backoff (if any) has passed."""
-    now = now or timezone.now()
-    rows = PrincipalSync.objects.lagging().filter(Q(retry_after__isnull=True) | Q(retry_after__lte=now))
-    return rows.filter(tenant=tenant) if tenant is not None else rows

@@ -10,7 +10,8 @@ from devices import access
 from devices.models import Share
 
 from . import outbox
-from .push import backoff, lagging, push
+from .models import PrincipalSync
+from .push import backoff, push
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
@@ -24,10 +25,16 @@ def push_snapshots(self, ids: list[int]) -> dict:
 
 @shared_task(ignore_result=True)
 def reconcile_snapshots() -> int:
-    """Queue every row that lags for longer than a push normally takes."""
-    settled = timezone.now() - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
-    ids = list(lagging().filter(changed_at__lte=settled).order_by("pk").values_list("pk", flat=True)
+    """Queue every row that lags for longer than a push normally takes.
+
+    Queued rows are leased (`retry_after`) so that a slow queue is not filled
+    with the same rows again at every beat; a push or a new change ends the lease."""
+    now = timezone.now()
+    settled = now - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
+    ids = list(PrincipalSync.objects.due(now).filter(changed_at__lte=settled).order_by("pk").values_list("pk", flat=True)
                [:settings.SNAPSHOT_RECONCILE_LIMIT])
+    PrincipalSync.objects.filter(pk__in=ids).update(
+        retry_after=now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS))
     outbox.enqueue(ids)
     return len(ids)
 

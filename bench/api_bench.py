@@ -161,7 +161,7 @@ def drive(name, make_request, expect):
 
 
 def table(rows) -> str:
-    head = f"| scenario | requests | errors | req/s | p50 ms | p95 ms |\n|---|---:|---:|---:|---:|---:|\n"
+    head = "| scenario | requests | errors | req/s | p50 ms | p95 ms |\n|---|---:|---:|---:|---:|---:|\n"
     return head + "".join(
         f"| {r['scenario']} | {r['requests']} | {r['errors']} | {r['req_per_s']} | {r['p50_ms']} | {r['p95_ms']} |\n"
         for r in rows

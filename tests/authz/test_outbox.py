@@ -170,3 +170,23 @@ def test_enqueue_splits_into_batches(settings):
     with mock.patch.object(tasks.push_snapshots, "apply_async") as queued:
         assert outbox.enqueue([1, 2, 3, 4, 5]) == 3
     assert [c.args[0] for c in queued.call_args_list] == [([1, 2],), ([3, 4],), ([5],)]
+
+
+def test_the_reconciler_queues_a_lagging_row_once_per_lease(world, settings):
+    settings.SNAPSHOT_RECONCILE_GRACE_SECONDS = 0
+    grant(world, world.alice)  # its own push never ran: the test transaction does not commit
+    row = PrincipalSync.objects.get(principal=str(world.alice.pk))
+    with mock.patch.object(tasks.push_snapshots, "apply_async") as queued:
+        assert tasks.reconcile_snapshots() == 1
+        assert tasks.reconcile_snapshots() == 0          # leased: not queued again at the next beat
+        PrincipalSync.objects.filter(pk=row.pk).update(retry_after=timezone.now() - timedelta(seconds=1))
+        assert tasks.reconcile_snapshots() == 1          # the lease ran out and it still lags
+    assert [c.args[0] for c in queued.call_args_list] == [([row.pk],), ([row.pk],)]
+
+
+def test_the_reconciler_leaves_fresh_changes_to_their_own_push(world, settings):
+    settings.SNAPSHOT_RECONCILE_GRACE_SECONDS = 60
+    grant(world, world.alice)
+    with mock.patch.object(tasks.push_snapshots, "apply_async") as queued:
+        assert tasks.reconcile_snapshots() == 0
+    assert not queued.called
