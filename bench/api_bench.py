@@ -18,14 +18,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from bench.common import ROOT, admin_sql, database_url, percentile, write_results
+
 PORT = int(os.environ.get("BENCH_PORT", "8137"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 MAX_REQUESTS = int(os.environ.get("BENCH_MAX_REQUESTS", "20000"))
@@ -36,27 +33,12 @@ PASSWORD = "bench-password-1"
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 
 
-def server_url() -> str:
-    base = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path="/postgres"))
-
-
-def database_url() -> str:
-    return urlunsplit(urlsplit(server_url())._replace(path=f"/{DB_NAME}"))
-
-
-def admin_sql(statement: str) -> None:
-    with psycopg.connect(server_url(), autocommit=True) as conn:
-        conn.execute(statement)
-
-
 def environment() -> dict:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.local",
         "DEBUG": "false",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": database_url(DB_NAME),
         "API_THROTTLE_AUTH": "1000000/minute",
         "API_THROTTLE_SHARES": "1000000/minute",
         "API_MAX_PAGE_SIZE": "1000",
@@ -155,7 +137,7 @@ def drive(name, make_request, expect):
         "errors": len(errors),
         "req_per_s": round(len(ms) / wall, 1),
         "p50_ms": round(statistics.median(ms), 1) if ms else None,
-        "p95_ms": round(ms[int(len(ms) * 0.95) - 1], 1) if ms else None,
+        "p95_ms": round(percentile(ms, 95), 1) if ms else None,
         "first_error": repr(errors[0]) if errors else "",
     }
 
@@ -214,9 +196,7 @@ def main() -> int:
     for row in rows:
         if row["first_error"]:
             print(f"{row['scenario']}: first error {row['first_error']}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "api_bench.md").write_text(text)
-    (RESULTS / "api_bench.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2))
+    write_results("api_bench", text, {"setup": setup, "rows": rows})
     return 1 if any(r["errors"] for r in rows) else 0
 
 

@@ -12,43 +12,23 @@ worker, and removes them all at the end. Environment: BENCH_DATABASE_URL
 (server; default from DATABASE_URL), BENCH_BROKER_URL (redis://…/8),
 BENCH_GRANTS (50), BENCH_FANOUT (1000), BENCH_WORKER_THREADS (8).
 """
-import json
 import logging
 import os
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import redis
 from moto.server import ThreadedMotoServer
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from bench.common import ROOT, admin_sql, database_url, percentile, write_results
+
 DB_NAME = f"devshare_bench_snapshot_{os.getpid()}"
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/8")
 GRANTS = int(os.environ.get("BENCH_GRANTS", "50"))
 FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
 WORKER_THREADS = os.environ.get("BENCH_WORKER_THREADS", "8")
-
-
-def server_url() -> str:
-    base = (os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DATABASE_URL")
-            or "postgres://postgres@127.0.0.1:5432/postgres")
-    return urlunsplit(urlsplit(base)._replace(path="/postgres"))
-
-
-def admin_sql(statement: str) -> None:
-    with psycopg.connect(server_url(), autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def percentile(values, p):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def md_table(head, rows) -> str:
@@ -182,7 +162,7 @@ def main() -> int:
     host, port = moto.get_host_and_port()
     env = {
         "DJANGO_SETTINGS_MODULE": "config.settings.local", "DEBUG": "false", "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": urlunsplit(urlsplit(server_url())._replace(path=f"/{DB_NAME}")),
+        "DATABASE_URL": database_url(DB_NAME),
         "CELERY_BROKER_URL": BROKER_URL, "DYNAMODB_ENDPOINT_URL": f"http://{host}:{port}",
         "DYNAMODB_TABLE": "devshare-bench", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
     }
@@ -221,10 +201,8 @@ def main() -> int:
             f"Grant → item in DynamoDB (service call to conditional write visible)\n\n{grants}\n"
             f"Fan-out: delete a device shared with {FANOUT} users\n\n{fanout}")
     print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "snapshot_bench.md").write_text(text)
-    (RESULTS / "snapshot_bench.json").write_text(json.dumps(
-        {"setup": setup, "sizes": sizes, "compile": compiles, "grant": grants, "fanout": fanout}, indent=2))
+    write_results("snapshot_bench", text,
+                  {"setup": setup, "sizes": sizes, "compile": compiles, "grant": grants, "fanout": fanout})
     return 0
 
 

@@ -30,6 +30,11 @@ def is_tenant_admin(*, user: User, tenant_id: int) -> bool:
     return Membership.objects.filter(user=user, tenant_id=tenant_id, role__in=ADMIN_ROLES).exists()
 
 
+def owns_or_administers(user: User, target: Device | DeviceGroup) -> bool:
+    """The owner of a device or group, or an admin of its tenant: who may do anything with it."""
+    return target.owner_id == user.pk or is_tenant_admin(user=user, tenant_id=target.tenant_id)
+
+
 def _shares_reaching(device: Device) -> Q:
     # Guard the group branch: `group_id=None` would match every device share.
     q = Q(device_id=device.pk)

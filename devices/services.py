@@ -26,7 +26,7 @@ from .models import (
     User,
     validate_thing_name,
 )
-from .selectors import access_audience, effective_access, is_tenant_admin, reshare_grant
+from .selectors import access_audience, effective_access, is_tenant_admin, owns_or_administers, reshare_grant
 
 INVITATION_VALIDITY = timedelta(days=14)
 
@@ -91,10 +91,6 @@ def _level(value) -> Level:
     if level == Level.OWNER:
         raise ValidationError({"level": "A share cannot grant ownership; transfer the device instead."})
     return level
-
-
-def _owns_or_administers(actor: User, target: Device | DeviceGroup) -> bool:
-    return target.owner_id == actor.pk or is_tenant_admin(user=actor, tenant_id=target.tenant_id)
 
 
 def _same_tenant(*objects) -> None:
@@ -273,7 +269,7 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
 def rename_device(*, actor: User, device: Device, name: str) -> Device:
     access = effective_access(user=actor, device=device)
     _require(
-        (access is not None and access.level >= Level.MANAGE) or _owns_or_administers(actor, device),
+        (access is not None and access.level >= Level.MANAGE) or owns_or_administers(actor, device),
         "Renaming needs the manage level, ownership or tenant admin rights.",
     )
     old, device.name = device.name, _clean_name(name)
@@ -291,7 +287,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
     `keep_shares`; even then the new owner's own share and shares that came
     through the old group go, since they no longer mean anything.
     """
-    _require(_owns_or_administers(actor, device), "Only the owner or a tenant admin may transfer a device.")
+    _require(owns_or_administers(actor, device), "Only the owner or a tenant admin may transfer a device.")
     if new_owner.pk == device.owner_id:
         raise ValidationError({"new_owner": "The device already belongs to this user."})
     _require_member(new_owner, device.tenant_id, "The new owner")
@@ -313,7 +309,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
 
 @transaction.atomic
 def delete_device(*, actor: User, device: Device) -> None:
-    _require(_owns_or_administers(actor, device), "Only the owner or a tenant admin may delete a device.")
+    _require(owns_or_administers(actor, device), "Only the owner or a tenant admin may delete a device.")
     grantees = sorted(
         {s.grantee.email for s in Share.objects.live().filter(device=device).select_related("grantee")}
     )
@@ -341,7 +337,7 @@ def create_group(*, actor: User, tenant: Tenant, name: str, owner: User | None =
 
 @transaction.atomic
 def rename_group(*, actor: User, group: DeviceGroup, name: str) -> DeviceGroup:
-    _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may rename it.")
+    _require(owns_or_administers(actor, group), "Only the group owner or a tenant admin may rename it.")
     old, group.name = group.name, _clean_name(name)
     _save_unique(group, "name", f"There is already a group named {group.name}.", update_fields=["name"])
     audit.record(actor=actor, action="group.rename", obj=group, changes={"name": [old, group.name]})
@@ -351,7 +347,7 @@ def rename_group(*, actor: User, group: DeviceGroup, name: str) -> DeviceGroup:
 @transaction.atomic
 def delete_group(*, actor: User, group: DeviceGroup) -> None:
     """Delete a group: its devices stay (ungrouped), its shares are revoked."""
-    _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may delete it.")
+    _require(owns_or_administers(actor, group), "Only the group owner or a tenant admin may delete it.")
     # Everyone holding one of its devices: their entries lose the group.
     access_changed(tenant_id=group.tenant_id, users=access_audience(devices=group.devices.all()))
     _revoke_many(actor=actor, shares=list(group.shares.filter(revoked_at__isnull=True)), reason="group.delete")
@@ -364,7 +360,7 @@ def delete_group(*, actor: User, group: DeviceGroup) -> None:
 
 @transaction.atomic
 def add_device_to_group(*, actor: User, group: DeviceGroup, device: Device) -> Device:
-    _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may change it.")
+    _require(owns_or_administers(actor, group), "Only the group owner or a tenant admin may change it.")
     _same_tenant(group, device)
     if device.owner_id != group.owner_id:
         raise ValidationError({"device": "Only the group owner's own devices can join the group."})
@@ -385,7 +381,7 @@ def remove_device_from_group(*, actor: User, device: Device) -> Device:
     group = device.group
     if group is None:
         raise ValidationError({"device": f"{device.name} is not in a group."})
-    _require(_owns_or_administers(actor, group), "Only the group owner or a tenant admin may change it.")
+    _require(owns_or_administers(actor, group), "Only the group owner or a tenant admin may change it.")
     # Re-shares of this device made through a group share lose their basis.
     orphaned = Share.objects.filter(device=device, parent__group=group, revoked_at__isnull=True)
     _revoke_many(actor=actor, shares=list(orphaned), reason="group.remove_device")
@@ -456,7 +452,7 @@ def _locked_reshare_grant(share_id: int | None) -> Share | None:
 def _sharing_parent(sharer: User, *, device: Device | None, group: DeviceGroup | None) -> Share | None:
     """Check that `sharer` may share the target now. Returns None for the owner
     or a tenant admin, the grant a re-sharer shares from, and raises otherwise."""
-    if _owns_or_administers(sharer, device or group):
+    if owns_or_administers(sharer, device or group):
         return None
     grant = reshare_grant(user=sharer, device=device, group=group)
     parent = _locked_reshare_grant(grant.pk if grant else None)
@@ -548,7 +544,7 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
 
     now = timezone.now()
     parent = None
-    if not _owns_or_administers(actor, share.target):
+    if not owns_or_administers(actor, share.target):
         # A re-sharer edits what they shared, within the very grant they shared it from.
         _require(share.created_by_id == actor.pk and share.parent_id is not None,
                  "Only the owner, a tenant admin or whoever re-shared this may change it.")

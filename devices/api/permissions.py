@@ -7,11 +7,7 @@ come before anything that would reveal other people's data.
 from django.core.exceptions import PermissionDenied
 
 from devices.models import Device, DeviceGroup, Level, User
-from devices.selectors import effective_access, is_tenant_admin, reshare_grant
-
-
-def owns_or_administers(user: User, target: Device | DeviceGroup) -> bool:
-    return target.owner_id == user.pk or is_tenant_admin(user=user, tenant_id=target.tenant_id)
+from devices.selectors import effective_access, owns_or_administers, reshare_grant
 
 
 def may_share(user: User, target: Device | DeviceGroup) -> bool:

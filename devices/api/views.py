@@ -23,7 +23,7 @@ from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitati
 from . import filters, selectors
 from . import serializers as s
 from .errors import conflict_when
-from .permissions import may_oversee, may_share, owns_or_administers, require
+from .permissions import may_oversee, may_share, require
 from .throttling import ScopedWriteThrottle
 
 
@@ -274,7 +274,7 @@ class DeviceTransferView(TenantView):
         device = self.visible_device(device)
         data = self.validated(s.TransferSerializer)
         # Refuse first, so that only those allowed learn who is a member.
-        require(owns_or_administers(request.user, device), "Only the owner or a tenant admin may transfer a device.")
+        require(domain.owns_or_administers(request.user, device), "Only the owner or a tenant admin may transfer a device.")
         new_owner = selectors.member_by_email(tenant=self.tenant, email=data["new_owner"])
         if new_owner is None:
             raise ValidationError({"new_owner": "No member of this tenant has this email."})

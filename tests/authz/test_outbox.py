@@ -4,6 +4,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -111,7 +112,7 @@ def test_membership_and_account_changes_bump_that_user_in_each_tenant(world, oth
 
 
 def test_refused_writes_bump_nothing(world):
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="owner already has full access"):
         grant(world, world.owner)
     assert versions() == {}
 

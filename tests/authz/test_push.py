@@ -12,7 +12,7 @@ from authz import outbox, store, tasks
 from authz.models import PrincipalSync
 from authz.push import push
 from devices import services
-from devices.models import Level, Tenant
+from devices.models import Level, Share, Tenant
 from lambda_bridge import snapshot
 from lambda_bridge.snapshot import Snapshot
 
@@ -92,7 +92,6 @@ def test_expiry_is_enforced_by_the_entry_and_tidied_by_the_sweep(synced, world, 
     # After the end the entry no longer counts, before any push...
     assert table.snapshot(ukey(world, world.alice)).levels_at(int(end.timestamp()) + 1) == {}
     # ...and the sweep rewrites just that item without it.
-    Share = world.lock.shares.model
     Share.objects.filter(grantee=world.alice).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert synced(tasks.sweep_expired_shares) == {ukey(world, world.alice)}
     assert table.snapshot(ukey(world, world.alice)).entries == ()
