@@ -1,0 +1,160 @@
+"""One connection's decision: token → claims → snapshot → policies.
+
+Kept apart from the Lambda entry point so that tests and benchmarks can run it
+with any store (DynamoDB, or a dict) and any clock.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from lambda_bridge import events, policy, snapshot, tokens
+from lambda_bridge.config import MAX_TTL, MIN_TTL, Config
+from lambda_bridge.refusal import Refused
+
+REFUSED_PRINCIPAL = "refused"
+
+
+class Store(Protocol):
+    def get(self, key: str) -> dict | None: ...
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    reason: str
+    principal_id: str = REFUSED_PRINCIPAL
+    documents: list[str] = field(default_factory=list)
+    refresh: int = MIN_TTL
+    disconnect: int = MIN_TTL
+    # For the log line only.
+    detail: str = ""
+    source: str | None = None
+    principal: str | None = None
+    tenant: int | None = None
+    devices: int | None = None
+
+    def response(self) -> dict:
+        return {
+            "isAuthenticated": self.allowed,
+            "principalId": self.principal_id,
+            "disconnectAfterInSeconds": self.disconnect,
+            "refreshAfterInSeconds": self.refresh,
+            "policyDocuments": self.documents,
+        }
+
+
+class Authorizer:
+    def __init__(self, config: Config, store: Store, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.keys = tokens.KeyCache(store.get, ttl=config.key_cache_seconds, clock=monotonic)
+
+    def decide(self, event) -> Decision:
+        """Never raises: anything unexpected is a refusal, since AWS closes the
+        connection on a failed invocation anyway and a reason beats a trace."""
+        decision = Decision(allowed=False, reason="internal_error")
+        try:
+            self._decide(event, decision)
+        except Refused as refusal:
+            decision.allowed, decision.reason, decision.detail = False, refusal.reason, refusal.detail
+            decision.documents, decision.principal_id = [], REFUSED_PRINCIPAL
+            decision.refresh = decision.disconnect = MIN_TTL
+        except Exception as exc:
+            decision.allowed, decision.reason, decision.detail = False, "internal_error", exc.__class__.__name__
+            decision.documents, decision.principal_id = [], REFUSED_PRINCIPAL
+        return decision
+
+    def _decide(self, event, decision: Decision) -> None:
+        config = self.config
+        now = int(self.clock())
+        token, decision.source = events.find_token(event, config.token_key_name)
+        claims = tokens.verify(token, self.keys, issuer=config.issuer, audience=config.audience,
+                               leeway=config.leeway_seconds, now=now)
+        decision.principal, decision.tenant = claims.label, claims.tenant
+        asked = events.mqtt_client_id(event)
+        if asked is not None and asked != claims.client_id:
+            raise Refused("client_id_mismatch")
+        snap = self._snapshot(claims)
+        levels = usable_levels(snap, claims, now)
+        decision.devices = len(levels)
+        try:
+            if claims.kind == snapshot.DEVICE:
+                if claims.principal not in levels:
+                    raise Refused("principal_gone", "the device is not in its own snapshot")
+                documents = policy.device_documents(thing=claims.principal, region=config.region,
+                                                    account=config.account)
+            else:
+                documents = policy.user_documents(levels=levels, client_id=claims.client_id,
+                                                  region=config.region, account=config.account)
+        except policy.PolicyInputError as exc:
+            raise Refused("bad_snapshot", str(exc)[:200]) from None
+        if documents is None:
+            raise Refused("scope_required", f"{len(levels)} devices do not fit one connection's policies")
+        decision.allowed, decision.reason, decision.documents = True, "ok", documents
+        decision.principal_id = principal_id(claims)
+        decision.refresh, decision.disconnect = lifetimes(snap, claims, now, config)
+
+    def _snapshot(self, claims: tokens.Claims) -> snapshot.Snapshot:
+        key = snapshot.item_key(claims.kind, claims.tenant, claims.principal)
+        try:
+            item = self.store.get(key)
+        except Exception as exc:  # network, throttling, permissions
+            raise Refused("snapshot_unavailable", exc.__class__.__name__) from None
+        if item is None:
+            raise Refused("no_snapshot")
+        try:
+            snap = snapshot.from_item(item)
+        except snapshot.SnapshotError as exc:
+            raise Refused("bad_snapshot", str(exc)[:200]) from None
+        if (snap.kind, snap.tenant, snap.principal) != (claims.kind, claims.tenant, claims.principal):
+            raise Refused("bad_snapshot", "item does not belong to the token's principal")
+        if snap.gone:
+            raise Refused("principal_gone")
+        return snap
+
+
+def usable_levels(snap: snapshot.Snapshot, claims: tokens.Claims, now: int) -> dict[str, int]:
+    """Thing → level for the grants in force now, narrowed by the token's scope.
+
+    The gateway keeps a policy for at least MIN_TTL seconds, so a grant that
+    ends sooner than that is left out now rather than outliving its end."""
+    levels: dict[str, int] = {}
+    for entry in snap.entries:
+        if not entry.active(now) or (entry.expires is not None and entry.expires - now < MIN_TTL):
+            continue
+        if claims.scope_things is not None and entry.thing not in claims.scope_things:
+            continue
+        if claims.scope_group is not None and entry.group != claims.scope_group:
+            continue
+        levels[entry.thing] = max(levels.get(entry.thing, 0), entry.level)
+    return levels
+
+
+def lifetimes(snap: snapshot.Snapshot, claims: tokens.Claims, now: int, config: Config) -> tuple[int, int]:
+    """(refresh, disconnect) in seconds. Refresh comes at the next start or end
+    of a grant, or at token expiry, whichever is first; the connection lasts
+    until the token expires. AWS accepts 300..86,400 for both."""
+    until_expiry = claims.expires - now
+    next_change = snap.next_change(now)
+    refresh = min(config.refresh_seconds, until_expiry, *([next_change - now] if next_change else []))
+    disconnect = min(config.disconnect_seconds, until_expiry)
+    return _clamp(refresh), _clamp(disconnect)
+
+
+def _clamp(seconds: int) -> int:
+    return max(MIN_TTL, min(MAX_TTL, seconds))
+
+
+def principal_id(claims: tokens.Claims) -> str:
+    """Alphanumeric and at most 128 characters, as AWS requires, and the same
+    for every connection of one principal. Thing names carry `:_-`, so a
+    device's id is a digest of its name."""
+    if claims.kind == snapshot.USER:
+        return f"u{claims.tenant}x{claims.principal}"
+    digest = hashlib.sha256(claims.principal.encode()).hexdigest()[:40]
+    return f"d{claims.tenant}x{digest}"

@@ -1,0 +1,29 @@
+"""The authorizer's only I/O: GetItem on the snapshot table."""
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from lambda_bridge.config import Config
+
+# The gateway gives the whole Lambda 5 s; two short attempts leave room for the
+# key item, the snapshot and the answer.
+_CLIENT_CONFIG = BotoConfig(connect_timeout=1, read_timeout=1.5, retries={"mode": "standard", "max_attempts": 2})
+
+
+class DynamoStore:
+    def __init__(self, client, table: str):
+        self.client = client
+        self.table = table
+
+    @classmethod
+    def from_config(cls, config: Config) -> DynamoStore:
+        client = boto3.client("dynamodb", region_name=config.table_region, endpoint_url=config.endpoint_url,
+                              config=_CLIENT_CONFIG)
+        return cls(client, config.table)
+
+    def get(self, key: str) -> dict | None:
+        # Strongly consistent: a revoke written a moment ago must not come back
+        # through a lagging replica on the next connect.
+        response = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True)
+        return response.get("Item")

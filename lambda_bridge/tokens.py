@@ -1,0 +1,174 @@
+"""Platform tokens: RS256 JWTs checked against the public keys of both slots.
+
+Claims (SPEC §4): `sub` is `user:<id>` or `device:<thing name>`, `tid` the
+tenant, `cid` the one MQTT client id the token may connect as (a device's is
+its thing name), `iss`, `aud`, `iat`, `nbf`, `exp`, `jti`, and an optional
+`scope` that narrows a user token to `{"things": [...]}` or `{"group": id}`.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from lambda_bridge import keys, snapshot
+from lambda_bridge.refusal import Refused
+
+ALGORITHM = "RS256"
+MIN_KEY_BITS = 2048
+MAX_SCOPE_THINGS = 200
+# The thing-name alphabet (SPEC §2) is also what client ids may use: no `*`,
+# `?` or `$`, so a name can never act as a wildcard inside a policy.
+NAME = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+USER_ID = re.compile(r"[0-9]{1,19}")
+MAX_INTEGER = 2**63 - 1
+KINDS = {"user": snapshot.USER, "device": snapshot.DEVICE}
+
+_JWT_ERRORS = [
+    (jwt.InvalidAudienceError, "wrong_audience"),
+    (jwt.InvalidIssuerError, "wrong_issuer"),
+    (jwt.MissingRequiredClaimError, "invalid_claims"),
+    (jwt.InvalidSignatureError, "bad_signature"),
+    (jwt.InvalidAlgorithmError, "unsupported_alg"),
+    (jwt.DecodeError, "malformed_token"),
+    (jwt.InvalidTokenError, "invalid_claims"),
+]
+
+
+@dataclass(frozen=True)
+class Claims:
+    kind: str
+    principal: str
+    tenant: int
+    client_id: str
+    expires: int
+    scope_things: frozenset[str] | None = None
+    scope_group: int | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs name the principal: the token's own `sub`."""
+        return f"{'user' if self.kind == snapshot.USER else 'device'}:{self.principal}"
+
+
+class KeyCache:
+    """The verifying keys of both slots, read from the key item at most once a
+    `ttl`. A kid it does not know triggers one early re-read per `recheck`
+    seconds at most, so a freshly staged key works without a redeploy and a
+    flood of bad kids cannot turn into a flood of reads."""
+
+    def __init__(self, read_item: Callable[[str], dict | None], *, ttl: float, recheck: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self._read_item = read_item
+        self._ttl = ttl
+        self._recheck = min(recheck, ttl)
+        self._clock = clock
+        self._keys: dict[str, RSAPublicKey] | None = None
+        self._loaded_at = 0.0
+        self.reads = 0
+
+    def get(self, kid: str) -> RSAPublicKey | None:
+        now = self._clock()
+        if self._keys is None or now - self._loaded_at >= self._ttl:
+            self._load(now)
+        elif kid not in self._keys and now - self._loaded_at >= self._recheck:
+            self._load(now)
+        return self._keys.get(kid)
+
+    def _load(self, now: float) -> None:
+        self.reads += 1
+        try:
+            item = self._read_item(keys.ITEM_KEY)
+            ring = keys.from_item(item) if item is not None else None
+        except keys.KeyringError as exc:
+            raise Refused("keys_unavailable", str(exc)) from None
+        except Exception as exc:  # the store's errors: network, throttling, permissions
+            raise Refused("keys_unavailable", exc.__class__.__name__) from None
+        loaded = {}
+        for kid, pem in (ring.verifying() if ring else {}).items():
+            try:
+                key = load_pem_public_key(pem.encode())
+            except ValueError:
+                continue  # an unreadable key verifies nothing; the other slot still may
+            if isinstance(key, RSAPublicKey) and key.key_size >= MIN_KEY_BITS:
+                loaded[kid] = key
+        self._keys, self._loaded_at = loaded, now
+
+
+def verify(token: str, key_cache: KeyCache, *, issuer: str, audience: str, leeway: int, now: int) -> Claims:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise Refused("malformed_token", "header is not readable") from None
+    if header.get("alg") != ALGORITHM:
+        # Checked before any key is touched: `none` and the HMAC family (with
+        # the public key as the "secret") never reach a verifier.
+        raise Refused("unsupported_alg", f"alg {str(header.get('alg'))[:20]!r}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not 0 < len(kid) <= keys.MAX_KID:
+        raise Refused("unknown_kid", "no usable kid in the header")
+    key = key_cache.get(kid)
+    if key is None:
+        raise Refused("unknown_kid", f"kid {kid[:64]!r}")
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=[ALGORITHM], audience=audience, issuer=issuer,
+            # Times are checked below against the caller's clock.
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                     "require": ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]},
+        )
+    except jwt.PyJWTError as exc:
+        reason = next(r for cls, r in _JWT_ERRORS if isinstance(exc, cls))
+        raise Refused(reason, exc.__class__.__name__) from None
+    return _claims(claims, leeway=leeway, now=now)
+
+
+def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
+    exp, nbf, iat = (_integer(claims.get(name), name) for name in ("exp", "nbf", "iat"))
+    if now >= exp + leeway:
+        raise Refused("expired")
+    if nbf > now + leeway or iat > now + leeway:
+        raise Refused("not_yet_valid")
+    kind_name, _, principal = str(claims["sub"]).partition(":")
+    kind = KINDS.get(kind_name)
+    if kind == snapshot.USER and not USER_ID.fullmatch(principal):
+        raise Refused("invalid_claims", "user sub is not user:<id>")
+    if kind == snapshot.DEVICE and not NAME.fullmatch(principal):
+        raise Refused("invalid_claims", "device sub is not device:<thing name>")
+    if kind is None:
+        raise Refused("invalid_claims", "sub is neither user:… nor device:…")
+    tenant = _integer(claims.get("tid"), "tid")
+    client_id = claims.get("cid")
+    if not isinstance(client_id, str) or not NAME.fullmatch(client_id):
+        raise Refused("invalid_claims", "cid is not a client id of letters, digits, ':', '_' or '-'")
+    if kind == snapshot.DEVICE and client_id != principal:
+        raise Refused("invalid_claims", "a device connects as its thing name")
+    things, group = _scope(claims.get("scope"), kind)
+    return Claims(kind=kind, principal=principal, tenant=tenant, client_id=client_id, expires=exp,
+                  scope_things=things, scope_group=group)
+
+
+def _integer(value, name: str) -> int:
+    # bool is an int in Python; a `true` expiry is not a time.
+    if type(value) is not int or not 0 <= value <= MAX_INTEGER:
+        raise Refused("invalid_claims", f"{name} is not a whole number")
+    return value
+
+
+def _scope(scope, kind: str) -> tuple[frozenset[str] | None, int | None]:
+    if scope is None:
+        return None, None
+    if kind != snapshot.USER or not isinstance(scope, dict) or len(scope) != 1:
+        raise Refused("invalid_claims", "scope is one of {things: [...]} or {group: id}, on user tokens")
+    if "group" in scope:
+        return None, _integer(scope["group"], "scope.group")
+    things = scope.get("things")
+    if (not isinstance(things, list) or not 0 < len(things) <= MAX_SCOPE_THINGS
+            or not all(isinstance(t, str) and NAME.fullmatch(t) for t in things)):
+        raise Refused("invalid_claims", f"scope.things is a list of 1-{MAX_SCOPE_THINGS} thing names")
+    return frozenset(things), None
