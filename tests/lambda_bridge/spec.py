@@ -1,0 +1,30 @@
+"""SPEC §3 for a person's app, written out on its own: what the generated
+policies must allow, judged topic by topic. Deliberately not shared with
+`lambda_bridge.policy`: the two must agree without one copying the other."""
+from devices.models import Level
+
+
+def expected(action: str, name: str, levels: dict[str, int], cid: str) -> bool:
+    """SPEC §3 for a person's app: connect as the token's client id; view and
+    up read `out` and the shadow, and ask for the shadow; control and up also
+    send `in` commands and shadow updates. Nothing else, ever."""
+    if action == "iot:Connect":
+        return name == cid
+    for thing, level in levels.items():
+        out, shadow = f"dev/{thing}/out/", f"$aws/things/{thing}/shadow/"
+        if action in ("iot:Subscribe", "iot:Receive") and (name.startswith(out) or name.startswith(shadow)):
+            return True
+        if action == "iot:Publish":
+            if _shadow_request(name, shadow, "get"):
+                return True
+            if level >= Level.CONTROL and (name.startswith(f"dev/{thing}/in/") or _shadow_request(name, shadow, "update")):
+                return True
+    return False
+
+
+def _shadow_request(topic: str, shadow: str, operation: str) -> bool:
+    """The classic shadow's `…/shadow/get`, or a named shadow's `…/shadow/name/{name}/get`."""
+    if topic == shadow + operation:
+        return True
+    named = shadow + "name/"
+    return topic.startswith(named) and topic.endswith("/" + operation) and len(topic) > len(named) + len(operation)

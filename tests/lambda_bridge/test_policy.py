@@ -1,0 +1,111 @@
+"""The policy mapping on its own: pure functions, judged by the evaluator."""
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devices.models import Level
+from lambda_bridge import snapshot
+from lambda_bridge.evaluator import Connection
+from lambda_bridge.policy import PolicyInputError, device_documents, pack, user_documents
+from tests.lambda_bridge.spec import expected
+
+REGION, ACCOUNT = "eu-central-1", "210987654321"
+DJANGO_LEVEL = {snapshot.VIEW: Level.VIEW, snapshot.CONTROL: Level.CONTROL, snapshot.MANAGE: Level.MANAGE,
+                snapshot.OWNER: Level.OWNER}
+things = st.from_regex(r"[a-zA-Z0-9:_-]{1,40}", fullmatch=True)
+level_maps = st.dictionaries(things, st.sampled_from(sorted(DJANGO_LEVEL)), max_size=40)
+
+
+def documents_for(levels, client_id="app-1"):
+    return user_documents(levels=levels, client_id=client_id, region=REGION, account=ACCOUNT)
+
+
+@settings(max_examples=150, deadline=None)
+@given(levels=level_maps)
+def test_documents_fit_the_aws_budget_and_grant_exactly_the_levels(levels):
+    documents = documents_for(levels)
+    if documents is None:
+        return  # too many grants: the caller refuses; test_capacity covers where that starts
+    assert len(documents) <= 10 and all(len(d) <= 2048 for d in documents)
+    conn = Connection(documents, REGION, ACCOUNT, "app-1")
+    django_levels = {t: DJANGO_LEVEL[code] for t, code in levels.items()}
+    for thing in list(levels) + ["other", "+", "#"]:
+        for action, topic in [
+            ("iot:Subscribe", f"dev/{thing}/out/#"), ("iot:Receive", f"dev/{thing}/out/t"),
+            ("iot:Publish", f"dev/{thing}/in/c"), ("iot:Publish", f"$aws/things/{thing}/shadow/update"),
+            ("iot:Publish", f"$aws/things/{thing}/shadow/name/n/get"), ("iot:Publish", f"dev/{thing}/out/t"),
+            ("iot:Receive", f"dev/{thing}/in/c"), ("iot:Publish", f"$aws/things/{thing}/shadow/delete"),
+        ]:
+            assert conn.can(action, topic) == expected(action, topic, django_levels, "app-1"), (action, topic)
+
+
+@given(levels=level_maps)
+def test_the_same_grants_give_the_same_documents_in_any_order(levels):
+    reordered = dict(reversed(list(levels.items())))
+
+    assert documents_for(levels) == documents_for(reordered)
+
+
+def test_a_person_with_no_devices_may_connect_and_nothing_else():
+    documents = documents_for({})
+    conn = Connection(documents, REGION, ACCOUNT, "app-1")
+
+    assert len(documents) == 1 and conn.can("iot:Connect", "app-1")
+    assert not conn.can("iot:Subscribe", "dev/x/out/#") and not conn.can("iot:Publish", "dev/x/in/a")
+
+
+@pytest.mark.parametrize("level", [snapshot.VIEW, snapshot.CONTROL])
+def test_capacity_is_a_cliff_not_a_slope(level):
+    """Below the limit every grant is there; one device more and there is no
+    answer at all (the authorizer says scope_required)."""
+    fits = max(n for n in range(1, 200) if documents_for({f"d-{i:012d}": level for i in range(n)}) is not None)
+    at_limit = documents_for({f"d-{i:012d}": level for i in range(fits)})
+
+    assert documents_for({f"d-{i:012d}": level for i in range(fits + 1)}) is None
+    assert len(at_limit) == 10
+    conn = Connection(at_limit, REGION, ACCOUNT, "app-1")
+    assert all(conn.can("iot:Subscribe", f"dev/d-{i:012d}/out/#") for i in range(fits))
+    print(f"\n{snapshot.LEVEL_NAMES[level]}: {fits} devices with 14-character thing names fit one connection")
+
+
+@pytest.mark.parametrize("name", ["d-*", "d-?", "$aws", "a/b", "+", "#", "", "x" * 129, "d a", "é"])
+def test_a_name_that_could_widen_a_policy_is_refused(name):
+    with pytest.raises(PolicyInputError):
+        documents_for({name: snapshot.VIEW})
+    with pytest.raises(PolicyInputError):
+        documents_for({}, client_id=name)
+    with pytest.raises(PolicyInputError):
+        device_documents(thing=name, region=REGION, account=ACCOUNT)
+
+
+def test_every_resource_names_the_exact_region_and_account():
+    documents = documents_for({"d-lamp": snapshot.CONTROL}) + device_documents(
+        thing="d-lamp", region=REGION, account=ACCOUNT)
+    resources = [r for d in documents for s in json.loads(d)["Statement"] for r in s["Resource"]]
+
+    assert resources and all(r.startswith(f"arn:aws:iot:{REGION}:{ACCOUNT}:") for r in resources)
+
+
+resource_lists = st.lists(st.text("abc/*", min_size=1, max_size=300), max_size=60)
+
+
+@given(statements=st.lists(st.tuples(st.sampled_from([("iot:Publish",), ("iot:Receive",), ("iot:Subscribe",)]),
+                                     resource_lists), max_size=4),
+       limit=st.integers(200, 2048))
+def test_packing_keeps_every_resource_once_under_its_action_or_gives_up(statements, limit):
+    documents = pack(statements, max_characters=limit)
+    wanted = sorted((a, r) for actions, resources in statements for a in actions for r in resources)
+    if documents is None:
+        return
+    got = sorted((a, r) for d in documents for s in json.loads(d)["Statement"]
+                 for a in s["Action"] for r in s["Resource"])
+    assert got == wanted
+    assert all(len(d) <= limit for d in documents) and len(documents) <= 10
+
+
+def test_packing_gives_up_rather_than_split_a_resource():
+    assert pack([(("iot:Publish",), ["x" * 2100])]) is None
+    assert pack([(("iot:Publish",), ["x" * 1000] * 30)]) is None  # 30 KB never fits 10 × 2 KB
+
