@@ -87,7 +87,7 @@ def role_statements(template: dict, role: str) -> list[dict]:
 # --- the checks -------------------------------------------------------------------------
 
 def check_function_role_is_least_privilege(template: dict) -> None:
-    function_name, function = only(template, "AWS::Lambda::Function")
+    _, function = only(template, "AWS::Lambda::Function")
     role = function["Properties"]["Role"]["Fn::GetAtt"][0]
     table, _ = only(template, "AWS::DynamoDB::Table")
     log_group, _ = only(template, "AWS::Logs::LogGroup")
@@ -196,10 +196,15 @@ def test_cfn_lint_finds_no_error_or_warning():
     assert run_cfn_lint(TEMPLATE.read_text()) == []
 
 
-def test_cfn_lint_does_report_a_broken_template():
-    broken = TEMPLATE.read_text().replace("Runtime: python3.12", "Runtime: python3.99", 1)
-    assert broken != TEMPLATE.read_text()
-    assert any(line.startswith("E") for line in run_cfn_lint(broken))
+@pytest.mark.parametrize("old, new, level", [
+    ("Runtime: python3.12", "Runtime: python3.99", "E"),  # no such runtime
+    ("Parameters:\n", "Parameters:\n  Unused:\n    Type: String\n", "W"),  # a parameter nothing uses
+])
+def test_cfn_lint_reports_errors_and_warnings(old, new, level):
+    text = TEMPLATE.read_text()
+    broken = text.replace(old, new, 1)
+    assert broken != text
+    assert any(line.startswith(level) for line in run_cfn_lint(broken)), run_cfn_lint(broken)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
