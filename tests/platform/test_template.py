@@ -1,0 +1,303 @@
+"""platform/authorizer.yaml: cfn-lint finds nothing, and the template grants
+what the authorizer needs and nothing more.
+
+Each check is a function run on the real template and, to show it can fail,
+on copies with one thing broken."""
+import copy
+
+import pytest
+from cfnlint.api import lint
+from cfnlint.config import ManualArgs
+from cfnlint.decode.decode import decode_str
+
+from tests.platform.conftest import ROOT
+
+TEMPLATE = ROOT / "platform" / "authorizer.yaml"
+# A few regions where AWS IoT Core and Lambda's python3.12 both exist.
+REGIONS = ["us-east-1", "eu-west-1", "ap-northeast-1"]
+HANDLER = "lambda_bridge.handler.lambda_handler"
+ENVIRONMENT = {
+    "DEVSHARE_TABLE", "DEVSHARE_TOKEN_ISSUER", "DEVSHARE_TOKEN_AUDIENCE", "DEVSHARE_TOKEN_KEY_NAME",
+    "DEVSHARE_AWS_ACCOUNT_ID", "DEVSHARE_IOT_REGION", "DEVSHARE_REFRESH_SECONDS",
+    "DEVSHARE_DISCONNECT_SECONDS", "DEVSHARE_LEEWAY_SECONDS", "DEVSHARE_KEY_CACHE_SECONDS",
+}
+
+
+def load(text: str | None = None) -> dict:
+    template, errors = decode_str(TEMPLATE.read_text() if text is None else text)
+    assert not errors, [str(e) for e in errors]
+    return template
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load()
+
+
+def run_cfn_lint(text: str) -> list[str]:
+    """Errors and warnings (cfn-lint's defaults), as printable lines."""
+    return [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in lint(text, config=ManualArgs(regions=REGIONS))]
+
+
+# --- helpers over the decoded template -------------------------------------------------
+
+def resources(template: dict, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def only(template: dict, kind: str) -> tuple[str, dict]:
+    found = resources(template, kind)
+    assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def get_att(name: str, attribute: str = "Arn") -> dict:
+    return {"Fn::GetAtt": [name, attribute]}
+
+
+def refs(value) -> set[str]:
+    """Every name a value !Refs, however deeply nested (Fn::If, Fn::Sub lists...)."""
+    if isinstance(value, dict):
+        found = {value["Ref"]} if "Ref" in value and isinstance(value["Ref"], str) else set()
+        for item in value.values():
+            found |= refs(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*(refs(item) for item in value)) if value else set()
+    return set()
+
+
+def role_statements(template: dict, role: str) -> list[dict]:
+    """Every statement that applies to `role`: inline policies and any
+    AWS::IAM::Policy / ManagedPolicy resource attached to it."""
+    properties = template["Resources"][role]["Properties"]
+    assert not properties.get("ManagedPolicyArns"), "managed policies grant more than the authorizer needs"
+    documents = [p["PolicyDocument"] for p in properties.get("Policies", [])]
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for policy in resources(template, kind).values():
+            if {"Ref": role} in as_list(policy["Properties"].get("Roles", [])):
+                documents.append(policy["Properties"]["PolicyDocument"])
+    return [s for document in documents for s in as_list(document["Statement"])]
+
+
+# --- the checks -------------------------------------------------------------------------
+
+def check_function_role_is_least_privilege(template: dict) -> None:
+    _, function = only(template, "AWS::Lambda::Function")
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    table, _ = only(template, "AWS::DynamoDB::Table")
+    log_group, _ = only(template, "AWS::Logs::LogGroup")
+    allowed_actions = set()
+    for statement in role_statements(template, role):
+        assert "NotAction" not in statement and "NotResource" not in statement, statement
+        if statement["Effect"] != "Allow":
+            continue
+        actions = [a.lower() for a in as_list(statement["Action"])]
+        resources_ = as_list(statement["Resource"])
+        allowed_actions |= set(actions)
+        if any(a == "*" or a.startswith("dynamodb:") for a in actions):
+            assert actions == ["dynamodb:getitem"], f"the Lambda may only GetItem: {actions}"
+            assert resources_ == [get_att(table)], f"GetItem on the table's ARN only: {resources_}"
+        if any(a == "*" or a.startswith("logs:") for a in actions):
+            assert resources_ == [get_att(log_group)], f"logs to its own group only: {resources_}"
+    assert allowed_actions == {"dynamodb:getitem", "logs:createlogstream", "logs:putlogevents"}
+
+
+def check_function_runtime_and_handler(template: dict) -> None:
+    _, function = only(template, "AWS::Lambda::Function")
+    properties = function["Properties"]
+    assert properties["Runtime"] == "python3.12"
+    assert properties["Handler"] == HANDLER
+    assert properties.get("Architectures") == ["x86_64"]
+    # IoT gives an authorizer 5 s.
+    assert 1 <= properties["Timeout"] <= 5
+    variables = properties["Environment"]["Variables"]
+    assert set(variables) == ENVIRONMENT
+    table, _ = only(template, "AWS::DynamoDB::Table")
+    assert variables["DEVSHARE_TABLE"] == {"Ref": table}
+
+
+def check_authorizer_signing(template: dict) -> None:
+    _, authorizer = only(template, "AWS::IoT::Authorizer")
+    function, _ = only(template, "AWS::Lambda::Function")
+    properties = authorizer["Properties"]
+    parameters = template["Parameters"]
+    assert properties["SigningDisabled"] is False
+    assert properties["Status"] == "ACTIVE"
+    assert properties["AuthorizerFunctionArn"] == get_att(function)
+    assert properties["TokenKeyName"] == {"Ref": "TokenKeyName"} and "TokenKeyName" in parameters
+    # The Lambda must look for the token under the same name the gateway uses.
+    env = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+    assert env["DEVSHARE_TOKEN_KEY_NAME"] == properties["TokenKeyName"]
+    keys = refs(properties["TokenSigningPublicKeys"])
+    assert keys == {"SigningPublicKeyA", "SigningPublicKeyB"}, keys
+    assert keys <= set(parameters)
+    # Slot A is required; slot B may stay empty until the first rotation.
+    assert "Default" not in parameters["SigningPublicKeyA"]
+    assert parameters["SigningPublicKeyB"].get("Default") == ""
+
+
+def check_invoke_permission(template: dict) -> None:
+    _, permission = only(template, "AWS::Lambda::Permission")
+    function, _ = only(template, "AWS::Lambda::Function")
+    authorizer, _ = only(template, "AWS::IoT::Authorizer")
+    properties = permission["Properties"]
+    assert properties["Principal"] == "iot.amazonaws.com"
+    assert properties["Action"] == "lambda:InvokeFunction"
+    assert properties["FunctionName"] in (get_att(function), {"Ref": function})
+    assert properties.get("SourceArn") == get_att(authorizer)
+    assert properties.get("SourceAccount") == {"Ref": "AWS::AccountId"}
+
+
+def check_django_policies(template: dict) -> None:
+    table, _ = only(template, "AWS::DynamoDB::Table")
+    authorizer, _ = only(template, "AWS::IoT::Authorizer")
+    policies = resources(template, "AWS::IAM::ManagedPolicy")
+    grants = {}
+    for name, policy in policies.items():
+        for statement in as_list(policy["Properties"]["PolicyDocument"]["Statement"]):
+            for resource in as_list(statement["Resource"]):
+                assert resource != "*", f"{name} grants on every resource"
+                grants.setdefault(name, set()).update((a, str(resource)) for a in as_list(statement["Action"]))
+    on_table = str(get_att(table))
+    writer = {(a, on_table) for a in
+              ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive")}
+    rotation = {("dynamodb:PutItem", on_table), ("dynamodb:GetItem", on_table),
+                ("iot:UpdateAuthorizer", str(get_att(authorizer))), ("iot:DescribeAuthorizer", str(get_att(authorizer)))}
+    assert grants == {"SnapshotWriterPolicy": writer, "KeyRotationPolicy": rotation}
+    outputs = {o["Value"].get("Ref") for o in template["Outputs"].values() if "Export" in o}
+    assert set(policies) <= outputs, "both policy ARNs are exported"
+
+
+def check_table(template: dict) -> None:
+    _, table = only(template, "AWS::DynamoDB::Table")
+    properties = table["Properties"]
+    assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties.get("TimeToLiveSpecification") == {"AttributeName": "ttl", "Enabled": True}
+    assert properties.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True
+    assert properties.get("SSESpecification", {}).get("SSEEnabled") is True
+
+
+CHECKS = [
+    check_function_role_is_least_privilege, check_function_runtime_and_handler, check_authorizer_signing,
+    check_invoke_permission, check_django_policies, check_table,
+]
+
+
+# --- the tests --------------------------------------------------------------------------
+
+def test_cfn_lint_finds_no_error_or_warning():
+    assert run_cfn_lint(TEMPLATE.read_text()) == []
+
+
+@pytest.mark.parametrize("old, new, level", [
+    ("Runtime: python3.12", "Runtime: python3.99", "E"),  # no such runtime
+    ("Parameters:\n", "Parameters:\n  Unused:\n    Type: String\n", "W"),  # a parameter nothing uses
+])
+def test_cfn_lint_reports_errors_and_warnings(old, new, level):
+    text = TEMPLATE.read_text()
+    broken = text.replace(old, new, 1)
+    assert broken != text
+    assert any(line.startswith(level) for line in run_cfn_lint(broken)), run_cfn_lint(broken)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_template(template, check):
+    check(template)
+
+
+def _role_policy(t):
+    return t["Resources"]["FunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+
+
+def _function(t):
+    return t["Resources"]["Function"]["Properties"]
+
+
+def _authorizer(t):
+    return t["Resources"]["Authorizer"]["Properties"]
+
+
+def _permission(t):
+    return t["Resources"]["AuthorizerInvokePermission"]["Properties"]
+
+
+def _statement(t, sid):
+    return next(s for s in _role_policy(t) if s.get("Sid") == sid)
+
+
+BREAKAGES = {
+    # The Lambda's role.
+    "lambda may put items": (check_function_role_is_least_privilege,
+                             lambda t: _statement(t, "ReadSnapshotsAndKeys").update(Action=["dynamodb:GetItem", "dynamodb:PutItem"])),
+    "lambda may get items anywhere": (check_function_role_is_least_privilege,
+                                      lambda t: _statement(t, "ReadSnapshotsAndKeys").update(Resource="*")),
+    "lambda may use dynamodb:*": (check_function_role_is_least_privilege,
+                                  lambda t: _statement(t, "ReadSnapshotsAndKeys").update(Action="dynamodb:*")),
+    "lambda may query too": (check_function_role_is_least_privilege,
+                             lambda t: _role_policy(t).append(
+                                 {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": get_att("Table")})),
+    "lambda has an extra service": (check_function_role_is_least_privilege,
+                                    lambda t: _role_policy(t).append(
+                                        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"})),
+    "lambda has a managed policy": (check_function_role_is_least_privilege,
+                                    lambda t: t["Resources"]["FunctionRole"]["Properties"].update(
+                                        ManagedPolicyArns=["arn:aws:iam::aws:policy/AmazonDynamoDBReadOnlyAccess"])),
+    "writer policy attached to the lambda": (check_function_role_is_least_privilege,
+                                             lambda t: t["Resources"]["SnapshotWriterPolicy"]["Properties"].update(
+                                                 Roles=[{"Ref": "FunctionRole"}])),
+    "lambda logs anywhere": (check_function_role_is_least_privilege,
+                             lambda t: _statement(t, "Logs").update(Resource="*")),
+    # The function.
+    "python 3.11": (check_function_runtime_and_handler, lambda t: _function(t).update(Runtime="python3.11")),
+    "other handler": (check_function_runtime_and_handler, lambda t: _function(t).update(Handler="handler.main")),
+    "arm64": (check_function_runtime_and_handler, lambda t: _function(t).update(Architectures=["arm64"])),
+    "slow": (check_function_runtime_and_handler, lambda t: _function(t).update(Timeout=30)),
+    "missing variable": (check_function_runtime_and_handler,
+                         lambda t: _function(t)["Environment"]["Variables"].pop("DEVSHARE_TOKEN_AUDIENCE")),
+    "local endpoint in AWS": (check_function_runtime_and_handler,
+                              lambda t: _function(t)["Environment"]["Variables"].update(
+                                  DEVSHARE_DYNAMODB_ENDPOINT_URL="http://127.0.0.1:8001")),
+    # The authorizer.
+    "signing disabled": (check_authorizer_signing, lambda t: _authorizer(t).update(SigningDisabled=True)),
+    "inactive": (check_authorizer_signing, lambda t: _authorizer(t).update(Status="INACTIVE")),
+    "fixed token key name": (check_authorizer_signing, lambda t: _authorizer(t).update(TokenKeyName="token")),
+    "lambda reads another key name": (check_authorizer_signing,
+                                      lambda t: _function(t)["Environment"]["Variables"].update(
+                                          DEVSHARE_TOKEN_KEY_NAME="token")),
+    "slot B never used": (check_authorizer_signing,
+                          lambda t: _authorizer(t).update(TokenSigningPublicKeys={"A": {"Ref": "SigningPublicKeyA"}})),
+    "slot B required": (check_authorizer_signing, lambda t: t["Parameters"]["SigningPublicKeyB"].pop("Default")),
+    # The invoke permission.
+    "any principal": (check_invoke_permission, lambda t: _permission(t).update(Principal="*")),
+    "no source arn": (check_invoke_permission, lambda t: _permission(t).pop("SourceArn")),
+    "source arn of the function": (check_invoke_permission,
+                                   lambda t: _permission(t).update(SourceArn=get_att("Function"))),
+    "no source account": (check_invoke_permission, lambda t: _permission(t).pop("SourceAccount")),
+    # Django's policies and the table.
+    "writer may delete": (check_django_policies,
+                          lambda t: t["Resources"]["SnapshotWriterPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+                          ["Action"].append("dynamodb:DeleteItem")),
+    "rotation on every authorizer": (check_django_policies,
+                                     lambda t: t["Resources"]["KeyRotationPolicy"]["Properties"]["PolicyDocument"]
+                                     ["Statement"][0].update(Resource="*")),
+    "policy not exported": (check_django_policies, lambda t: t["Outputs"].pop("KeyRotationPolicyArn")),
+    "no ttl": (check_table, lambda t: t["Resources"]["Table"]["Properties"].pop("TimeToLiveSpecification")),
+    "no pitr": (check_table, lambda t: t["Resources"]["Table"]["Properties"].update(
+        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False})),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_each_check_fails_on_a_broken_template(template, breakage):
+    check, damage = BREAKAGES[breakage]
+    broken = copy.deepcopy(template)
+    damage(broken)
+    with pytest.raises(AssertionError):
+        check(broken)
