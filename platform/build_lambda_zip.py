@@ -165,8 +165,8 @@ def write_zip(entries: dict[str, Path], output: Path) -> None:
 def build(output: Path) -> str:
     pins = read_pins()
     if not (PACKAGE / "handler.py").is_file():
-        print(f"build_lambda_zip: warning: {PACKAGE.name}/handler.py is missing; "
-              "the zip has no entry point for lambda_bridge.handler.lambda_handler", file=sys.stderr)
+        raise SystemExit(f"build_lambda_zip: {PACKAGE.name}/handler.py is missing; "
+                         "a zip without lambda_bridge.handler.lambda_handler cannot serve as the authorizer")
     with tempfile.TemporaryDirectory(prefix="authorizer-zip-") as tmp:
         wheels = Path(tmp) / "wheels"
         wheels.mkdir()

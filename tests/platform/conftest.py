@@ -51,3 +51,8 @@ def unpacked_authorizer(authorizer_zip, tmp_path_factory) -> Path:
     with zipfile.ZipFile(authorizer_zip) as archive:
         archive.extractall(folder)
     return folder
+
+
+# The authorizer's own fixtures (a table with keys and snapshots, tokens,
+# canned events), so the zip is tested with exactly what the handler tests use.
+from tests.lambda_bridge.conftest import cold_start, signing_keys  # noqa: E402, F401

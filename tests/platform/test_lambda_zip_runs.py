@@ -1,0 +1,65 @@
+"""The built zip authorizes a real token from its own folder, the way Lambda
+runs it: isolated Python, the zip's code and wheels, boto3 from "the runtime",
+and no Django anywhere on the path."""
+import json
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from lambda_bridge import snapshot
+from lambda_bridge.snapshot import Entry
+from tests.lambda_bridge.conftest import lambda_env
+
+CHILD = """
+import importlib.util, json, sys
+sys.path[:0] = sys.argv[1:3]
+assert importlib.util.find_spec("django") is None, "django is importable"
+from lambda_bridge import handler
+import jwt, cryptography
+event = json.loads(sys.stdin.read())
+print(json.dumps({"response": handler.lambda_handler(event, None),
+                  "files": [handler.__file__, jwt.__file__, cryptography.__file__]}))
+"""
+
+
+def boto3_runtime(folder: Path) -> Path:
+    """What the python3.12 Lambda runtime provides: boto3 and its dependencies
+    only, linked from this virtualenv into a folder of their own."""
+    folder.mkdir()
+    pending, seen = ["boto3"], set()
+    while pending:
+        dist = metadata.distribution(pending.pop())
+        if dist.name.lower() in seen:
+            continue
+        seen.add(dist.name.lower())
+        tops = {Path(str(f)).parts[0] for f in dist.files or ()} - {".."}
+        for top in tops:
+            source = Path(dist.locate_file(top))
+            if not top.endswith((".dist-info", ".pth")) and source.exists() and not (folder / top).exists():
+                (folder / top).symlink_to(source)
+        for requirement in dist.requires or ():
+            if "extra ==" not in requirement:
+                pending.append(re.match(r"[A-Za-z0-9._-]+", requirement)[0])
+    return folder
+
+
+def test_the_unpacked_zip_authorizes_a_token_without_django(unpacked_authorizer, tmp_path, cold_start):
+    lam = cold_start()  # the table, keys and a token, made by the test's own (Django-side) tools
+    lam.put_keyring()
+    lam.put_snapshot(principal="7", entries=[Entry("d-lamp00000001", snapshot.CONTROL)])
+    event = lam.event("websocket_query", lam.token())
+    env = {**lambda_env(lam.table.name, lam.handler.CONFIG.endpoint_url), "PATH": "/usr/bin:/bin"}
+
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", CHILD, str(unpacked_authorizer), str(boto3_runtime(tmp_path / "rt"))],
+        input=json.dumps(event), capture_output=True, text=True, env=env, timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["response"]["isAuthenticated"] is True, result.stdout
+    assert all(Path(f).is_relative_to(unpacked_authorizer) for f in answer["files"]), answer["files"]
+    log = json.loads(result.stdout.strip().splitlines()[-2])
+    assert log["decision"] == "allow" and log["source"] == "query_string"
