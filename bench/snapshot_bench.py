@@ -22,19 +22,13 @@ import time
 import redis
 from moto.server import ThreadedMotoServer
 
-from bench.common import ROOT, admin_sql, database_url, percentile, write_results
+from bench.common import ROOT, admin_sql, database_url, md_table, percentile, write_results
 
 DB_NAME = f"devshare_bench_snapshot_{os.getpid()}"
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/8")
 GRANTS = int(os.environ.get("BENCH_GRANTS", "50"))
 FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
 WORKER_THREADS = os.environ.get("BENCH_WORKER_THREADS", "8")
-
-
-def md_table(head, rows) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def size_table():
