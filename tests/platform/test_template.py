@@ -301,3 +301,11 @@ def test_each_check_fails_on_a_broken_template(template, breakage):
     damage(broken)
     with pytest.raises(AssertionError):
         check(broken)
+
+
+def test_the_settings_the_template_passes_are_the_ones_the_lambda_reads():
+    import re
+
+    read = set(re.findall(r'"(DEVSHARE_\w+)"', (ROOT / "lambda_bridge" / "config.py").read_text()))
+    # The endpoint override is for moto only; in AWS the client finds DynamoDB itself.
+    assert read - {"DEVSHARE_DYNAMODB_ENDPOINT_URL"} == ENVIRONMENT
