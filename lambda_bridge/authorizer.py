@@ -122,10 +122,11 @@ def usable_levels(snap: snapshot.Snapshot, claims: tokens.Claims, now: int) -> d
     """Thing → level for the grants in force now, narrowed by the token's scope.
 
     The gateway keeps a policy for at least MIN_TTL seconds, so a grant that
-    ends sooner than that is left out now rather than outliving its end."""
+    ends sooner than that (plus a margin) is left out now rather than
+    outliving its end."""
     levels: dict[str, int] = {}
     for entry in snap.entries:
-        if not entry.active(now) or (entry.expires is not None and entry.expires - now < MIN_TTL):
+        if not entry.active(now) or (entry.expires is not None and entry.expires - now < tokens.POLICY_MIN_LIFE):
             continue
         if claims.scope_things is not None and entry.thing not in claims.scope_things:
             continue

@@ -47,17 +47,17 @@ class Config:
             raw = env.get(name, "").strip()
             if not raw:
                 return default
-            if not raw.isdigit() or not low <= int(raw) <= high:
+            if not re.fullmatch(r"[0-9]{1,6}", raw) or not low <= int(raw) <= high:
                 raise ConfigError(f"{name} must be a whole number of seconds in {low}..{high}, not {raw!r}")
             return int(raw)
 
         account = required("DEVSHARE_AWS_ACCOUNT_ID")
-        if not re.fullmatch(r"\d{12}", account):
+        if not re.fullmatch(r"[0-9]{12}", account):
             raise ConfigError("DEVSHARE_AWS_ACCOUNT_ID must be the 12-digit AWS account id")
         table_region = required("AWS_REGION")
         region = env.get("DEVSHARE_IOT_REGION", "").strip() or table_region
         for value in (region, table_region):
-            if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", value):
+            if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", value):
                 raise ConfigError(f"{value!r} is not an AWS region name")
         key_name = env.get("DEVSHARE_TOKEN_KEY_NAME", "").strip() or cls.token_key_name
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", key_name):

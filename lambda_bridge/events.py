@@ -24,13 +24,15 @@ def find_token(event, key_name: str) -> tuple[str, str]:
     WebSocket URL's query string, which is the only way a browser has."""
     if not isinstance(event, dict):
         raise Refused("bad_event", "event is not an object")
+    # Empty fields count as absent: a client may send an empty password and
+    # its token in the username.
     token = event.get("token")
-    if token is not None:
+    if token not in (None, ""):
         return _checked(token), "token"
     data = _dict(event.get("protocolData"))
     mqtt = _dict(data.get("mqtt"))
     http = _dict(data.get("http"))
-    if mqtt.get("password") is not None:
+    if mqtt.get("password") not in (None, ""):
         return _checked(_password(mqtt["password"])), "mqtt_password"
     username = mqtt.get("username")
     if isinstance(username, str) and "?" in username:
@@ -38,7 +40,7 @@ def find_token(event, key_name: str) -> tuple[str, str]:
         if found is not None:
             return _checked(found), "mqtt_username"
     header = _header(http.get("headers"), key_name)
-    if header is not None:
+    if header not in (None, ""):
         return _checked(header), "http_header"
     query = http.get("queryString")
     if isinstance(query, str):
@@ -66,8 +68,8 @@ def _dict(value) -> dict:
 
 
 def _checked(token) -> str:
-    if not isinstance(token, str) or not token:
-        raise Refused("malformed_token", "token is not a non-empty string")
+    if not isinstance(token, str) or not token or not token.isascii():
+        raise Refused("malformed_token", "token is not a non-empty ASCII string")
     if len(token) > MAX_TOKEN:
         raise Refused("token_too_large", f"{len(token)} characters")
     return token
@@ -97,8 +99,10 @@ def _query_value(query: str, key_name: str) -> str | None:
 
 
 def _header(headers, key_name: str) -> str | None:
-    if not isinstance(headers, dict) or len(headers) > MAX_HEADERS:
+    if not isinstance(headers, dict):
         return None
+    if len(headers) > MAX_HEADERS:
+        raise Refused("bad_event", "too many headers")
     wanted = key_name.lower()
     values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == wanted]
     if len(values) > 1:

@@ -25,6 +25,9 @@ try:
 except ConfigError as exc:
     CONFIG, AUTHORIZER, CONFIG_ERROR = None, None, str(exc)
     _log({"event": "config_error", "detail": CONFIG_ERROR})
+except Exception as exc:  # e.g. botocore refusing the endpoint URL: still answer every call
+    CONFIG, AUTHORIZER, CONFIG_ERROR = None, None, f"{exc.__class__.__name__} at cold start"
+    _log({"event": "config_error", "detail": CONFIG_ERROR})
 
 
 def lambda_handler(event, context):

@@ -23,7 +23,9 @@ from lambda_bridge.snapshot import CONTROL
 
 MAX_DOCUMENTS = 10
 MAX_CHARACTERS = 2048
-_NAME = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+_THING = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+# A person's client id adds dots (see tokens.py); neither may hold a wildcard.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9:._-]{1,128}")
 
 _DOC_OPEN = '{"Version":"2012-10-17","Statement":['
 _DOC_CLOSE = "]}"
@@ -38,7 +40,7 @@ def user_documents(*, levels: dict[str, int], client_id: str, region: str, accou
     """Documents for a person's app connected as `client_id` with `levels`
     (thing name → level code, only the grants in force)."""
     arn = _arns(region, account)
-    things = sorted(_checked(t) for t in levels)
+    things = sorted(_checked(t, _THING) for t in levels)
     controlled = [t for t in things if levels[t] >= CONTROL]
     publish = []
     for thing in things:
@@ -49,7 +51,7 @@ def user_documents(*, levels: dict[str, int], client_id: str, region: str, accou
         publish += [arn("topic", f"dev/{thing}/in/*"), arn("topic", f"{shadow}/update"),
                     arn("topic", f"{shadow}/name/*/update")]
     return pack([
-        (("iot:Connect",), [arn("client", _checked(client_id))]),
+        (("iot:Connect",), [arn("client", _checked(client_id, _CLIENT_ID))]),
         (("iot:Subscribe",), [arn("topicfilter", t) for thing in things for t in _readable(thing)]),
         (("iot:Receive",), [arn("topic", t) for thing in things for t in _readable(thing)]),
         (("iot:Publish",), publish),
@@ -59,7 +61,7 @@ def user_documents(*, levels: dict[str, int], client_id: str, region: str, accou
 def device_documents(*, thing: str, region: str, account: str) -> list[str]:
     """A device connects as its thing name and owns its topics and shadow."""
     arn = _arns(region, account)
-    thing = _checked(thing)
+    thing = _checked(thing, _THING)
     shadow = f"$aws/things/{thing}/shadow/*"
     inbound = [f"dev/{thing}/in/*", shadow]
     documents = pack([
@@ -70,7 +72,8 @@ def device_documents(*, thing: str, region: str, account: str) -> list[str]:
         (("iot:Subscribe",), [arn("topicfilter", t) for t in inbound]),
         (("iot:Receive",), [arn("topic", t) for t in inbound]),
     ])
-    assert documents is not None  # one thing always fits
+    if documents is None:  # a 128-character name still fits many times over
+        raise PolicyInputError(f"{thing!r} does not fit a policy")
     return documents
 
 
@@ -83,8 +86,8 @@ def _arns(region: str, account: str):
     return lambda resource_type, name: f"{prefix}{resource_type}/{name}"
 
 
-def _checked(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+def _checked(name: str, pattern: re.Pattern) -> str:
+    if not isinstance(name, str) or not pattern.fullmatch(name):
         raise PolicyInputError(f"{name!r} is not a thing name or client id")
     return name
 

@@ -194,7 +194,7 @@ def from_item(item: dict) -> Snapshot:
             version=int(item["v"]["N"]),
             generated_at=generated_at,
             entries=entries,
-            gone=bool(item.get("gone", {}).get("BOOL", False)),
+            gone=_gone(item.get("gone")),
             extra={k: v for k, v in item.items() if k not in _KNOWN_ATTRIBUTES},
         )
     except SnapshotError:
@@ -206,10 +206,25 @@ def from_item(item: dict) -> Snapshot:
 _KNOWN_ATTRIBUTES = {"pk", "f", "k", "t", "p", "v", "g", "e", "gone"}
 
 
+def _gone(value) -> bool:
+    # Strict: a tombstone mis-typed by some writer must not read as "present".
+    if value is None:
+        return False
+    if not isinstance(value, dict) or not isinstance(value.get("BOOL"), bool):
+        raise SnapshotError("gone is not a boolean")
+    return value["BOOL"]
+
+
+def _level(value) -> int:
+    if type(value) is not int or value not in LEVEL_NAMES:
+        raise SnapshotError(f"level {value!r} is not one this reader knows")
+    return value
+
+
 def _from_json(text: str) -> tuple[Entry, ...]:
     entries = []
     for thing, level, not_before, expires, group, *_future in json.loads(text):
-        entries.append(Entry(str(thing), int(level), _opt_int(not_before), _opt_int(expires), _opt_int(group)))
+        entries.append(Entry(str(thing), _level(level), _opt_int(not_before), _opt_int(expires), _opt_int(group)))
     return tuple(entries)
 
 
@@ -239,7 +254,7 @@ def _unpack(data: bytes, base: int) -> tuple[Entry, ...]:
             expires = base + _unzigzag(n)
         if header & _HAS_GROUP:
             group, pos = _get_varint(data, pos)
-        entries.append(Entry(thing, header & _LEVEL_MASK, not_before, expires, group))
+        entries.append(Entry(thing, _level(header & _LEVEL_MASK), not_before, expires, group))
     return tuple(entries)
 
 

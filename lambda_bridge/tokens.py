@@ -1,9 +1,14 @@
 """Platform tokens: RS256 JWTs checked against the public keys of both slots.
 
 Claims (SPEC §4): `sub` is `user:<id>` or `device:<thing name>`, `tid` the
-tenant, `cid` the one MQTT client id the token may connect as (a device's is
-its thing name), `iss`, `aud`, `iat`, `nbf`, `exp`, `jti`, and an optional
-`scope` that narrows a user token to `{"things": [...]}` or `{"group": id}`.
+tenant, `cid` the one MQTT client id the token may connect as, `iss`, `aud`,
+`iat`, `nbf`, `exp`, `jti`, and an optional `scope` that narrows a user token
+to `{"things": [...]}` or `{"group": id}`.
+
+Client ids are one namespace for the whole AWS account, and a second
+connection with a client id drops the first. So they are tied to their
+principal: a device's is its thing name; a person's is
+`u<tenant>.<user id>.<suffix>`, whose dots no thing name can contain.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from lambda_bridge import keys, snapshot
+from lambda_bridge.config import MIN_TTL
 from lambda_bridge.refusal import Refused
 
 ALGORITHM = "RS256"
@@ -26,7 +32,14 @@ MAX_SCOPE_THINGS = 200
 # `?` or `$`, so a name can never act as a wildcard inside a policy.
 NAME = re.compile(r"[A-Za-z0-9:_-]{1,128}")
 USER_ID = re.compile(r"[0-9]{1,19}")
+APP_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_INTEGER = 2**63 - 1
+# Longer-lived tokens would outlast the rotation plan, which retires a key
+# once the longest token signed with it has expired.
+MAX_LIFETIME = 31 * 86400
+# The gateway keeps an answer at least MIN_TTL seconds (and may refresh a
+# little late): a token or grant that ends sooner would outlive its end.
+POLICY_MIN_LIFE = MIN_TTL + 30
 KINDS = {"user": snapshot.USER, "device": snapshot.DEVICE}
 
 _JWT_ERRORS = [
@@ -93,7 +106,7 @@ class KeyCache:
         for kid, pem in (ring.verifying() if ring else {}).items():
             try:
                 key = load_pem_public_key(pem.encode())
-            except ValueError:
+            except Exception:  # ValueError, UnsupportedAlgorithm, ...
                 continue  # an unreadable key verifies nothing; the other slot still may
             if isinstance(key, RSAPublicKey) and key.key_size >= MIN_KEY_BITS:
                 loaded[kid] = key
@@ -118,22 +131,28 @@ def verify(token: str, key_cache: KeyCache, *, issuer: str, audience: str, leewa
     try:
         claims = jwt.decode(
             token, key, algorithms=[ALGORITHM], audience=audience, issuer=issuer,
-            # Times are checked below against the caller's clock.
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+            # Times are checked below against the caller's clock. A list
+            # audience naming us among others is a token meant for someone else.
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "strict_aud": True,
                      "require": ["iss", "aud", "sub", "exp", "nbf", "iat", "jti"]},
         )
     except jwt.PyJWTError as exc:
-        reason = next(r for cls, r in _JWT_ERRORS if isinstance(exc, cls))
+        reason = next((r for cls, r in _JWT_ERRORS if isinstance(exc, cls)), "invalid_claims")
         raise Refused(reason, exc.__class__.__name__) from None
     return _claims(claims, leeway=leeway, now=now)
 
 
 def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
     exp, nbf, iat = (_integer(claims.get(name), name) for name in ("exp", "nbf", "iat"))
-    if now >= exp + leeway:
+    # No leeway on expiry: the connection already outlives it by the policy's minimum life.
+    if now >= exp:
         raise Refused("expired")
+    if exp - now < POLICY_MIN_LIFE:
+        raise Refused("expires_too_soon", f"{exp - now} s left; ask for a fresh token")
     if nbf > now + leeway or iat > now + leeway:
         raise Refused("not_yet_valid")
+    if exp - min(iat, nbf) > MAX_LIFETIME:
+        raise Refused("invalid_claims", "lifetime longer than 31 days")
     kind_name, _, principal = str(claims["sub"]).partition(":")
     kind = KINDS.get(kind_name)
     if kind == snapshot.USER and not USER_ID.fullmatch(principal):
@@ -144,13 +163,19 @@ def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
         raise Refused("invalid_claims", "sub is neither user:… nor device:…")
     tenant = _integer(claims.get("tid"), "tid")
     client_id = claims.get("cid")
-    if not isinstance(client_id, str) or not NAME.fullmatch(client_id):
-        raise Refused("invalid_claims", "cid is not a client id of letters, digits, ':', '_' or '-'")
     if kind == snapshot.DEVICE and client_id != principal:
         raise Refused("invalid_claims", "a device connects as its thing name")
+    if kind == snapshot.USER and not _own_app_id(client_id, tenant, principal):
+        raise Refused("invalid_claims", "a person's cid is u<tenant>.<user id>.<letters, digits, _ or ->")
     things, group = _scope(claims.get("scope"), kind)
     return Claims(kind=kind, principal=principal, tenant=tenant, client_id=client_id, expires=exp,
                   scope_things=things, scope_group=group)
+
+
+def _own_app_id(client_id, tenant: int, user: str) -> bool:
+    prefix = f"u{tenant}.{user}."
+    return (isinstance(client_id, str) and client_id.startswith(prefix)
+            and APP_SUFFIX.fullmatch(client_id[len(prefix):]) is not None)
 
 
 def _integer(value, name: str) -> int:

@@ -2,6 +2,7 @@
 import of `lambda_bridge.handler`, a DynamoDB table (moto, over HTTP) holding
 the key item and snapshots, RS256 tokens and canned IoT events."""
 import base64
+import contextlib
 import importlib
 import json
 import os
@@ -10,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import jwt
 import pytest
@@ -100,9 +101,14 @@ class Lambda:
 
     # --- tokens and events ----------------------------------------------------
 
-    def token(self, *, key="a", sub="user:7", tid=1, cid="app-7", lifetime=3600, headers=None,
+    def token(self, *, key="a", sub="user:7", tid=1, cid=None, lifetime=3600, headers=None,
               algorithm="RS256", signing_key=None, **claims) -> str:
+        """A platform token; by default for user 7 of tenant 1 as client `u1.7.app`
+        (a device's client id is its thing name)."""
         now = int(time.time())
+        if cid is None:
+            kind, _, principal = sub.partition(":")
+            cid = principal if kind == "device" else f"u{tid}.{principal}.app"
         payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "tid": tid, "cid": cid,
                    "iat": now, "nbf": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
         payload.update(claims)
@@ -114,7 +120,7 @@ class Lambda:
         self.minted.append(token)
         return token
 
-    def event(self, name: str, token: str, *, client_id: str = "app-7", key: str = "a") -> dict:
+    def event(self, name: str, token: str, *, client_id: str = "u1.7.app", key: str = "a") -> dict:
         """A canned event from tests/lambda_bridge/events/, filled in."""
         text = (EVENTS / f"{name}.json").read_text()
         values = {
@@ -139,9 +145,9 @@ class Lambda:
         lines = [line for line in self.capsys.readouterr().out.splitlines() if line.strip()]
         assert len(lines) == 1, lines
         record = json.loads(lines[0])
-        for token in self.minted:
+        for secret in _signatures(event) + [t.rsplit(".", 1)[-1] for t in self.minted]:
             # The signature is what makes a token usable; the header is public.
-            assert token.rsplit(".", 1)[-1] not in lines[0]
+            assert secret not in lines[0]
         self.logs.append(record)
         return response
 
@@ -151,6 +157,27 @@ class Lambda:
     @property
     def last_log(self) -> dict:
         return self.logs[-1]
+
+
+def _signatures(value) -> list[str]:
+    """The signature part of every token-like string in an event, in each
+    form a token travels in (as is, URL-encoded, base64 in a password)."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _signatures(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _signatures(v)]
+    if not isinstance(value, str):
+        return []
+    forms = {value, unquote(value)}
+    with contextlib.suppress(ValueError):
+        forms.add(base64.b64decode(value, validate=True).decode())
+    found = []
+    for form in forms:
+        for candidate in re.split(r"[\s&=?]", form):
+            last = candidate.rsplit(".", 1)[-1]
+            if candidate.count(".") == 2 and len(last) >= 16:
+                found.append(last)
+    return found
 
 
 def lambda_env(table_name: str, endpoint: str, **overrides) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""SPEC §3 for a person's app, written out on its own: what the generated
-policies must allow, judged topic by topic. Deliberately not shared with
+"""SPEC §3 written out on its own: what the generated policies must allow a
+person's app and a device, judged topic by topic. Deliberately not shared with
 `lambda_bridge.policy`: the two must agree without one copying the other."""
 from devices.models import Level
 
@@ -28,3 +28,18 @@ def _shadow_request(topic: str, shadow: str, operation: str) -> bool:
         return True
     named = shadow + "name/"
     return topic.startswith(named) and topic.endswith("/" + operation) and len(topic) > len(named) + len(operation)
+
+
+def expected_of_device(action: str, name: str, thing: str) -> bool:
+    """A device connects as its thing name; it publishes (and retains) its
+    `out` telemetry, receives its `in` commands, and owns its shadow."""
+    out, inbound, shadow = f"dev/{thing}/out/", f"dev/{thing}/in/", f"$aws/things/{thing}/shadow/"
+    if action == "iot:Connect":
+        return name == thing
+    if action == "iot:Publish":
+        return name.startswith(out) or name.startswith(shadow)
+    if action == "iot:RetainPublish":
+        return name.startswith(out)
+    if action in ("iot:Subscribe", "iot:Receive"):
+        return name.startswith(inbound) or name.startswith(shadow)
+    return False

@@ -21,7 +21,7 @@ from lambda_bridge import snapshot
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
 from tests.factories import DeviceFactory, DeviceGroupFactory, DeviceTypeFactory, TenantFactory, member
 from tests.lambda_bridge.conftest import ACCOUNT, REGION
-from tests.lambda_bridge.spec import expected
+from tests.lambda_bridge.spec import expected, expected_of_device
 
 # Thing names that are prefixes of one another, or carry the ':' that a loose
 # ARN wildcard could swallow.
@@ -52,7 +52,8 @@ def worlds(draw):
                          st.sampled_from(sorted(WINDOWS)), st.booleans()),
         max_size=8,
     ))
-    return {"home": home, "away": away, "shares": shares}
+    scope = draw(st.lists(st.integers(0, 5), max_size=3))  # a scoped token for the first person
+    return {"home": home, "away": away, "shares": shares, "scope": scope}
 
 
 class Rollback(Exception):
@@ -100,30 +101,53 @@ def _check(lam, world):
 
     principals = [Principal(home.pk, snapshot.USER, str(p.pk), time.time_ns()) for p in people]
     principals.append(Principal(away.pk, snapshot.USER, str(outsider.pk), time.time_ns()))
+    principals += [Principal(home.pk, snapshot.DEVICE, d.thing_name, time.time_ns()) for d in devices]
     for snap in compile_snapshots(principals, now=now).values():
         lam.put_item(snapshot.to_item(snap))
 
     every_thing = [d.thing_name for d in devices + foreign] + HOSTILE
-    client_ids = [f"app-{p.pk}" for p in people + [outsider]] + HOSTILE + THING_NAMES
-    topics = _probes(every_thing)
+    app_ids = {p: f"u{home.pk if p != outsider else away.pk}.{p.pk}.app" for p in people + [outsider]}
+    client_ids = [*app_ids.values(), f"u{away.pk}.{people[0].pk}.app", *HOSTILE, *THING_NAMES]
+    judge = Judge(lam, client_ids, every_thing)
+
+    scope = [devices[i % len(devices)].thing_name for i in world["scope"]] if world["scope"] else None
     for person, tenant in [(p, home) for p in people] + [(outsider, away)]:
         levels = {}
         for device in devices if tenant == home else foreign:
             access = effective_access(user=person, device=device, now=now)
             if access is not None:
                 levels[device.thing_name] = access.level
-        cid = f"app-{person.pk}"
-        response = lam.invoke(lam.event("test_invoke", lam.token(sub=f"user:{person.pk}", tid=tenant.pk, cid=cid)))
-        assert response["isAuthenticated"], lam.last_log
+        judge.compare(person, expect=lambda action, name, cid: expected(action, name, levels, cid),
+                      sub=f"user:{person.pk}", tid=tenant.pk, cid=app_ids[person])
+        if person == people[0] and scope:
+            scoped = {thing: level for thing, level in levels.items() if thing in scope}
+            judge.compare(person, expect=lambda action, name, cid: expected(action, name, scoped, cid),
+                          sub=f"user:{person.pk}", tid=tenant.pk, cid=app_ids[person], scope={"things": scope})
+    for device in devices:
+        judge.compare(device, expect=lambda action, name, cid: expected_of_device(action, name, cid),
+                      sub=f"device:{device.thing_name}", tid=home.pk, cid=device.thing_name)
+
+
+class Judge:
+    """Asks the handler for one principal's policies and compares every
+    action on every probe with what the rules expect."""
+
+    def __init__(self, lam, client_ids, things):
+        self.lam = lam
+        topics = _probes(things)
+        self.names = {"client": client_ids, "thing": things, "topic": topics, "topicfilter": topics}
+
+    def compare(self, who, *, expect, cid, **claims):
+        response = self.lam.invoke(self.lam.event("test_invoke", self.lam.token(cid=cid, **claims)))
+        assert response["isAuthenticated"], self.lam.last_log
         connection = Connection(response["policyDocuments"], REGION, ACCOUNT, cid)
-        names = {"client": client_ids, "thing": every_thing, "topic": topics, "topicfilter": topics}
         differences = [
             (action, name, allowed)
             for action in ACTIONS
-            for name in names[RESOURCE_TYPES[action]]
-            if (allowed := connection.can(action, name)) != expected(action, name, levels, cid)
+            for name in self.names[RESOURCE_TYPES[action]]
+            if (allowed := connection.can(action, name)) != expect(action, name, cid)
         ]
-        assert differences == [], (person, levels)
+        assert differences == [], (who, claims)
 
 
 def _probes(things: list[str]) -> list[str]:
