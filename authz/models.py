@@ -105,7 +105,8 @@ class SigningKey(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["slot"], condition=~Q(state=keys.RETIRED), name="signingkey_one_live_key_per_slot"),
+            models.UniqueConstraint(fields=["slot"], condition=~Q(state=keys.RETIRED),
+                                    name="signingkey_one_live_key_per_slot"),
             models.UniqueConstraint(fields=["state"], condition=Q(state__in=[keys.STAGED, keys.ACTIVE]),
                                     name="signingkey_one_staged_one_active"),
             models.CheckConstraint(condition=Q(slot__in=keys.SLOTS), name="signingkey_valid_slot"),

@@ -210,7 +210,8 @@ def next_step(ring: Ring, now: datetime) -> NextStep:
         due = staged.published_at + timedelta(seconds=settings.SIGNING_PROPAGATION_SECONDS)
         return NextStep(PROMOTE, staged.slot, due, "once every authorizer has seen it")
     due = active.activated_at + timedelta(days=settings.SIGNING_ROTATION_DAYS)
-    return NextStep(STAGE, _other(active.slot), due, f"the active key is rotated every {settings.SIGNING_ROTATION_DAYS:g} days")
+    return NextStep(STAGE, _other(active.slot), due,
+                    f"the active key is rotated every {settings.SIGNING_ROTATION_DAYS:g} days")
 
 
 def _other(slot: str) -> str:

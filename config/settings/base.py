@@ -156,7 +156,8 @@ SNAPSHOT_TOMBSTONE_DAYS = 30
 # decrypt, so the encryption key rotates by prepending a new one. Local and
 # test settings use a fixed development key; production refuses to start without.
 SIGNING_KEY_ENCRYPTION_KEYS = env_list("SIGNING_KEY_ENCRYPTION_KEYS", "")
-DEV_SIGNING_KEY_ENCRYPTION_KEY = "ZGV2c2hhcmUtbG9jYWwtb25seS1zaWduaW5nLWtleSE="  # b64("devshare-local-only-signing-key!")
+# base64 of "devshare-local-only-signing-key!": public, for local and test use only.
+DEV_SIGNING_KEY_ENCRYPTION_KEY = "ZGV2c2hhcmUtbG9jYWwtb25seS1zaWduaW5nLWtleSE="
 SIGNING_KEY_BITS = int(os.environ.get("SIGNING_KEY_BITS", "2048"))
 # Stage → promote: time for the authorizer and every warm Lambda to see a new key.
 SIGNING_PROPAGATION_SECONDS = int(os.environ.get("SIGNING_PROPAGATION_SECONDS", "300"))
