@@ -262,7 +262,9 @@ def _run(wanted: str | None, *, actor, now, force: bool, dry_run: bool) -> StepR
         plan = _plan(wanted, Ring.load(), now, force)
         return StepResult(plan.step if isinstance(plan, NextStep) else None,
                           f"would {plan.describe(now)}" if isinstance(plan, NextStep) else plan)
-    pending = publish(actor=actor, now=now)
+    # rotate (beat, hourly) also checks that the item is still there: a
+    # recreated table or a restored backup must not wait for the next step.
+    pending = publish(actor=actor, now=now, verify=wanted is None)
     with _locked() as ring_row:
         ring = Ring.load()
         plan = _plan(wanted, ring, now, force)
@@ -359,14 +361,15 @@ def _locked(*, wait: bool = False):
 # --- publishing -----------------------------------------------------------------
 
 
-def publish(*, actor, now: datetime | None = None, wait: bool = False) -> int | None:
+def publish(*, actor, now: datetime | None = None, wait: bool = False, verify: bool = False) -> int | None:
     """Write the database's key set to the key item and the authorizer when
-    the published version lags; returns the version published, None when
-    nothing lagged. A failure is recorded on the keyring row and raised."""
+    the published version lags (or, with `verify`, when the item is missing
+    or older than what was published); returns the version published, None
+    when nothing lagged. A failure is recorded on the keyring row and raised."""
     now = now or timezone.now()
     error = None
     with _locked(wait=wait) as ring_row:
-        if ring_row.in_sync:
+        if ring_row.in_sync and not (verify and ring_row.desired_version and _item_behind(ring_row)):
             return None
         live = Ring.load().live
         try:
@@ -385,6 +388,19 @@ def publish(*, actor, now: datetime | None = None, wait: bool = False) -> int | 
         log.warning("signing keys: publishing failed: %s", error)
         raise PublishError(f"publishing the signing keys failed: {error}")
     return version
+
+
+def _item_behind(ring_row: SigningKeyring) -> bool:
+    try:
+        item = store.get_item(keys.ITEM_KEY)
+    except (ClientError, BotoCoreError) as exc:
+        raise PublishError(f"DynamoDB: cannot read the key item ({exc.__class__.__name__})") from None
+    stored = int(item["v"]["N"]) if item and "v" in item else 0
+    if stored < ring_row.published_version:
+        log.warning("signing keys: the key item holds version %d, not the published %d; publishing again",
+                    stored, ring_row.published_version)
+        return True
+    return False
 
 
 def keyring_for(live, version: int) -> keys.Keyring:

@@ -302,3 +302,23 @@ def test_private_key_never_appears_in_audit_events(table, clock):
     dumped = " ".join(f"{e.object_repr} {e.changes}" for e in AuditEvent.objects.all())
     assert "PRIVATE" not in dumped
     assert not [s for s in secrets if s in dumped]
+
+
+def test_rotate_publishes_again_when_the_item_is_gone(table, clock):
+    """A recreated table (or moto restarted under `make run`) loses the key
+    item while the database still says it was published."""
+    from authz import store
+
+    signing.rotate(actor=None, now=clock.now)
+    signing.stage(actor=None, now=clock.now)
+    store.client().delete_item(TableName=table.name, Key={"pk": {"S": keys.ITEM_KEY}})
+    assert keyring(table) is None
+
+    assert signing.promote(actor=None, now=clock.now + signing.timedelta(seconds=1), force=True).changed
+    signing.retire(actor=None, force=True, now=clock.now)  # the steps publish their own versions regardless
+    store.client().delete_item(TableName=table.name, Key={"pk": {"S": keys.ITEM_KEY}})
+
+    result = signing.rotate(actor=None, now=clock.now)
+    assert result.step is None and result.published_version
+    assert_converged(table)
+    assert signing.rotate(actor=None, now=clock.now).published_version is None  # and only once
