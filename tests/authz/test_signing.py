@@ -1,5 +1,7 @@
 """The signing-key state machine: bootstrap, stage, promote, retire, rotate,
 and what the key item holds after each step."""
+from datetime import timedelta
+
 import pytest
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import serialization
@@ -212,7 +214,7 @@ def test_status_lists_slots_states_and_next_steps(table, clock):
 
     by_slot = {k.slot: k for k in st.keys}
     assert by_slot["B"].state == keys.STAGED and by_slot["B"].next_step == signing.PROMOTE
-    assert by_slot["B"].next_at == clock.now - signing.timedelta(seconds=60) + signing.timedelta(
+    assert by_slot["B"].next_at == clock.now - timedelta(seconds=60) + timedelta(
         seconds=django_settings.SIGNING_PROPAGATION_SECONDS)
     assert by_slot["A"].next_step.startswith("retiring at the promote")
     assert by_slot["A"].age.total_seconds() == pytest.approx(60, abs=1)
@@ -314,7 +316,7 @@ def test_rotate_publishes_again_when_the_item_is_gone(table, clock):
     store.client().delete_item(TableName=table.name, Key={"pk": {"S": keys.ITEM_KEY}})
     assert keyring(table) is None
 
-    assert signing.promote(actor=None, now=clock.now + signing.timedelta(seconds=1), force=True).changed
+    assert signing.promote(actor=None, now=clock.now + timedelta(seconds=1), force=True).changed
     signing.retire(actor=None, force=True, now=clock.now)  # the steps publish their own versions regardless
     store.client().delete_item(TableName=table.name, Key={"pk": {"S": keys.ITEM_KEY}})
 
