@@ -1,8 +1,9 @@
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from devices.models import Tenant, TenantScopedQuerySet
-from lambda_bridge import snapshot
+from lambda_bridge import keys, snapshot
 
 
 class PrincipalSyncQuerySet(TenantScopedQuerySet):
@@ -63,3 +64,86 @@ class PrincipalSync(models.Model):
     @property
     def in_sync(self) -> bool:
         return self.pushed_version >= self.desired_version
+
+
+class SigningKey(models.Model):
+    """One RSA token-signing key and where it is in its life (SPEC §6).
+
+    Every key gets its own row and keeps it: a retired key stays as history
+    (kid, public key, timestamps) with its private half erased, and the next
+    key staged into that slot is a new row. At most one live (not retired) key
+    holds a slot, and at most one key is staged or active at a time.
+    """
+
+    class Slot(models.TextChoices):
+        A = keys.SLOTS[0], "A"
+        B = keys.SLOTS[1], "B"
+
+    class State(models.TextChoices):
+        STAGED = keys.STAGED, "staged"
+        ACTIVE = keys.ACTIVE, "active"
+        RETIRING = keys.RETIRING, "retiring"
+        RETIRED = keys.RETIRED, "retired"
+
+    slot = models.CharField(max_length=1, choices=Slot.choices)
+    # RFC 7638 thumbprint of the public JWK: the `kid` of every token it signs.
+    kid = models.CharField(max_length=64, unique=True)
+    bits = models.PositiveIntegerField()
+    public_pem = models.TextField()
+    # Fernet token of the PKCS#8 PEM (authz.signing); empty once retired.
+    private_key_encrypted = models.TextField(blank=True)
+    state = models.CharField(max_length=8, choices=State.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    staged_at = models.DateTimeField(null=True, blank=True)
+    # When a publication that includes this key first succeeded: the
+    # propagation delay runs from here, not from the database write.
+    published_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retiring_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["slot"], condition=~Q(state=keys.RETIRED),
+                                    name="signingkey_one_live_key_per_slot"),
+            models.UniqueConstraint(fields=["state"], condition=Q(state__in=[keys.STAGED, keys.ACTIVE]),
+                                    name="signingkey_one_staged_one_active"),
+            models.CheckConstraint(condition=Q(slot__in=keys.SLOTS), name="signingkey_valid_slot"),
+            models.CheckConstraint(condition=Q(state__in=keys.STATES), name="signingkey_valid_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slot} {self.kid[:12]}… ({self.state})"
+
+    @property
+    def live(self) -> bool:
+        return self.state != keys.RETIRED
+
+
+class SigningKeyring(models.Model):
+    """The one row that serialises rotation (it is locked by every step and
+    every publication) and the outbox of the published key set: the database
+    wants `desired_version` in DynamoDB and AWS IoT, `published_version` is
+    known to be there. Versions are hybrid clocks like PrincipalSync's."""
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON)
+    desired_version = models.BigIntegerField(default=0)
+    published_version = models.BigIntegerField(default=0)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        verbose_name = "signing keyring"
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="signingkeyring_singleton")]
+
+    def __str__(self) -> str:
+        return f"signing keyring v{self.desired_version}"
+
+    @property
+    def in_sync(self) -> bool:
+        return self.published_version >= self.desired_version

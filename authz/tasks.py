@@ -1,4 +1,5 @@
-"""Celery entry points; the work is in push.py and outbox.py."""
+"""Celery entry points; the work is in push.py, outbox.py and signing.py."""
+import logging
 from datetime import timedelta
 
 from celery import shared_task
@@ -12,6 +13,8 @@ from devices.models import Share
 from . import outbox
 from .models import PrincipalSync
 from .push import backoff, push
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
@@ -53,3 +56,24 @@ def sweep_expired_shares() -> int:
         for tenant_id, users in by_tenant.items():
             access.changed(tenant_id=tenant_id, users=users)
     return sum(map(len, by_tenant.values()))
+
+
+@shared_task(ignore_result=True)
+def rotate_signing_keys() -> str:
+    """Advance the signing-key rotation by whatever step is due (beat, hourly).
+    A concurrent run or a failed publication is left to the next beat: the
+    step that committed stays committed and the publication is retried."""
+    from devices import audit
+
+    from . import signing
+
+    try:
+        with audit.origin("beat"):
+            result = signing.rotate(actor=None)
+    except signing.RotationInProgress as exc:
+        log.info("signing keys: %s", exc)
+        return "busy"
+    except signing.SigningError as exc:
+        log.error("signing keys: %s", exc)
+        return f"error: {exc}"
+    return result.message

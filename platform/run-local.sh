@@ -35,6 +35,8 @@ $PY manage.py seed_demo
 $PY manage.py ensure_admin --print
 # moto keeps nothing between runs, so push every snapshot, not only lagging ones.
 $PY manage.py sync_snapshots --all
+# First run: bootstraps signing slot A. Later runs: publishes the key item again (moto forgot it).
+$PY manage.py signing_keys rotate
 
 $PY -m celery -A config.celery_app worker --beat --schedule build/celerybeat-schedule \
     --pool threads --concurrency 4 --loglevel INFO >build/worker.log 2>&1 &

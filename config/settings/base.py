@@ -122,6 +122,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(os.environ.get("SNAPSHOT_RECONCILE_SECONDS", "15")),
     },
     "sweep-expired-shares": {"task": "authz.tasks.sweep_expired_shares", "schedule": 60.0},
+    # Each run advances at most one step and only when it is due, so hourly is
+    # fine-grained enough for delays of minutes to days.
+    "rotate-signing-keys": {
+        "task": "authz.tasks.rotate_signing_keys",
+        "schedule": float(os.environ.get("SIGNING_ROTATE_CHECK_SECONDS", "3600")),
+    },
 }
 
 # AWS: DynamoDB holds the per-principal snapshots and the signing-key item.
@@ -144,6 +150,23 @@ SNAPSHOT_RECONCILE_LIMIT = int(os.environ.get("SNAPSHOT_RECONCILE_LIMIT", "10000
 SNAPSHOT_RECONCILE_LEASE_SECONDS = int(os.environ.get("SNAPSHOT_RECONCILE_LEASE_SECONDS", "120"))
 SNAPSHOT_SWEEP_LOOKBACK_SECONDS = 180
 SNAPSHOT_TOMBSTONE_DAYS = 30
+
+# --- Signing keys (authz/signing.py): see README "Signing keys" ----------------
+# Fernet keys (comma-separated): the first encrypts private keys at rest, all
+# decrypt, so the encryption key rotates by prepending a new one. Local and
+# test settings use a fixed development key; production refuses to start without.
+SIGNING_KEY_ENCRYPTION_KEYS = env_list("SIGNING_KEY_ENCRYPTION_KEYS", "")
+# base64 of "devshare-local-only-signing-key!": public, for local and test use only.
+DEV_SIGNING_KEY_ENCRYPTION_KEY = "ZGV2c2hhcmUtbG9jYWwtb25seS1zaWduaW5nLWtleSE="
+SIGNING_KEY_BITS = int(os.environ.get("SIGNING_KEY_BITS", "2048"))
+# Stage → promote: time for the authorizer and every warm Lambda to see a new key.
+SIGNING_PROPAGATION_SECONDS = int(os.environ.get("SIGNING_PROPAGATION_SECONDS", "300"))
+SIGNING_ROTATION_DAYS = float(os.environ.get("SIGNING_ROTATION_DAYS", "30"))
+USER_TOKEN_LIFETIME_SECONDS = int(os.environ.get("USER_TOKEN_LIFETIME_SECONDS", "3600"))
+DEVICE_TOKEN_LIFETIME_SECONDS = int(os.environ.get("DEVICE_TOKEN_LIFETIME_SECONDS", "86400"))
+# Promote → retire waits this long: no token signed by the old key outlives it.
+TOKEN_MAX_LIFETIME_SECONDS = max(USER_TOKEN_LIFETIME_SECONDS, DEVICE_TOKEN_LIFETIME_SECONDS)
+# --- end signing keys ---------------------------------------------------------------
 
 # --- REST API (devices/api, served at /api/v1/) --------------------------------
 # Apps sign in with JWTs; the browsable API uses the session. Throttle rates are

@@ -11,3 +11,6 @@ SECRET_KEY = SECRET_KEY or "django-insecure-devshare-local-only"
 DYNAMODB_ENDPOINT_URL = DYNAMODB_ENDPOINT_URL or "http://127.0.0.1:8001"  # noqa: F405
 AWS_ACCESS_KEY_ID = AWS_ACCESS_KEY_ID or "local"  # noqa: F405
 AWS_SECRET_ACCESS_KEY = AWS_SECRET_ACCESS_KEY or "local"  # noqa: F405
+
+# A fixed, public development key for signing keys at rest; production refuses it.
+SIGNING_KEY_ENCRYPTION_KEYS = SIGNING_KEY_ENCRYPTION_KEYS or [DEV_SIGNING_KEY_ENCRYPTION_KEY]  # noqa: F405

@@ -13,3 +13,6 @@ DYNAMODB_TABLE = "devshare-test"
 CELERY_TASK_ALWAYS_EAGER = True
 SNAPSHOT_RETRY_BASE_SECONDS = 0.01
 LOGGING["loggers"] = {"werkzeug": {"level": "WARNING"}}  # noqa: F405  (the moto server's access log)
+
+# A fixed, public development key for signing keys at rest; production refuses it.
+SIGNING_KEY_ENCRYPTION_KEYS = SIGNING_KEY_ENCRYPTION_KEYS or [DEV_SIGNING_KEY_ENCRYPTION_KEY]  # noqa: F405

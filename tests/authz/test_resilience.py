@@ -71,8 +71,10 @@ def _drop_connections():
 
 @pytest.fixture
 def shared_redis():
-    """The machine's Redis, on a database of its own, emptied before and after."""
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/3"
+    """The machine's Redis, on a database of its own, emptied before and after.
+    TEST_REDIS_DB picks another database for runs that share the machine."""
+    db = os.environ.get("TEST_REDIS_DB", "3")
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + f"/{db}"
     client = redis.Redis.from_url(url)
     try:
         client.ping()
