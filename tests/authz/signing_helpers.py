@@ -53,6 +53,6 @@ def assert_converged(table) -> keys.Keyring:
 
 def token(key: signing.ActiveSigningKey, *, lifetime: int = 3600) -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user:7", "tid": 1, "cid": "app-7",
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user:7", "tid": 1, "cid": "u1.7.app",
               "iat": now, "nbf": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}
     return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
