@@ -54,9 +54,9 @@ from .models import SigningKey, SigningKeyring
 log = logging.getLogger(__name__)
 
 MIN_BITS = 2048
-# The authorizer accepts a token until exp + its leeway (DEVSHARE_LEEWAY_SECONDS,
-# at most 300 s), and a request that read the old key just before a promote may
-# sign a moment after it: retire waits this much longer than the token lifetime.
+# A request that read the old key just before a promote may sign a moment
+# after it, and clocks drift (the authorizer's nbf/iat leeway is at most
+# 300 s): retire waits this much longer than the longest token lifetime.
 RETIRE_MARGIN_SECONDS = 300
 
 BOOTSTRAP, STAGE, PROMOTE, RETIRE = "bootstrap", "stage", "promote", "retire"
