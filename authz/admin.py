@@ -3,7 +3,7 @@ from django.db.models import CharField, F, OuterRef, Subquery
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from devices.admin import ReadOnlyTenantAdmin
+from devices.admin import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
 from devices.models import User
 
 from . import outbox, signing
@@ -58,7 +58,7 @@ class PrincipalSyncAdmin(ReadOnlyTenantAdmin):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(admin.ModelAdmin):
+class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Platform-wide keys: superusers only, read-only, never the private half.
     Rotation runs from beat and `manage.py signing_keys`."""
 
@@ -75,15 +75,6 @@ class SigningKeyAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_active and request.user.is_superuser
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("private_key_encrypted")

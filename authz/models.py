@@ -1,9 +1,17 @@
+import time
+
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
 from devices.models import Tenant, TenantScopedQuerySet
 from lambda_bridge import keys, snapshot
+
+
+def hybrid_clock() -> int:
+    """Now in µs. Versions are max(previous + 1, this): they only grow, and
+    after a database restore new changes still outrank what DynamoDB holds."""
+    return time.time_ns() // 1000
 
 
 class PrincipalSyncQuerySet(TenantScopedQuerySet):

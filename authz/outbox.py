@@ -5,7 +5,6 @@ The bump is the durable part. Queueing may fail (broker down, worker lost):
 the reconciler finds every row whose pushed version lags and queues it again.
 """
 import logging
-import time
 
 from django.db import transaction
 from django.db.models import F, Q, Value
@@ -14,13 +13,9 @@ from django.utils import timezone
 
 from lambda_bridge import snapshot
 
-from .models import PrincipalSync
+from .models import PrincipalSync, hybrid_clock
 
 log = logging.getLogger(__name__)
-
-
-def _clock() -> int:
-    return time.time_ns() // 1000
 
 
 def record(*, tenant_id: int, users=(), devices=(), queue: bool = True) -> list[int]:
@@ -41,7 +36,7 @@ def record(*, tenant_id: int, users=(), devices=(), queue: bool = True) -> list[
     # Lock in id order so two writers bumping overlapping sets cannot deadlock.
     ids = list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
     PrincipalSync.objects.filter(pk__in=ids).update(
-        desired_version=Greatest(F("desired_version") + 1, Value(_clock())),
+        desired_version=Greatest(F("desired_version") + 1, Value(hybrid_clock())),
         changed_at=timezone.now(),
         retry_after=None,
     )

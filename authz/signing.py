@@ -32,7 +32,6 @@ import functools
 import hashlib
 import json
 import logging
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,7 +48,7 @@ from devices import audit
 from lambda_bridge import keys
 
 from . import iot, store
-from .models import SigningKey, SigningKeyring
+from .models import SigningKey, SigningKeyring, hybrid_clock
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +337,7 @@ def _apply(plan: NextStep, ring: Ring, ring_row: SigningKeyring, *, actor, now: 
 
 
 def _bump(ring_row: SigningKeyring, now: datetime) -> None:
-    ring_row.desired_version = max(ring_row.desired_version + 1, ring_row.published_version + 1,
-                                   time.time_ns() // 1000)
+    ring_row.desired_version = max(ring_row.desired_version + 1, ring_row.published_version + 1, hybrid_clock())
     ring_row.changed_at = now
     ring_row.save(update_fields=["desired_version", "changed_at"])
 

@@ -179,11 +179,8 @@ class TenantScopedAdmin(ServiceAdminMixin, admin.ModelAdmin):
         raise NotImplementedError
 
 
-class ReadOnlyTenantAdmin(TenantScopedAdmin):
+class ReadOnlyAdminMixin:
     """Records the console shows and never edits (actions may still act on them)."""
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
 
     def has_add_permission(self, request):
         return False
@@ -193,6 +190,11 @@ class ReadOnlyTenantAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyTenantAdmin(ReadOnlyAdminMixin, TenantScopedAdmin):
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
 
 
 class ReadOnlyInline(admin.TabularInline):

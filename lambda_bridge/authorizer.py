@@ -60,13 +60,15 @@ class Authorizer:
         decision = Decision(allowed=False, reason="internal_error")
         try:
             self._decide(event, decision)
+            return decision
         except Refused as refusal:
-            decision.allowed, decision.reason, decision.detail = False, refusal.reason, refusal.detail
-            decision.documents, decision.principal_id = [], REFUSED_PRINCIPAL
-            decision.refresh = decision.disconnect = MIN_TTL
+            reason, detail = refusal.reason, refusal.detail
         except Exception as exc:
-            decision.allowed, decision.reason, decision.detail = False, "internal_error", exc.__class__.__name__
-            decision.documents, decision.principal_id = [], REFUSED_PRINCIPAL
+            reason, detail = "internal_error", exc.__class__.__name__
+        # What the log needs (source, principal, devices) stays; the answer is a plain no.
+        decision.allowed, decision.reason, decision.detail = False, reason, detail
+        decision.documents, decision.principal_id = [], REFUSED_PRINCIPAL
+        decision.refresh = decision.disconnect = MIN_TTL
         return decision
 
     def _decide(self, event, decision: Decision) -> None:

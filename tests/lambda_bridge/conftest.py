@@ -151,9 +151,6 @@ class Lambda:
         self.logs.append(record)
         return response
 
-    def decide(self, event):
-        return self.handler.AUTHORIZER.decide(event)
-
     @property
     def last_log(self) -> dict:
         return self.logs[-1]
