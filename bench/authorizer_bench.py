@@ -98,12 +98,13 @@ def warm_decisions(endpoint: str) -> tuple[str, dict]:
         snap = snapshot.Snapshot(kind="u", tenant=1, principal=str(user), version=1, generated_at=now,
                                  entries=tuple(Entry(t, snapshot.VIEW, expires=now + 86400) for t in things))
         items[snap.key] = snapshot.to_item(snap)
-        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": f"user:{user}", "tid": 1, "cid": f"app-{user}",
+        cid = f"u1.{user}.app"  # a person's client id form (lambda_bridge/tokens.py)
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": f"user:{user}", "tid": 1, "cid": cid,
                   "iat": now, "nbf": now, "exp": now + 3600, "jti": uuid.uuid4().hex}
         if scoped:
             claims["scope"] = {"things": things[:scoped]}
         token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "bench-a"})
-        event = {"token": token, "signatureVerified": True, "protocolData": {"mqtt": {"clientId": f"app-{user}"}}}
+        event = {"token": token, "signatureVerified": True, "protocolData": {"mqtt": {"clientId": cid}}}
         row = [label]
         for item in items.values():
             db.put_item(TableName=TABLE, Item=item)
@@ -116,6 +117,9 @@ def warm_decisions(endpoint: str) -> tuple[str, dict]:
                     response = handler.lambda_handler(event, None)
                     timings.append((time.perf_counter() - started) * 1000)
             timings = timings[10:]  # the first calls read the key item and warm caches
+            if response["isAuthenticated"] != (count <= fits or bool(scoped)):
+                raise SystemExit(f"authorizer bench: unexpected decision for {label!r}; "
+                                 "it would be timing a refusal")
             p50, p99 = percentile(timings, 50), percentile(timings, 99)
             row += [f"{p50:.2f}", f"{p99:.2f}"]
             data.append({"case": label, "store": name, "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
