@@ -8,6 +8,6 @@ class AuthzConfig(AppConfig):
     def ready(self):
         from devices import access
 
-        from . import outbox
+        from . import checks, outbox  # noqa: F401  (checks registers itself)
 
         access.listen(outbox.record)

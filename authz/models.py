@@ -155,3 +155,47 @@ class SigningKeyring(models.Model):
     @property
     def in_sync(self) -> bool:
         return self.published_version >= self.desired_version
+
+
+class IssuedCredentialQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user) -> Q:
+        return Q(issued_by=user)
+
+    def live(self, now):
+        return self.filter(expires_at__gt=now)
+
+    def of_principal(self, *, tenant_id: int, kind: str, principal: str):
+        return self.filter(tenant_id=tenant_id, kind=kind, principal=principal)
+
+
+class IssuedCredential(models.Model):
+    """One IoT token handed out: which principal it lets connect, as which
+    client id, until when. Never the token itself. Kept so that taking access
+    away can also disconnect the client ids still connected with it."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=1, choices=PrincipalSync.Kind.choices)
+    # Like PrincipalSync.principal: a user's id or a thing name, outliving both.
+    principal = models.CharField(max_length=128)
+    client_id = models.CharField(max_length=128)
+    jti = models.CharField(max_length=32, unique=True)
+    kid = models.CharField(max_length=64)
+    # The token's `scope` claim, when it narrows a person's grants.
+    scope = models.JSONField(null=True, blank=True)
+    issued_by = models.ForeignKey("devices.User", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    objects = IssuedCredentialQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "issued IoT credential"
+        ordering = ["-issued_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "kind", "principal", "expires_at"], name="credential_by_principal"),
+            models.Index(fields=["expires_at"], name="credential_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} until {self.expires_at:%Y-%m-%d %H:%M}"

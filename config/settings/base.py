@@ -166,6 +166,23 @@ USER_TOKEN_LIFETIME_SECONDS = int(os.environ.get("USER_TOKEN_LIFETIME_SECONDS", 
 DEVICE_TOKEN_LIFETIME_SECONDS = int(os.environ.get("DEVICE_TOKEN_LIFETIME_SECONDS", "86400"))
 # Promote → retire waits this long: no token signed by the old key outlives it.
 TOKEN_MAX_LIFETIME_SECONDS = max(USER_TOKEN_LIFETIME_SECONDS, DEVICE_TOKEN_LIFETIME_SECONDS)
+
+# What credentials tell apps and devices (authz/credentials.py). Issuer,
+# audience and token key name must equal the Lambda's DEVSHARE_TOKEN_ISSUER,
+# DEVSHARE_TOKEN_AUDIENCE and DEVSHARE_TOKEN_KEY_NAME (README: Deploy to AWS).
+IOT_TOKEN_ISSUER = os.environ.get("IOT_TOKEN_ISSUER", "https://devshare.local")
+IOT_TOKEN_AUDIENCE = os.environ.get("IOT_TOKEN_AUDIENCE", "devshare-iot")
+IOT_TOKEN_KEY_NAME = os.environ.get("IOT_TOKEN_KEY_NAME", "devshare-token")
+# The name clients put in x-amz-customauthorizer-name. IOT_AUTHORIZER_NAME, when
+# set, is also the authorizer whose keys the rotation updates.
+IOT_CLIENT_AUTHORIZER_NAME = IOT_AUTHORIZER_NAME or "devshare"
+# `aws iot describe-endpoint --endpoint-type iot:Data-ATS`; without it the
+# credentials endpoint answers 503.
+IOT_ENDPOINT = os.environ.get("IOT_ENDPOINT", "")
+IOT_REGION = os.environ.get("IOT_REGION") or AWS_REGION
+# Goes into policy ARNs only where Django evaluates policies itself (the fit
+# check on credentials, `manage.py authorize`); any 12 digits fit the same.
+AWS_ACCOUNT_ID = os.environ.get("AWS_ACCOUNT_ID", "000000000000")
 # --- end signing keys ---------------------------------------------------------------
 
 # --- REST API (devices/api, served at /api/v1/) --------------------------------
@@ -188,6 +205,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "auth": os.environ.get("API_THROTTLE_AUTH", "20/minute"),
         "shares": os.environ.get("API_THROTTLE_SHARES", "120/minute"),
+        "iot_credentials": os.environ.get("API_THROTTLE_IOT_CREDENTIALS", "30/minute"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

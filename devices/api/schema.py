@@ -18,6 +18,7 @@ MESSAGES = {
     404: "No such object, or not one you can see (another tenant's objects always answer 404).",
     409: "Clashes with what exists (a live share, a pending invitation, a name in use).",
     429: "Too many requests; retry after the Retry-After header's seconds.",
+    503: "Cannot be done right now (e.g. no active signing key); `detail` says why.",
 }
 
 

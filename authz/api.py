@@ -1,0 +1,122 @@
+"""IoT credentials in the tenant API: a token for the caller's own app, and
+one for a device. Thin views over `authz.credentials`."""
+from django.core.exceptions import ValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+
+from devices.api import selectors
+from devices.api.errors import Conflict
+from devices.api.throttling import ScopedWriteThrottle
+from devices.api.views import TenantView
+from devices.models import Device
+from lambda_bridge import tokens
+
+from . import credentials
+
+
+class ScopeRequired(Conflict):
+    default_code = "scope_required"
+
+
+class IotUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "IoT credentials cannot be issued right now."
+    default_code = "iot_unavailable"
+
+
+class ScopeSerializer(serializers.Serializer):
+    devices = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+                                    allow_empty=False, max_length=tokens.MAX_SCOPE_THINGS,
+                                    help_text="Device ids: the token reaches only these.")
+    group = serializers.IntegerField(min_value=1, required=False,
+                                     help_text="A group id: the token reaches only the group's devices.")
+
+    def validate(self, data):
+        if len(data) != 1:
+            raise serializers.ValidationError("Give either devices or group.")
+        return data
+
+
+class LifetimeSerializer(serializers.Serializer):
+    lifetimeSeconds = serializers.IntegerField(  # noqa: N815 (the response's naming, after AWS IoT's)
+        required=False, min_value=credentials.MIN_LIFETIME_SECONDS,
+        help_text="Shorter than the platform's default lifetime, if wanted.")
+
+
+class UserCredentialsRequestSerializer(LifetimeSerializer):
+    scope = ScopeSerializer(required=False, help_text="Narrow the token to some of your devices.")
+
+
+class CredentialsSerializer(serializers.Serializer):
+    """Field names follow the AWS IoT Device SDKs' custom-authorizer parameters."""
+
+    token = serializers.CharField(help_text="The platform JWT (RS256); never log it.")
+    tokenSignature = serializers.CharField(help_text="base64 RSA-SHA256 of the token, checked by AWS IoT.")  # noqa: N815
+    authorizerName = serializers.CharField()  # noqa: N815
+    tokenKeyName = serializers.CharField(help_text="The query parameter or header that carries the token.")  # noqa: N815
+    endpoint = serializers.CharField(help_text="The AWS IoT data endpoint (ATS).")
+    clientId = serializers.CharField(help_text="Connect with exactly this MQTT client id.")  # noqa: N815
+    expiresAt = serializers.DateTimeField()  # noqa: N815
+    mqttUsername = serializers.CharField(help_text="MQTT username for port 443 with ALPN `mqtt`.")  # noqa: N815
+    wssUrl = serializers.CharField(help_text="Browser-ready MQTT-over-WebSocket URL.")  # noqa: N815
+
+
+def _render(creds: credentials.Credentials) -> Response:
+    body = CredentialsSerializer({
+        "token": creds.token, "tokenSignature": creds.token_signature, "authorizerName": creds.authorizer_name,
+        "tokenKeyName": creds.token_key_name, "endpoint": creds.endpoint, "clientId": creds.client_id,
+        "expiresAt": creds.expires_at, "mqttUsername": creds.mqtt_username, "wssUrl": creds.wss_url,
+    }).data
+    # A bearer credential: no cache along the way may keep it.
+    return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
+
+
+class CredentialsView(TenantView):
+    throttle_classes = [ScopedWriteThrottle]
+    throttle_scope = "iot_credentials"
+    serializer_class = CredentialsSerializer
+    model = Device
+
+    def issuing(self, issue, **kwargs) -> Response:
+        try:
+            return _render(issue(actor=self.request.user, **kwargs))
+        except credentials.ScopeRequired as exc:
+            raise ScopeRequired(str(exc)) from exc
+        except credentials.CredentialsUnavailable as exc:
+            raise IotUnavailable(str(exc)) from exc
+
+
+@extend_schema(tags=["iot"], summary="Credentials for your app to connect to AWS IoT with your grants here",
+               request=UserCredentialsRequestSerializer, responses={201: CredentialsSerializer})
+class UserCredentialsView(CredentialsView):
+    documented_errors = {"post": [409, 503]}
+
+    def post(self, request, tenant):
+        data = self.validated(UserCredentialsRequestSerializer)
+        scope = data.get("scope") or {}
+        devices = group = None
+        if "devices" in scope:
+            wanted = set(scope["devices"])
+            devices = list(selectors.devices_for(user=request.user, tenant=self.tenant).filter(pk__in=wanted))
+            unknown = sorted(wanted - {d.pk for d in devices})
+            if unknown:
+                raise ValidationError({"scope": f"No such device: {', '.join(map(str, unknown[:10]))}."})
+        if "group" in scope:
+            group = selectors.groups_for(user=request.user, tenant=self.tenant).filter(pk=scope["group"]).first()
+            if group is None:
+                raise ValidationError({"scope": f"No such group: {scope['group']}."})
+        return self.issuing(credentials.issue_user_credentials, tenant=self.tenant, scope_devices=devices,
+                            scope_group=group, lifetime=data.get("lifetimeSeconds"))
+
+
+@extend_schema(tags=["iot"], summary="Credentials the device itself connects with (owner or tenant admin)",
+               request=LifetimeSerializer, responses={201: CredentialsSerializer})
+class DeviceCredentialsView(CredentialsView):
+    documented_errors = {"post": [503]}
+
+    def post(self, request, tenant, device):
+        device = self.visible_device(device)
+        data = self.validated(LifetimeSerializer)
+        return self.issuing(credentials.issue_device_credentials, device=device,
+                            lifetime=data.get("lifetimeSeconds"))

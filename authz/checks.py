@@ -1,0 +1,25 @@
+"""Settings the authorizer would otherwise reject one connection at a time."""
+import re
+
+from django.conf import settings
+from django.core import checks
+
+from lambda_bridge import tokens
+
+from .credentials import MIN_LIFETIME_SECONDS
+
+
+@checks.register(checks.Tags.security)
+def token_settings(app_configs, **kwargs):
+    errors = []
+    for name in ("USER_TOKEN_LIFETIME_SECONDS", "DEVICE_TOKEN_LIFETIME_SECONDS"):
+        value = getattr(settings, name)
+        if not MIN_LIFETIME_SECONDS <= value <= tokens.MAX_LIFETIME:
+            errors.append(checks.Error(
+                f"{name} is {value}; it must be {MIN_LIFETIME_SECONDS}..{tokens.MAX_LIFETIME} seconds",
+                hint="The authorizer refuses tokens with under 330 s left and lifetimes over 31 days.",
+                id="authz.E001"))
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", settings.IOT_TOKEN_KEY_NAME):
+        errors.append(checks.Error("IOT_TOKEN_KEY_NAME must be letters, digits, _ or - (as AWS IoT requires)",
+                                   id="authz.E002"))
+    return errors

@@ -1,0 +1,199 @@
+"""IoT credentials: the platform tokens (SPEC §4) apps and devices connect with.
+
+A token is an RS256 JWT signed with the active key. `tokenSignature` is that
+key's RSA-SHA256 signature of the token, which the AWS IoT gateway checks
+before it invokes the authorizer Lambda (the authorizer has signing on).
+Client ids follow the authorizer's rule (`lambda_bridge.tokens`): a device
+connects as its thing name, a person's app as `u<tenant>.<user>.<random>`,
+so no token can knock another principal's connection off.
+
+Before a person's token is issued, the person's snapshot is compiled here
+and run through the authorizer's own policy code. A token whose grants do not
+fit one connection's policies would be refused at connect. Such a request is
+refused here instead, with the advice to ask for a scoped token.
+"""
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone as dt_timezone
+from urllib.parse import quote
+
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from devices import audit
+from devices.models import Device, DeviceGroup, Tenant, User
+from devices.selectors import owns_or_administers
+from lambda_bridge import authorizer, events, policy, snapshot, tokens
+
+from . import signing
+from .compiler import Principal, compile_snapshots
+from .models import IssuedCredential
+
+# The authorizer refuses a token with under POLICY_MIN_LIFE (330 s) left, so
+# a shorter lifetime would leave a client almost no time to connect.
+MIN_LIFETIME_SECONDS = 600
+MAX_LIFETIME_SECONDS = tokens.MAX_LIFETIME
+APP_SUFFIX_BYTES = 9  # 12 URL-safe characters: fresh for every token
+USERNAME = "devshare"  # the part of the MQTT username before `?`; the authorizer ignores it
+
+
+class CredentialsUnavailable(Exception):
+    """The platform cannot issue tokens now (no active key, no IoT endpoint)."""
+
+
+class ScopeRequired(Exception):
+    """The grants asked for do not fit one connection's policies."""
+
+    def __init__(self, devices: int, scoped: bool):
+        self.devices = devices
+        what = "These" if scoped else "Your"
+        advice = ("Ask for fewer devices." if scoped else
+                  "Ask for scoped credentials instead: scope.devices (a list of device ids) or scope.group.")
+        super().__init__(f"{what} {devices} devices do not fit one IoT connection's policies. {advice}")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    token: str
+    token_signature: str
+    client_id: str
+    expires_at: datetime
+    kid: str
+    authorizer_name: str
+    token_key_name: str
+    endpoint: str
+
+    def _query(self) -> str:
+        # The signature is base64 (+ / =), so it is URL-encoded like the token.
+        return (f"x-amz-customauthorizer-name={quote(self.authorizer_name, safe='')}"
+                f"&{quote(self.token_key_name, safe='')}={quote(self.token, safe='')}"
+                f"&x-amz-customauthorizer-signature={quote(self.token_signature, safe='')}")
+
+    @property
+    def mqtt_username(self) -> str:
+        """For MQTT over TLS on port 443 (ALPN `mqtt`): the authorizer's parameters ride in the username."""
+        return f"{USERNAME}?{self._query()}"
+
+    @property
+    def wss_url(self) -> str:
+        """Browsers cannot set WebSocket headers, so the parameters ride in the query string."""
+        return f"wss://{self.endpoint}/mqtt?{self._query()}"
+
+
+# --- issuing ---------------------------------------------------------------------------
+
+
+def issue_user_credentials(*, actor: User, tenant: Tenant, scope_devices: list[Device] | None = None,
+                           scope_group: DeviceGroup | None = None, lifetime: int | None = None,
+                           now: datetime | None = None) -> Credentials:
+    """A token for `actor`'s own app: their grants in `tenant`, optionally
+    narrowed to some devices or to one group."""
+    now = now or timezone.now()
+    if scope_devices is not None and scope_group is not None:
+        raise ValidationError({"scope": "Give devices or a group, not both."})
+    if scope_devices is not None and not 0 < len(scope_devices) <= tokens.MAX_SCOPE_THINGS:
+        raise ValidationError({"scope": f"Name 1 to {tokens.MAX_SCOPE_THINGS} devices."})
+    if any(d.tenant_id != tenant.pk for d in scope_devices or ()) or (
+            scope_group is not None and scope_group.tenant_id != tenant.pk):
+        raise ValidationError({"scope": "Every device and group must belong to this tenant."})
+    scope = None
+    if scope_devices is not None:
+        scope = {"things": sorted({d.thing_name for d in scope_devices})}
+    elif scope_group is not None:
+        scope = {"group": scope_group.pk}
+    lifetime = _lifetime(lifetime, settings.USER_TOKEN_LIFETIME_SECONDS)
+    client_id = f"u{tenant.pk}.{actor.pk}.{secrets.token_urlsafe(APP_SUFFIX_BYTES)}"
+    _check_fit(actor=actor, tenant=tenant, client_id=client_id, scope=scope, now=now)
+    return _issue(actor=actor, tenant=tenant, kind=snapshot.USER, principal=str(actor.pk), client_id=client_id,
+                  scope=scope, lifetime=lifetime, now=now)
+
+
+def issue_device_credentials(*, actor: User, device: Device, lifetime: int | None = None,
+                             now: datetime | None = None) -> Credentials:
+    """A token the device itself connects with, as its thing name. Its owner
+    or a tenant admin issues it."""
+    if not owns_or_administers(actor, device):
+        raise PermissionDenied("Only the device's owner or a tenant admin may issue its credentials.")
+    lifetime = _lifetime(lifetime, settings.DEVICE_TOKEN_LIFETIME_SECONDS)
+    return _issue(actor=actor, tenant=device.tenant, kind=snapshot.DEVICE, principal=device.thing_name,
+                  client_id=device.thing_name, scope=None, lifetime=lifetime, now=now or timezone.now(),
+                  device=device)
+
+
+def _lifetime(asked: int | None, configured: int) -> int:
+    if asked is None:
+        return configured
+    if not MIN_LIFETIME_SECONDS <= asked <= configured:
+        raise ValidationError({"lifetime": f"Between {MIN_LIFETIME_SECONDS} and {configured} seconds."})
+    return asked
+
+
+def _check_fit(*, actor: User, tenant: Tenant, client_id: str, scope: dict | None, now: datetime) -> None:
+    """Refuse here what the authorizer would refuse at connect: a person
+    outside the tenant, or grants beyond one connection's policy budget."""
+    key = (tenant.pk, snapshot.USER, str(actor.pk))
+    snap = compile_snapshots([Principal(*key, version=0)], now=now)[key]
+    if snap.gone:
+        raise PermissionDenied("Only active members of the tenant get IoT credentials.")
+    seconds = int(now.timestamp())
+    claims = tokens.Claims(kind=snapshot.USER, principal=str(actor.pk), tenant=tenant.pk, client_id=client_id,
+                           expires=seconds + MIN_LIFETIME_SECONDS,
+                           scope_things=frozenset(scope["things"]) if scope and "things" in scope else None,
+                           scope_group=scope.get("group") if scope else None)
+    levels = authorizer.usable_levels(snap, claims, seconds)
+    documents = policy.user_documents(levels=levels, client_id=client_id, region=settings.IOT_REGION,
+                                      account=settings.AWS_ACCOUNT_ID)
+    if documents is None:
+        raise ScopeRequired(len(levels), scoped=scope is not None)
+
+
+def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, client_id: str, scope: dict | None,
+           lifetime: int, now: datetime, device: Device | None = None) -> Credentials:
+    if not settings.IOT_ENDPOINT:
+        raise CredentialsUnavailable("IOT_ENDPOINT is not set: there is nowhere to connect to.")
+    try:
+        key = signing.active_signing_key()
+    except signing.SigningError as exc:
+        raise CredentialsUnavailable(str(exc)) from None
+    issued_at = int(now.timestamp())
+    expires = issued_at + lifetime
+    jti = uuid.uuid4().hex
+    claims = {"iss": settings.IOT_TOKEN_ISSUER, "aud": settings.IOT_TOKEN_AUDIENCE,
+              "sub": f"{'user' if kind == snapshot.USER else 'device'}:{principal}", "tid": tenant.pk,
+              "cid": client_id, "iat": issued_at, "nbf": issued_at, "exp": expires, "jti": jti}
+    if scope is not None:
+        claims["scope"] = scope
+    token = jwt.encode(claims, key.private_key, algorithm=tokens.ALGORITHM, headers={"kid": key.kid})
+    if len(token) > events.MAX_TOKEN:
+        raise ValidationError({"scope": f"Too many devices for one token ({len(token)} of "
+                                        f"{events.MAX_TOKEN} characters); name fewer."})
+    signature = key.private_key.sign(token.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    expires_at = datetime.fromtimestamp(expires, tz=dt_timezone.utc)
+    with transaction.atomic():
+        record = IssuedCredential.objects.create(
+            tenant=tenant, kind=kind, principal=principal, client_id=client_id, jti=jti, kid=key.kid, scope=scope,
+            issued_by=actor, issued_at=now, expires_at=expires_at,
+        )
+        audit.record(actor=actor, action="iot_credentials.issue", obj=record, tenant=tenant,
+                     device_id=device.pk if device else None,
+                     changes={"client_id": client_id, "kid": key.kid, "expires_at": expires_at, "scope": scope})
+    return Credentials(
+        token=token, token_signature=base64.b64encode(signature).decode("ascii"), client_id=client_id,
+        expires_at=expires_at, kid=key.kid, authorizer_name=settings.IOT_CLIENT_AUTHORIZER_NAME,
+        token_key_name=settings.IOT_TOKEN_KEY_NAME, endpoint=settings.IOT_ENDPOINT,
+    )
+
+
+def prune_issued(*, before: datetime) -> int:
+    """Forget credentials that expired before `before`: nothing can connect with them."""
+    deleted, _ = IssuedCredential.objects.filter(expires_at__lt=before).delete()
+    return deleted
