@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from authz.models import IssuedCredential
 from devices import services
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Membership, Share
 from tests.api.conftest import url
@@ -70,6 +71,8 @@ ENDPOINTS = {
     "share-revoke": Endpoint({"post": None}, objects=lambda w: {"pk": w.share.pk}),
     "tenant-invitation-list": Endpoint({"get": None}, objects=none),
     "invitation-cancel": Endpoint({"post": None}, objects=lambda w: {"pk": w.invitation.pk}),
+    "iot-credentials": Endpoint({"post": lambda w: {"scope": {"devices": [w.lock.pk]}}}, objects=none),
+    "device-credentials": Endpoint({"post": None}, objects=device),
 }
 
 
@@ -128,6 +131,7 @@ def fingerprint():
         sorted(Invitation.objects.values_list("pk", "status")),
         sorted(Membership.objects.values_list("pk", "role")),
         AuditEvent.objects.count(),
+        IssuedCredential.objects.count(),
     )
 
 

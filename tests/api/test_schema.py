@@ -15,6 +15,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from authz import signing
 from config.wsgi import application
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -86,9 +87,10 @@ def wsgi_in_test_transaction():
 
 
 @pytest.fixture
-def seeded(db, settings, wsgi_in_test_transaction):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {"auth": "100000/minute", "shares": "100000/minute"}}
+def seeded(db, settings, wsgi_in_test_transaction, table):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        "auth": "100000/minute", "shares": "100000/minute", "iot_credentials": "100000/minute"}}
+    signing.rotate(actor=None)  # so that credentials can be issued
     world = World("acme")
     share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     invitation = services.create_invitation(actor=world.admin, email=world.owner.email.replace("owner", "owner2"),
