@@ -77,6 +77,7 @@ class CredentialsView(TenantView):
     throttle_scope = "iot_credentials"
     serializer_class = CredentialsSerializer
     model = Device
+    service_field_aliases = {"lifetime": "lifetimeSeconds"}
 
     def issuing(self, issue, **kwargs) -> Response:
         try:

@@ -187,7 +187,8 @@ def test_lifetime_can_be_shortened_but_not_stretched(world, client_for, active_k
     claims = claims_of(response.json(), active_key)
     assert claims["exp"] - claims["iat"] == 900
     for asked in (599, django_settings.USER_TOKEN_LIFETIME_SECONDS + 1, "long"):
-        assert_error(ask(client_for, world.owner, world, {"lifetimeSeconds": asked}), 400, "invalid")
+        body = assert_error(ask(client_for, world.owner, world, {"lifetimeSeconds": asked}), 400, "invalid")
+        assert list(body["fields"]) == ["lifetimeSeconds"], body
     assert IssuedCredential.objects.count() == 1
 
 
