@@ -77,3 +77,15 @@ def rotate_signing_keys() -> str:
         log.error("signing keys: %s", exc)
         return f"error: {exc}"
     return result.message
+
+
+@shared_task(ignore_result=True)
+def prune_issued_credentials() -> int:
+    """Forget issued credentials that expired more than
+    ISSUED_CREDENTIALS_RETENTION_DAYS ago (beat, daily)."""
+    from . import credentials
+
+    before = timezone.now() - timedelta(days=settings.ISSUED_CREDENTIALS_RETENTION_DAYS)
+    deleted = credentials.prune_issued(before=before)
+    log.info("issued credentials: pruned %d expired before %s", deleted, before.isoformat())
+    return deleted

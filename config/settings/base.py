@@ -128,6 +128,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "authz.tasks.rotate_signing_keys",
         "schedule": float(os.environ.get("SIGNING_ROTATE_CHECK_SECONDS", "3600")),
     },
+    "prune-issued-credentials": {"task": "authz.tasks.prune_issued_credentials", "schedule": 86400.0},
 }
 
 # AWS: DynamoDB holds the per-principal snapshots and the signing-key item.
@@ -166,6 +167,11 @@ USER_TOKEN_LIFETIME_SECONDS = int(os.environ.get("USER_TOKEN_LIFETIME_SECONDS", 
 DEVICE_TOKEN_LIFETIME_SECONDS = int(os.environ.get("DEVICE_TOKEN_LIFETIME_SECONDS", "86400"))
 # Promote → retire waits this long: no token signed by the old key outlives it.
 TOKEN_MAX_LIFETIME_SECONDS = max(USER_TOKEN_LIFETIME_SECONDS, DEVICE_TOKEN_LIFETIME_SECONDS)
+# Issued credentials (authz.IssuedCredential) are kept so that revoking access
+# can later also disconnect the client ids still live with them; an expired
+# row is history only (the AuditEvent of the issuance stays), so the daily
+# beat task prunes rows expired longer ago than this.
+ISSUED_CREDENTIALS_RETENTION_DAYS = float(os.environ.get("ISSUED_CREDENTIALS_RETENTION_DAYS", "30"))
 
 # What credentials tell apps and devices (authz/credentials.py). Issuer,
 # audience and token key name must equal the Lambda's DEVSHARE_TOKEN_ISSUER,
