@@ -117,11 +117,21 @@ def issue_user_credentials(*, actor: User, tenant: Tenant, scope_devices: list[D
                   scope=scope, lifetime=lifetime, now=now)
 
 
-def issue_device_credentials(*, actor: User, device: Device, lifetime: int | None = None,
-                             now: datetime | None = None) -> Credentials:
+def issue_device_credentials(*, actor: User | None, device: Device, lifetime: int | None = None,
+                             now: datetime | None = None, by_operator: bool = False) -> Credentials:
     """A token the device itself connects with, as its thing name. Its owner
-    or a tenant admin issues it."""
-    if not owns_or_administers(actor, device):
+    or a tenant admin issues it.
+
+    `actor=None, by_operator=True` is an operator on the platform's own host
+    (`manage.py authorize --device`): no user acts, so no user's rights apply,
+    and whoever runs commands there holds the signing keys anyway. The token
+    is recorded and audited like any other, with no actor. Only that command
+    passes the flag; a None actor without it is refused, so a missing user
+    elsewhere can never issue."""
+    if actor is None:
+        if not by_operator:
+            raise PermissionDenied("Device credentials need an acting user.")
+    elif not owns_or_administers(actor, device):
         raise PermissionDenied("Only the device's owner or a tenant admin may issue its credentials.")
     lifetime = _lifetime(lifetime, settings.DEVICE_TOKEN_LIFETIME_SECONDS)
     return _issue(actor=actor, tenant=device.tenant, kind=snapshot.DEVICE, principal=device.thing_name,

@@ -41,13 +41,18 @@ $PY manage.py signing_keys rotate
 $PY -m celery -A config.celery_app worker --beat --schedule build/celerybeat-schedule \
     --pool threads --concurrency 4 --loglevel INFO >build/worker.log 2>&1 &
 
+# Commands typed in another shell reach this moto only if told where it is.
+CMD=".venv/bin/python manage.py"
+[ "$DYNAMODB_ENDPOINT_URL" = "http://127.0.0.1:8001" ] || CMD="DYNAMODB_ENDPOINT_URL=$DYNAMODB_ENDPOINT_URL $CMD"
+
 cat <<MSG
 
   Devshare console:  http://$HOST:$PORT/admin/   (admin@devshare.local / devshare-admin)
   Tenant owner:      alice@demo.devshare.local / devshare-demo
   API docs:          http://$HOST:$PORT/api/docs/
   DynamoDB (moto):   $DYNAMODB_ENDPOINT_URL   worker log: build/worker.log
-  A snapshot:        .venv/bin/python manage.py show_snapshot bob@demo.devshare.local
+  A snapshot:        $CMD show_snapshot bob@demo.devshare.local
+  The authorizer:    $CMD authorize --as bob@demo.devshare.local --action publish --topic dev/demo-front-lock/in/unlock
 
 MSG
 $PY manage.py runserver "$HOST:$PORT"
