@@ -1,5 +1,7 @@
 """IoT credentials in the tenant API: a token for the caller's own app, and
 one for a device. Thin views over `authz.credentials`."""
+import logging
+
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
@@ -14,6 +16,8 @@ from lambda_bridge import tokens
 
 from . import credentials
 
+log = logging.getLogger(__name__)
+
 
 class ScopeRequired(Conflict):
     default_code = "scope_required"
@@ -21,7 +25,7 @@ class ScopeRequired(Conflict):
 
 class IotUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "IoT credentials cannot be issued right now."
+    default_detail = "IoT credentials cannot be issued right now; the operators have been told why."
     default_code = "iot_unavailable"
 
 
@@ -85,7 +89,9 @@ class CredentialsView(TenantView):
         except credentials.ScopeRequired as exc:
             raise ScopeRequired(str(exc)) from exc
         except credentials.CredentialsUnavailable as exc:
-            raise IotUnavailable(str(exc)) from exc
+            # The reason is for operators (it names settings and keys), not for every signed-in user.
+            log.error("IoT credentials unavailable: %s", exc)
+            raise IotUnavailable() from exc
 
 
 @extend_schema(tags=["iot"], summary="Credentials for your app to connect to AWS IoT with your grants here",

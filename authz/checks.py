@@ -22,4 +22,7 @@ def token_settings(app_configs, **kwargs):
     if not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", settings.IOT_TOKEN_KEY_NAME):
         errors.append(checks.Error("IOT_TOKEN_KEY_NAME must be letters, digits, _ or - (as AWS IoT requires)",
                                    id="authz.E002"))
+    if not re.fullmatch(r"[0-9]{12}", settings.AWS_ACCOUNT_ID):
+        errors.append(checks.Error("AWS_ACCOUNT_ID must be the 12-digit AWS account id (the Lambda's "
+                                   "DEVSHARE_AWS_ACCOUNT_ID)", id="authz.E003"))
     return errors

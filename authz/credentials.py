@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from devices import audit
 from devices.models import Device, DeviceGroup, Tenant, User
@@ -63,8 +64,9 @@ class ScopeRequired(Exception):
 
 @dataclass(frozen=True)
 class Credentials:
-    token: str
-    token_signature: str
+    # Kept out of repr: a traceback or an error report must not carry a usable token.
+    token: str = field(repr=False)
+    token_signature: str = field(repr=False)
     client_id: str
     expires_at: datetime
     kid: str
@@ -166,6 +168,7 @@ def _check_fit(*, actor: User, tenant: Tenant, client_id: str, scope: dict | Non
         raise ScopeRequired(len(levels), scoped=scope is not None)
 
 
+@sensitive_variables("token", "signature", "key")
 def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, client_id: str, scope: dict | None,
            lifetime: int, now: datetime, device: Device | None = None) -> Credentials:
     if not settings.IOT_ENDPOINT:

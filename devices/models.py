@@ -331,6 +331,18 @@ class ShareQuerySet(TenantScopedQuerySet):
         return self.filter(live_share_q(now=now))
 
 
+class RetiredThingName(models.Model):
+    """The thing name of a deleted device, never given out again. AWS IoT keeps
+    a thing's shadow and retained messages by name for the whole account, and a
+    device token names its thing: a reused name would inherit all three."""
+
+    thing_name = models.CharField(max_length=128, primary_key=True)
+    retired_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.thing_name
+
+
 class Share(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="shares")
     device = models.ForeignKey(Device, on_delete=models.CASCADE, null=True, blank=True, related_name="shares")

@@ -32,6 +32,8 @@ def is_tenant_admin(*, user: User, tenant_id: int) -> bool:
 
 def owns_or_administers(user: User, target: Device | DeviceGroup) -> bool:
     """The owner of a device or group, or an admin of its tenant: who may do anything with it."""
+    if not user.is_active:
+        return False
     return target.owner_id == user.pk or is_tenant_admin(user=user, tenant_id=target.tenant_id)
 
 

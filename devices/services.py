@@ -21,6 +21,7 @@ from .models import (
     Invitation,
     Level,
     Membership,
+    RetiredThingName,
     Share,
     Tenant,
     User,
@@ -258,6 +259,9 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
     if thing_name:
         validate_thing_name(thing_name)
         device.thing_name = thing_name
+    if RetiredThingName.objects.filter(thing_name=device.thing_name).exists():
+        raise ValidationError({"thing_name": f"Thing name {device.thing_name} belonged to a deleted device "
+                                             "and cannot be used again."})
     _save_unique(device, "thing_name", f"Thing name {device.thing_name} is already registered.")
     audit.record(actor=actor, action="device.register", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
@@ -317,6 +321,7 @@ def delete_device(*, actor: User, device: Device) -> None:
                  changes={"thing_name": device.thing_name, "had_shares_with": grantees})
     access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]),
                    devices=[device.thing_name])
+    RetiredThingName.objects.get_or_create(thing_name=device.thing_name)
     device.delete()
 
 

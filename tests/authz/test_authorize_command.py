@@ -379,6 +379,11 @@ def test_the_environment_is_left_as_it_was(pushed, world, monkeypatch):
 
     monkeypatch.setenv("DEVSHARE_TABLE", "somebody-elses")
     monkeypatch.delenv("DEVSHARE_TOKEN_ISSUER", raising=False)
-    assert authorize("--as", world.owner.email, "--action", "connect")[0] == 0
+    # Left in the shell, not one of the Django-made settings: the Lambda must not see it.
+    monkeypatch.setenv("DEVSHARE_REFRESH_SECONDS", "86400")
+    status, body, _ = as_json("--as", world.owner.email, "--action", "connect")
+    assert status == 0
+    assert body["authorizer"]["refreshAfterInSeconds"] == 300
     assert os.environ["DEVSHARE_TABLE"] == "somebody-elses"
+    assert os.environ["DEVSHARE_REFRESH_SECONDS"] == "86400"
     assert "DEVSHARE_TOKEN_ISSUER" not in os.environ

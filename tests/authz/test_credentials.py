@@ -49,8 +49,22 @@ def test_device_tokens_only_for_owner_or_tenant_admin(world, other):
     ("DEVICE_TOKEN_LIFETIME_SECONDS", 31 * 86400, True),
     ("DEVICE_TOKEN_LIFETIME_SECONDS", 31 * 86400 + 1, False),
     ("IOT_TOKEN_KEY_NAME", "devshare token", False),
+    ("AWS_ACCOUNT_ID", "12345678901", False),
 ])
 def test_settings_the_authorizer_would_refuse_fail_the_system_check(settings, name, value, ok):
     setattr(settings, name, value)
     errors = checks.token_settings(None)
     assert (errors == []) is ok, errors
+
+
+def test_the_token_stays_out_of_repr(world):
+    issued = credentials.issue_user_credentials(actor=world.owner, tenant=world.tenant)
+    assert issued.client_id in repr(issued)
+    assert issued.token not in repr(issued) and issued.token_signature not in repr(issued)
+
+
+def test_an_inactive_owner_cannot_issue_device_tokens(world):
+    services.set_user_active(actor=UserFactory(is_superuser=True), user=world.owner, is_active=False)
+    world.owner.refresh_from_db()
+    with pytest.raises(PermissionDenied):
+        credentials.issue_device_credentials(actor=world.owner, device=world.lamp)

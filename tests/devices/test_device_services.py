@@ -248,3 +248,16 @@ class TestAudit:
             services.create_device_type(actor=world.admin, tenant=world.tenant, name="X", slug="x",
                                         capabilities=["teleport"])
         assert AuditEvent.objects.count() == before
+
+
+def test_a_deleted_devices_thing_name_is_never_given_out_again(world, other):
+    """AWS keeps a thing's shadow and retained messages by name, and an old
+    device token names its thing: a new device under the name would inherit them."""
+    thing = world.lamp.thing_name
+    services.delete_device(actor=world.owner, device=world.lamp)
+    for tenant, actor in ((world.tenant, world.bob), (other.tenant, other.owner)):
+        with pytest.raises(ValidationError) as refused:
+            services.register_device(actor=actor, tenant=tenant, name="Lamp again", device_type=(
+                world.type if tenant == world.tenant else other.type), thing_name=thing)
+        assert "cannot be used again" in refused.value.message_dict["thing_name"][0]
+    assert not Device.objects.filter(thing_name=thing).exists()

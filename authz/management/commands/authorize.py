@@ -149,7 +149,9 @@ class _User(_Principal):
         self.user, self.tenant = user, tenant
 
     def _issue(self):
-        return credentials.issue_user_credentials(actor=self.user, tenant=self.tenant)
+        # Used for one connection: the shortest lifetime the authorizer accepts.
+        return credentials.issue_user_credentials(actor=self.user, tenant=self.tenant,
+                                                  lifetime=credentials.MIN_LIFETIME_SECONDS)
 
     def describe(self) -> dict:
         return {"kind": "user", "email": self.user.email, "user_id": self.user.pk, "tenant": self.tenant.slug}
@@ -165,7 +167,8 @@ class _Device(_Principal):
         self.device, self.tenant = device, device.tenant
 
     def _issue(self):
-        return credentials.issue_device_credentials(actor=None, device=self.device, by_operator=True)
+        return credentials.issue_device_credentials(actor=None, device=self.device, by_operator=True,
+                                                    lifetime=credentials.MIN_LIFETIME_SECONDS)
 
     def describe(self) -> dict:
         return {"kind": "device", "thing": self.device.thing_name, "name": self.device.name,
@@ -263,7 +266,14 @@ def _check_table() -> None:
 
 @contextlib.contextmanager
 def _environ(values: dict[str, str]):
-    saved = {name: os.environ.get(name) for name in values}
+    """Exactly `values` as the Lambda's settings: any other DEVSHARE_* left in
+    the shell (a leeway, a refresh) would make the verdict differ from the
+    deployed Lambda's, and a stray session token would not match the keys."""
+    stray = [n for n in os.environ if n.startswith("DEVSHARE_") or n == "AWS_SESSION_TOKEN"]
+    saved = {name: os.environ.get(name) for name in [*values, *stray]}
+    for name in stray:
+        if name not in values and (name != "AWS_SESSION_TOKEN" or "AWS_ACCESS_KEY_ID" in values):
+            del os.environ[name]
     os.environ.update(values)
     try:
         yield
