@@ -1,9 +1,11 @@
 """factory_boy factories. They build rows directly (test setup, not behaviour under test);
 tests exercise behaviour through the services."""
+from datetime import timedelta
+
 import factory
 from django.utils import timezone
 
-from devices.models import Device, DeviceGroup, DeviceType, Level, Membership, Share, Tenant, User
+from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Level, Membership, Share, Tenant, User
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -86,11 +88,7 @@ class ShareFactory(factory.django.DjangoModelFactory):
     created_at = factory.LazyFunction(timezone.now)
 
 
-# --- API tests (imports kept here so this block stands alone) ---------------------------
-
-from datetime import timedelta  # noqa: E402
-
-from devices.models import AuditEvent, Invitation  # noqa: E402
+# --- API tests ---------------------------------------------------------------------------
 
 
 class InvitationFactory(factory.django.DjangoModelFactory):

@@ -266,7 +266,7 @@ def test_a_signature_the_gateway_would_reject_stops_before_the_authorizer(pushed
 def test_no_active_key_is_a_one_line_error_and_issues_nothing(world, table):
     status, out, error = authorize("--as", world.owner.email, "--action", "connect")
     assert status == 2 and out == ""
-    assert error == "no active signing key: run `manage.py signing_keys rotate` to bootstrap one"
+    assert "run `manage.py signing_keys rotate`" in error and "\n" not in error
     assert not IssuedCredential.objects.exists()
 
 

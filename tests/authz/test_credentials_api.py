@@ -18,7 +18,7 @@ from authz.models import IssuedCredential, SigningKey
 from devices import services
 from devices.models import AuditEvent, Level
 from lambda_bridge import keys
-from tests.api.conftest import assert_error, client_for, fresh_throttles, tenant_url  # noqa: F401  (fixtures)
+from tests.api.conftest import assert_error, tenant_url
 from tests.api.test_errors_and_throttling import rates
 from tests.factories import DeviceFactory
 

@@ -17,11 +17,10 @@ from devices import services
 from devices.models import Level, Tenant
 from devices.selectors import effective_access
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
-from tests.api.conftest import client_for, fresh_throttles, tenant_url  # noqa: F401  (fixtures)
+from tests.api.conftest import tenant_url
 from tests.authz.signing_helpers import Clock
-from tests.lambda_bridge.conftest import ACCOUNT, EVENTS, REGION, cold_start, signing_keys  # noqa: F401
-from tests.lambda_bridge.spec import expected, expected_of_device
-from tests.lambda_bridge.test_no_overgrant import _probes
+from tests.lambda_bridge.conftest import ACCOUNT, EVENTS, REGION
+from tests.lambda_bridge.spec import expected, expected_of_device, probes
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +57,7 @@ def mqtt_event(creds: dict) -> dict:
 
 
 @pytest.fixture
-def platform(world, other, table, cold_start, client_for, django_capture_on_commit_callbacks):  # noqa: F811
+def platform(world, other, table, cold_start, client_for, django_capture_on_commit_callbacks):
     """Keys rotated in and every snapshot pushed to the Lambda's table."""
     signing.rotate(actor=None)
 
@@ -88,7 +87,7 @@ def judge(response: dict, cid: str, expect, world, other) -> None:
     assert response["isAuthenticated"]
     things = [d.thing_name for w in (world, other) for d in (w.lamp, w.lock)]
     names = {"client": [cid, *things, f"u{world.tenant.pk}.{world.owner.pk}.app", cid + "x"], "thing": things,
-             "topic": _probes(things), "topicfilter": _probes(things)}
+             "topic": probes(things), "topicfilter": probes(things)}
     connection = Connection(response["policyDocuments"], REGION, ACCOUNT, cid)
     differences = [(action, name) for action in ACTIONS for name in names[RESOURCE_TYPES[action]]
                    if connection.can(action, name) != expect(action, name, cid)]
@@ -179,7 +178,7 @@ def _unchecked_token(key, world) -> str:
     return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
 
 
-def test_issued_tokens_outlive_a_rotation_and_new_ones_carry_the_new_kid(platform, world, cold_start):  # noqa: F811
+def test_issued_tokens_outlive_a_rotation_and_new_ones_carry_the_new_kid(platform, world, cold_start):
     clock = Clock()
     before = platform.credentials(world.alice)
     old_kid = signing.active_signing_key().kid

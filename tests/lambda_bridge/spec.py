@@ -43,3 +43,20 @@ def expected_of_device(action: str, name: str, thing: str) -> bool:
     if action in ("iot:Subscribe", "iot:Receive"):
         return name.startswith(inbound) or name.startswith(shadow)
     return False
+
+
+def probes(things: list[str]) -> list[str]:
+    """Topics and filters to judge every action on: each thing's own, its
+    neighbours' and names a loose wildcard would swallow."""
+    found = ["#", "+", "dev/#", "dev/+/out/#", "+/+/out/#", "dev/*/out/x", "$aws/things/+/shadow/get"]
+    for t in things:
+        shadow = f"$aws/things/{t}/shadow"
+        found += [
+            t, f"dev/{t}", f"dev/{t}/out", f"dev/{t}/out/", f"dev/{t}/out/temp", f"dev/{t}/out/#",
+            f"dev/{t}/out/+/x", f"dev/{t}/in/power", f"dev/{t}/in/#", f"dev/{t}/inbox", f"dev/{t}x/out/a",
+            f"dev/{t}:x/out/a", f"a:topic/dev/{t}/out/z", f"dev/{t}/out/../in/x", f"x/dev/{t}/out/y",
+            f"{shadow}/get", f"{shadow}/update", f"{shadow}/delete", f"{shadow}/update/accepted",
+            f"{shadow}/update/delta", f"{shadow}/#", f"{shadow}/name/s1/get", f"{shadow}/name/s1/update",
+            f"{shadow}/name/s1/delete", f"{shadow}/name/a/b/get", f"{shadow}get", f"$aws/things/{t}x/shadow/get",
+        ]
+    return found

@@ -21,7 +21,7 @@ from lambda_bridge import snapshot
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
 from tests.factories import DeviceFactory, DeviceGroupFactory, DeviceTypeFactory, TenantFactory, member
 from tests.lambda_bridge.conftest import ACCOUNT, REGION
-from tests.lambda_bridge.spec import expected, expected_of_device
+from tests.lambda_bridge.spec import expected, expected_of_device, probes
 
 # Thing names that are prefixes of one another, or carry the ':' that a loose
 # ARN wildcard could swallow.
@@ -134,7 +134,7 @@ class Judge:
 
     def __init__(self, lam, client_ids, things):
         self.lam = lam
-        topics = _probes(things)
+        topics = probes(things)
         self.names = {"client": client_ids, "thing": things, "topic": topics, "topicfilter": topics}
 
     def compare(self, who, *, expect, cid, **claims):
@@ -148,21 +148,6 @@ class Judge:
             if (allowed := connection.can(action, name)) != expect(action, name, cid)
         ]
         assert differences == [], (who, claims)
-
-
-def _probes(things: list[str]) -> list[str]:
-    probes = ["#", "+", "dev/#", "dev/+/out/#", "+/+/out/#", "dev/*/out/x", "$aws/things/+/shadow/get"]
-    for t in things:
-        shadow = f"$aws/things/{t}/shadow"
-        probes += [
-            t, f"dev/{t}", f"dev/{t}/out", f"dev/{t}/out/", f"dev/{t}/out/temp", f"dev/{t}/out/#",
-            f"dev/{t}/out/+/x", f"dev/{t}/in/power", f"dev/{t}/in/#", f"dev/{t}/inbox", f"dev/{t}x/out/a",
-            f"dev/{t}:x/out/a", f"a:topic/dev/{t}/out/z", f"dev/{t}/out/../in/x", f"x/dev/{t}/out/y",
-            f"{shadow}/get", f"{shadow}/update", f"{shadow}/delete", f"{shadow}/update/accepted",
-            f"{shadow}/update/delta", f"{shadow}/#", f"{shadow}/name/s1/get", f"{shadow}/name/s1/update",
-            f"{shadow}/name/s1/delete", f"{shadow}/name/a/b/get", f"{shadow}get", f"$aws/things/{t}x/shadow/get",
-        ]
-    return probes
 
 
 def test_the_expectation_itself_is_not_vacuous():

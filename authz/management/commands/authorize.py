@@ -88,10 +88,6 @@ class Command(BaseCommand):
                **options):
         topic = _checked_topic(action, topic)
         principal = _user_principal(email, tenant) if email else _device_principal(device, tenant)
-        try:
-            signing.active_signing_key()
-        except signing.SigningError as exc:
-            raise usage(str(exc)) from None
         env = lambda_environment()
         try:
             config = Config.from_env(env)
