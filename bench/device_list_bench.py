@@ -9,7 +9,7 @@ groups and shares among many people, and in the biggest tenant:
 
 Then times warm GETs through the Django test client (one process, the app's
 own settings and connection), BENCH_REPEATS times each, and reports p50/p95.
-Rows are bulk-inserted, so seeding takes well under a minute.
+Rows are bulk-inserted: seeding takes about a minute on 2 busy CPUs.
 
 Environment: BENCH_DATABASE_URL (server; default from DATABASE_URL),
 BENCH_DEVICES (100000), BENCH_REPEATS (20), BENCH_DEVICES_DB (a database to
