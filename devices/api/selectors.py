@@ -17,7 +17,10 @@ def _best_level(user: User, reaching: Q) -> Subquery:
 
 
 def _with_level(queryset: QuerySet, user: User, reaching: Q) -> QuerySet:
-    # NULL when the caller sees the object only as a tenant admin.
+    # NULL when the caller sees the object only as a tenant admin. The queryset
+    # must stay plain (no DISTINCT, no aggregate): then PostgreSQL evaluates this
+    # correlated subquery after ORDER BY … LIMIT, for the rows of one page only,
+    # not for every row the caller can see.
     return queryset.annotate(
         access_level=Case(
             When(owner=user, then=Value(int(Level.OWNER))),
