@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from lambda_bridge.snapshot import CONTROL
 
@@ -105,6 +106,11 @@ def _quoted(resources: list[str]) -> list[str]:
     return [json.dumps(resource) for resource in resources]
 
 
+@lru_cache(maxsize=64)
+def _opening(actions: tuple[str, ...]) -> str:
+    return '{"Effect":"Allow","Action":' + json.dumps(list(actions), separators=(",", ":")) + ',"Resource":['
+
+
 def pack(statements: list[tuple[tuple[str, ...], list[str]]], *, max_documents: int = MAX_DOCUMENTS,
          max_characters: int = MAX_CHARACTERS) -> list[str] | None:
     """Allow statements, one per action set, filled into as few documents as
@@ -114,17 +120,17 @@ def pack(statements: list[tuple[tuple[str, ...], list[str]]], *, max_documents: 
     documents: list[list[tuple[str, list[str]]]] = [[]]
     current, size = documents[-1], empty
     for actions, resources in statements:
-        opening = '{"Effect":"Allow","Action":' + json.dumps(list(actions), separators=(",", ":")) + ',"Resource":['
+        opening = _opening(actions)
+        frame = len(opening) + len(_STATEMENT_CLOSE)  # a statement's characters besides its resources
         # The resource list this statement is filling in the current document;
         # a statement with the same actions as the one before joins it.
         run = current[-1][1] if current and current[-1][0] == opening else None
         for resource in _quoted(resources):
-            extra = len(resource) + 1 if run is not None else (
-                (1 if current else 0) + len(opening) + len(resource) + len(_STATEMENT_CLOSE))
+            extra = len(resource) + (1 if run is not None else frame + (1 if current else 0))
             if size + extra > max_characters:
                 current, run, size = [], None, empty
                 documents.append(current)
-                extra = len(opening) + len(resource) + len(_STATEMENT_CLOSE)
+                extra = len(resource) + frame
                 if size + extra > max_characters or len(documents) > max_documents:
                     return None
             if run is None:
