@@ -93,7 +93,7 @@ def _checked(name: str, pattern: re.Pattern) -> str:
     return name
 
 
-# What json.dumps writes as it is: printable ASCII (and DEL) except `"` and `\\`.
+# What json.dumps writes as it is: printable ASCII (and DEL) but the quote and the backslash.
 _VERBATIM = re.compile(r'[ !#-\[\]-~\x7f]*')
 
 
