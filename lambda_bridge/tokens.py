@@ -46,7 +46,7 @@ MAX_LIFETIME = 31 * 86400
 POLICY_MIN_LIFE = MIN_TTL + 30
 KINDS = {"user": snapshot.USER, "device": snapshot.DEVICE}
 
-REQUIRED = ("iss", "aud", "sub", "exp", "nbf", "iat", "jti")
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "nbf", "iat", "jti")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -185,7 +185,7 @@ def _understood(crit, header: dict) -> bool:
 
 def _registered(claims: dict, *, issuer: str, audience: str) -> None:
     """The registered claims, as PyJWT checked them (times are `_claims`')."""
-    missing = next((name for name in REQUIRED if claims.get(name) is None), None)
+    missing = next((name for name in REQUIRED_CLAIMS if claims.get(name) is None), None)
     if missing:
         raise Refused("invalid_claims", f"no {missing}")
     if not isinstance(claims["iss"], str) or claims["iss"] != issuer:
