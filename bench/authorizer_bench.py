@@ -5,10 +5,16 @@
 - warm decisions: `lambda_handler` p50/p99 for snapshots of 1, 10, the most
   that fit, 100 and 1,000 devices, with the table on a moto server (HTTP) and
   with the store swapped for an in-memory dict;
+- the in-memory decision at 10 devices (issue 12, item 11): p50 of
+  `lambda_handler` with the dict store, in fresh processes, median over
+  rounds; with BENCH_AUTHORIZER_AGAINST=<git revision> the `lambda_bridge` of
+  that revision runs in the same rounds, interleaved, for a before/after on
+  the same (noisy) machine;
 - capacity: the most devices one connection's policies can hold, per level
   mix and thing-name length.
 
-Environment: BENCH_COLD_RUNS (7), BENCH_WARM_CALLS (300).
+Environment: BENCH_COLD_RUNS (7), BENCH_WARM_CALLS (300), BENCH_DECISION_ROUNDS
+(5), BENCH_DECISION_CALLS (2000), BENCH_AUTHORIZER_AGAINST (unset).
 """
 import contextlib
 import io
@@ -17,6 +23,8 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import uuid
 
@@ -32,6 +40,9 @@ from lambda_bridge.snapshot import Entry
 
 COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "7"))
 WARM_CALLS = int(os.environ.get("BENCH_WARM_CALLS", "300"))
+DECISION_ROUNDS = int(os.environ.get("BENCH_DECISION_ROUNDS", "5"))
+DECISION_CALLS = int(os.environ.get("BENCH_DECISION_CALLS", "2000"))
+AGAINST = os.environ.get("BENCH_AUTHORIZER_AGAINST", "").strip()
 TABLE = "devshare-bench-authorizer"
 ISSUER, AUDIENCE, ACCOUNT, REGION = "https://devshare.bench", "devshare-iot", "123456789012", "us-east-1"
 
@@ -133,6 +144,70 @@ def warm_decisions(endpoint: str) -> tuple[str, dict]:
     return text, {"warm": data}
 
 
+def decision_p50_us(calls: int) -> float:
+    """p50 µs of one warm in-memory decision at 10 view devices, in this
+    process, with whichever `lambda_bridge` is first on the path."""
+    os.environ.update(lambda_env("http://127.0.0.1:9"))  # never called: the store is a dict
+    from lambda_bridge import handler
+    from lambda_bridge.authorizer import Authorizer
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    now = int(time.time())
+    snap = snapshot.Snapshot(kind="u", tenant=1, principal="2", version=1, generated_at=now,
+                             entries=tuple(Entry(f"d-0002{i:08d}", snapshot.VIEW, expires=now + 86400)
+                                           for i in range(10)))
+    ring = keys.Keyring(version=1, slots={"A": keys.KeySlot("bench-a", pem, keys.ACTIVE)}, active="A")
+    handler.AUTHORIZER = Authorizer(handler.CONFIG, DictStore({keys.ITEM_KEY: keys.to_item(ring),
+                                                               snap.key: snapshot.to_item(snap)}))
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user:2", "tid": 1, "cid": "u1.2.app", "iat": now,
+              "nbf": now, "exp": now + 3600, "jti": uuid.uuid4().hex}
+    token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "bench-a"})
+    event = {"token": token, "signatureVerified": True, "protocolData": {"mqtt": {"clientId": "u1.2.app"}}}
+    timings = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        for _ in range(calls + 50):
+            started = time.perf_counter()
+            response = handler.lambda_handler(event, None)
+            timings.append((time.perf_counter() - started) * 1e6)
+    if not response["isAuthenticated"]:
+        raise SystemExit("authorizer bench: the 10-device decision was a refusal")
+    return percentile(timings[50:], 50)
+
+
+def decision_rounds() -> tuple[str, dict]:
+    """This checkout (and BENCH_AUTHORIZER_AGAINST's, interleaved), each round in fresh processes."""
+    def one(pythonpath: str) -> float:
+        code = ("import lambda_bridge; print(lambda_bridge.__file__); "
+                f"from bench.authorizer_bench import decision_p50_us; print(decision_p50_us({DECISION_CALLS}))")
+        first = pythonpath.split(os.pathsep)[0]
+        # `-c` puts the working directory first on the path: it must be the one whose lambda_bridge runs.
+        out = subprocess.run([sys.executable, "-c", code], cwd=first, capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": pythonpath}).stdout.split()
+        if not out[0].startswith(first):
+            raise SystemExit(f"authorizer bench: timed {out[0]}, not the lambda_bridge under {first}")
+        return float(out[-1])
+
+    with tempfile.TemporaryDirectory() as other:
+        paths = {"this checkout": str(ROOT)}
+        if AGAINST:
+            archive = subprocess.run(["git", "archive", AGAINST, "lambda_bridge"], cwd=ROOT, capture_output=True,
+                                     check=True).stdout
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                tar.extractall(other, filter="data")
+            paths[AGAINST] = f"{other}{os.pathsep}{ROOT}"
+        runs = {name: [] for name in paths}
+        for _ in range(DECISION_ROUNDS):
+            for name, path in paths.items():
+                runs[name].append(one(path))
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    rows = [(name, f"{medians[name]:.1f}", " ".join(f"{v:.0f}" for v in runs[name]),
+             f"{medians['this checkout'] / medians[name]:.2f}") for name in paths]
+    text = md_table(["lambda_bridge", "p50 µs (median of rounds)", "rounds", "this checkout ÷ it"], rows)
+    return text, {"rounds": runs, "median_p50_us": medians}
+
+
 def max_devices(levels: list[int], name_length: int) -> int:
     """Largest n whose policies fit, devices cycling through `levels`."""
     def fits(n: int) -> bool:
@@ -169,12 +244,15 @@ def main() -> int:
         warm_text, warm = warm_decisions(endpoint)
     finally:
         server.stop()
+    decision_text, decision = decision_rounds()
     capacity_text, capacity_data = capacity()
     text = (f"### Cold start\n\n{cold_text}\n### Warm decisions ({WARM_CALLS} calls each; moto = table on a "
             f"local moto server over HTTP, dict = store swapped for a dict)\n\n{warm_text}\n"
+            f"### In-memory decision at 10 devices ({DECISION_ROUNDS} rounds × {DECISION_CALLS} calls, "
+            f"each round in fresh processes)\n\n{decision_text}\n"
             f"### Devices per connection (10 documents × 2,048 characters)\n\n{capacity_text}")
     print(text)
-    write_results("authorizer", text, {"cold": cold, **warm, "capacity": capacity_data})
+    write_results("authorizer", text, {"cold": cold, **warm, "decision_10": decision, "capacity": capacity_data})
     return 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from lambda_bridge.snapshot import CONTROL
 
@@ -39,38 +40,33 @@ class PolicyInputError(ValueError):
 def user_documents(*, levels: dict[str, int], client_id: str, region: str, account: str) -> list[str] | None:
     """Documents for a person's app connected as `client_id` with `levels`
     (thing name → level code, only the grants in force)."""
-    arn = _arns(region, account)
+    arn = _arn_prefix(region, account)
     things = sorted(_checked(t, _THING) for t in levels)
-    controlled = [t for t in things if levels[t] >= CONTROL]
-    publish = []
-    for thing in things:
-        shadow = f"$aws/things/{thing}/shadow"
-        publish += [arn("topic", f"{shadow}/get"), arn("topic", f"{shadow}/name/*/get")]
-    for thing in controlled:
-        shadow = f"$aws/things/{thing}/shadow"
-        publish += [arn("topic", f"dev/{thing}/in/*"), arn("topic", f"{shadow}/update"),
-                    arn("topic", f"{shadow}/name/*/update")]
+    readable = [topic for thing in things for topic in _readable(thing)]
+    publish = [topic for thing in things for topic in _shadow_requests(thing, "get")]
+    publish += [topic for thing in things if levels[thing] >= CONTROL
+                for topic in (f"dev/{thing}/in/*", *_shadow_requests(thing, "update"))]
     return pack([
-        (("iot:Connect",), [arn("client", _checked(client_id, _CLIENT_ID))]),
-        (("iot:Subscribe",), [arn("topicfilter", t) for thing in things for t in _readable(thing)]),
-        (("iot:Receive",), [arn("topic", t) for thing in things for t in _readable(thing)]),
-        (("iot:Publish",), publish),
+        (("iot:Connect",), [f"{arn}client/{_checked(client_id, _CLIENT_ID)}"]),
+        (("iot:Subscribe",), [f"{arn}topicfilter/{topic}" for topic in readable]),
+        (("iot:Receive",), [f"{arn}topic/{topic}" for topic in readable]),
+        (("iot:Publish",), [f"{arn}topic/{topic}" for topic in publish]),
     ])
 
 
 def device_documents(*, thing: str, region: str, account: str) -> list[str]:
     """A device connects as its thing name and owns its topics and shadow."""
-    arn = _arns(region, account)
+    arn = _arn_prefix(region, account)
     thing = _checked(thing, _THING)
     shadow = f"$aws/things/{thing}/shadow/*"
     inbound = [f"dev/{thing}/in/*", shadow]
     documents = pack([
-        (("iot:Connect",), [arn("client", thing)]),
-        (("iot:Publish",), [arn("topic", f"dev/{thing}/out/*"), arn("topic", shadow)]),
+        (("iot:Connect",), [f"{arn}client/{thing}"]),
+        (("iot:Publish",), [f"{arn}topic/dev/{thing}/out/*", f"{arn}topic/{shadow}"]),
         # Retained telemetry lets an app see the last state the moment it subscribes.
-        (("iot:RetainPublish",), [arn("topic", f"dev/{thing}/out/*")]),
-        (("iot:Subscribe",), [arn("topicfilter", t) for t in inbound]),
-        (("iot:Receive",), [arn("topic", t) for t in inbound]),
+        (("iot:RetainPublish",), [f"{arn}topic/dev/{thing}/out/*"]),
+        (("iot:Subscribe",), [f"{arn}topicfilter/{t}" for t in inbound]),
+        (("iot:Receive",), [f"{arn}topic/{t}" for t in inbound]),
     ])
     if documents is None:  # a 128-character name still fits many times over
         raise PolicyInputError(f"{thing!r} does not fit a policy")
@@ -81,9 +77,14 @@ def _readable(thing: str) -> tuple[str, str]:
     return f"dev/{thing}/out/*", f"$aws/things/{thing}/shadow/*"
 
 
-def _arns(region: str, account: str):
-    prefix = f"arn:aws:iot:{region}:{account}:"
-    return lambda resource_type, name: f"{prefix}{resource_type}/{name}"
+def _shadow_requests(thing: str, operation: str) -> tuple[str, str]:
+    """The classic shadow's request topic and any named shadow's."""
+    return f"$aws/things/{thing}/shadow/{operation}", f"$aws/things/{thing}/shadow/name/*/{operation}"
+
+
+def _arn_prefix(region: str, account: str) -> str:
+    """Every resource's ARN up to its type: `{prefix}{type}/{name}`."""
+    return f"arn:aws:iot:{region}:{account}:"
 
 
 def _checked(name: str, pattern: re.Pattern) -> str:
@@ -92,30 +93,51 @@ def _checked(name: str, pattern: re.Pattern) -> str:
     return name
 
 
+# What json.dumps writes as it is: printable ASCII (and DEL) but the quote and the backslash.
+_VERBATIM = re.compile(r'[ !#-\[\]-~\x7f]*')
+
+
+def _quoted(resources: list[str]) -> list[str]:
+    """Each resource as a JSON string, exactly as json.dumps writes it. Names
+    are checked against the thing-name alphabet before they get here, so the
+    quotes alone are the JSON; anything else still goes through json.dumps."""
+    if _VERBATIM.fullmatch("".join(resources)):
+        return [f'"{resource}"' for resource in resources]
+    return [json.dumps(resource) for resource in resources]
+
+
+@lru_cache(maxsize=64)
+def _opening(actions: tuple[str, ...]) -> str:
+    return '{"Effect":"Allow","Action":' + json.dumps(list(actions), separators=(",", ":")) + ',"Resource":['
+
+
 def pack(statements: list[tuple[tuple[str, ...], list[str]]], *, max_documents: int = MAX_DOCUMENTS,
          max_characters: int = MAX_CHARACTERS) -> list[str] | None:
     """Allow statements, one per action set, filled into as few documents as
     fit; a statement too long for the document it starts in continues in the
     next. Same input, same output. None when it does not fit."""
+    empty = len(_DOC_OPEN) + len(_DOC_CLOSE)
     documents: list[list[tuple[str, list[str]]]] = [[]]
-    size = len(_DOC_OPEN) + len(_DOC_CLOSE)
+    current, size = documents[-1], empty
     for actions, resources in statements:
-        opening = '{"Effect":"Allow","Action":' + json.dumps(list(actions), separators=(",", ":")) + ',"Resource":['
-        for resource in map(json.dumps, resources):
-            current = documents[-1]
-            continuing = bool(current) and current[-1][0] == opening
-            extra = len(resource) + 1 if continuing else (
-                (1 if current else 0) + len(opening) + len(resource) + len(_STATEMENT_CLOSE))
+        opening = _opening(actions)
+        frame = len(opening) + len(_STATEMENT_CLOSE)  # a statement's characters besides its resources
+        # The resource list this statement is filling in the current document;
+        # a statement with the same actions as the one before joins it.
+        run = current[-1][1] if current and current[-1][0] == opening else None
+        for resource in _quoted(resources):
+            extra = len(resource) + (1 if run is not None else frame + (1 if current else 0))
             if size + extra > max_characters:
-                documents.append([])
-                size = len(_DOC_OPEN) + len(_DOC_CLOSE)
-                continuing, extra = False, len(opening) + len(resource) + len(_STATEMENT_CLOSE)
+                current, run, size = [], None, empty
+                documents.append(current)
+                extra = len(resource) + frame
                 if size + extra > max_characters or len(documents) > max_documents:
                     return None
-            if continuing:
-                documents[-1][-1][1].append(resource)
+            if run is None:
+                run = [resource]
+                current.append((opening, run))
             else:
-                documents[-1].append((opening, [resource]))
+                run.append(resource)
             size += extra
     rendered = [
         _DOC_OPEN + ",".join(opening + ",".join(rs) + _STATEMENT_CLOSE for opening, rs in doc) + _DOC_CLOSE

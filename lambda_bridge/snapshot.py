@@ -234,14 +234,14 @@ def _opt_int(value) -> int | None:
 
 def _unpack(data: bytes, base: int) -> tuple[Entry, ...]:
     entries = []
-    pos = 0
-    while pos < len(data):
+    pos, end = 0, len(data)
+    while pos < end:
         header = data[pos]
         pos += 1
         if header & ~_KNOWN_BITS:
             raise SnapshotError(f"entry header {header:#04x} uses flags this reader does not know")
         length, pos = _get_varint(data, pos)
-        if pos + length > len(data):
+        if pos + length > end:
             raise SnapshotError("entry runs past the end of the snapshot")
         thing = data[pos:pos + length].decode()
         pos += length
@@ -259,6 +259,8 @@ def _unpack(data: bytes, base: int) -> tuple[Entry, ...]:
 
 
 def _get_varint(data: bytes, pos: int) -> tuple[int, int]:
+    if pos < len(data) and data[pos] < 0x80:  # most numbers here: names' lengths, groups
+        return data[pos], pos + 1
     result = shift = 0
     while True:
         if pos >= len(data) or shift > 63:

@@ -109,6 +109,11 @@ REFUSALS = {
     # 342 - 21 signature characters: a length no base64 can have. (Cutting 20
     # left valid base64 about once in 30 tokens, which then failed as bad_signature.)
     "truncated": (lambda lam: lam.token()[:-21], "malformed_token"),
+    # One token, one spelling: base64url without padding and without stray
+    # bits, or a re-spelled token would pass as the same one (issue 12, item 8).
+    "signature padded with ==": (lambda lam: lam.token() + "==", "malformed_token"),
+    "signature's last character re-spelled": (lambda lam: _respelled(lam.token()), "malformed_token"),
+    "signature in the standard alphabet": (lambda lam: _standard_alphabet(lam), "malformed_token"),
     "cut in half": (lambda lam: lam.token()[:200], "malformed_token"),
     "payload swapped under a valid signature": (lambda lam: _swap_payload(lam), "bad_signature"),
     "cut in the header": (lambda lam: lam.token()[:15], "malformed_token"),
@@ -132,6 +137,21 @@ REFUSALS = {
 
 def _payload(lam) -> dict:
     return jwt.decode(lam.token(), options={"verify_signature": False})
+
+
+def _respelled(token: str) -> str:
+    """The same signature bytes with other unused bits in the last character
+    (342 characters carry 2,052 bits for 2,048)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    assert len(token.rsplit(".", 1)[1]) % 4 == 2
+    return token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+
+
+def _standard_alphabet(lam) -> str:
+    # A signature holding at least one `-` or `_`, which `+` and `/` replace.
+    token = next(t for t in iter(lam.token, None) if set(t.rsplit(".", 1)[1]) & set("-_"))
+    head, signature = token.rsplit(".", 1)
+    return f"{head}.{signature.replace('-', '+').replace('_', '/')}"
 
 
 def _swap_payload(lam) -> str:

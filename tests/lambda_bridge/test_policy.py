@@ -112,3 +112,57 @@ def test_packing_gives_up_rather_than_split_a_resource():
     assert pack([(("iot:Publish",), ["x" * 2100])]) is None
     assert pack([(("iot:Publish",), ["x" * 1000] * 30)]) is None  # 30 KB never fits 10 × 2 KB
 
+
+
+def _reference_pack(statements, *, max_documents=10, max_characters=2048):
+    """pack() as it was before issue 12 (a json.dumps per resource): the
+    oracle for byte-identical documents."""
+    doc_open, doc_close, statement_close = '{"Version":"2012-10-17","Statement":[', "]}", "]}"
+    documents = [[]]
+    size = len(doc_open) + len(doc_close)
+    for actions, resources in statements:
+        opening = '{"Effect":"Allow","Action":' + json.dumps(list(actions), separators=(",", ":")) + ',"Resource":['
+        for resource in map(json.dumps, resources):
+            current = documents[-1]
+            continuing = bool(current) and current[-1][0] == opening
+            extra = len(resource) + 1 if continuing else (
+                (1 if current else 0) + len(opening) + len(resource) + len(statement_close))
+            if size + extra > max_characters:
+                documents.append([])
+                size = len(doc_open) + len(doc_close)
+                continuing, extra = False, len(opening) + len(resource) + len(statement_close)
+                if size + extra > max_characters or len(documents) > max_documents:
+                    return None
+            if continuing:
+                documents[-1][-1][1].append(resource)
+            else:
+                documents[-1].append((opening, [resource]))
+            size += extra
+    rendered = [doc_open + ",".join(o + ",".join(rs) + statement_close for o, rs in doc) + doc_close
+                for doc in documents if doc]
+    if len(rendered) > max_documents or any(len(d) > max_characters for d in rendered):
+        return None
+    return rendered
+
+
+# Everything a resource is made of: the thing-name alphabet, a person's client
+# id's dots, and the ARN and topic punctuation around them.
+resource_text = st.text("abcXYZ019:_-./*$", min_size=1, max_size=200)
+any_text = st.text(min_size=0, max_size=60)  # quotes, backslashes, control and non-ASCII characters too
+action_sets = st.sampled_from([("iot:Publish",), ("iot:Receive",), ("iot:Subscribe",), ("iot:Connect",),
+                               ("iot:Publish", "iot:RetainPublish")])
+
+
+@settings(max_examples=300, deadline=None)
+@given(statements=st.lists(st.tuples(action_sets, st.lists(resource_text | any_text, max_size=80)), max_size=5),
+       limit=st.integers(100, 2048), documents=st.integers(1, 10))
+def test_documents_are_byte_identical_to_a_json_dumps_per_resource(statements, limit, documents):
+    assert pack(statements, max_characters=limit, max_documents=documents) == _reference_pack(
+        statements, max_characters=limit, max_documents=documents)
+
+
+@settings(max_examples=100, deadline=None)
+@given(levels=level_maps, client_id=st.from_regex(r"u[0-9]{1,3}\.[0-9]{1,5}\.[A-Za-z0-9_-]{1,64}", fullmatch=True))
+def test_user_documents_read_back_as_the_json_they_are(levels, client_id):
+    for document in documents_for(levels, client_id) or []:
+        assert json.dumps(json.loads(document), separators=(",", ":")) == document
