@@ -1,2 +1,3 @@
-"""The AWS IoT custom authorizer. Imports the standard library, PyJWT,
-cryptography and boto3 only: never Django or another project package."""
+"""The AWS IoT custom authorizer. Imports the standard library, cryptography
+and boto3 only: never Django, another project package or PyJWT (the zip
+bundles cryptography alone; tests/lambda_bridge/test_imports.py checks)."""

@@ -17,10 +17,10 @@ import importlib.util, json, sys
 sys.path[:0] = sys.argv[1:3]
 assert importlib.util.find_spec("django") is None, "django is importable"
 from lambda_bridge import handler
-import jwt, cryptography
+import cryptography
 event = json.loads(sys.stdin.read())
 print(json.dumps({"response": handler.lambda_handler(event, None),
-                  "files": [handler.__file__, jwt.__file__, cryptography.__file__]}))
+                  "files": [handler.__file__, cryptography.__file__]}))
 """
 
 
