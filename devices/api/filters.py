@@ -5,6 +5,7 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
+from drf_spectacular.drainage import set_override
 
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Share
 
@@ -24,6 +25,10 @@ class IdFilter(django_filters.NumberFilter):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, min_value=1, max_value=MAX_ID, **kwargs)
+        # The schema says so too (else "number"); per filter, to keep its help text.
+        help_text = self.extra.get("help_text")
+        set_override(self, "field", {"type": "integer", "minimum": 1, "maximum": MAX_ID,
+                                     **({"description": help_text} if help_text else {})})
 
 
 def _by_level(queryset, name, value):
