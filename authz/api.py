@@ -5,10 +5,12 @@ import logging
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from devices.api import selectors
 from devices.api.errors import Conflict
+from devices.api.serializers import MAX_ID
 from devices.api.throttling import ScopedWriteThrottle
 from devices.api.views import TenantView
 from devices.models import Device
@@ -30,10 +32,10 @@ class IotUnavailable(exceptions.APIException):
 
 
 class ScopeSerializer(serializers.Serializer):
-    devices = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+    devices = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False,
                                     allow_empty=False, max_length=tokens.MAX_SCOPE_THINGS,
                                     help_text="Device ids: the token reaches only these.")
-    group = serializers.IntegerField(min_value=1, required=False,
+    group = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False,
                                      help_text="A group id: the token reaches only the group's devices.")
 
     def validate(self, data):
@@ -77,6 +79,9 @@ def _render(creds: credentials.Credentials) -> Response:
 
 
 class CredentialsView(TenantView):
+    # JSON only (415 otherwise): a form field holds text, so a form-encoded
+    # `scope` would not be the nested object and the token would come out unscoped.
+    parser_classes = [JSONParser]
     throttle_classes = [ScopedWriteThrottle]
     throttle_scope = "iot_credentials"
     serializer_class = CredentialsSerializer
@@ -97,7 +102,7 @@ class CredentialsView(TenantView):
 @extend_schema(tags=["iot"], summary="Credentials for your app to connect to AWS IoT with your grants here",
                request=UserCredentialsRequestSerializer, responses={201: CredentialsSerializer})
 class UserCredentialsView(CredentialsView):
-    documented_errors = {"post": [409, 503]}
+    documented_errors = {"post": [409, 415, 503]}
 
     def post(self, request, tenant):
         data = self.validated(UserCredentialsRequestSerializer)
@@ -120,7 +125,7 @@ class UserCredentialsView(CredentialsView):
 @extend_schema(tags=["iot"], summary="Credentials the device itself connects with (owner or tenant admin)",
                request=LifetimeSerializer, responses={201: CredentialsSerializer})
 class DeviceCredentialsView(CredentialsView):
-    documented_errors = {"post": [503]}
+    documented_errors = {"post": [415, 503]}
 
     def post(self, request, tenant, device):
         device = self.visible_device(device)

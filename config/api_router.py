@@ -12,6 +12,6 @@ urlpatterns = [
     path("tenants/<slug:tenant>/iot/credentials/", authz_api.UserCredentialsView.as_view(), name="iot-credentials"),
     path("tenants/<slug:tenant>/devices/<int:device>/credentials/", authz_api.DeviceCredentialsView.as_view(),
          name="device-credentials"),
-    # Last: any other path under /api/v1/ gets a JSON 404.
-    re_path(r"^.*$", NotFoundView.as_view(), name="not-found"),
+    # Last: any other path under /api/v1/ gets a JSON 404 ([\s\S]: newlines too).
+    re_path(r"^[\s\S]*$", NotFoundView.as_view(), name="not-found"),
 ]

@@ -12,3 +12,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# Under /api/ Django's own error pages answer in the API's one error body too.
+handler400 = "devices.api.errors.bad_request"
+handler403 = "devices.api.errors.permission_denied"
+handler404 = "devices.api.errors.page_not_found"
+handler500 = "devices.api.errors.server_error"

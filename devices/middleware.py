@@ -1,4 +1,5 @@
 from .audit import origin
+from .signin import client_ip
 
 
 class AuditContextMiddleware:
@@ -9,7 +10,7 @@ class AuditContextMiddleware:
 
     def __call__(self, request):
         source = "admin" if request.path.startswith("/admin/") else "api" if request.path.startswith("/api/") else "web"
-        # REMOTE_ADDR is the peer as seen by the WSGI server; behind a proxy the
-        # deployment is expected to rewrite it (no trust in X-Forwarded-For here).
-        with origin(source, request.META.get("REMOTE_ADDR") or None):
+        # The same client address the throttles and the sign-in lockout use
+        # (X-Forwarded-For only from TRUSTED_PROXY_COUNT proxies).
+        with origin(source, client_ip(request)):
             return self.get_response(request)

@@ -259,6 +259,35 @@ CACHES = {
 }
 # --- end REST API -----------------------------------------------------------------
 
+# --- Sign-in protection (issue 12): trusted proxies, lockout, audit ---------------
+# How many reverse proxies in front of Django append to X-Forwarded-For. 0 (the
+# default): the socket address is the client and X-Forwarded-For is ignored, so
+# nobody picks their own address. Throttles, lockouts and audit events all use
+# this one rule (devices.signin.client_ip).
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+# django-axes locks sign-in on the API and the console alike: after
+# LOGIN_FAILURE_LIMIT failures for one account (from anywhere) or from one
+# address (for any accounts), for LOGIN_LOCKOUT_SECONDS after the last one.
+# Listed before devices, so that its failure receiver runs before the audit's.
+INSTALLED_APPS.insert(INSTALLED_APPS.index("devices"), "axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as axes requires
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(seconds=int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one: by account, by address
+AXES_CLIENT_IP_CALLABLE = "devices.signin.client_ip"
+AXES_USERNAME_CALLABLE = "devices.signin.attempted_email"
+# A success does not wipe the address's failures: else signing in to one's own
+# account between guesses at someone else's would reset the count.
+AXES_RESET_ON_SUCCESS = False
+# Successes are in the audit trail (AuditEvent), not in axes' own access log too.
+AXES_DISABLE_ACCESS_LOG = True
+# --- end sign-in protection -----------------------------------------------------------
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

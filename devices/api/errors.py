@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -28,8 +29,15 @@ class Conflict(exceptions.APIException):
         self.fields = fields or {}
 
 
+class LockedOut(exceptions.Throttled):
+    """Sign-in refused for a while: too many failures for the account or from the address (django-axes)."""
+
+    default_detail = "Too many failed sign-ins for this account or from this address."
+    default_code = "locked_out"
+
+
 class ErrorSerializer(serializers.Serializer):
-    """The body of every 4xx answer."""
+    """The body of every error answer (4xx and 5xx)."""
 
     error = serializers.CharField(help_text="A stable machine-readable code, e.g. invalid, not_found, conflict.")
     detail = serializers.CharField(help_text="A human-readable message.")
@@ -55,6 +63,42 @@ def exception_handler(exc, context):
         headers["Retry-After"] = str(int(exc.wait))
     set_rollback()
     return Response(_body_for(exc), status=exc.status_code, headers=headers)
+
+
+# Django's own error pages (config/urls.py handler400/403/404/500): what never
+# reaches a DRF view (a path no route matches, e.g. with a newline; an
+# unhandled exception) still answers in the one shape under /api/.
+
+
+def _under_api(request) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def bad_request(request, exception):
+    if _under_api(request):
+        return JsonResponse(body("bad_request", "Bad request."), status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception):
+    if _under_api(request):
+        return JsonResponse(body("permission_denied", "You do not have permission to perform this action."),
+                            status=403)
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception):
+    if _under_api(request):
+        return JsonResponse(body("not_found", "No such API endpoint."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    # Django has already logged the exception (django.request) before calling this.
+    if _under_api(request):
+        return JsonResponse(body("server_error", "Something went wrong on our side; it has been logged."),
+                            status=500)
+    return defaults.server_error(request)
 
 
 def _as_drf(exc, context):

@@ -2,12 +2,33 @@
 from datetime import UTC
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
+from drf_spectacular.drainage import set_override
 
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Share
 
+from .serializers import MAX_ID
+
 LEVEL_CHOICES = [(label, label) for label in ("view", "control", "manage", "owner")]
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An object id: a whole number an id column can hold, else 400.
+
+    NumberFilter takes any decimal (1e26, -1.06e+251), which SQLite cannot even
+    compare with an integer column (OverflowError, a 500).
+    """
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=1, max_value=MAX_ID, **kwargs)
+        # The schema says so too (else "number"); per filter, to keep its help text.
+        help_text = self.extra.get("help_text")
+        set_override(self, "field", {"type": "integer", "minimum": 1, "maximum": MAX_ID,
+                                     **({"description": help_text} if help_text else {})})
 
 
 def _by_level(queryset, name, value):
@@ -16,7 +37,7 @@ def _by_level(queryset, name, value):
 
 class DeviceFilter(django_filters.FilterSet):
     # A plain number: a choice among all groups would tell other tenants' ids from missing ones.
-    group = django_filters.NumberFilter(field_name="group_id", help_text="Devices in this group (id).")
+    group = IdFilter(field_name="group_id", help_text="Devices in this group (id).")
     type = django_filters.CharFilter(field_name="device_type__slug", help_text="Device type slug.")
     level = django_filters.ChoiceFilter(choices=LEVEL_CHOICES, method=_by_level, help_text="Your level on the device.")
     search = django_filters.CharFilter(method="by_text", help_text="Part of the name or thing name.")
@@ -45,8 +66,8 @@ class ShareFilter(django_filters.FilterSet):
         empty_label=None, help_text="active (default): not revoked; revoked; all.",
     )
     level = django_filters.ChoiceFilter(choices=LEVEL_CHOICES[:3], method="by_level")
-    device = django_filters.NumberFilter(field_name="device_id")
-    group = django_filters.NumberFilter(field_name="group_id")
+    device = IdFilter(field_name="device_id")
+    group = IdFilter(field_name="group_id")
 
     class Meta:
         model = Share

@@ -17,6 +17,7 @@ MESSAGES = {
     403: "Signed in, but this needs more rights on the object.",
     404: "No such object, or not one you can see (another tenant's objects always answer 404).",
     409: "Clashes with what exists (a live share, a pending invitation, a name in use).",
+    415: "The body is not JSON (`Content-Type: application/json`).",
     429: "Too many requests; retry after the Retry-After header's seconds.",
     503: "Cannot be done right now (e.g. no active signing key); `detail` says why.",
 }

@@ -23,6 +23,9 @@ from . import selectors
 
 SHARE_LEVELS = ["view", "control", "manage"]
 ACCESS_LEVELS = [*SHARE_LEVELS, "owner"]
+# Ids are 64-bit (BigAutoField); SQLite cannot compare a larger number with
+# an integer column at all (OverflowError), so larger input is refused as bad.
+MAX_ID = 2**63 - 1
 
 
 class LevelField(serializers.ChoiceField):

@@ -5,24 +5,27 @@ can see (``selectors``), validate input (``serializers``) and call
 Tenant paths (``/tenants/{slug}/…``) resolve the tenant once, among the
 caller's own; anything outside what the caller can see answers 404.
 """
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken, UntypedToken
 
 from devices import selectors as domain
-from devices import services
+from devices import services, signin
 from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Membership, Share, Tenant, User
 
 from . import filters, selectors
 from . import serializers as s
-from .errors import conflict_when
+from .errors import LockedOut, conflict_when
 from .permissions import may_oversee, may_share, require
 from .throttling import ScopedWriteThrottle
 
@@ -96,11 +99,27 @@ class AuthThrottled:
 class LoginView(AuthThrottled, jwt_views.TokenObtainPairView):
     serializer_class = s.LoginSerializer
 
+    def post(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except AuthenticationFailed:
+            # axes flags the request when this account or address is locked
+            # out; the right password is refused then too (its backend runs first).
+            if getattr(request, "axes_locked_out", False):
+                raise LockedOut(wait=settings.AXES_COOLOFF_TIME.total_seconds()) from None
+            raise
+        signin.record_sign_in(user=serializer.user)
+        return Response(serializer.validated_data, status=status.HTTP_200_OK)
+
 
 @extend_schema(tags=["auth"], summary="Trade a refresh token for a new pair (the old one stops working)",
                request=s.RefreshSerializer, responses={200: s.TokenPairSerializer})
 class RefreshView(AuthThrottled, jwt_views.TokenRefreshView):
-    pass
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        signin.record_token_refresh(user_id=AccessToken(response.data["access"])[jwt_settings.USER_ID_CLAIM])
+        return response
 
 
 @extend_schema(tags=["auth"], summary="Sign out: the refresh token stops working",
@@ -108,6 +127,8 @@ class RefreshView(AuthThrottled, jwt_views.TokenRefreshView):
 class LogoutView(AuthThrottled, jwt_views.TokenBlacklistView):
     def post(self, request, *args, **kwargs):
         super().post(request, *args, **kwargs)
+        # Valid (super() checked it) and now blacklisted: read it untyped.
+        signin.record_sign_out(user_id=UntypedToken(request.data["refresh"]).get(jwt_settings.USER_ID_CLAIM))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

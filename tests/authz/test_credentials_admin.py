@@ -160,8 +160,8 @@ def test_unavailable_credentials_show_an_error_and_change_nothing(client, world,
     if missing == "endpoint":
         signing.rotate(actor=None)
         settings.IOT_ENDPOINT = ""
+    client.force_login(world.admin)  # audited itself (auth.sign_in)
     before = AuditEvent.objects.count()
-    client.force_login(world.admin)
     response = client.post(ISSUE, {"device": world.lamp.pk})
 
     assert response.status_code == 200

@@ -149,10 +149,52 @@ def test_scope_by_group(world, client_for, active_key):
     ({"devices": [1], "group": 1}, "scope"),
     ({"devices": ["lamp"]}, "scope"),
     ({"group": "home"}, "scope"),
+    # Beyond any id (SQLite raised OverflowError: a 500).
+    ({"devices": [10**30]}, "scope"),
+    ({"devices": [2**63]}, "scope"),
+    ({"group": 10**30}, "scope"),
 ])
 def test_malformed_scopes_are_refused(world, client_for, active_key, scope, field):
     body = assert_error(ask(client_for, world.owner, world, {"scope": scope}), 400, "invalid")
     assert field in body["fields"], body
+    assert not IssuedCredential.objects.exists()
+
+
+# --- content types: JSON only, so that a scope is always the object it says ----------
+
+
+SCOPE_TEXT = '{"devices": [%d]}'
+
+
+def test_a_json_scope_is_in_the_token(world, client_for, active_key):
+    response = client_for(world.owner).generic(
+        "POST", tenant_url("iot-credentials", world), json.dumps({"scope": {"devices": [world.lock.pk]}}),
+        content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert claims_of(response.json(), active_key)["scope"] == {"things": [world.lock.thing_name]}
+
+
+@pytest.mark.parametrize("encode", ["multipart", "urlencoded", "text"])
+def test_other_content_types_are_refused_and_issue_nothing(world, client_for, active_key, encode):
+    """A form field is text: `scope={"devices":[3]}` was not read as a scope,
+    and the token came out unscoped (fail open)."""
+    client, path = client_for(world.owner), tenant_url("iot-credentials", world)
+    form = {"scope": SCOPE_TEXT % world.lock.pk}
+    if encode == "multipart":
+        response = client.post(path, form, format="multipart")
+    elif encode == "urlencoded":
+        response = client.generic("POST", path, "scope=" + SCOPE_TEXT % world.lock.pk,
+                                  content_type="application/x-www-form-urlencoded")
+    else:
+        response = client.generic("POST", path, json.dumps(form), content_type="text/plain")
+    assert_error(response, 415, "unsupported_media_type")
+    assert not IssuedCredential.objects.exists()
+
+
+def test_device_credentials_take_json_only_too(world, client_for, active_key):
+    path = tenant_url("device-credentials", world, device=world.lock.pk)
+    response = client_for(world.owner).post(path, {"lifetimeSeconds": "600"}, format="multipart")
+    assert_error(response, 415, "unsupported_media_type")
     assert not IssuedCredential.objects.exists()
 
 

@@ -2,6 +2,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.http import HttpRequest
 from django.utils import timezone
 
 from devices.models import AuditEvent, Device, Level, Membership, Share, Tenant, User
@@ -39,5 +40,6 @@ def test_ensure_admin_creates_then_resets_a_working_login(client):
     call_command("ensure_admin", "--email", "ops@example.test", "--password", "second-pass", stdout=out)
     user = User.objects.get(email="ops@example.test")
     assert user.is_superuser and user.is_staff and not user.check_password("first-pass")
-    assert client.login(username="ops@example.test", password="second-pass")
+    # The sign-in lockout (django-axes) needs the request every real sign-in has.
+    assert client.login(request=HttpRequest(), username="ops@example.test", password="second-pass")
     assert client.get("/admin/").status_code == 200
