@@ -114,10 +114,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Reconnect for as long as the broker is away (Celery's default gives up after
-# 100 attempts and the worker exits). Run workers with --without-gossip
-# --without-mingle --without-heartbeat (platform/): those broadcast consumers
-# tear down channels of a connection already closed when the broker drops,
-# which is where `'NoneType' object has no attribute 'hostname'` killed workers.
+# 100 attempts and the worker exits); config/celery_app.py keeps a reconnect
+# from killing the worker.
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TIMEZONE = TIME_ZONE
 # Django's LOGGING stays in charge inside workers too.
