@@ -270,3 +270,37 @@ def test_a_redis_outage_under_200_api_writes_costs_no_5xx_and_no_worker(world, t
     assert set(writer.statuses) <= {200, 201}, sorted(set(writer.statuses))
     assert caplog.text.count("throttle cache unreachable") == 1
     assert "Unrecoverable error" not in worker.output()
+
+
+def test_throttled_writes_pass_with_one_warning_while_the_throttle_cache_is_down(world, table, settings, caplog):
+    from rest_framework.test import APIClient
+
+    from devices.api import throttling
+    from tests.api.conftest import tenant_url
+
+    own = OwnRedis()
+    own.start()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": own.url}}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "shares": "1/minute"}}
+    caplog.set_level(logging.WARNING, logger="devices.api.throttling")
+    throttling.outage.down = False
+    client = APIClient()
+    client.force_authenticate(world.owner)
+
+    def share(grantee):
+        return client.post(tenant_url("device-shares", world, device=world.lock.pk),
+                           {"grantee": grantee.email, "level": "view"}, format="json").status_code
+
+    try:
+        own.stop()
+        assert [share(u) for u in (world.alice, world.bob, world.carol)] == [201, 201, 201]
+        assert caplog.text.count("throttle cache unreachable") == 1
+        own.start()  # empty: the throttle counts from here, 1 a minute
+        assert [share(world.admin), client.post(tenant_url("share-revoke", world, pk=1)).status_code] == [201, 429]
+        assert "throttling resumed" in caplog.text
+    finally:
+        own.stop()
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert set(PrincipalSync.objects.values_list("principal", flat=True)) >= {
+        str(u.pk) for u in (world.alice, world.bob, world.carol)}
