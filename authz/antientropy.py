@@ -79,7 +79,12 @@ def check_table(*, repair: bool) -> str:
     marked = PrincipalSync.objects.filter(pushed_version__gt=0).update(pushed_version=0, retry_after=None)
     _incident("table", "DynamoDB: table %s is missing; creating it and re-pushing %d snapshot(s) "
               "and the signing keys", name, marked)
-    store.ensure_table()
+    try:
+        store.ensure_table()
+    except (BotoCoreError, ClientError, TimeoutError) as exc:
+        # The rows stay marked: once the table is there, the reconciler pushes them.
+        log.warning("DynamoDB: creating table %s failed (%s); the next beat tries again", name, exc)
+        return UNREACHABLE
     return CREATED
 
 
