@@ -41,9 +41,14 @@ def reconcile_snapshots() -> int:
 
 
 def _queue_leased(ids: list[int], now) -> None:
-    PrincipalSync.objects.filter(pk__in=ids).update(
-        retry_after=now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS))
-    outbox.enqueue(ids)
+    # Leased before queueing, so that a push finishing first ends its lease.
+    lease = now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS)
+    PrincipalSync.objects.filter(pk__in=ids).update(retry_after=lease)
+    queued = outbox.enqueue(ids) * settings.SNAPSHOT_PUSH_BATCH
+    if queued < len(ids):
+        # The broker refused them: no lease, so the next beat queues them again
+        # instead of leaving them for the whole lease after the broker is back.
+        PrincipalSync.objects.filter(pk__in=ids[queued:], retry_after=lease).update(retry_after=None)
 
 
 @shared_task(ignore_result=True)

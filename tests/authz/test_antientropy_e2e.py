@@ -8,7 +8,7 @@ from authz.models import PrincipalSync, SigningKeyring
 from devices import services
 from devices.models import Level, Membership
 from lambda_bridge import keys, snapshot
-from tests.authz.conftest import CeleryProcess, OwnMoto, wait_until
+from tests.authz.conftest import CeleryProcess, OwnMoto, test_database_url, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,6 +30,7 @@ def restored() -> bool:
 
 def test_an_emptied_dynamodb_is_restored_by_worker_and_beat(world, table, settings, shared_redis, tmp_path,
                                                            cold_start):
+    test_database_url()  # worker and beat must see the test database: PostgreSQL only
     moto = OwnMoto()
     moto.start()
     saved_endpoint = settings.DYNAMODB_ENDPOINT_URL

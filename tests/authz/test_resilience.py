@@ -82,6 +82,11 @@ def test_changes_made_while_the_broker_is_down_are_pushed_by_the_reconciler(worl
         assert lagging == {str(world.alice.pk), str(world.bob.pk)}
         assert table.items() == {}
 
+        # A reconcile while the broker is still down leases nothing it could not queue,
+        # so the first beat after the broker returns queues the rows again.
+        assert tasks.reconcile_snapshots() == 2
+        assert list(PrincipalSync.objects.lagging().values_list("retry_after", flat=True)) == [None, None]
+
         own.start()
         with start_worker(app, perform_ping_check=False, shutdown_timeout=30):
             assert tasks.reconcile_snapshots() == 2
@@ -222,6 +227,7 @@ WRITES = 200
 def test_a_redis_outage_under_200_api_writes_costs_no_5xx_and_no_worker(world, table, settings, tmp_path, caplog):
     from rest_framework.test import APIClient
 
+    test_database_url()  # worker and beat must see the test database: PostgreSQL only
     own = OwnRedis()
     own.start()
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -258,8 +264,12 @@ def test_a_redis_outage_under_200_api_writes_costs_no_5xx_and_no_worker(world, t
 
             while len(writer.statuses) < WRITES:
                 writer.write()
-            wait_until(lambda: items_equal_the_compilers_output(table), timeout=60, interval=0.5,
-                       what="every item equal to the compiler's output after Redis returned")
+            try:
+                wait_until(lambda: items_equal_the_compilers_output(table), timeout=60, interval=0.5,
+                           what="every item equal to the compiler's output after Redis returned")
+            except AssertionError as exc:
+                lag = list(PrincipalSync.objects.lagging().values("principal", "retry_after", "last_error"))
+                raise AssertionError(f"{exc}; lagging: {lag}") from None
             assert worker.alive and beat.alive, (worker.output()[-3000:], beat.output()[-3000:])
             assert (worker.pid, beat.pid) == pids
     finally:
