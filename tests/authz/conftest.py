@@ -2,6 +2,7 @@
 the cold-started authorizer Lambda) and the real processes the resilience
 tests start and stop: redis-server, moto, Celery worker and beat."""
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -122,6 +123,15 @@ def test_database_url() -> str:
 
 
 test_database_url.__test__ = False  # a helper, not a test
+
+
+def unit_celery_args(unit: str) -> list[str]:
+    """The Celery arguments of a platform/systemd unit's ExecStart: the test
+    runs the worker exactly as production does."""
+    line = next(x for x in (ROOT / "platform" / "systemd" / unit).read_text().splitlines()
+                if x.startswith("ExecStart="))
+    argv = shlex.split(line.removeprefix("ExecStart="))
+    return argv[argv.index("config.celery_app") + 1:]
 
 
 class CeleryProcess:

@@ -8,7 +8,7 @@ from authz.models import PrincipalSync, SigningKeyring
 from devices import services
 from devices.models import Level, Membership
 from lambda_bridge import keys, snapshot
-from tests.authz.conftest import CeleryProcess, OwnMoto, test_database_url, wait_until
+from tests.authz.conftest import CeleryProcess, OwnMoto, test_database_url, unit_celery_args, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,9 +38,8 @@ def test_an_emptied_dynamodb_is_restored_by_worker_and_beat(world, table, settin
     store.client.cache_clear()
     fast = {"SNAPSHOT_ANTIENTROPY_SECONDS": "2", "SNAPSHOT_RECONCILE_SECONDS": "1",
             "SNAPSHOT_RECONCILE_GRACE_SECONDS": "2"}
-    worker = CeleryProcess(["worker", "--pool", "threads", "--concurrency", "4", "--without-gossip",
-                            "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
-                           log=tmp_path / "worker.log", broker=shared_redis, env=fast)
+    worker = CeleryProcess(unit_celery_args("devshare-worker.service"), log=tmp_path / "worker.log",
+                           broker=shared_redis, env=fast)
     beat = CeleryProcess(["beat", "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
                          log=tmp_path / "beat.log", broker=shared_redis, env=fast)
     try:
