@@ -305,3 +305,31 @@ def test_throttled_writes_pass_with_one_warning_while_the_throttle_cache_is_down
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert set(PrincipalSync.objects.values_list("principal", flat=True)) >= {
         str(u.pk) for u in (world.alice, world.bob, world.carol)}
+
+
+def test_acking_through_a_connection_dropped_after_a_loss_does_not_raise(caplog):
+    """What killed workers: after a connection error the consumer collects the
+    connection (detaching its transport), and a task finishing later acks
+    through the old channel, whose pool a close already dropped. Rebuilding
+    the pool from the detached transport must be a connection error (logged),
+    never an AttributeError Celery finds unrecoverable."""
+    import kombu
+
+    from config.celery_app import RedisTransport
+
+    own = OwnRedis()
+    own.start()
+    try:
+        conn = kombu.Connection(own.url)
+        assert isinstance(conn.transport, RedisTransport)
+        errors = conn.connection_errors + conn.channel_errors
+        queue = conn.SimpleQueue("late-ack", channel=conn.default_channel)  # as the consumer's
+        queue.put({"task": "push"})
+        message = queue.get(timeout=5)
+        own.stop()                             # Redis goes away while the task runs
+        conn.collect()                         # the consumer's clean-up after the connection error
+        message.channel._disconnect_pools()    # where an interrupted close leaves the channel
+        message.ack_log_error(logging.getLogger("tests.late_ack"), errors)  # the task finishes
+    finally:
+        own.stop()
+    assert "Couldn't ack" in caplog.text and "closed after a connection loss" in caplog.text
