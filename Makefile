@@ -21,7 +21,7 @@ demo: migrate
 	$(PY) manage.py seed_demo
 	$(PY) manage.py ensure_admin --print
 
-# Web console + API, a Celery worker with beat, and a local moto DynamoDB.
+# Web console + API, a Celery worker, Celery beat and a local moto DynamoDB.
 run: migrate
 	@HOST=$(HOST) PORT=$(PORT) bash platform/run-local.sh
 

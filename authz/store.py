@@ -119,3 +119,51 @@ def ensure_table(*, wait_seconds: float = 30) -> list[str]:
         )
         done.append(f"enabled TTL on {name}.{TTL_ATTRIBUTE}")
     return done
+
+
+# --- anti-entropy reads (authz/antientropy.py) ------------------------------------------
+
+
+class TableMissing(Exception):
+    """The snapshot table does not exist (a recreated endpoint, a deleted table)."""
+
+
+def table_exists() -> bool:
+    """False only when DynamoDB says the table is not there; anything else
+    (unreachable, throttled) raises, since it says nothing about the table."""
+    try:
+        client().describe_table(TableName=settings.DYNAMODB_TABLE)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise
+    return True
+
+
+BATCH_GET_LIMIT = 100  # DynamoDB's most keys per BatchGetItem
+
+
+def stored_versions(keys: list[str]) -> dict[str, int]:
+    """key → the version the table holds, for the keys that have an item.
+    Only `pk` and `v` are read, so a large snapshot costs no more than a small one."""
+    name = settings.DYNAMODB_TABLE
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        request = {name: {"Keys": [{"pk": {"S": k}} for k in keys[start:start + BATCH_GET_LIMIT]],
+                          "ProjectionExpression": "pk, #v", "ExpressionAttributeNames": {"#v": "v"},
+                          "ConsistentRead": True}}
+        attempt = 0
+        while request:
+            try:
+                response = client().batch_get_item(RequestItems=request)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                    raise TableMissing(name) from None
+                raise
+            for item in response.get("Responses", {}).get(name, []):
+                found[item["pk"]["S"]] = int(item["v"]["N"]) if "v" in item else 0
+            request = response.get("UnprocessedKeys") or {}
+            if request:  # throttled: back off as AWS asks, then read the rest
+                attempt += 1
+                time.sleep(min(0.05 * 2 ** attempt, 2))
+    return found

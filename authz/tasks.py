@@ -36,10 +36,38 @@ def reconcile_snapshots() -> int:
     settled = now - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
     ids = list(PrincipalSync.objects.due(now).filter(changed_at__lte=settled).order_by("pk").values_list("pk", flat=True)
                [:settings.SNAPSHOT_RECONCILE_LIMIT])
-    PrincipalSync.objects.filter(pk__in=ids).update(
-        retry_after=now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS))
-    outbox.enqueue(ids)
+    _queue_leased(ids, now)
     return len(ids)
+
+
+def _queue_leased(ids: list[int], now) -> None:
+    # Leased before queueing, so that a push finishing first ends its lease.
+    lease = now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS)
+    PrincipalSync.objects.filter(pk__in=ids).update(retry_after=lease)
+    queued = outbox.enqueue(ids) * settings.SNAPSHOT_PUSH_BATCH
+    if queued < len(ids):
+        # The broker refused them: no lease, so the next beat queues them again
+        # instead of leaving them for the whole lease after the broker is back.
+        PrincipalSync.objects.filter(pk__in=ids[queued:], retry_after=lease).update(retry_after=None)
+
+
+@shared_task(ignore_result=True)
+def check_snapshot_table() -> dict:
+    """Anti-entropy (beat, every SNAPSHOT_ANTIENTROPY_SECONDS): the table, the
+    key item and a slice of the items are what the database says they are;
+    whatever was lost goes back through the reconciler and the push task."""
+    from . import antientropy
+
+    result = antientropy.run_once()
+    if result.requeue:
+        # What was lost was pushed long ago, so no reconciler grace applies:
+        # queue it now (a recreated table: as many as the reconciler would).
+        now = timezone.now()
+        ids = result.findings.ids or list(PrincipalSync.objects.due(now).order_by("pk")
+                                          .values_list("pk", flat=True)[:settings.SNAPSHOT_RECONCILE_LIMIT])
+        _queue_leased(ids, now)
+    return {"table": result.table, "key_item": result.key_item, "checked": result.findings.checked,
+            "missing": len(result.findings.missing), "stale": len(result.findings.stale)}
 
 
 @shared_task(ignore_result=True)

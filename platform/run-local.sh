@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack on one machine, with demo data.
-#   moto DynamoDB server → table → demo data → snapshots → Celery worker (+ beat) → web console.
+#   moto DynamoDB server → table → demo data → snapshots → Celery worker, Celery beat → web console.
 # Redis is the broker when it answers; otherwise a folder under build/ is (slower, same tasks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,8 +38,25 @@ $PY manage.py sync_snapshots --all
 # First run: bootstraps signing slot A. Later runs: publishes the key item again (moto forgot it).
 $PY manage.py signing_keys rotate
 
-$PY -m celery -A config.celery_app worker --beat --schedule build/celerybeat-schedule \
-    --pool threads --concurrency 4 --loglevel INFO >build/worker.log 2>&1 &
+# Worker and beat are separate processes, as in production (platform/systemd/),
+# and each is started again if it exits, as systemd's Restart=always would.
+supervise() {
+    local log=$1 child=
+    shift
+    # Stopping `make run` stops the process too, not only this loop.
+    trap 'kill $child 2>/dev/null; wait $child 2>/dev/null; exit 0' TERM INT
+    while true; do
+        "$@" >>"$log" 2>&1 &
+        child=$!
+        wait $child || true
+        echo "$(date '+%F %T') $* exited; restarting in 2 s" >>"$log"
+        sleep 2
+    done
+}
+supervise build/worker.log $PY -m celery -A config.celery_app worker --pool threads --concurrency 4 \
+    --without-gossip --without-mingle --without-heartbeat --loglevel INFO &
+supervise build/beat.log $PY -m celery -A config.celery_app beat --schedule build/celerybeat-schedule \
+    --loglevel INFO &
 
 # Commands typed in another shell reach this moto only if told where it is.
 CMD=".venv/bin/python manage.py"
@@ -50,7 +67,7 @@ cat <<MSG
   Devshare console:  http://$HOST:$PORT/admin/   (admin@devshare.local / devshare-admin)
   Tenant owner:      alice@demo.devshare.local / devshare-demo
   API docs:          http://$HOST:$PORT/api/docs/
-  DynamoDB (moto):   $DYNAMODB_ENDPOINT_URL   worker log: build/worker.log
+  DynamoDB (moto):   $DYNAMODB_ENDPOINT_URL   worker and beat logs: build/worker.log, build/beat.log
   A snapshot:        $CMD show_snapshot bob@demo.devshare.local
   The authorizer:    $CMD authorize --as bob@demo.devshare.local --action publish --topic dev/demo-front-lock/in/unlock
 

@@ -121,6 +121,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Reconnect for as long as the broker is away (Celery's default gives up after
+# 100 attempts and the worker exits); config/celery_app.py keeps a reconnect
+# from killing the worker.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TIMEZONE = TIME_ZONE
 # Django's LOGGING stays in charge inside workers too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -130,6 +134,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(os.environ.get("SNAPSHOT_RECONCILE_SECONDS", "15")),
     },
     "sweep-expired-shares": {"task": "authz.tasks.sweep_expired_shares", "schedule": 60.0},
+    # Anti-entropy: a lost table, key item or snapshot item comes back without an operator.
+    "check-snapshot-table": {
+        "task": "authz.tasks.check_snapshot_table",
+        "schedule": float(os.environ.get("SNAPSHOT_ANTIENTROPY_SECONDS", "60")),
+    },
     # Each run advances at most one step and only when it is due, so hourly is
     # fine-grained enough for delays of minutes to days.
     "rotate-signing-keys": {
@@ -159,6 +168,8 @@ SNAPSHOT_RECONCILE_LIMIT = int(os.environ.get("SNAPSHOT_RECONCILE_LIMIT", "10000
 SNAPSHOT_RECONCILE_LEASE_SECONDS = int(os.environ.get("SNAPSHOT_RECONCILE_LEASE_SECONDS", "120"))
 SNAPSHOT_SWEEP_LOOKBACK_SECONDS = 180
 SNAPSHOT_TOMBSTONE_DAYS = 30
+# Outbox rows each anti-entropy beat compares with the table (BatchGetItem of pk and version).
+SNAPSHOT_VERIFY_BATCH = int(os.environ.get("SNAPSHOT_VERIFY_BATCH", "1000"))
 
 # --- Signing keys (authz/signing.py): see README "Signing keys" ----------------
 # Fernet keys (comma-separated): the first encrypts private keys at rest, all

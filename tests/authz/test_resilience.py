@@ -2,7 +2,6 @@
 the snapshots in DynamoDB still end up right."""
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -10,14 +9,11 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import kombu.pools
 import pytest
-import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
-from django.db import connection
 from django.utils import timezone
 
 from authz import tasks
@@ -26,26 +22,9 @@ from config.celery_app import app
 from devices import services
 from devices.models import Level
 from lambda_bridge import snapshot
-from tests.conftest import require
+from tests.authz.conftest import ROOT, CeleryProcess, OwnRedis, test_database_url, unit_celery_args, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition, timeout=20.0, what="condition"):
-    """A bounded wait for something another process does; not a timing check."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
 
 
 @contextmanager
@@ -67,51 +46,6 @@ def _drop_connections():
     app._pool = None
     app.amqp._producer_pool = None
     kombu.pools.reset()
-
-
-@pytest.fixture
-def shared_redis():
-    """The machine's Redis, on a database of its own, emptied before and after.
-    TEST_REDIS_DB picks another database for runs that share the machine."""
-    db = os.environ.get("TEST_REDIS_DB", "3")
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + f"/{db}"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        require(False, "Redis")
-    client.flushdb()
-    yield url
-    client.flushdb()
-
-
-class OwnRedis:
-    """A redis-server of the test's own, on a free port, that can be stopped and restarted."""
-
-    def __init__(self):
-        require(shutil.which("redis-server") is not None, "redis-server")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: _pings(client), what="redis-server start")
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(10)
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except redis.ConnectionError:
-        return False
 
 
 def alice_levels(table, world):
@@ -146,6 +80,11 @@ def test_changes_made_while_the_broker_is_down_are_pushed_by_the_reconciler(worl
         lagging = set(PrincipalSync.objects.lagging().values_list("principal", flat=True))
         assert lagging == {str(world.alice.pk), str(world.bob.pk)}
         assert table.items() == {}
+
+        # A reconcile while the broker is still down leases nothing it could not queue,
+        # so the first beat after the broker returns queues the rows again.
+        assert tasks.reconcile_snapshots() == 2
+        assert list(PrincipalSync.objects.lagging().values_list("retry_after", flat=True)) == [None, None]
 
         own.start()
         with start_worker(app, perform_ping_check=False, shutdown_timeout=30):
@@ -186,14 +125,12 @@ class BlackHole:
 
 
 def test_a_worker_killed_mid_push_is_reconciled(world, table, shared_redis, settings):
-    require(connection.vendor == "postgresql", "PostgreSQL (a worker process must see the test database)")
     settings.SNAPSHOT_RECONCILE_GRACE_SECONDS = 0
-    db = connection.settings_dict
     hole = BlackHole()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": test_database_url(),
         "CELERY_BROKER_URL": shared_redis,
         "DYNAMODB_ENDPOINT_URL": hole.url,
         "DYNAMODB_TABLE": django_settings.DYNAMODB_TABLE,
@@ -220,3 +157,179 @@ def test_a_worker_killed_mid_push_is_reconciled(world, table, shared_redis, sett
     row.refresh_from_db()
     assert row.pushed_version == row.desired_version
     assert alice_levels(table, world) == {world.lock.thing_name: snapshot.CONTROL}
+
+
+# --- a Redis outage under API writes (broker and throttle cache on one redis-server) ----------
+
+
+class ShareWriter:
+    """API writes on shares, cycling create → update → revoke over every
+    (grantee, device) pair, so each write changes someone's snapshot."""
+
+    def __init__(self, world, client):
+        from tests.api.conftest import tenant_url
+
+        self.world, self.client, self.url = world, client, tenant_url
+        self.pairs = [(u, d) for u in (world.alice, world.bob, world.carol) for d in (world.lamp, world.lock)]
+        self.live: dict[int, int] = {}   # pair index → live share id
+        self.step = 0
+        self.statuses: list[int] = []
+
+    def write(self) -> int:
+        index = self.step % len(self.pairs)
+        grantee, device = self.pairs[index]
+        phase = (self.step // len(self.pairs)) % 3
+        self.step += 1
+        if phase == 0:
+            response = self.client.post(self.url("device-shares", self.world, device=device.pk),
+                                        {"grantee": grantee.email, "level": "view"}, format="json")
+            if response.status_code == 201:
+                self.live[index] = response.json()["id"]
+        elif phase == 1:
+            response = self.client.patch(self.url("share-detail", self.world, pk=self.live[index]),
+                                         {"level": "control"}, format="json")
+        else:
+            response = self.client.post(self.url("share-revoke", self.world, pk=self.live.pop(index)))
+        self.statuses.append(response.status_code)
+        return response.status_code
+
+
+def differences_from_the_compiler(table) -> list[tuple]:
+    """(key, what the table holds, what the compiler makes of the database now)
+    for every principal whose item differs: a lagging row, a missing or wrong item."""
+    from authz.compiler import Principal, compile_snapshots
+
+    rows = list(PrincipalSync.objects.all())
+    wanted = compile_snapshots([Principal(r.tenant_id, r.kind, r.principal, r.desired_version) for r in rows],
+                               now=timezone.now())
+    stored = table.snapshots()
+    found = []
+    for row in rows:
+        want, got = wanted[(row.tenant_id, row.kind, row.principal)], stored.get(row.key)
+        # Items store entries in their own order; the compiler's follows the database.
+        want = (want.version, want.gone, set(want.entries))
+        got = None if got is None else (got.version, got.gone, set(got.entries))
+        if got != want or not row.in_sync:
+            found.append((row.key, got, want, row.pushed_version))
+    return found
+
+
+OUTAGE_SECONDS = 20
+WRITES = 200
+
+
+def test_a_redis_outage_under_200_api_writes_costs_no_5xx_and_no_worker(world, table, settings, tmp_path, caplog):
+    from rest_framework.test import APIClient
+
+    test_database_url()  # worker and beat must see the test database: PostgreSQL only
+    own = OwnRedis()
+    own.start()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": own.url.rsplit("/", 1)[0] + "/1"}}
+    # Throttling stays on (every write reads and writes its counter), high enough not to refuse.
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "shares": "100000/minute"}}
+    caplog.set_level(logging.WARNING, logger="devices.api.throttling")
+    fast = {"SNAPSHOT_RECONCILE_SECONDS": "1", "SNAPSHOT_RECONCILE_GRACE_SECONDS": "2"}
+    worker = CeleryProcess(unit_celery_args("devshare-worker.service"), log=tmp_path / "worker.log",
+                           broker=own.url, env=fast)
+    beat = CeleryProcess(["beat", "--schedule", str(tmp_path / "beat-schedule"), "--loglevel", "INFO"],
+                         log=tmp_path / "beat.log", broker=own.url, env=fast)
+    client = APIClient()
+    client.force_authenticate(world.owner)
+    writer = ShareWriter(world, client)
+    try:
+        with broker(own.url):
+            worker.start(), beat.start()
+            pids = worker.pid, beat.pid
+            wait_until(lambda: "ready." in worker.output(), timeout=60, what="the worker's start")
+            for _ in range(WRITES // 4):
+                writer.write()
+
+            own.stop()
+            down_at = time.monotonic()
+            during = 0
+            while time.monotonic() - down_at < OUTAGE_SECONDS and during < WRITES // 2:
+                writer.write()
+                during += 1
+                time.sleep(0.1)
+            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_at)))
+            own.start()
+
+            while len(writer.statuses) < WRITES:
+                writer.write()
+            try:
+                wait_until(lambda: not differences_from_the_compiler(table), timeout=60, interval=0.5,
+                           what="every item equal to the compiler's output after Redis returned")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {differences_from_the_compiler(table)}") from None
+            assert worker.alive and beat.alive, (worker.output()[-3000:], beat.output()[-3000:])
+            assert (worker.pid, beat.pid) == pids
+    finally:
+        worker.stop(), beat.stop(), own.stop()
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert len(writer.statuses) == WRITES and during >= 20
+    assert [s for s in writer.statuses if s >= 500] == []
+    assert set(writer.statuses) <= {200, 201}, sorted(set(writer.statuses))
+    assert caplog.text.count("throttle cache unreachable") == 1
+    assert "Unrecoverable error" not in worker.output()
+
+
+def test_throttled_writes_pass_with_one_warning_while_the_throttle_cache_is_down(world, table, settings, caplog):
+    from rest_framework.test import APIClient
+
+    from tests.api.conftest import tenant_url
+
+    own = OwnRedis()
+    own.start()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": own.url}}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "shares": "1/minute"}}
+    caplog.set_level(logging.WARNING, logger="devices.api.throttling")
+    client = APIClient()
+    client.force_authenticate(world.owner)
+
+    def share(grantee):
+        return client.post(tenant_url("device-shares", world, device=world.lock.pk),
+                           {"grantee": grantee.email, "level": "view"}, format="json").status_code
+
+    try:
+        own.stop()
+        assert [share(u) for u in (world.alice, world.bob, world.carol)] == [201, 201, 201]
+        assert caplog.text.count("throttle cache unreachable") == 1
+        own.start()  # empty: the throttle counts from here, 1 a minute
+        assert [share(world.admin), client.post(tenant_url("share-revoke", world, pk=1)).status_code] == [201, 429]
+        assert "throttling resumed" in caplog.text
+    finally:
+        own.stop()
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert set(PrincipalSync.objects.values_list("principal", flat=True)) >= {
+        str(u.pk) for u in (world.alice, world.bob, world.carol)}
+
+
+def test_acking_through_a_connection_dropped_after_a_loss_does_not_raise(caplog):
+    """What killed workers: after a connection error the consumer collects the
+    connection (detaching its transport), and a task finishing later acks
+    through the old channel, whose pool a close already dropped. Rebuilding
+    the pool from the detached transport must be a connection error (logged),
+    never an AttributeError Celery finds unrecoverable."""
+    import kombu
+
+    from config.celery_app import RedisTransport
+
+    own = OwnRedis()
+    own.start()
+    try:
+        conn = kombu.Connection(own.url)
+        assert isinstance(conn.transport, RedisTransport)
+        errors = conn.connection_errors + conn.channel_errors
+        queue = conn.SimpleQueue("late-ack", channel=conn.default_channel)  # as the consumer's
+        queue.put({"task": "push"})
+        message = queue.get(timeout=5)
+        own.stop()                             # Redis goes away while the task runs
+        conn.collect()                         # the consumer's clean-up after the connection error
+        message.channel._disconnect_pools()    # where an interrupted close leaves the channel
+        message.ack_log_error(logging.getLogger("tests.late_ack"), errors)  # the task finishes
+    finally:
+        own.stop()
+    assert "Couldn't ack" in caplog.text and "closed after a connection loss" in caplog.text

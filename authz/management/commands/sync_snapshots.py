@@ -1,15 +1,12 @@
 """Push lagging snapshots now, or every snapshot with --all."""
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from authz import outbox
+from authz.management.progress import progress
 from authz.models import PrincipalSync
 from authz.push import PushResult, push
 from devices.models import Tenant
-
-BAR = 30
 
 
 class Command(BaseCommand):
@@ -42,7 +39,7 @@ class Command(BaseCommand):
             total.written += result.written
             total.stale += result.stale
             total.failed.update(result.failed)
-            self._progress(min(start + batch, len(ids)), len(ids))
+            progress(self.stderr, min(start + batch, len(ids)), len(ids))
         self.stdout.write(f"{len(ids)} snapshot(s): {len(total.written)} written, "
                           f"{len(total.stale)} already current, {len(total.failed)} failed.")
         if total.failed:
@@ -55,11 +52,3 @@ class Command(BaseCommand):
             else:
                 count = PrincipalSync.objects.lagging().filter(tenant=tenant).count()
             self.stdout.write(f"{tenant.slug}: would push {count} snapshot(s)")
-
-    def _progress(self, done: int, total: int) -> None:
-        if not sys.stderr.isatty():
-            return
-        filled = BAR * done // max(total, 1)
-        self.stderr.write(f"\r[{'#' * filled}{'.' * (BAR - filled)}] {done}/{total}", ending="")
-        if done == total:
-            self.stderr.write("")
