@@ -1,4 +1,4 @@
-"""IoT credentials: the platform tokens (SPEC §4) apps and devices connect with.
+"""IoT credentials: the platform tokens (docs/authorizer.md) apps and devices connect with.
 
 A token is an RS256 JWT signed with the active key. `tokenSignature` is that
 key's RSA-SHA256 signature of the token, which the AWS IoT gateway checks

@@ -75,7 +75,7 @@ class PrincipalSync(models.Model):
 
 
 class SigningKey(models.Model):
-    """One RSA token-signing key and where it is in its life (SPEC §6).
+    """One RSA token-signing key and where it is in its life (docs/signing-keys.md).
 
     Every key gets its own row and keeps it: a retired key stays as history
     (kid, public key, timestamps) with its private half erased, and the next

@@ -1,5 +1,5 @@
 """Token-signing keys and their rotation between the authorizer's two slots
-(SPEC §6): bootstrap → stage → promote → retire, driven by `rotate`.
+(docs/signing-keys.md): bootstrap → stage → promote → retire, driven by `rotate`.
 
 How a step survives a crash at any point:
 

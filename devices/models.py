@@ -1,4 +1,4 @@
-"""Tenants, people, devices and the grants between them (SPEC §2).
+"""Tenants, people, devices and the grants between them (docs/domain.md).
 
 Models hold structure and database invariants only. Every write goes through
 ``devices.services`` and every read that depends on who is asking goes

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-# AWS allows 300..86,400 for both TTLs (SPEC §4).
+# AWS allows 300..86,400 for both TTLs (docs/authorizer.md).
 MIN_TTL = 300
 MAX_TTL = 86_400
 

@@ -1,4 +1,4 @@
-"""Where the token is in the event AWS IoT sends (SPEC §4).
+"""Where the token is in the event AWS IoT sends (docs/authorizer.md).
 
 The event is untrusted input: every field may be missing, of the wrong type or
 huge. Anything odd is a refusal with a reason, never an exception.

@@ -1,4 +1,4 @@
-"""What a principal may do, as AWS IoT policy documents (SPEC §3). Pure.
+"""What a principal may do, as AWS IoT policy documents (docs/topics-and-policies.md). Pure.
 
 Topic scheme, thing = thing name:
     dev/{thing}/out/...            device → apps; view and up subscribe and receive
@@ -6,7 +6,7 @@ Topic scheme, thing = thing name:
     $aws/things/{thing}/shadow/... view: get + receive; control: + update
 
 Every resource is a full ARN with the exact region and account: a `*` there
-could swallow colons inside a topic name and reach other topics (SPEC §3).
+could swallow colons inside a topic name and reach other topics (docs/topics-and-policies.md).
 Names come from the snapshot and the token, both limited to the thing-name
 alphabet, so none of them can act as a wildcard.
 

@@ -1,6 +1,6 @@
 """Platform tokens: RS256 JWTs checked against the public keys of both slots.
 
-Claims (SPEC §4): `sub` is `user:<id>` or `device:<thing name>`, `tid` the
+Claims (docs/authorizer.md): `sub` is `user:<id>` or `device:<thing name>`, `tid` the
 tenant, `cid` the one MQTT client id the token may connect as, `iss`, `aud`,
 `iat`, `nbf`, `exp`, `jti`, and an optional `scope` that narrows a user token
 to `{"things": [...]}` or `{"group": id}`.
@@ -32,7 +32,7 @@ from lambda_bridge.refusal import Refused
 ALGORITHM = "RS256"
 MIN_KEY_BITS = 2048
 MAX_SCOPE_THINGS = 200
-# The thing-name alphabet (SPEC §2) is also what client ids may use: no `*`,
+# The thing-name alphabet (docs/domain.md) is also what client ids may use: no `*`,
 # `?` or `$`, so a name can never act as a wildcard inside a policy.
 NAME = re.compile(r"[A-Za-z0-9:_-]{1,128}")
 USER_ID = re.compile(r"[0-9]{1,19}")

@@ -50,7 +50,7 @@ def signing_keys() -> dict[str, SigningKey]:
 
 
 def assert_contract(response: dict) -> None:
-    """What AWS IoT accepts back from an authorizer (SPEC §4)."""
+    """What AWS IoT accepts back from an authorizer (docs/authorizer.md)."""
     assert set(response) == {"isAuthenticated", "principalId", "disconnectAfterInSeconds",
                              "refreshAfterInSeconds", "policyDocuments"}
     assert isinstance(response["isAuthenticated"], bool)

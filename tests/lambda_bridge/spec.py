@@ -1,11 +1,11 @@
-"""SPEC §3 written out on its own: what the generated policies must allow a
+"""docs/topics-and-policies.md written out on its own: what the generated policies must allow a
 person's app and a device, judged topic by topic. Deliberately not shared with
 `lambda_bridge.policy`: the two must agree without one copying the other."""
 from devices.models import Level
 
 
 def expected(action: str, name: str, levels: dict[str, int], cid: str) -> bool:
-    """SPEC §3 for a person's app: connect as the token's client id; view and
+    """docs/topics-and-policies.md for a person's app: connect as the token's client id; view and
     up read `out` and the shadow, and ask for the shadow; control and up also
     send `in` commands and shadow updates. Nothing else, ever."""
     if action == "iot:Connect":

@@ -114,7 +114,7 @@ def test_resource_glob(pattern, name, expected):
 
 
 def test_star_in_region_and_account_swallows_colons_in_a_topic_name():
-    # SPEC §3: a shortened ARN also matches a topic whose own name contains
+    # docs/topics-and-policies.md: a shortened ARN also matches a topic whose own name contains
     # ":topic/dev/X/out/", which the exact ARN does not.
     sneaky = arn(REGION, ACCOUNT, "topic", "a:topic/dev/X/out/z")
     assert allows([allow("iot:Publish", "arn:aws:iot:*:*:topic/dev/X/out/*")], "iot:Publish", sneaky)

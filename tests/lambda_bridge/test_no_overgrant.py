@@ -3,7 +3,7 @@ shares in PostgreSQL; the snapshots the pipeline computes; the policies the
 handler answers with; every action on every resource, judged by the IoT
 policy evaluator, against what Django's `effective_access` says.
 
-The expectation (`tests/lambda_bridge/spec.py`) is the SPEC §3 table written
+The expectation (`tests/lambda_bridge/spec.py`) is the docs/topics-and-policies.md table written
 out independently of `lambda_bridge.policy`.
 """
 import time

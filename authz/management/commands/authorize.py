@@ -331,7 +331,7 @@ def gateway_verifies(token: str, signature: str, public_pems: list[str]) -> bool
 
 
 def build_event(creds: credentials.Credentials, *, via: str, client_id: str) -> dict:
-    """The event AWS IoT Core sends a signed custom authorizer (SPEC §4; the
+    """The event AWS IoT Core sends a signed custom authorizer (docs/authorizer.md; the
     canned events in tests/lambda_bridge/events/). The gateway has verified
     the signature, so `signatureVerified` is true."""
     event = {"signatureVerified": True, "protocolData": {"tls": {"serverName": creds.endpoint}},
