@@ -54,11 +54,25 @@ def _require_admin(actor: User, tenant_id: int) -> None:
 
 def _require_member(user: User, tenant_id: int, what: str, *, lock: bool = False) -> None:
     """`lock` holds the membership row so a concurrent removal waits for this write."""
-    memberships = Membership.objects.filter(user=user, tenant_id=tenant_id)
+    memberships = Membership.objects.filter(user=user, tenant_id=tenant_id).order_by()
     if lock:
-        memberships = memberships.select_for_update()
+        memberships = _locked_memberships(memberships)
     if not user.is_active or memberships.first() is None:
         raise ValidationError(f"{what} is not an active member of this tenant.")
+
+
+def _locked_memberships(memberships):
+    """Lock exactly the membership rows, in a mode that only their removal waits for.
+
+    Not the rows Meta.ordering or select_related join in (the tenant, the
+    user): every write in the tenant would queue behind that tenant lock, and
+    the deferred foreign-key checks at commit (KEY SHARE on tenant, user,
+    device and parent share) would deadlock against it. NO KEY UPDATE
+    conflicts with a DELETE (remove_member) but not with those checks.
+    Lock order, everywhere: memberships before shares, shares parent before
+    child (in id order within a level), outbox rows last.
+    """
+    return memberships.order_by("pk").select_for_update(of=("self",), no_key=True)
 
 
 def _save_unique(obj, field: str, message: str, **save_kwargs) -> None:
@@ -164,7 +178,7 @@ def _last_owner(membership: Membership) -> bool:
 
 @transaction.atomic
 def change_member_role(*, actor: User, membership: Membership, role: str) -> Membership:
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    membership = _locked_memberships(Membership.objects).get(pk=membership.pk)
     _check_role_change(actor, membership.tenant_id, membership.role, role)
     if role != Membership.Role.OWNER and _last_owner(membership):
         raise ValidationError("A tenant must keep at least one owner.")
@@ -179,7 +193,7 @@ def change_member_role(*, actor: User, membership: Membership, role: str) -> Mem
 def remove_member(*, actor: User, membership: Membership) -> None:
     """Remove a user from a tenant: the shares they received there (and what
     was re-shared from them) are revoked, pending invitations to them cancelled."""
-    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    membership = _locked_memberships(Membership.objects.select_related("user")).get(pk=membership.pk)
     _require(
         membership.user_id == actor.pk or is_tenant_admin(user=actor, tenant_id=membership.tenant_id),
         "Only a tenant admin may remove another member.",
@@ -447,7 +461,7 @@ def _locked_reshare_grant(share_id: int | None) -> Share | None:
     if share_id is None:
         return None
     return (
-        Share.objects.select_for_update(of=("self",))
+        Share.objects.select_for_update(of=("self",), no_key=True)
         .live()
         .filter(pk=share_id, level=Level.MANAGE, can_reshare=True)
         .first()
@@ -481,9 +495,11 @@ def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: De
     _check_terms(level=level, starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
                  parent=parent, now=now)
 
-    existing = Share.objects.select_for_update(of=("self",)).filter(
-        device=device, group=group, grantee=grantee, revoked_at__isnull=True
-    ).first()
+    # Not locked: it may sit above `parent` in the re-share tree, and locking
+    # a child before its parent would invert the cascade's order. Concurrent
+    # grants to this grantee already wait on the membership lock; an expired
+    # one is locked by _revoke_many.
+    existing = Share.objects.filter(device=device, group=group, grantee=grantee, revoked_at__isnull=True).first()
     if existing is not None:
         if (existing.level, existing.starts_at, existing.expires_at, existing.can_reshare) == (
             level, starts_at, expires_at, can_reshare,
@@ -514,8 +530,10 @@ def create_share(*, actor: User, grantee: User, level, device: Device | None = N
 
     Repeating an identical request returns the existing share.
     """
-    _one_target(device, group)
+    target = _one_target(device, group)
     level = _level(level)
+    # Memberships before shares (see _locked_memberships); _grant checks it.
+    list(_locked_memberships(Membership.objects.filter(user=grantee, tenant_id=target.tenant_id)))
     parent = _sharing_parent(actor, device=device, group=group)
     return _grant(actor=actor, sharer=actor, grantee=grantee, level=level, device=device, group=group,
                   starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
@@ -539,7 +557,7 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
                  can_reshare=UNSET) -> Share:
     """Change level, window or re-share right. Re-shares made from this share
     are revoked when it stops allowing them, and clamped to its new window."""
-    share = Share.objects.select_for_update(of=("self",)).get(pk=share.pk)
+    share = Share.objects.select_for_update(of=("self",), no_key=True).get(pk=share.pk)
     if share.revoked_at is not None:
         raise ValidationError("This share has been revoked; create a new one.")
     new_level = share.level if level is UNSET else _level(level)
@@ -601,7 +619,7 @@ def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime)
 @transaction.atomic
 def revoke_share(*, actor: User, share: Share) -> list[Share]:
     """Revoke a share and everything re-shared from it; returns all revoked."""
-    share = Share.objects.select_for_update(of=("self",)).get(pk=share.pk)
+    share = Share.objects.select_for_update(of=("self",), no_key=True).get(pk=share.pk)
     _check_revocable(actor, share)
     return _revoke_many(actor=actor, shares=[share], reason="share.revoke")
 
@@ -628,7 +646,7 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
     ids = list(cause)
     while ids:
         batch = list(
-            Share.objects.select_for_update(of=("self",))
+            Share.objects.select_for_update(of=("self",), no_key=True)
             .filter(pk__in=ids, revoked_at__isnull=True)
             .select_related("grantee")
             .order_by("pk")
@@ -653,7 +671,7 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
 @transaction.atomic
 def revoke_shares(*, actor: User, shares: Iterable[Share]) -> list[Share]:
     """Revoke several shares at once (the admin's bulk action); all or nothing."""
-    locked = Share.objects.select_for_update(of=("self",)).filter(pk__in=[s.pk for s in shares],
+    locked = Share.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=[s.pk for s in shares],
                                                                     revoked_at__isnull=True)
     locked = list(locked.select_related("device__owner", "group__owner").order_by("pk"))
     for share in locked:
@@ -714,6 +732,8 @@ def accept_invitation(*, actor: User, invitation: Invitation) -> Share:
     """The invitee accepts: they join the tenant if needed and receive the
     share, checked against what the inviter may grant *now*."""
     invitation = _open_invitation_for(actor, invitation)
+    # Memberships before shares (see _locked_memberships).
+    list(_locked_memberships(Membership.objects.filter(user=actor, tenant_id=invitation.tenant_id)))
     try:
         parent = _sharing_parent(invitation.invited_by, device=invitation.device, group=invitation.group)
     except PermissionDenied:
