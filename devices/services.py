@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import audit
@@ -328,15 +328,26 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
 @transaction.atomic
 def delete_device(*, actor: User, device: Device) -> None:
     _require(owns_or_administers(actor, device), "Only the owner or a tenant admin may delete a device.")
-    grantees = sorted(
-        {s.grantee.email for s in Share.objects.live().filter(device=device).select_related("grantee")}
-    )
+    grantees = sorted(set(Share.objects.live().filter(device=device).values_list("grantee__email", flat=True)))
     audit.record(actor=actor, action="device.delete", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "had_shares_with": grantees})
     access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]),
                    devices=[device.thing_name])
     RetiredThingName.objects.get_or_create(thing_name=device.thing_name)
+    _delete_shares_of(device)
     device.delete()
+
+
+def _delete_shares_of(device: Device) -> None:
+    """All the device's shares in one statement, instead of Django's cascade,
+    which loads every share and its re-shares into Python first (seconds at
+    10,000 grantees). Nothing outside goes with them: a re-share of a device
+    share is a share of the same device, and an invitation that made one of
+    them is an invitation to this device, which the device's own delete takes.
+    The database's foreign keys check exactly that at commit."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(Share._meta.db_table)} WHERE device_id = %s",
+                       [device.pk])
 
 
 # --- groups ----------------------------------------------------------------
@@ -648,15 +659,18 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
         batch = list(
             Share.objects.select_for_update(of=("self",), no_key=True)
             .filter(pk__in=ids, revoked_at__isnull=True)
-            .select_related("grantee")
+            .select_related("grantee", "device", "group", "tenant")  # what the audit event renders
             .order_by("pk")
         )
         batch_ids = [s.pk for s in batch]
         Share.objects.filter(pk__in=batch_ids).update(revoked_at=now, revoked_by=actor, updated_at=now)
+        events = []
         for share in batch:
             share.revoked_at, share.revoked_by = now, actor
-            audit.record(actor=actor, action="share.revoke", obj=share, device_id=share.device_id,
-                         changes={"reason": reason, "cascade_from": cause[share.pk], **_share_fields(share)})
+            events.append(audit.build(actor=actor, action="share.revoke", obj=share, device_id=share.device_id,
+                                      changes={"reason": reason, "cascade_from": cause[share.pk],
+                                               **_share_fields(share)}))
+        audit.record_many(events)
         for tenant_id in {s.tenant_id for s in batch}:
             access_changed(tenant_id=tenant_id, users={s.grantee_id for s in batch if s.tenant_id == tenant_id})
         revoked.extend(batch)
