@@ -69,8 +69,9 @@ def _locked_memberships(memberships):
     the deferred foreign-key checks at commit (KEY SHARE on tenant, user,
     device and parent share) would deadlock against it. NO KEY UPDATE
     conflicts with a DELETE (remove_member) but not with those checks.
-    Lock order, everywhere: memberships before shares, shares parent before
-    child (in id order within a level), outbox rows last.
+    Lock order, everywhere, so two writers never wait on each other in a
+    circle: memberships before shares, and a parent share before its
+    re-shares (in id order within one level of a cascade).
     """
     return memberships.order_by("pk").select_for_update(of=("self",), no_key=True)
 
@@ -568,23 +569,25 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
                  can_reshare=UNSET) -> Share:
     """Change level, window or re-share right. Re-shares made from this share
     are revoked when it stops allowing them, and clamped to its new window."""
+    share = Share.objects.get(pk=share.pk)
+    _require_unrevoked(share)
+    parent = None
+    if not owns_or_administers(actor, share.target):
+        # A re-sharer edits what they shared, within the very grant they shared it from.
+        _require(share.created_by_id == actor.pk and share.parent_id is not None,
+                 "Only the owner, a tenant admin or whoever re-shared this may change it.")
+        # The parent is locked before the share: the cascade's order (see _locked_memberships).
+        parent = _locked_reshare_grant(share.parent_id)
+        _require(parent is not None and parent.grantee_id == actor.pk,
+                 "You no longer hold the share that allowed this re-share.")
     share = Share.objects.select_for_update(of=("self",), no_key=True).get(pk=share.pk)
-    if share.revoked_at is not None:
-        raise ValidationError("This share has been revoked; create a new one.")
+    _require_unrevoked(share)
     new_level = share.level if level is UNSET else _level(level)
     new_starts = share.starts_at if starts_at is UNSET else starts_at
     new_expires = share.expires_at if expires_at is UNSET else expires_at
     new_reshare = share.can_reshare if can_reshare is UNSET else bool(can_reshare)
 
     now = timezone.now()
-    parent = None
-    if not owns_or_administers(actor, share.target):
-        # A re-sharer edits what they shared, within the very grant they shared it from.
-        _require(share.created_by_id == actor.pk and share.parent_id is not None,
-                 "Only the owner, a tenant admin or whoever re-shared this may change it.")
-        parent = _locked_reshare_grant(share.parent_id)
-        _require(parent is not None and parent.grantee_id == actor.pk,
-                 "You no longer hold the share that allowed this re-share.")
     _check_terms(level=Level(new_level), starts_at=new_starts, expires_at=new_expires, can_reshare=new_reshare,
                  parent=parent, now=now, window_changed=starts_at is not UNSET or expires_at is not UNSET)
 
@@ -603,6 +606,11 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
         for child in children:
             _clamp_to_parent(actor=actor, child=child, parent=share, now=now)
     return share
+
+
+def _require_unrevoked(share: Share) -> None:
+    if share.revoked_at is not None:
+        raise ValidationError("This share has been revoked; create a new one.")
 
 
 def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime) -> None:

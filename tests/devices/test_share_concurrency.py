@@ -136,6 +136,7 @@ def test_concurrent_share_writes_on_one_device_never_deadlock_or_corrupt(
     for t in threads:
         t.join()
     got_request_exception.disconnect(crashed)
+    print(f"{SECONDS:.0f} s, {CLIENTS} clients: responses by status {dict(race.statuses)}")
 
     assert race.errors == [], (race.statuses, race.errors[:5])
     assert sum(race.statuses.values()) > CLIENTS, race.statuses  # the clients really did race
