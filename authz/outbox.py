@@ -4,11 +4,10 @@ the writer's transaction; after commit a push is queued.
 The bump is the durable part. Queueing may fail (broker down, worker lost):
 the reconciler finds every row whose pushed version lags and queues it again.
 """
+import json
 import logging
 
-from django.db import transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Greatest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from lambda_bridge import snapshot
@@ -21,28 +20,48 @@ log = logging.getLogger(__name__)
 def record(*, tenant_id: int, users=(), devices=(), queue: bool = True) -> list[int]:
     """Bump each principal's desired version; returns the outbox row ids.
     `queue=False` leaves the push to the caller (the sync command pushes inline)."""
-    wanted = [(snapshot.USER, str(u)) for u in sorted(users)] + [(snapshot.DEVICE, d) for d in sorted(devices)]
+    wanted = sorted([(snapshot.USER, str(u)) for u in users] + [(snapshot.DEVICE, d) for d in devices])
     if not wanted:
         return []
-    PrincipalSync.objects.bulk_create(
-        [PrincipalSync(tenant_id=tenant_id, kind=kind, principal=p) for kind, p in wanted], ignore_conflicts=True
-    )
-    match = Q()
-    for kind in (snapshot.USER, snapshot.DEVICE):
-        names = [p for k, p in wanted if k == kind]
-        if names:
-            match |= Q(kind=kind, principal__in=names)
-    rows = PrincipalSync.objects.filter(match, tenant_id=tenant_id)
-    # Lock in id order so two writers bumping overlapping sets cannot deadlock.
-    ids = list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
-    PrincipalSync.objects.filter(pk__in=ids).update(
-        desired_version=Greatest(F("desired_version") + 1, Value(hybrid_clock())),
-        changed_at=timezone.now(),
-        retry_after=None,
-    )
+    ids = _bump(tenant_id, wanted)
     if queue:
         push_after_commit(ids)
     return ids
+
+
+# One statement, however many principals: missing rows are created, existing
+# ones bumped in place to max(previous + 1, now in µs), never re-inserted.
+# The principals travel as one JSON parameter (no limit on parameters, no
+# client-side parsing of thousands of placeholders). Rows are written, and so
+# locked, in (kind, principal) order in every writer, so two transactions
+# bumping overlapping sets cannot deadlock.
+_BUMP = {
+    "postgresql": """
+        INSERT INTO authz_principalsync
+            (tenant_id, kind, principal, desired_version, pushed_version, changed_at, attempts, last_error)
+        SELECT %s, w.pair->>0, w.pair->>1, %s, 0, %s, 0, ''
+        FROM jsonb_array_elements(%s::jsonb) AS w(pair) ORDER BY 2, 3
+        ON CONFLICT (tenant_id, kind, principal) DO UPDATE SET
+            desired_version = GREATEST(authz_principalsync.desired_version + 1, excluded.desired_version),
+            changed_at = excluded.changed_at, retry_after = NULL
+        RETURNING id""",
+    "sqlite": """
+        INSERT INTO authz_principalsync
+            (tenant_id, kind, principal, desired_version, pushed_version, changed_at, attempts, last_error)
+        SELECT %s, json_extract(value, '$[0]'), json_extract(value, '$[1]'), %s, 0, %s, 0, ''
+        FROM json_each(%s) WHERE true ORDER BY 2, 3
+        ON CONFLICT (tenant_id, kind, principal) DO UPDATE SET
+            desired_version = MAX(authz_principalsync.desired_version + 1, excluded.desired_version),
+            changed_at = excluded.changed_at, retry_after = NULL
+        RETURNING id""",
+}
+
+
+def _bump(tenant_id: int, wanted: list[tuple[str, str]]) -> list[int]:
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_BUMP[connection.vendor], [tenant_id, hybrid_clock(), now, json.dumps(wanted)])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def push_after_commit(ids) -> None:

@@ -2,6 +2,7 @@
 for the operator commands, and table creation."""
 import functools
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,10 +27,20 @@ RETRYABLE_CODES = {
 }
 
 
+# Connections beyond the pushes' for the single calls other threads make
+# (reads, the signing-key item, table checks): about one per worker thread.
+OTHER_CALLS = 16
+
+
 @functools.cache
 def client():
     """One client per process: boto3 clients are thread-safe, sessions are not.
-    botocore's standard retry mode already backs off with jitter on throttling."""
+    botocore's standard retry mode already backs off with jitter on throttling.
+
+    Its connection pool holds every request the process can have in flight:
+    the pushes, capped at SNAPSHOT_PUSH_CONCURRENCY by the one push pool
+    (`_push_pool`), plus OTHER_CALLS. A request beyond the pool would open a
+    connection only to throw it away ("Connection pool is full")."""
     return boto3.client(
         "dynamodb",
         region_name=settings.AWS_REGION,
@@ -37,8 +48,22 @@ def client():
         aws_access_key_id=settings.AWS_ACCESS_KEY_ID,
         aws_secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
         config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5,
-                      max_pool_connections=settings.SNAPSHOT_PUSH_CONCURRENCY),
+                      max_pool_connections=settings.SNAPSHOT_PUSH_CONCURRENCY + OTHER_CALLS),
     )
+
+
+def _push_pool() -> ThreadPoolExecutor:
+    """The process's one pool of push threads, shared by every worker thread:
+    eight worker threads each starting their own 16 threads would put 128
+    requests on the client's connections at once. Queued behind 16 threads
+    they go as fast as the connections allow, and DynamoDB sets the pace."""
+    return _push_pool_of(os.getpid(), settings.SNAPSHOT_PUSH_CONCURRENCY)
+
+
+@functools.cache
+def _push_pool_of(pid: int, size: int) -> ThreadPoolExecutor:
+    # Keyed by pid: threads do not survive a fork (Celery's prefork pool).
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="snapshot-push")
 
 
 @dataclass(frozen=True)
@@ -81,8 +106,7 @@ def put_snapshots(snaps: list[Snapshot]) -> list[Outcome]:
     transaction fails as a whole, so fan-out is many PutItems on a pool."""
     if len(snaps) <= 1:
         return [put_snapshot(s) for s in snaps]
-    with ThreadPoolExecutor(max_workers=min(settings.SNAPSHOT_PUSH_CONCURRENCY, len(snaps))) as pool:
-        return list(pool.map(put_snapshot, snaps))
+    return list(_push_pool().map(put_snapshot, snaps))
 
 
 def get_item(key: str) -> dict | None:

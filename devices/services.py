@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import audit
@@ -54,11 +54,26 @@ def _require_admin(actor: User, tenant_id: int) -> None:
 
 def _require_member(user: User, tenant_id: int, what: str, *, lock: bool = False) -> None:
     """`lock` holds the membership row so a concurrent removal waits for this write."""
-    memberships = Membership.objects.filter(user=user, tenant_id=tenant_id)
+    memberships = Membership.objects.filter(user=user, tenant_id=tenant_id).order_by()
     if lock:
-        memberships = memberships.select_for_update()
+        memberships = _locked_memberships(memberships)
     if not user.is_active or memberships.first() is None:
         raise ValidationError(f"{what} is not an active member of this tenant.")
+
+
+def _locked_memberships(memberships):
+    """Lock exactly the membership rows, in a mode that only their removal waits for.
+
+    Not the rows Meta.ordering or select_related join in (the tenant, the
+    user): every write in the tenant would queue behind that tenant lock, and
+    the deferred foreign-key checks at commit (KEY SHARE on tenant, user,
+    device and parent share) would deadlock against it. NO KEY UPDATE
+    conflicts with a DELETE (remove_member) but not with those checks.
+    Lock order, everywhere, so two writers never wait on each other in a
+    circle: memberships before shares, and a parent share before its
+    re-shares (in id order within one level of a cascade).
+    """
+    return memberships.order_by("pk").select_for_update(of=("self",), no_key=True)
 
 
 def _save_unique(obj, field: str, message: str, **save_kwargs) -> None:
@@ -164,7 +179,7 @@ def _last_owner(membership: Membership) -> bool:
 
 @transaction.atomic
 def change_member_role(*, actor: User, membership: Membership, role: str) -> Membership:
-    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    membership = _locked_memberships(Membership.objects).get(pk=membership.pk)
     _check_role_change(actor, membership.tenant_id, membership.role, role)
     if role != Membership.Role.OWNER and _last_owner(membership):
         raise ValidationError("A tenant must keep at least one owner.")
@@ -179,7 +194,7 @@ def change_member_role(*, actor: User, membership: Membership, role: str) -> Mem
 def remove_member(*, actor: User, membership: Membership) -> None:
     """Remove a user from a tenant: the shares they received there (and what
     was re-shared from them) are revoked, pending invitations to them cancelled."""
-    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    membership = _locked_memberships(Membership.objects.select_related("user")).get(pk=membership.pk)
     _require(
         membership.user_id == actor.pk or is_tenant_admin(user=actor, tenant_id=membership.tenant_id),
         "Only a tenant admin may remove another member.",
@@ -314,15 +329,26 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
 @transaction.atomic
 def delete_device(*, actor: User, device: Device) -> None:
     _require(owns_or_administers(actor, device), "Only the owner or a tenant admin may delete a device.")
-    grantees = sorted(
-        {s.grantee.email for s in Share.objects.live().filter(device=device).select_related("grantee")}
-    )
+    grantees = sorted(set(Share.objects.live().filter(device=device).values_list("grantee__email", flat=True)))
     audit.record(actor=actor, action="device.delete", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "had_shares_with": grantees})
     access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]),
                    devices=[device.thing_name])
     RetiredThingName.objects.get_or_create(thing_name=device.thing_name)
+    _delete_shares_of(device)
     device.delete()
+
+
+def _delete_shares_of(device: Device) -> None:
+    """All the device's shares in one statement, instead of Django's cascade,
+    which loads every share and its re-shares into Python first (seconds at
+    10,000 grantees). Nothing outside goes with them: a re-share of a device
+    share is a share of the same device, and an invitation that made one of
+    them is an invitation to this device, which the device's own delete takes.
+    The database's foreign keys check exactly that at commit."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(Share._meta.db_table)} WHERE device_id = %s",
+                       [device.pk])
 
 
 # --- groups ----------------------------------------------------------------
@@ -447,7 +473,7 @@ def _locked_reshare_grant(share_id: int | None) -> Share | None:
     if share_id is None:
         return None
     return (
-        Share.objects.select_for_update(of=("self",))
+        Share.objects.select_for_update(of=("self",), no_key=True)
         .live()
         .filter(pk=share_id, level=Level.MANAGE, can_reshare=True)
         .first()
@@ -481,9 +507,11 @@ def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: De
     _check_terms(level=level, starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
                  parent=parent, now=now)
 
-    existing = Share.objects.select_for_update(of=("self",)).filter(
-        device=device, group=group, grantee=grantee, revoked_at__isnull=True
-    ).first()
+    # Not locked: it may sit above `parent` in the re-share tree, and locking
+    # a child before its parent would invert the cascade's order. Concurrent
+    # grants to this grantee already wait on the membership lock; an expired
+    # one is locked by _revoke_many.
+    existing = Share.objects.filter(device=device, group=group, grantee=grantee, revoked_at__isnull=True).first()
     if existing is not None:
         if (existing.level, existing.starts_at, existing.expires_at, existing.can_reshare) == (
             level, starts_at, expires_at, can_reshare,
@@ -514,8 +542,10 @@ def create_share(*, actor: User, grantee: User, level, device: Device | None = N
 
     Repeating an identical request returns the existing share.
     """
-    _one_target(device, group)
+    target = _one_target(device, group)
     level = _level(level)
+    # Memberships before shares (see _locked_memberships); _grant checks it.
+    list(_locked_memberships(Membership.objects.filter(user=grantee, tenant_id=target.tenant_id)))
     parent = _sharing_parent(actor, device=device, group=group)
     return _grant(actor=actor, sharer=actor, grantee=grantee, level=level, device=device, group=group,
                   starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
@@ -539,23 +569,25 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
                  can_reshare=UNSET) -> Share:
     """Change level, window or re-share right. Re-shares made from this share
     are revoked when it stops allowing them, and clamped to its new window."""
-    share = Share.objects.select_for_update(of=("self",)).get(pk=share.pk)
-    if share.revoked_at is not None:
-        raise ValidationError("This share has been revoked; create a new one.")
+    share = Share.objects.get(pk=share.pk)
+    _require_unrevoked(share)
+    parent = None
+    if not owns_or_administers(actor, share.target):
+        # A re-sharer edits what they shared, within the very grant they shared it from.
+        _require(share.created_by_id == actor.pk and share.parent_id is not None,
+                 "Only the owner, a tenant admin or whoever re-shared this may change it.")
+        # The parent is locked before the share: the cascade's order (see _locked_memberships).
+        parent = _locked_reshare_grant(share.parent_id)
+        _require(parent is not None and parent.grantee_id == actor.pk,
+                 "You no longer hold the share that allowed this re-share.")
+    share = Share.objects.select_for_update(of=("self",), no_key=True).get(pk=share.pk)
+    _require_unrevoked(share)
     new_level = share.level if level is UNSET else _level(level)
     new_starts = share.starts_at if starts_at is UNSET else starts_at
     new_expires = share.expires_at if expires_at is UNSET else expires_at
     new_reshare = share.can_reshare if can_reshare is UNSET else bool(can_reshare)
 
     now = timezone.now()
-    parent = None
-    if not owns_or_administers(actor, share.target):
-        # A re-sharer edits what they shared, within the very grant they shared it from.
-        _require(share.created_by_id == actor.pk and share.parent_id is not None,
-                 "Only the owner, a tenant admin or whoever re-shared this may change it.")
-        parent = _locked_reshare_grant(share.parent_id)
-        _require(parent is not None and parent.grantee_id == actor.pk,
-                 "You no longer hold the share that allowed this re-share.")
     _check_terms(level=Level(new_level), starts_at=new_starts, expires_at=new_expires, can_reshare=new_reshare,
                  parent=parent, now=now, window_changed=starts_at is not UNSET or expires_at is not UNSET)
 
@@ -574,6 +606,11 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
         for child in children:
             _clamp_to_parent(actor=actor, child=child, parent=share, now=now)
     return share
+
+
+def _require_unrevoked(share: Share) -> None:
+    if share.revoked_at is not None:
+        raise ValidationError("This share has been revoked; create a new one.")
 
 
 def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime) -> None:
@@ -601,7 +638,7 @@ def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime)
 @transaction.atomic
 def revoke_share(*, actor: User, share: Share) -> list[Share]:
     """Revoke a share and everything re-shared from it; returns all revoked."""
-    share = Share.objects.select_for_update(of=("self",)).get(pk=share.pk)
+    share = Share.objects.select_for_update(of=("self",), no_key=True).get(pk=share.pk)
     _check_revocable(actor, share)
     return _revoke_many(actor=actor, shares=[share], reason="share.revoke")
 
@@ -628,17 +665,20 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
     ids = list(cause)
     while ids:
         batch = list(
-            Share.objects.select_for_update(of=("self",))
+            Share.objects.select_for_update(of=("self",), no_key=True)
             .filter(pk__in=ids, revoked_at__isnull=True)
-            .select_related("grantee")
+            .select_related("grantee", "device", "group", "tenant")  # what the audit event renders
             .order_by("pk")
         )
         batch_ids = [s.pk for s in batch]
         Share.objects.filter(pk__in=batch_ids).update(revoked_at=now, revoked_by=actor, updated_at=now)
+        events = []
         for share in batch:
             share.revoked_at, share.revoked_by = now, actor
-            audit.record(actor=actor, action="share.revoke", obj=share, device_id=share.device_id,
-                         changes={"reason": reason, "cascade_from": cause[share.pk], **_share_fields(share)})
+            events.append(audit.build(actor=actor, action="share.revoke", obj=share, device_id=share.device_id,
+                                      changes={"reason": reason, "cascade_from": cause[share.pk],
+                                               **_share_fields(share)}))
+        audit.record_many(events)
         for tenant_id in {s.tenant_id for s in batch}:
             access_changed(tenant_id=tenant_id, users={s.grantee_id for s in batch if s.tenant_id == tenant_id})
         revoked.extend(batch)
@@ -653,7 +693,7 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
 @transaction.atomic
 def revoke_shares(*, actor: User, shares: Iterable[Share]) -> list[Share]:
     """Revoke several shares at once (the admin's bulk action); all or nothing."""
-    locked = Share.objects.select_for_update(of=("self",)).filter(pk__in=[s.pk for s in shares],
+    locked = Share.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=[s.pk for s in shares],
                                                                     revoked_at__isnull=True)
     locked = list(locked.select_related("device__owner", "group__owner").order_by("pk"))
     for share in locked:
@@ -714,6 +754,8 @@ def accept_invitation(*, actor: User, invitation: Invitation) -> Share:
     """The invitee accepts: they join the tenant if needed and receive the
     share, checked against what the inviter may grant *now*."""
     invitation = _open_invitation_for(actor, invitation)
+    # Memberships before shares (see _locked_memberships).
+    list(_locked_memberships(Membership.objects.filter(user=actor, tenant_id=invitation.tenant_id)))
     try:
         parent = _sharing_parent(invitation.invited_by, device=invitation.device, group=invitation.group)
     except PermissionDenied:

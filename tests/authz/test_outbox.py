@@ -191,3 +191,21 @@ def test_the_reconciler_leaves_fresh_changes_to_their_own_push(world, settings):
     with mock.patch.object(tasks.push_snapshots, "apply_async") as queued:
         assert tasks.reconcile_snapshots() == 0
     assert not queued.called
+
+
+def test_bumping_many_principals_is_one_statement_that_keeps_existing_rows(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    members = [UserFactory() for _ in range(3)]
+    first = outbox.record(tenant_id=world.tenant.pk, users={u.pk for u in members}, queue=False)
+    rows = {r.pk: r.desired_version for r in PrincipalSync.objects.filter(pk__in=first)}
+    many = set(range(10_000, 10_600))  # ids are enough: a bump names principals, it does not look them up
+    with CaptureQueriesContext(connection) as captured:
+        again = outbox.record(tenant_id=world.tenant.pk, users={u.pk for u in members} | many, devices={"d-x"},
+                              queue=False)
+    assert len(captured.captured_queries) == 1
+    assert set(first) <= set(again) and len(again) == 3 + 600 + 1  # the same rows, bumped in place
+    for row in PrincipalSync.objects.filter(pk__in=first):
+        assert row.desired_version > rows[row.pk]
+    assert PrincipalSync.objects.filter(tenant=world.tenant, kind=DEVICE, principal="d-x").exists()

@@ -226,3 +226,22 @@ def test_an_item_dynamodb_will_not_take_is_recorded_and_not_retried(world, table
     assert result.failed and not result.retryable
     row.refresh_from_db()
     assert "ResourceNotFound" in row.last_error and row.pushed_version < row.desired_version
+
+
+def test_worker_threads_pushing_at_once_never_overflow_the_connection_pool(table, caplog):
+    """Eight worker threads, each pushing a batch larger than the push pool,
+    share one client: no request may find its connection pool full (urllib3
+    then opens a connection only to throw it away, and logs it)."""
+    import logging
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = int(time.time())
+    batches = [[Snapshot(kind=snapshot.USER, tenant=1, principal=f"{w}-{i}", version=1, generated_at=now,
+                         entries=()) for i in range(40)] for w in range(8)]
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        with ThreadPoolExecutor(max_workers=len(batches)) as workers:
+            outcomes = [o for batch in workers.map(store.put_snapshots, batches) for o in batch]
+    assert [o for o in outcomes if not o.written] == []
+    assert len(table.items()) == 8 * 40
+    assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
