@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from lambda_bridge import snapshot
 
-from .models import PrincipalSync, hybrid_clock
+from .models import hybrid_clock
 
 log = logging.getLogger(__name__)
 

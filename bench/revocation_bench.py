@@ -18,22 +18,15 @@ Environment: BENCH_DATABASE_URL (server; default from DATABASE_URL),
 BENCH_BROKER_URL (redis://…/8), BENCH_REVOKE_GRANTEES (10000),
 BENCH_WORKER_THREADS (8).
 """
-import logging
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
-import redis
-from moto.server import ThreadedMotoServer
 
-from bench.common import ROOT, admin_sql, database_url, md_table, write_results
+from bench.common import PIPELINE_SETUP, md_table, pipeline, wait_in_sync, write_results
 
-DB_NAME = f"devshare_bench_revocation_{os.getpid()}"
-BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/8")
 GRANTEES = int(os.environ.get("BENCH_REVOKE_GRANTEES", "10000"))
-WORKER_THREADS = os.environ.get("BENCH_WORKER_THREADS", "8")
 
 
 class Seed:
@@ -78,23 +71,13 @@ class Seed:
             cursor.execute("ANALYZE")
 
 
-def wait_in_sync(tenant, timeout=900) -> None:
-    from authz.models import PrincipalSync
-
-    deadline = time.monotonic() + timeout
-    while PrincipalSync.objects.filter(tenant=tenant).lagging().exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("snapshots did not catch up")
-        time.sleep(0.05)
-
-
 def measure(seed: Seed, name: str, prepare, act, worker_log) -> tuple:
     target = prepare()
     seen = worker_log.tell()
     start = time.perf_counter()
     act(target)
     called = time.perf_counter()
-    wait_in_sync(seed.tenant)
+    wait_in_sync(seed.tenant, timeout=900)
     done = time.perf_counter()
     worker_log.seek(seen)
     pool_full = worker_log.read().count("Connection pool is full")
@@ -132,52 +115,17 @@ def cases(seed: Seed, worker_log) -> list[tuple]:
 
 
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the moto server's access log
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    env = {
-        "DJANGO_SETTINGS_MODULE": "config.settings.local", "DEBUG": "false", "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": database_url(DB_NAME),
-        "CELERY_BROKER_URL": BROKER_URL, "DYNAMODB_ENDPOINT_URL": f"http://{host}:{port}",
-        "DYNAMODB_TABLE": "devshare-bench", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-    }
-    os.environ.update(env)
-    admin_sql(f'CREATE DATABASE "{DB_NAME}"')
-    redis.Redis.from_url(BROKER_URL).flushdb()
-    worker = None
     worker_log = tempfile.TemporaryFile("w+")
-    try:
-        import django
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        call_command("ensure_dynamodb_table", verbosity=0)
+    with pipeline("revocation") as start_worker:
         seed = Seed()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker", "--pool", "threads",
-             "--concurrency", WORKER_THREADS, "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=worker_log, stderr=subprocess.STDOUT,
-        )
+        start_worker(worker_log)
         rows = cases(seed, worker_log)
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
-        from django.db import connections
-        connections.close_all()
-        admin_sql(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        redis.Redis.from_url(BROKER_URL).flushdb()
-        moto.stop()
 
-    setup = (f"PostgreSQL, Redis broker, 1 Celery worker process ({WORKER_THREADS} threads), moto DynamoDB "
-             f"server over HTTP; {os.cpu_count()} CPUs shared by all of them")
     table = md_table(["case", "grantees", "service call ms", "all items updated ms", "items/s",
                       "'pool is full' warnings"], rows)
-    text = f"Large revocations ({setup})\n\n{table}"
+    text = f"Large revocations ({PIPELINE_SETUP})\n\n{table}"
     print(text)
-    write_results("revocation_bench", text, {"setup": setup, "revocations": table})
+    write_results("revocation_bench", text, {"setup": PIPELINE_SETUP, "revocations": table})
     return 0
 
 

@@ -12,23 +12,16 @@ worker, and removes them all at the end. Environment: BENCH_DATABASE_URL
 (server; default from DATABASE_URL), BENCH_BROKER_URL (redis://…/8),
 BENCH_GRANTS (50), BENCH_FANOUT (1000), BENCH_WORKER_THREADS (8).
 """
-import logging
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-import redis
-from moto.server import ThreadedMotoServer
 
-from bench.common import ROOT, admin_sql, database_url, md_table, percentile, write_results
+from bench.common import PIPELINE_SETUP, md_table, percentile, pipeline, wait_in_sync, write_results
 
-DB_NAME = f"devshare_bench_snapshot_{os.getpid()}"
-BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/8")
 GRANTS = int(os.environ.get("BENCH_GRANTS", "50"))
 FANOUT = int(os.environ.get("BENCH_FANOUT", "1000"))
-WORKER_THREADS = os.environ.get("BENCH_WORKER_THREADS", "8")
 
 
 def size_table():
@@ -124,11 +117,11 @@ def latency_and_fanout():
     with transaction.atomic():
         from authz import outbox
         outbox.record(tenant_id=tenant.pk, users={u.pk for u in users[:FANOUT]})
-    wait_in_sync(PrincipalSync, tenant)
+    wait_in_sync(tenant, timeout=300)
     start = time.perf_counter()
     services.delete_device(actor=owner, device=target)
     committed = time.perf_counter()
-    wait_in_sync(PrincipalSync, tenant)
+    wait_in_sync(tenant, timeout=300)
     fanout_s = time.perf_counter() - start
     keys = [snapshot.item_key(snapshot.USER, tenant.pk, str(u.pk)) for u in users[:FANOUT]]
     stale = [k for k in keys if target.thing_name in snapshot.from_item(store.get_item(k)).levels_at(int(time.time()))]
@@ -141,62 +134,19 @@ def latency_and_fanout():
             md_table(["principals", "service call ms", "all items updated ms", "items/s"], fanout_rows))
 
 
-def wait_in_sync(PrincipalSync, tenant, timeout=300):
-    deadline = time.monotonic() + timeout
-    while PrincipalSync.objects.filter(tenant=tenant).lagging().exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("snapshots did not catch up")
-        time.sleep(0.01)
-
-
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the moto server's access log
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    env = {
-        "DJANGO_SETTINGS_MODULE": "config.settings.local", "DEBUG": "false", "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": database_url(DB_NAME),
-        "CELERY_BROKER_URL": BROKER_URL, "DYNAMODB_ENDPOINT_URL": f"http://{host}:{port}",
-        "DYNAMODB_TABLE": "devshare-bench", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-    }
-    os.environ.update(env)
-    admin_sql(f'CREATE DATABASE "{DB_NAME}"')
-    redis.Redis.from_url(BROKER_URL).flushdb()
-    worker = None
-    try:
-        import django
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        call_command("ensure_dynamodb_table", verbosity=0)
+    with pipeline("snapshot") as start_worker:
         sizes = size_table()
         compiles = compile_table()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker", "--pool", "threads",
-             "--concurrency", WORKER_THREADS, "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-        )
+        start_worker()
         grants, fanout = latency_and_fanout()
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
-        from django.db import connections
-        connections.close_all()
-        admin_sql(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        redis.Redis.from_url(BROKER_URL).flushdb()
-        moto.stop()
 
-    setup = (f"PostgreSQL, Redis broker, 1 Celery worker process ({WORKER_THREADS} threads), moto DynamoDB "
-             f"server over HTTP; {os.cpu_count()} CPUs shared by all of them")
-    text = (f"Snapshot pipeline ({setup})\n\nSnapshot size\n\n{sizes}\nCompile one user principal\n\n{compiles}\n"
+    text = (f"Snapshot pipeline ({PIPELINE_SETUP})\n\nSnapshot size\n\n{sizes}\nCompile one user principal\n\n{compiles}\n"
             f"Grant → item in DynamoDB (service call to conditional write visible)\n\n{grants}\n"
             f"Fan-out: delete a device shared with {FANOUT} users\n\n{fanout}")
     print(text)
     write_results("snapshot_bench", text,
-                  {"setup": setup, "sizes": sizes, "compile": compiles, "grant": grants, "fanout": fanout})
+                  {"setup": PIPELINE_SETUP, "sizes": sizes, "compile": compiles, "grant": grants, "fanout": fanout})
     return 0
 
 

@@ -35,7 +35,8 @@ def crowd(world, other):
                                          name=f"Device {i % 9}", **kw)
     loose = [make(i) for i in range(12)]
     grouped = [make(i, group=homes[i % 3]) for i in range(12)]
-    mine = [DeviceFactory(tenant=w.tenant, owner=w.alice, device_type=w.type, name=f"Device {i}") for i in range(3)]
+    for i in range(3):  # her own
+        DeviceFactory(tenant=w.tenant, owner=w.alice, device_type=w.type, name=f"Device {i}")
     for i, device in enumerate(loose[:10]):
         ShareFactory(device=device, grantee=w.alice, level=[Level.VIEW, Level.CONTROL, Level.MANAGE][i % 3])
     ShareFactory(group=homes[0], device=None, grantee=w.alice, level=Level.VIEW)

@@ -3,10 +3,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from authz import outbox
-from authz.management.progress import progress
+from authz.management.common import progress, tenants_named
 from authz.models import PrincipalSync
 from authz.push import PushResult, push
-from devices.models import Tenant
 
 
 class Command(BaseCommand):
@@ -19,12 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=200)
 
     def handle(self, *args, tenant, all, dry_run, batch, **options):
-        tenants = Tenant.objects.all()
-        if tenant:
-            tenants = tenants.filter(slug__in=tenant)
-            missing = set(tenant) - set(tenants.values_list("slug", flat=True))
-            if missing:
-                raise CommandError(f"No tenant with slug {', '.join(sorted(missing))}.")
+        tenants = tenants_named(tenant)
         if dry_run:
             return self._dry_run(tenants, all)
         if all:

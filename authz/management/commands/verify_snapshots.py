@@ -5,10 +5,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from authz import antientropy, store
-from authz.management.progress import progress
+from authz.management.common import progress, tenants_named
 from authz.models import PrincipalSync
 from authz.push import push
-from devices.models import Tenant
 
 
 class Command(BaseCommand):
@@ -23,12 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, tenant, repair, batch, **options):
         if not 1 <= batch <= 10_000:
             raise CommandError(f"--batch must be between 1 and 10000, not {batch}.")
-        tenants = Tenant.objects.all()
-        if tenant:
-            tenants = tenants.filter(slug__in=tenant)
-            unknown = set(tenant) - set(tenants.values_list("slug", flat=True))
-            if unknown:
-                raise CommandError(f"No tenant with slug {', '.join(sorted(unknown))}.")
+        tenants = tenants_named(tenant)
         try:
             self._verify(tenants, repair=repair, batch=batch)
         except (BotoCoreError, ClientError) as exc:
