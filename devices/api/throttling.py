@@ -2,6 +2,7 @@
 import logging
 import threading
 
+import redis
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
@@ -10,18 +11,9 @@ log = logging.getLogger(__name__)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-def _cache_outage_errors() -> tuple[type[BaseException], ...]:
-    """What a cache backend raises when its server is away. The Redis backend
-    raises redis-py's errors, which are not OSErrors."""
-    errors: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
-    try:
-        import redis
-    except ImportError:
-        return errors
-    return (*errors, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-CACHE_OUTAGE_ERRORS = _cache_outage_errors()
+# What a cache backend raises when its server is away; the Redis backend raises
+# redis-py's errors, which are not OSErrors.
+CACHE_OUTAGE_ERRORS = (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class _Outage:
