@@ -165,7 +165,7 @@ def check_django_policies(template: dict) -> None:
                 grants.setdefault(name, set()).update((a, str(resource)) for a in as_list(statement["Action"]))
     on_table = str(get_att(table))
     writer = {(a, on_table) for a in
-              ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive")}
+              ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive", "dynamodb:BatchGetItem")}
     rotation = {("dynamodb:PutItem", on_table), ("dynamodb:GetItem", on_table),
                 ("iot:UpdateAuthorizer", str(get_att(authorizer))), ("iot:DescribeAuthorizer", str(get_att(authorizer)))}
     assert grants == {"SnapshotWriterPolicy": writer, "KeyRotationPolicy": rotation}
