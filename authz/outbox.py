@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def record(*, tenant_id: int, users=(), devices=(), queue: bool = True) -> list[int]:
     """Bump each principal's desired version; returns the outbox row ids.
     `queue=False` leaves the push to the caller (the sync command pushes inline)."""
-    wanted = sorted([(snapshot.USER, str(u)) for u in users] + [(snapshot.DEVICE, d) for d in devices])
+    wanted = sorted({(snapshot.USER, str(u)) for u in users} | {(snapshot.DEVICE, d) for d in devices})
     if not wanted:
         return []
     ids = _bump(tenant_id, wanted)

@@ -209,3 +209,12 @@ def test_bumping_many_principals_is_one_statement_that_keeps_existing_rows(world
     for row in PrincipalSync.objects.filter(pk__in=first):
         assert row.desired_version > rows[row.pk]
     assert PrincipalSync.objects.filter(tenant=world.tenant, kind=DEVICE, principal="d-x").exists()
+
+
+def test_a_principal_named_twice_is_bumped_once(world):
+    # PostgreSQL refuses an upsert that would touch one row twice.
+    with transaction.atomic():
+        ids = outbox.record(tenant_id=world.tenant.pk, users=[world.alice.pk, str(world.alice.pk)],
+                            devices=[world.lamp.thing_name, world.lamp.thing_name], queue=False)
+    assert len(ids) == 2
+    assert PrincipalSync.objects.filter(pk__in=ids).count() == 2
