@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test migrate demo clean bench lambda-zip
+.PHONY: run test lint migrate demo clean bench lambda-zip
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ run: migrate
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 # Every bench/*_bench.py against real servers (PostgreSQL from DATABASE_URL);
 # tables are printed and written to bench/results/. `make bench BENCH=api` runs one.
