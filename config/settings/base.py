@@ -157,7 +157,7 @@ DYNAMODB_ENDPOINT_URL = os.environ.get("DYNAMODB_ENDPOINT_URL") or None
 DYNAMODB_TABLE = os.environ.get("DYNAMODB_TABLE", "devshare-authz")
 IOT_AUTHORIZER_NAME = os.environ.get("IOT_AUTHORIZER_NAME", "")
 
-# Snapshot pipeline (authz): see README "Snapshots".
+# Snapshot pipeline (authz): see docs/snapshots.md.
 SNAPSHOT_WRITE_FORMAT = int(os.environ.get("SNAPSHOT_WRITE_FORMAT", "2"))
 SNAPSHOT_PUSH_BATCH = int(os.environ.get("SNAPSHOT_PUSH_BATCH", "100"))
 SNAPSHOT_PUSH_CONCURRENCY = int(os.environ.get("SNAPSHOT_PUSH_CONCURRENCY", "16"))
@@ -171,7 +171,7 @@ SNAPSHOT_TOMBSTONE_DAYS = 30
 # Outbox rows each anti-entropy beat compares with the table (BatchGetItem of pk and version).
 SNAPSHOT_VERIFY_BATCH = int(os.environ.get("SNAPSHOT_VERIFY_BATCH", "1000"))
 
-# --- Signing keys (authz/signing.py): see README "Signing keys" ----------------
+# --- Signing keys: see docs/signing-keys.md --------------------------------------
 # Fernet keys (comma-separated): the first encrypts private keys at rest, all
 # decrypt, so the encryption key rotates by prepending a new one. Local and
 # test settings use a fixed development key; production refuses to start without.
@@ -194,7 +194,7 @@ ISSUED_CREDENTIALS_RETENTION_DAYS = float(os.environ.get("ISSUED_CREDENTIALS_RET
 
 # What credentials tell apps and devices (authz/credentials.py). Issuer,
 # audience and token key name must equal the Lambda's DEVSHARE_TOKEN_ISSUER,
-# DEVSHARE_TOKEN_AUDIENCE and DEVSHARE_TOKEN_KEY_NAME (README: Deploy to AWS).
+# DEVSHARE_TOKEN_AUDIENCE and DEVSHARE_TOKEN_KEY_NAME (docs/deploy.md#5-point-django-at-the-table).
 IOT_TOKEN_ISSUER = os.environ.get("IOT_TOKEN_ISSUER", "https://devshare.local")
 IOT_TOKEN_AUDIENCE = os.environ.get("IOT_TOKEN_AUDIENCE", "devshare-iot")
 IOT_TOKEN_KEY_NAME = os.environ.get("IOT_TOKEN_KEY_NAME", "devshare-token")

@@ -12,7 +12,7 @@ if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("django-insecure") or len(set(S
     raise SystemExit("Refusing to start: SECRET_KEY must be set to a random value of at least 50 characters.")
 if not SIGNING_KEY_ENCRYPTION_KEYS or DEV_SIGNING_KEY_ENCRYPTION_KEY in SIGNING_KEY_ENCRYPTION_KEYS:
     raise SystemExit("Refusing to start: SIGNING_KEY_ENCRYPTION_KEYS must be set to your own Fernet key(s), "
-                     "comma-separated (README: Signing keys).")
+                     "comma-separated (docs/signing-keys.md#at-rest).")
 try:
     from cryptography.fernet import Fernet
 

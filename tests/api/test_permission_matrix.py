@@ -1,4 +1,4 @@
-"""Who may do what, through the API, from the sharing rules in the README:
+"""Who may do what, through the API, from the sharing rules (docs/sharing.md):
 
 - levels view < control < manage < owner; view and control see the device,
   manage also renames it and sees who has access and the audit log;
