@@ -1,0 +1,129 @@
+"""Invitations: a share offered to an email address until it is accepted."""
+from datetime import datetime, timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from .. import audit
+from ..models import (
+    Device,
+    DeviceGroup,
+    Invitation,
+    Level,
+    Membership,
+    Share,
+    User,
+)
+from ..selectors import is_tenant_admin
+from .rules import _level, _locked_memberships, _one_target, _require, _save_unique
+from .shares import _grant, _sharing_parent
+from .terms import _check_terms
+
+INVITATION_VALIDITY = timedelta(days=14)
+
+
+@transaction.atomic
+def create_invitation(*, actor: User, email: str, level, device: Device | None = None,
+                      group: DeviceGroup | None = None, starts_at: datetime | None = None,
+                      expires_at: datetime | None = None, can_reshare: bool = False,
+                      valid_for: timedelta = INVITATION_VALIDITY) -> Invitation:
+    """Offer a share to an email address. Nothing is granted until the
+    addressee accepts, and then only what the inviter may still give."""
+    target = _one_target(device, group)
+    level = _level(level)
+    email = (email or "").strip().lower()
+    now = timezone.now()
+    invitation = Invitation(
+        tenant_id=target.tenant_id, email=email, device=device, group=group, level=level,
+        starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, invited_by=actor,
+        valid_until=now + valid_for,
+    )
+    invitation.full_clean(exclude=["tenant", "device", "group", "invited_by", "share"], validate_constraints=False)
+    parent = _sharing_parent(actor, device=device, group=group)
+    if email in (actor.email, target.owner.email):
+        raise ValidationError({"email": "That address already has access."})
+    _check_terms(level=level, starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
+                 parent=parent, now=now)
+    pending = Invitation.objects.select_for_update().filter(
+        tenant_id=target.tenant_id, email=email, device=device, group=group, status=Invitation.Status.PENDING
+    )
+    for old in pending:
+        if old.valid_until > now:
+            raise ValidationError({"email": f"{email} already has a pending invitation here."})
+        _close_invitation(actor=actor, invitation=old, status=Invitation.Status.LAPSED)
+    _save_unique(invitation, "email", f"{email} already has a pending invitation here.")
+    audit.record(actor=actor, action="invitation.create", obj=invitation, device_id=invitation.device_id,
+                 changes={"email": email, "level": level.label, "target": str(target)})
+    return invitation
+
+
+def _open_invitation_for(actor: User, invitation: Invitation) -> Invitation:
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    _require(invitation.email.lower() == actor.email.lower(), "This invitation was sent to another address.")
+    if invitation.status != Invitation.Status.PENDING:
+        raise ValidationError(f"This invitation is already {invitation.status}.")
+    if invitation.valid_until <= timezone.now():
+        raise ValidationError("This invitation has lapsed; ask for a new one.")
+    return invitation
+
+
+@transaction.atomic
+def accept_invitation(*, actor: User, invitation: Invitation) -> Share:
+    """The invitee accepts: they join the tenant if needed and receive the
+    share, checked against what the inviter may grant *now*."""
+    invitation = _open_invitation_for(actor, invitation)
+    # Memberships before shares (see _locked_memberships).
+    list(_locked_memberships(Membership.objects.filter(user=actor, tenant_id=invitation.tenant_id)))
+    try:
+        parent = _sharing_parent(invitation.invited_by, device=invitation.device, group=invitation.group)
+    except PermissionDenied:
+        raise ValidationError("Whoever invited you can no longer share this; ask them again.") from None
+    membership, joined = Membership.objects.get_or_create(
+        tenant_id=invitation.tenant_id, user=actor, defaults={"role": Membership.Role.MEMBER}
+    )
+    if joined:
+        audit.record(actor=actor, action="membership.create", obj=membership,
+                     changes={"user": actor.email, "role": membership.role, "via": "invitation"})
+    share = _grant(
+        actor=actor, sharer=invitation.invited_by, grantee=actor, level=Level(invitation.level),
+        device=invitation.device, group=invitation.group, starts_at=invitation.starts_at,
+        expires_at=invitation.expires_at, can_reshare=invitation.can_reshare, parent=parent,
+        reason=f"invitation:{invitation.pk}",
+    )
+    invitation.share = share
+    _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.ACCEPTED)
+    return share
+
+
+@transaction.atomic
+def decline_invitation(*, actor: User, invitation: Invitation) -> Invitation:
+    invitation = _open_invitation_for(actor, invitation)
+    _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.DECLINED)
+    return invitation
+
+
+@transaction.atomic
+def cancel_invitation(*, actor: User, invitation: Invitation) -> Invitation:
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    _require(
+        actor.pk in (invitation.invited_by_id, invitation.target.owner_id)
+        or is_tenant_admin(user=actor, tenant_id=invitation.tenant_id),
+        "Only whoever sent the invitation, the owner or a tenant admin may cancel it.",
+    )
+    if invitation.status != Invitation.Status.PENDING:
+        raise ValidationError(f"This invitation is already {invitation.status}.")
+    _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.CANCELLED)
+    return invitation
+
+
+def _cancel_pending_invitations(*, actor: User, invitations) -> None:
+    for invitation in invitations.select_for_update().filter(status=Invitation.Status.PENDING):
+        _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.CANCELLED)
+
+
+def _close_invitation(*, actor: User, invitation: Invitation, status: str) -> None:
+    invitation.status, invitation.responded_at = status, timezone.now()
+    invitation.save(update_fields=["status", "responded_at", "share"])
+    audit.record(actor=actor, action=f"invitation.{Invitation.Status(status).label}", obj=invitation,
+                 device_id=invitation.device_id, changes={"share": invitation.share_id})
