@@ -10,7 +10,6 @@ from ..models import (
     Device,
     DeviceGroup,
     Invitation,
-    Level,
     Membership,
     Share,
     User,
@@ -18,7 +17,7 @@ from ..models import (
 from ..selectors import is_tenant_admin
 from .rules import _level, _locked_memberships, _one_target, _require, _save_unique
 from .shares import _grant, _sharing_parent
-from .terms import _check_terms
+from .terms import GrantTerms
 
 INVITATION_VALIDITY = timedelta(days=14)
 
@@ -31,20 +30,18 @@ def create_invitation(*, actor: User, email: str, level, device: Device | None =
     """Offer a share to an email address. Nothing is granted until the
     addressee accepts, and then only what the inviter may still give."""
     target = _one_target(device, group)
-    level = _level(level)
+    terms = GrantTerms(level=_level(level), starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare)
     email = (email or "").strip().lower()
     now = timezone.now()
     invitation = Invitation(
-        tenant_id=target.tenant_id, email=email, device=device, group=group, level=level,
-        starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, invited_by=actor,
-        valid_until=now + valid_for,
+        tenant_id=target.tenant_id, email=email, device=device, group=group, **terms.as_fields(),
+        invited_by=actor, valid_until=now + valid_for,
     )
     invitation.full_clean(exclude=["tenant", "device", "group", "invited_by", "share"], validate_constraints=False)
     parent = _sharing_parent(actor, device=device, group=group)
     if email in (actor.email, target.owner.email):
         raise ValidationError({"email": "That address already has access."})
-    _check_terms(level=level, starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
-                 parent=parent, now=now)
+    terms.check(parent=parent, now=now)
     pending = Invitation.objects.select_for_update().filter(
         tenant_id=target.tenant_id, email=email, device=device, group=group, status=Invitation.Status.PENDING
     )
@@ -54,7 +51,7 @@ def create_invitation(*, actor: User, email: str, level, device: Device | None =
         _close_invitation(actor=actor, invitation=old, status=Invitation.Status.LAPSED)
     _save_unique(invitation, "email", f"{email} already has a pending invitation here.")
     audit.record(actor=actor, action="invitation.create", obj=invitation, device_id=invitation.device_id,
-                 changes={"email": email, "level": level.label, "target": str(target)})
+                 changes={"email": email, "level": terms.level.label, "target": str(target)})
     return invitation
 
 
@@ -86,10 +83,8 @@ def accept_invitation(*, actor: User, invitation: Invitation) -> Share:
         audit.record(actor=actor, action="membership.create", obj=membership,
                      changes={"user": actor.email, "role": membership.role, "via": "invitation"})
     share = _grant(
-        actor=actor, sharer=invitation.invited_by, grantee=actor, level=Level(invitation.level),
-        device=invitation.device, group=invitation.group, starts_at=invitation.starts_at,
-        expires_at=invitation.expires_at, can_reshare=invitation.can_reshare, parent=parent,
-        reason=f"invitation:{invitation.pk}",
+        actor=actor, sharer=invitation.invited_by, grantee=actor, device=invitation.device,
+        group=invitation.group, terms=GrantTerms.of(invitation), parent=parent, reason=f"invitation:{invitation.pk}",
     )
     invitation.share = share
     _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.ACCEPTED)

@@ -72,16 +72,20 @@ def _clean_name(value: str, field: str = "name", max_length: int = 100) -> str:
     return value
 
 
+# By name, in order; ownership is never granted, it is transferred.
+_GRANTABLE = {level.label: level for level in Level if level != Level.OWNER}
+_LEVEL_CHOICE = f"Level must be one of {', '.join(_GRANTABLE)}."
+
+
 def _level(value) -> Level:
     if isinstance(value, str) and not value.isdigit():
-        choices = {"view": Level.VIEW, "control": Level.CONTROL, "manage": Level.MANAGE}
-        if value not in choices:
-            raise ValidationError({"level": "Level must be one of view, control, manage."})
-        return choices[value]
+        if value not in _GRANTABLE:
+            raise ValidationError({"level": _LEVEL_CHOICE})
+        return _GRANTABLE[value]
     try:
         level = Level(int(value))
     except (TypeError, ValueError):
-        raise ValidationError({"level": "Level must be one of view, control, manage."}) from None
+        raise ValidationError({"level": _LEVEL_CHOICE}) from None
     if level == Level.OWNER:
         raise ValidationError({"level": "A share cannot grant ownership; transfer the device instead."})
     return level
@@ -91,6 +95,7 @@ def _same_tenant(*objects) -> None:
     tenants = {obj.tenant_id for obj in objects if obj is not None}
     if len(tenants) > 1:
         raise ValidationError("All objects must belong to the same tenant.")
+
 
 def _one_target(device: Device | None, group: DeviceGroup | None) -> Device | DeviceGroup:
     if (device is None) == (group is None):

@@ -1,5 +1,6 @@
 """Shares: granting, changing and revoking access, and the re-share cascade."""
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -18,7 +19,7 @@ from ..models import (
 )
 from ..selectors import is_tenant_admin, owns_or_administers, reshare_grant
 from .rules import UNSET, _level, _locked_memberships, _one_target, _require, _require_member, _save_unique
-from .terms import _check_terms
+from .terms import GrantTerms
 
 
 def _locked_reshare_grant(share_id: int | None) -> Share | None:
@@ -49,9 +50,8 @@ def _sharing_parent(sharer: User, *, device: Device | None, group: DeviceGroup |
     return parent
 
 
-def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: Device | None,
-           group: DeviceGroup | None, starts_at, expires_at, can_reshare: bool, parent: Share | None,
-           reason: str) -> Share:
+def _grant(*, actor: User, sharer: User, grantee: User, device: Device | None, group: DeviceGroup | None,
+           terms: GrantTerms, parent: Share | None, reason: str) -> Share:
     """Create a share from `sharer` after the checks every grant passes,
     whoever triggers it (a share request or an accepted invitation).
     An identical live grant is returned as it is."""
@@ -62,8 +62,7 @@ def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: De
     if grantee.pk == sharer.pk:
         raise ValidationError({"grantee": "You cannot share with yourself."})
     _require_member(grantee, target.tenant_id, "The grantee", lock=True)
-    _check_terms(level=level, starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
-                 parent=parent, now=now)
+    terms.check(parent=parent, now=now)
 
     # Not locked: it may sit above `parent` in the re-share tree, and locking
     # a child before its parent would invert the cascade's order. Concurrent
@@ -71,9 +70,7 @@ def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: De
     # one is locked by _revoke_many.
     existing = Share.objects.filter(device=device, group=group, grantee=grantee, revoked_at__isnull=True).first()
     if existing is not None:
-        if (existing.level, existing.starts_at, existing.expires_at, existing.can_reshare) == (
-            level, starts_at, expires_at, can_reshare,
-        ):
+        if GrantTerms.of(existing) == terms:
             return existing
         if existing.expires_at is None or existing.expires_at > now:
             raise ValidationError({"grantee": f"{grantee.email} already has a share here; update it instead."})
@@ -81,9 +78,8 @@ def _grant(*, actor: User, sharer: User, grantee: User, level: Level, device: De
         _revoke_many(actor=actor, shares=[existing], reason="share.replace_expired")
 
     share = Share(
-        tenant_id=target.tenant_id, device=device, group=group, grantee=grantee, level=level,
-        starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
-        created_by=sharer, created_at=now, updated_at=now,
+        tenant_id=target.tenant_id, device=device, group=group, grantee=grantee, **terms.as_fields(),
+        parent=parent, created_by=sharer, created_at=now, updated_at=now,
     )
     _save_unique(share, "grantee", f"{grantee.email} already has a share here.")
     audit.record(actor=actor, action="share.create", obj=share, device_id=share.device_id,
@@ -101,13 +97,12 @@ def create_share(*, actor: User, grantee: User, level, device: Device | None = N
     Repeating an identical request returns the existing share.
     """
     target = _one_target(device, group)
-    level = _level(level)
+    terms = GrantTerms(level=_level(level), starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare)
     # Memberships before shares (see _locked_memberships); _grant checks it.
     list(_locked_memberships(Membership.objects.filter(user=grantee, tenant_id=target.tenant_id)))
     parent = _sharing_parent(actor, device=device, group=group)
-    return _grant(actor=actor, sharer=actor, grantee=grantee, level=level, device=device, group=group,
-                  starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare, parent=parent,
-                  reason="share.create")
+    return _grant(actor=actor, sharer=actor, grantee=grantee, device=device, group=group, terms=terms,
+                  parent=parent, reason="share.create")
 
 
 def _share_fields(share: Share) -> dict:
@@ -140,17 +135,21 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
                  "You no longer hold the share that allowed this re-share.")
     share = Share.objects.select_for_update(of=("self",), no_key=True).get(pk=share.pk)
     _require_unrevoked(share)
-    new_level = share.level if level is UNSET else _level(level)
-    new_starts = share.starts_at if starts_at is UNSET else starts_at
-    new_expires = share.expires_at if expires_at is UNSET else expires_at
-    new_reshare = share.can_reshare if can_reshare is UNSET else bool(can_reshare)
+    changes = {name: value for name, value in (("starts_at", starts_at), ("expires_at", expires_at))
+               if value is not UNSET}
+    window_changed = bool(changes)
+    if level is not UNSET:
+        changes["level"] = _level(level)
+    if can_reshare is not UNSET:
+        changes["can_reshare"] = bool(can_reshare)
+    terms = replace(GrantTerms.of(share), **changes)
 
     now = timezone.now()
-    _check_terms(level=Level(new_level), starts_at=new_starts, expires_at=new_expires, can_reshare=new_reshare,
-                 parent=parent, now=now, window_changed=starts_at is not UNSET or expires_at is not UNSET)
+    terms.check(parent=parent, now=now, window_changed=window_changed)
 
     before = _share_fields(share)
-    share.level, share.starts_at, share.expires_at, share.can_reshare = new_level, new_starts, new_expires, new_reshare
+    for field, value in terms.as_fields().items():
+        setattr(share, field, value)
     share.updated_at = now
     share.save(update_fields=["level", "starts_at", "expires_at", "can_reshare", "updated_at"])
     audit.record(actor=actor, action="share.update", obj=share, device_id=share.device_id,
