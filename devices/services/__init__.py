@@ -2,9 +2,10 @@
 
 Each function takes the acting user, checks that they may act, validates the
 input before touching anything, and records an AuditEvent in the same
-transaction. Bad input raises ``ValidationError`` and writes nothing; a
-missing right raises ``PermissionDenied``. Callers use this package
-(``services.create_share(...)``), not its modules.
+transaction. Bad input or a clash with the current state raises
+``devices.errors.DomainError`` (a ``ValidationError`` with a registry code)
+and writes nothing; a missing right raises ``PermissionDenied``. Callers use
+this package (``services.create_share(...)``), not its modules.
 """
 from .catalogue import create_device_type, delete_device_type, update_device_type
 from .devices import delete_device, register_device, rename_device, transfer_device

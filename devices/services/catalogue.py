@@ -1,15 +1,11 @@
 """Device types: the tenant's product catalogue."""
 from collections.abc import Iterable
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .. import audit
-from ..models import (
-    DeviceType,
-    Tenant,
-    User,
-)
+from ..errors import DomainError, ErrorCode
+from ..models import DeviceType, Tenant, User
 from .rules import _clean_name, _require_admin
 
 
@@ -44,6 +40,6 @@ def update_device_type(*, actor: User, device_type: DeviceType, name: str,
 def delete_device_type(*, actor: User, device_type: DeviceType) -> None:
     _require_admin(actor, device_type.tenant_id)
     if device_type.devices.exists():
-        raise ValidationError(f"Device type {device_type.name} is still used by devices.")
+        raise DomainError(ErrorCode.DEVICE_TYPE_IN_USE, f"Device type {device_type.name} is still used by devices.")
     audit.record(actor=actor, action="device_type.delete", obj=device_type)
     device_type.delete()

@@ -1,21 +1,11 @@
 """Registering, renaming, transferring and deleting devices."""
 
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from .. import audit
 from ..access import changed as access_changed
-from ..models import (
-    Device,
-    DeviceGroup,
-    DeviceType,
-    Level,
-    RetiredThingName,
-    Share,
-    Tenant,
-    User,
-    validate_thing_name,
-)
+from ..errors import DomainError, ErrorCode
+from ..models import Device, DeviceGroup, DeviceType, Level, RetiredThingName, Share, Tenant, User, validate_thing_name
 from ..selectors import access_audience, effective_access, owns_or_administers
 from .invitations import _cancel_pending_invitations
 from .rules import _clean_name, _require, _require_admin, _require_member, _same_tenant, _save_unique
@@ -32,15 +22,17 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
     _require_member(owner, tenant.pk, "The owner")
     _same_tenant(Device(tenant=tenant), device_type, group)
     if group is not None and group.owner_id != owner.pk:
-        raise ValidationError({"group": "A device can only join a group of its own owner."})
+        raise DomainError(ErrorCode.GROUP_OWNER_MISMATCH, "A device can only join a group of its own owner.",
+                          field="group")
     device = Device(tenant=tenant, owner=owner, name=_clean_name(name), device_type=device_type, group=group)
     if thing_name:
         validate_thing_name(thing_name)
         device.thing_name = thing_name
     if RetiredThingName.objects.filter(thing_name=device.thing_name).exists():
-        raise ValidationError({"thing_name": f"Thing name {device.thing_name} belonged to a deleted device "
-                                             "and cannot be used again."})
-    _save_unique(device, "thing_name", f"Thing name {device.thing_name} is already registered.")
+        raise DomainError(ErrorCode.THING_NAME_RETIRED, f"Thing name {device.thing_name} belonged to a deleted device "
+                          "and cannot be used again.", field="thing_name")
+    _save_unique(device, ErrorCode.THING_NAME_TAKEN, "thing_name",
+                 f"Thing name {device.thing_name} is already registered.")
     audit.record(actor=actor, action="device.register", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
     access_changed(tenant_id=tenant.pk, users=access_audience(devices=[device]), devices=[device.thing_name])
@@ -71,7 +63,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
     """
     _require(owns_or_administers(actor, device), "Only the owner or a tenant admin may transfer a device.")
     if new_owner.pk == device.owner_id:
-        raise ValidationError({"new_owner": "The device already belongs to this user."})
+        raise DomainError(ErrorCode.ALREADY_OWNER, "The device already belongs to this user.", field="new_owner")
     _require_member(new_owner, device.tenant_id, "The new owner")
     old_owner = device.owner
     audience = access_audience(devices=[device])

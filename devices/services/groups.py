@@ -1,17 +1,11 @@
 """Device groups (homes, sites) and their members."""
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .. import audit
 from ..access import changed as access_changed
-from ..models import (
-    Device,
-    DeviceGroup,
-    Share,
-    Tenant,
-    User,
-)
+from ..errors import DomainError, ErrorCode
+from ..models import Device, DeviceGroup, Share, Tenant, User
 from ..selectors import access_audience, owns_or_administers
 from .invitations import _cancel_pending_invitations
 from .rules import _clean_name, _require, _require_admin, _require_member, _same_tenant, _save_unique
@@ -25,7 +19,7 @@ def create_group(*, actor: User, tenant: Tenant, name: str, owner: User | None =
         _require_admin(actor, tenant.pk)
     _require_member(owner, tenant.pk, "The owner")
     group = DeviceGroup(tenant=tenant, owner=owner, name=_clean_name(name))
-    _save_unique(group, "name", f"{owner.email} already has a group named {group.name}.")
+    _save_unique(group, ErrorCode.GROUP_NAME_TAKEN, "name", f"{owner.email} already has a group named {group.name}.")
     audit.record(actor=actor, action="group.create", obj=group, changes={"owner": owner.email})
     return group
 
@@ -34,7 +28,8 @@ def create_group(*, actor: User, tenant: Tenant, name: str, owner: User | None =
 def rename_group(*, actor: User, group: DeviceGroup, name: str) -> DeviceGroup:
     _require(owns_or_administers(actor, group), "Only the group owner or a tenant admin may rename it.")
     old, group.name = group.name, _clean_name(name)
-    _save_unique(group, "name", f"There is already a group named {group.name}.", update_fields=["name"])
+    _save_unique(group, ErrorCode.GROUP_NAME_TAKEN, "name", f"There is already a group named {group.name}.",
+                 update_fields=["name"])
     audit.record(actor=actor, action="group.rename", obj=group, changes={"name": [old, group.name]})
     return group
 
@@ -58,9 +53,10 @@ def add_device_to_group(*, actor: User, group: DeviceGroup, device: Device) -> D
     _require(owns_or_administers(actor, group), "Only the group owner or a tenant admin may change it.")
     _same_tenant(group, device)
     if device.owner_id != group.owner_id:
-        raise ValidationError({"device": "Only the group owner's own devices can join the group."})
+        raise DomainError(ErrorCode.GROUP_OWNER_MISMATCH, "Only the group owner's own devices can join the group.",
+                          field="device")
     if device.group_id == group.pk:
-        raise ValidationError({"device": f"{device.name} is already in {group.name}."})
+        raise DomainError(ErrorCode.ALREADY_IN_GROUP, f"{device.name} is already in {group.name}.", field="device")
     if device.group_id is not None:
         remove_device_from_group(actor=actor, device=device)
     device.group = group
@@ -75,7 +71,7 @@ def add_device_to_group(*, actor: User, group: DeviceGroup, device: Device) -> D
 def remove_device_from_group(*, actor: User, device: Device) -> Device:
     group = device.group
     if group is None:
-        raise ValidationError({"device": f"{device.name} is not in a group."})
+        raise DomainError(ErrorCode.NOT_IN_GROUP, f"{device.name} is not in a group.", field="device")
     _require(owns_or_administers(actor, group), "Only the group owner or a tenant admin may change it.")
     # Re-shares of this device made through a group share lose their basis.
     orphaned = Share.objects.filter(device=device, parent__group=group, revoked_at__isnull=True)

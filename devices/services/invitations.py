@@ -1,19 +1,13 @@
 """Invitations: a share offered to an email address until it is accepted."""
 from datetime import datetime, timedelta
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
 from .. import audit
-from ..models import (
-    Device,
-    DeviceGroup,
-    Invitation,
-    Membership,
-    Share,
-    User,
-)
+from ..errors import DomainError, ErrorCode
+from ..models import Device, DeviceGroup, Invitation, Membership, Share, User
 from ..selectors import is_tenant_admin
 from .rules import _level, _locked_memberships, _one_target, _require, _save_unique
 from .shares import _grant, _sharing_parent
@@ -40,16 +34,17 @@ def create_invitation(*, actor: User, email: str, level, device: Device | None =
     invitation.full_clean(exclude=["tenant", "device", "group", "invited_by", "share"], validate_constraints=False)
     parent = _sharing_parent(actor, device=device, group=group)
     if email in (actor.email, target.owner.email):
-        raise ValidationError({"email": "That address already has access."})
+        raise DomainError(ErrorCode.ADDRESS_HAS_ACCESS, "That address already has access.", field="email")
     terms.check(parent=parent, now=now)
     pending = Invitation.objects.select_for_update().filter(
         tenant_id=target.tenant_id, email=email, device=device, group=group, status=Invitation.Status.PENDING
     )
     for old in pending:
         if old.valid_until > now:
-            raise ValidationError({"email": f"{email} already has a pending invitation here."})
+            raise DomainError(ErrorCode.INVITATION_PENDING, f"{email} already has a pending invitation here.",
+                              field="email")
         _close_invitation(actor=actor, invitation=old, status=Invitation.Status.LAPSED)
-    _save_unique(invitation, "email", f"{email} already has a pending invitation here.")
+    _save_unique(invitation, ErrorCode.INVITATION_PENDING, "email", f"{email} already has a pending invitation here.")
     audit.record(actor=actor, action="invitation.create", obj=invitation, device_id=invitation.device_id,
                  changes={"email": email, "level": terms.level.label, "target": str(target)})
     return invitation
@@ -59,9 +54,9 @@ def _open_invitation_for(actor: User, invitation: Invitation) -> Invitation:
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     _require(invitation.email.lower() == actor.email.lower(), "This invitation was sent to another address.")
     if invitation.status != Invitation.Status.PENDING:
-        raise ValidationError(f"This invitation is already {invitation.status}.")
+        raise DomainError(ErrorCode.INVITATION_NOT_PENDING, f"This invitation is already {invitation.status}.")
     if invitation.valid_until <= timezone.now():
-        raise ValidationError("This invitation has lapsed; ask for a new one.")
+        raise DomainError(ErrorCode.INVITATION_LAPSED, "This invitation has lapsed; ask for a new one.")
     return invitation
 
 
@@ -75,7 +70,8 @@ def accept_invitation(*, actor: User, invitation: Invitation) -> Share:
     try:
         parent = _sharing_parent(invitation.invited_by, device=invitation.device, group=invitation.group)
     except PermissionDenied:
-        raise ValidationError("Whoever invited you can no longer share this; ask them again.") from None
+        raise DomainError(ErrorCode.INVITER_CANNOT_SHARE,
+                          "Whoever invited you can no longer share this; ask them again.") from None
     membership, joined = Membership.objects.get_or_create(
         tenant_id=invitation.tenant_id, user=actor, defaults={"role": Membership.Role.MEMBER}
     )
@@ -107,7 +103,7 @@ def cancel_invitation(*, actor: User, invitation: Invitation) -> Invitation:
         "Only whoever sent the invitation, the owner or a tenant admin may cancel it.",
     )
     if invitation.status != Invitation.Status.PENDING:
-        raise ValidationError(f"This invitation is already {invitation.status}.")
+        raise DomainError(ErrorCode.INVITATION_NOT_PENDING, f"This invitation is already {invitation.status}.")
     _close_invitation(actor=actor, invitation=invitation, status=Invitation.Status.CANCELLED)
     return invitation
 

@@ -1,15 +1,10 @@
 """Checks every service shares: rights, membership, names, levels, one target, one tenant."""
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
-from ..models import (
-    Device,
-    DeviceGroup,
-    Level,
-    Membership,
-    User,
-)
+from ..errors import DomainError, ErrorCode
+from ..models import Device, DeviceGroup, Level, Membership, User
 from ..selectors import is_tenant_admin
 
 
@@ -36,7 +31,7 @@ def _require_member(user: User, tenant_id: int, what: str, *, lock: bool = False
     if lock:
         memberships = _locked_memberships(memberships)
     if not user.is_active or memberships.first() is None:
-        raise ValidationError(f"{what} is not an active member of this tenant.")
+        raise DomainError(ErrorCode.NOT_A_MEMBER, f"{what} is not an active member of this tenant.")
 
 
 def _locked_memberships(memberships):
@@ -54,21 +49,21 @@ def _locked_memberships(memberships):
     return memberships.order_by("pk").select_for_update(of=("self",), no_key=True)
 
 
-def _save_unique(obj, field: str, message: str, **save_kwargs) -> None:
-    """Save; losing a race on a unique constraint reads as bad input."""
+def _save_unique(obj, code: ErrorCode, field: str, message: str, **save_kwargs) -> None:
+    """Save; losing a race on a unique constraint is refused as `code` (the clash the caller checked for)."""
     try:
         with transaction.atomic():
             obj.save(**save_kwargs)
     except IntegrityError:
-        raise ValidationError({field: message}) from None
+        raise DomainError(code, message, field=field) from None
 
 
 def _clean_name(value: str, field: str = "name", max_length: int = 100) -> str:
     value = (value or "").strip()
     if not value:
-        raise ValidationError({field: "This field cannot be blank."})
+        raise DomainError(ErrorCode.BLANK, "This field cannot be blank.", field=field)
     if len(value) > max_length:
-        raise ValidationError({field: f"At most {max_length} characters."})
+        raise DomainError(ErrorCode.TOO_LONG, f"At most {max_length} characters.", field=field)
     return value
 
 
@@ -80,24 +75,25 @@ _LEVEL_CHOICE = f"Level must be one of {', '.join(_GRANTABLE)}."
 def _level(value) -> Level:
     if isinstance(value, str) and not value.isdigit():
         if value not in _GRANTABLE:
-            raise ValidationError({"level": _LEVEL_CHOICE})
+            raise DomainError(ErrorCode.INVALID_LEVEL, _LEVEL_CHOICE, field="level")
         return _GRANTABLE[value]
     try:
         level = Level(int(value))
     except (TypeError, ValueError):
-        raise ValidationError({"level": _LEVEL_CHOICE}) from None
+        raise DomainError(ErrorCode.INVALID_LEVEL, _LEVEL_CHOICE, field="level") from None
     if level == Level.OWNER:
-        raise ValidationError({"level": "A share cannot grant ownership; transfer the device instead."})
+        raise DomainError(ErrorCode.OWNERSHIP_NOT_GRANTABLE,
+                          "A share cannot grant ownership; transfer the device instead.", field="level")
     return level
 
 
 def _same_tenant(*objects) -> None:
     tenants = {obj.tenant_id for obj in objects if obj is not None}
     if len(tenants) > 1:
-        raise ValidationError("All objects must belong to the same tenant.")
+        raise DomainError(ErrorCode.CROSS_TENANT, "All objects must belong to the same tenant.")
 
 
 def _one_target(device: Device | None, group: DeviceGroup | None) -> Device | DeviceGroup:
     if (device is None) == (group is None):
-        raise ValidationError("Choose exactly one device or one group.")
+        raise DomainError(ErrorCode.ONE_TARGET, "Choose exactly one device or one group.")
     return device or group

@@ -3,20 +3,13 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from .. import audit
 from ..access import changed as access_changed
-from ..models import (
-    Device,
-    DeviceGroup,
-    Level,
-    Membership,
-    Share,
-    User,
-)
+from ..errors import DomainError, ErrorCode
+from ..models import Device, DeviceGroup, Level, Membership, Share, User
 from ..selectors import is_tenant_admin, owns_or_administers, reshare_grant
 from .rules import UNSET, _level, _locked_memberships, _one_target, _require, _require_member, _save_unique
 from .terms import GrantTerms
@@ -58,9 +51,9 @@ def _grant(*, actor: User, sharer: User, grantee: User, device: Device | None, g
     target = device or group
     now = timezone.now()
     if grantee.pk == target.owner_id:
-        raise ValidationError({"grantee": "The owner already has full access."})
+        raise DomainError(ErrorCode.GRANTEE_IS_OWNER, "The owner already has full access.", field="grantee")
     if grantee.pk == sharer.pk:
-        raise ValidationError({"grantee": "You cannot share with yourself."})
+        raise DomainError(ErrorCode.SHARE_WITH_SELF, "You cannot share with yourself.", field="grantee")
     _require_member(grantee, target.tenant_id, "The grantee", lock=True)
     terms.check(parent=parent, now=now)
 
@@ -73,7 +66,8 @@ def _grant(*, actor: User, sharer: User, grantee: User, device: Device | None, g
         if GrantTerms.of(existing) == terms:
             return existing
         if existing.expires_at is None or existing.expires_at > now:
-            raise ValidationError({"grantee": f"{grantee.email} already has a share here; update it instead."})
+            raise DomainError(ErrorCode.SHARE_EXISTS, f"{grantee.email} already has a share here; update it instead.",
+                              field="grantee")
         # An expired share keeps its row for history but must not block a new grant.
         _revoke_many(actor=actor, shares=[existing], reason="share.replace_expired")
 
@@ -81,7 +75,7 @@ def _grant(*, actor: User, sharer: User, grantee: User, device: Device | None, g
         tenant_id=target.tenant_id, device=device, group=group, grantee=grantee, **terms.as_fields(),
         parent=parent, created_by=sharer, created_at=now, updated_at=now,
     )
-    _save_unique(share, "grantee", f"{grantee.email} already has a share here.")
+    _save_unique(share, ErrorCode.SHARE_EXISTS, "grantee", f"{grantee.email} already has a share here.")
     audit.record(actor=actor, action="share.create", obj=share, device_id=share.device_id,
                  changes={**_share_fields(share), "reason": reason})
     access_changed(tenant_id=share.tenant_id, users=[grantee.pk])
@@ -167,7 +161,7 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
 
 def _require_unrevoked(share: Share) -> None:
     if share.revoked_at is not None:
-        raise ValidationError("This share has been revoked; create a new one.")
+        raise DomainError(ErrorCode.SHARE_REVOKED, "This share has been revoked; create a new one.")
 
 
 def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime) -> None:
@@ -207,7 +201,7 @@ def _check_revocable(actor: User, share: Share) -> None:
         "Only the owner, a tenant admin, whoever made the share or its grantee may revoke it.",
     )
     if share.revoked_at is not None:
-        raise ValidationError("This share is already revoked.")
+        raise DomainError(ErrorCode.SHARE_REVOKED, "This share is already revoked.")
 
 
 def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share]:

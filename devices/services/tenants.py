@@ -1,19 +1,11 @@
 """Tenants, memberships and user accounts."""
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .. import audit
 from ..access import changed as access_changed
-from ..models import (
-    Device,
-    DeviceGroup,
-    Invitation,
-    Membership,
-    Share,
-    Tenant,
-    User,
-)
+from ..errors import DomainError, ErrorCode
+from ..models import Device, DeviceGroup, Invitation, Membership, Share, Tenant, User
 from ..selectors import is_tenant_admin
 from .invitations import _cancel_pending_invitations
 from .rules import _clean_name, _locked_memberships, _require, _require_admin
@@ -46,7 +38,8 @@ def _check_role_change(actor: User, tenant_id: int, *roles: str) -> None:
     """`roles` are the old and new roles; touching an owner needs an owner."""
     for role in roles:
         if role not in Membership.Role.values:
-            raise ValidationError({"role": f"Role must be one of {', '.join(Membership.Role.values)}."})
+            raise DomainError(ErrorCode.INVALID_ROLE, f"Role must be one of {', '.join(Membership.Role.values)}.",
+                              field="role")
     _require_admin(actor, tenant_id)
     if Membership.Role.OWNER in roles and not actor.is_superuser:
         _require(
@@ -62,7 +55,7 @@ def add_member(*, actor: User, tenant: Tenant, user: User, role: str = Membershi
     _require(actor.is_superuser, "Only a superuser may add an existing account; invite people instead.")
     _check_role_change(actor, tenant.pk, role)
     if Membership.objects.filter(tenant=tenant, user=user).exists():
-        raise ValidationError(f"{user.email} is already a member of {tenant.name}.")
+        raise DomainError(ErrorCode.ALREADY_MEMBER, f"{user.email} is already a member of {tenant.name}.")
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
     audit.record(actor=actor, action="membership.create", obj=membership, tenant=tenant,
                  changes={"user": user.email, "role": role})
@@ -84,7 +77,7 @@ def change_member_role(*, actor: User, membership: Membership, role: str) -> Mem
     membership = _locked_memberships(Membership.objects).get(pk=membership.pk)
     _check_role_change(actor, membership.tenant_id, membership.role, role)
     if role != Membership.Role.OWNER and _last_owner(membership):
-        raise ValidationError("A tenant must keep at least one owner.")
+        raise DomainError(ErrorCode.LAST_OWNER, "A tenant must keep at least one owner.")
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -104,12 +97,12 @@ def remove_member(*, actor: User, membership: Membership) -> None:
     if membership.role == Membership.Role.OWNER and membership.user_id != actor.pk:
         _check_role_change(actor, membership.tenant_id, membership.role)
     if _last_owner(membership):
-        raise ValidationError("A tenant must keep at least one owner.")
+        raise DomainError(ErrorCode.LAST_OWNER, "A tenant must keep at least one owner.")
     user = membership.user
     if Device.objects.filter(tenant_id=membership.tenant_id, owner=user).exists():
-        raise ValidationError(f"{user.email} still owns devices here; transfer or delete them first.")
+        raise DomainError(ErrorCode.STILL_OWNS, f"{user.email} still owns devices here; transfer or delete them first.")
     if DeviceGroup.objects.filter(tenant_id=membership.tenant_id, owner=user).exists():
-        raise ValidationError(f"{user.email} still owns groups here; delete them first.")
+        raise DomainError(ErrorCode.STILL_OWNS, f"{user.email} still owns groups here; delete them first.")
     received = Share.objects.filter(tenant_id=membership.tenant_id, grantee=user, revoked_at__isnull=True)
     _revoke_many(actor=actor, shares=list(received), reason="membership.remove")
     _cancel_pending_invitations(
@@ -126,7 +119,7 @@ def create_user(*, actor: User, email: str, password: str | None, full_name: str
     _require(actor.is_superuser, "Only a superuser may create accounts here.")
     email = (email or "").strip().lower()
     if User.objects.filter(email=email).exists():
-        raise ValidationError({"email": f"{email} already has an account."})
+        raise DomainError(ErrorCode.ACCOUNT_EXISTS, f"{email} already has an account.", field="email")
     user = User(email=email, full_name=full_name, is_staff=is_staff)
     user.full_clean(exclude=["password"])
     user.set_password(password) if password else user.set_unusable_password()
@@ -152,7 +145,7 @@ def set_user_active(*, actor: User, user: User, is_active: bool) -> User:
     """Deactivating an account cuts all its access at once (shares stop counting)."""
     _require(actor.is_superuser, "Only a superuser may (de)activate accounts.")
     if user.pk == actor.pk:
-        raise ValidationError("You cannot deactivate yourself.")
+        raise DomainError(ErrorCode.CANNOT_DEACTIVATE_SELF, "You cannot deactivate yourself.")
     user.is_active = is_active
     user.save(update_fields=["is_active"])
     if not is_active:

@@ -6,9 +6,9 @@ and pass the same checks, here.
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from ..errors import DomainError, ErrorCode
 from ..models import GrantTermsModel, Level, Share
 
 
@@ -32,7 +32,8 @@ class GrantTerms:
         """What every grant, a share or an invitation to one, must satisfy.
         An edit that leaves the window alone does not re-judge it (it may have started or lapsed)."""
         if self.can_reshare and self.level != Level.MANAGE:
-            raise ValidationError({"can_reshare": "Only a manage share may allow re-sharing."})
+            raise DomainError(ErrorCode.RESHARE_NEEDS_MANAGE, "Only a manage share may allow re-sharing.",
+                              field="can_reshare")
         if window_changed:
             self.check_window(now=now)
         if parent is not None:
@@ -42,18 +43,21 @@ class GrantTerms:
         starts_at, expires_at = self.starts_at, self.expires_at
         for field, value in (("starts_at", starts_at), ("expires_at", expires_at)):
             if value is not None and timezone.is_naive(value):
-                raise ValidationError({field: "Times must carry a time zone."})
+                raise DomainError(ErrorCode.NAIVE_TIME, "Times must carry a time zone.", field=field)
         if expires_at is not None and expires_at <= now:
-            raise ValidationError({"expires_at": "The expiry must be in the future."})
+            raise DomainError(ErrorCode.EXPIRY_IN_PAST, "The expiry must be in the future.", field="expires_at")
         if starts_at is not None and expires_at is not None and expires_at <= starts_at:
-            raise ValidationError({"expires_at": "The expiry must come after the start."})
+            raise DomainError(ErrorCode.WINDOW_REVERSED, "The expiry must come after the start.", field="expires_at")
 
     def check_within(self, parent: Share) -> None:
         """A re-share gives at most what the grant it is made from gives."""
         if self.level > parent.level:
-            raise ValidationError({"level": f"You can share at most at your own level ({Level(parent.level).label})."})
+            raise DomainError(ErrorCode.ABOVE_PARENT_LEVEL,
+                              f"You can share at most at your own level ({Level(parent.level).label}).", field="level")
         if parent.expires_at is not None and (self.expires_at is None or self.expires_at > parent.expires_at):
-            raise ValidationError(
-                {"expires_at": "A re-share cannot outlast your own share; set an expiry no later than it."})
+            raise DomainError(ErrorCode.OUTLASTS_PARENT,
+                              "A re-share cannot outlast your own share; set an expiry no later than it.",
+                              field="expires_at")
         if parent.starts_at is not None and (self.starts_at is None or self.starts_at < parent.starts_at):
-            raise ValidationError({"starts_at": "A re-share cannot start before your own share does."})
+            raise DomainError(ErrorCode.STARTS_BEFORE_PARENT, "A re-share cannot start before your own share does.",
+                              field="starts_at")
