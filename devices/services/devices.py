@@ -35,7 +35,8 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
                  f"Thing name {device.thing_name} is already registered.")
     audit.record(actor=actor, action="device.register", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
-    access_changed(tenant_id=tenant.pk, users=access_audience(devices=[device]), devices=[device.thing_name])
+    access_changed(tenant_id=tenant.pk, users=access_audience(devices=[device]), devices=[device.thing_name],
+                   narrowed=False)
     return device
 
 
@@ -77,7 +78,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
     device.save(update_fields=["owner", "group"])
     audit.record(actor=actor, action="device.transfer", obj=device, device_id=device.pk,
                  changes={"owner": [old_owner.email, new_owner.email], "keep_shares": keep_shares})
-    access_changed(tenant_id=device.tenant_id, users=audience | access_audience(devices=[device]))
+    access_changed(tenant_id=device.tenant_id, users=audience | access_audience(devices=[device]), narrowed=True)
     return device
 
 
@@ -88,7 +89,7 @@ def delete_device(*, actor: User, device: Device) -> None:
     audit.record(actor=actor, action="device.delete", obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "had_shares_with": grantees})
     access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]),
-                   devices=[device.thing_name])
+                   devices=[device.thing_name], narrowed=True)
     RetiredThingName.objects.get_or_create(thing_name=device.thing_name)
     _delete_shares_of(device)
     device.delete()

@@ -78,7 +78,7 @@ def _grant(*, actor: User, sharer: User, grantee: User, device: Device | None, g
     _save_unique(share, ErrorCode.SHARE_EXISTS, "grantee", f"{grantee.email} already has a share here.")
     audit.record(actor=actor, action="share.create", obj=share, device_id=share.device_id,
                  changes={**_share_fields(share), "reason": reason})
-    access_changed(tenant_id=share.tenant_id, users=[grantee.pk])
+    access_changed(tenant_id=share.tenant_id, users=[grantee.pk], narrowed=False)
     return share
 
 
@@ -136,7 +136,8 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
         changes["level"] = _level(level)
     if can_reshare is not UNSET:
         changes["can_reshare"] = bool(can_reshare)
-    terms = replace(GrantTerms.of(share), **changes)
+    old_terms = GrantTerms.of(share)
+    terms = replace(old_terms, **changes)
 
     now = timezone.now()
     terms.check(parent=parent, now=now, window_changed=window_changed)
@@ -148,7 +149,7 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
     share.save(update_fields=["level", "starts_at", "expires_at", "can_reshare", "updated_at"])
     audit.record(actor=actor, action="share.update", obj=share, device_id=share.device_id,
                  changes={"before": before, "after": _share_fields(share)})
-    access_changed(tenant_id=share.tenant_id, users=[share.grantee_id])
+    access_changed(tenant_id=share.tenant_id, users=[share.grantee_id], narrowed=not terms.covers(old_terms))
 
     children = list(share.reshares.filter(revoked_at__isnull=True).select_related("grantee"))
     if not (share.level == Level.MANAGE and share.can_reshare):
@@ -181,7 +182,7 @@ def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime)
     child.save(update_fields=["starts_at", "expires_at", "updated_at"])
     audit.record(actor=actor, action="share.update", obj=child, device_id=child.device_id,
                  changes={"reason": "share.parent_narrowed", "before": before, "after": _share_fields(child)})
-    access_changed(tenant_id=child.tenant_id, users=[child.grantee_id])
+    access_changed(tenant_id=child.tenant_id, users=[child.grantee_id], narrowed=True)
     for grandchild in child.reshares.filter(revoked_at__isnull=True).select_related("grantee"):
         _clamp_to_parent(actor=actor, child=grandchild, parent=child, now=now)
 
@@ -231,7 +232,8 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
                                                **_share_fields(share)}))
         audit.record_many(events)
         for tenant_id in {s.tenant_id for s in batch}:
-            access_changed(tenant_id=tenant_id, users={s.grantee_id for s in batch if s.tenant_id == tenant_id})
+            access_changed(tenant_id=tenant_id, users={s.grantee_id for s in batch if s.tenant_id == tenant_id},
+                           narrowed=True)
         revoked.extend(batch)
         children = dict(
             Share.objects.filter(parent_id__in=batch_ids, revoked_at__isnull=True).values_list("pk", "parent_id")

@@ -28,6 +28,15 @@ class GrantTerms:
         """The model fields these terms fill (``Share(**terms.as_fields())``)."""
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
+    def covers(self, other: "GrantTerms") -> bool:
+        """Whether these terms give at least everything `other` gives."""
+        starts_no_later = self.starts_at is None or (
+            other.starts_at is not None and self.starts_at <= other.starts_at)
+        ends_no_sooner = self.expires_at is None or (
+            other.expires_at is not None and self.expires_at >= other.expires_at)
+        return (self.level >= other.level and (self.can_reshare or not other.can_reshare)
+                and starts_no_later and ends_no_sooner)
+
     def check(self, *, parent: Share | None, now: datetime, window_changed: bool = True) -> None:
         """What every grant, a share or an invitation to one, must satisfy.
         An edit that leaves the window alone does not re-judge it (it may have started or lapsed)."""
