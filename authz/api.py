@@ -2,7 +2,6 @@
 one for a device. Thin views over `authz.credentials`."""
 import logging
 
-from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
@@ -13,6 +12,7 @@ from devices.api.errors import Conflict
 from devices.api.serializers import MAX_ID
 from devices.api.throttling import ScopedWriteThrottle
 from devices.api.views import TenantView
+from devices.errors import DomainError, ErrorCode
 from devices.models import Device
 from lambda_bridge import tokens
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class ScopeRequired(Conflict):
-    default_code = "scope_required"
+    default_code = ErrorCode.SCOPE_REQUIRED.value
 
 
 class IotUnavailable(exceptions.APIException):
@@ -113,11 +113,12 @@ class UserCredentialsView(CredentialsView):
             devices = list(selectors.devices_for(user=request.user, tenant=self.tenant).filter(pk__in=wanted))
             unknown = sorted(wanted - {d.pk for d in devices})
             if unknown:
-                raise ValidationError({"scope": f"No such device: {', '.join(map(str, unknown[:10]))}."})
+                raise DomainError(ErrorCode.SCOPE_UNKNOWN, f"No such device: {', '.join(map(str, unknown[:10]))}.",
+                                  field="scope")
         if "group" in scope:
             group = selectors.groups_for(user=request.user, tenant=self.tenant).filter(pk=scope["group"]).first()
             if group is None:
-                raise ValidationError({"scope": f"No such group: {scope['group']}."})
+                raise DomainError(ErrorCode.SCOPE_UNKNOWN, f"No such group: {scope['group']}.", field="scope")
         return self.issuing(credentials.issue_user_credentials, tenant=self.tenant, scope_devices=devices,
                             scope_group=group, lifetime=data.get("lifetimeSeconds"))
 

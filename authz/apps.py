@@ -1,6 +1,13 @@
 from django.apps import AppConfig
 
 
+def _record_in_outbox(change) -> None:
+    """The snapshot outbox as an access-change receiver (devices/access.py)."""
+    from . import outbox
+
+    outbox.record(tenant_id=change.tenant_id, users=change.users, devices=change.devices)
+
+
 class AuthzConfig(AppConfig):
     name = "authz"
     verbose_name = "Authorization snapshots"
@@ -8,6 +15,6 @@ class AuthzConfig(AppConfig):
     def ready(self):
         from devices import access
 
-        from . import checks, outbox  # noqa: F401  (checks registers itself)
+        from . import checks  # noqa: F401  (checks registers itself)
 
-        access.listen(outbox.record)
+        access.connect(_record_in_outbox)

@@ -25,12 +25,13 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from devices import audit
+from devices.errors import DomainError, ErrorCode
 from devices.models import Device, DeviceGroup, Tenant, User
 from devices.selectors import owns_or_administers
 from lambda_bridge import authorizer, events, policy, snapshot, tokens
@@ -101,12 +102,12 @@ def issue_user_credentials(*, actor: User, tenant: Tenant, scope_devices: list[D
     narrowed to some devices or to one group."""
     now = now or timezone.now()
     if scope_devices is not None and scope_group is not None:
-        raise ValidationError({"scope": "Give devices or a group, not both."})
+        raise DomainError(ErrorCode.SCOPE_DEVICES_OR_GROUP, "Give devices or a group, not both.", field="scope")
     if scope_devices is not None and not 0 < len(scope_devices) <= tokens.MAX_SCOPE_THINGS:
-        raise ValidationError({"scope": f"Name 1 to {tokens.MAX_SCOPE_THINGS} devices."})
+        raise DomainError(ErrorCode.SCOPE_SIZE, f"Name 1 to {tokens.MAX_SCOPE_THINGS} devices.", field="scope")
     if any(d.tenant_id != tenant.pk for d in scope_devices or ()) or (
             scope_group is not None and scope_group.tenant_id != tenant.pk):
-        raise ValidationError({"scope": "Every device and group must belong to this tenant."})
+        raise DomainError(ErrorCode.CROSS_TENANT, "Every device and group must belong to this tenant.", field="scope")
     scope = None
     if scope_devices is not None:
         scope = {"things": sorted({d.thing_name for d in scope_devices})}
@@ -145,7 +146,8 @@ def _lifetime(asked: int | None, configured: int) -> int:
     if asked is None:
         return configured
     if not MIN_LIFETIME_SECONDS <= asked <= configured:
-        raise ValidationError({"lifetime": f"Between {MIN_LIFETIME_SECONDS} and {configured} seconds."})
+        raise DomainError(ErrorCode.LIFETIME_OUT_OF_RANGE, f"Between {MIN_LIFETIME_SECONDS} and {configured} seconds.",
+                          field="lifetime")
     return asked
 
 
@@ -187,8 +189,8 @@ def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, cli
         claims["scope"] = scope
     token = jwt.encode(claims, key.private_key, algorithm=tokens.ALGORITHM, headers={"kid": key.kid})
     if len(token) > events.MAX_TOKEN:
-        raise ValidationError({"scope": f"Too many devices for one token ({len(token)} of "
-                                        f"{events.MAX_TOKEN} characters); name fewer."})
+        raise DomainError(ErrorCode.TOKEN_TOO_LARGE, f"Too many devices for one token ({len(token)} of "
+                          f"{events.MAX_TOKEN} characters); name fewer.", field="scope")
     signature = key.private_key.sign(token.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
     expires_at = datetime.fromtimestamp(expires, tz=dt_timezone.utc)
     with transaction.atomic():

@@ -82,7 +82,7 @@ def sweep_expired_shares() -> int:
         by_tenant.setdefault(tenant_id, set()).add(grantee_id)
     with transaction.atomic():
         for tenant_id, users in by_tenant.items():
-            access.changed(tenant_id=tenant_id, users=users)
+            access.changed(tenant_id=tenant_id, users=users, narrowed=True)
     return sum(map(len, by_tenant.values()))
 
 

@@ -1,26 +1,50 @@
 """Where services report whose access a write has changed.
 
-`devices` must not import `authz` (authz depends on devices), so the snapshot
-outbox registers itself here when Django starts. Reporting with nobody
-listening is an error, not a no-op: a change that reaches no outbox would
-never reach the authorizer.
+`devices` must not import `authz` (authz depends on devices), so receivers
+connect here when Django starts: the snapshot outbox today (docs/snapshots.md),
+others later. Every receiver runs inside the writer's transaction, so what
+it records commits or rolls back with the write; one that raises refuses
+the write. Reporting with nobody listening is an error, not a no-op: a
+change that reaches no outbox would never reach the authorizer.
 """
 from collections.abc import Callable, Iterable
-
-_recorder: Callable[..., None] | None = None
-
-
-def listen(recorder: Callable[..., None]) -> None:
-    global _recorder
-    _recorder = recorder
+from dataclasses import dataclass
 
 
-def changed(*, tenant_id: int, users: Iterable[int] = (), devices: Iterable[str] = ()) -> None:
-    """Users (by id) and devices (by thing name) of `tenant_id` whose access
-    changed in the current transaction."""
-    users, devices = set(users), set(devices)
-    if not users and not devices:
+@dataclass(frozen=True)
+class AccessChange:
+    """Users (by id) and devices (by thing name) of one tenant whose access
+    changed. `narrowed` is True when some access may have been removed or
+    reduced, False when the write only added to it."""
+
+    tenant_id: int
+    users: frozenset[int]
+    devices: frozenset[str]
+    narrowed: bool
+
+
+Receiver = Callable[[AccessChange], None]
+
+_receivers: list[Receiver] = []
+
+
+def connect(receiver: Receiver) -> None:
+    """Idempotent: an app's ready() may run more than once."""
+    if receiver not in _receivers:
+        _receivers.append(receiver)
+
+
+def disconnect(receiver: Receiver) -> None:
+    if receiver in _receivers:
+        _receivers.remove(receiver)
+
+
+def changed(*, tenant_id: int, users: Iterable[int] = (), devices: Iterable[str] = (), narrowed: bool) -> None:
+    """Report a change made in the current transaction to every receiver."""
+    change = AccessChange(tenant_id=tenant_id, users=frozenset(users), devices=frozenset(devices), narrowed=narrowed)
+    if not change.users and not change.devices:
         return
-    if _recorder is None:
+    if not _receivers:
         raise RuntimeError("No outbox listens for access changes; is 'authz' in INSTALLED_APPS?")
-    _recorder(tenant_id=tenant_id, users=users, devices=devices)
+    for receiver in tuple(_receivers):
+        receiver(change)

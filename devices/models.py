@@ -358,17 +358,41 @@ class RetiredThingName(models.Model):
         return self.thing_name
 
 
-class Share(models.Model):
+class GrantTermsModel(models.Model):
+    """What a grant gives, the same for a share and an invitation to one
+    (``devices.services.terms.GrantTerms`` checks them)."""
+
+    level = models.PositiveSmallIntegerField(choices=SHARE_LEVELS)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    can_reshare = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+        # "%(class)s" becomes share or invitation: the constraint names predate this class.
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(level__in=[value for value, _label in SHARE_LEVELS]), name="%(class)s_level_valid"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(starts_at__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("starts_at"))
+                ),
+                name="%(class)s_window_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(can_reshare=False) | Q(level=Level.MANAGE), name="%(class)s_reshare_needs_manage"
+            ),
+        ]
+
+
+class Share(GrantTermsModel):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="shares")
     device = models.ForeignKey(Device, on_delete=models.CASCADE, null=True, blank=True, related_name="shares")
     group = models.ForeignKey(
         DeviceGroup, on_delete=models.CASCADE, null=True, blank=True, related_name="shares"
     )
     grantee = models.ForeignKey(User, on_delete=models.CASCADE, related_name="received_shares")
-    level = models.PositiveSmallIntegerField(choices=SHARE_LEVELS)
-    starts_at = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    can_reshare = models.BooleanField(default=False)
     parent = models.ForeignKey(
         "self", on_delete=models.CASCADE, null=True, blank=True, related_name="reshares",
         help_text="The share this one was re-shared from; revoking it revokes this one.",
@@ -383,22 +407,15 @@ class Share(models.Model):
 
     objects = ShareQuerySet.as_manager()
 
-    class Meta:
+    class Meta(GrantTermsModel.Meta):
         ordering = ["-created_at", "-id"]
         constraints = [
+            *GrantTermsModel.Meta.constraints,
             models.CheckConstraint(
                 condition=Q(device__isnull=False, group__isnull=True) | Q(device__isnull=True, group__isnull=False),
                 name="share_exactly_one_target",
             ),
             models.CheckConstraint(condition=~Q(grantee=models.F("created_by")), name="share_not_to_self"),
-            models.CheckConstraint(condition=Q(level__in=[10, 20, 30]), name="share_level_valid"),
-            models.CheckConstraint(
-                condition=Q(starts_at__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("starts_at")),
-                name="share_window_ordered",
-            ),
-            models.CheckConstraint(
-                condition=Q(can_reshare=False) | Q(level=30), name="share_reshare_needs_manage"
-            ),
             models.UniqueConstraint(
                 fields=["device", "grantee"], condition=Q(revoked_at__isnull=True, device__isnull=False),
                 name="share_one_live_per_device_grantee",
@@ -434,7 +451,7 @@ class InvitationQuerySet(TenantScopedQuerySet):
         return Q(email__iexact=user.email) | Q(invited_by=user, tenant__in=member_tenants(user))
 
 
-class Invitation(models.Model):
+class Invitation(GrantTermsModel):
     """A share offered to an email address; it becomes a Share on acceptance."""
 
     class Status(models.TextChoices):
@@ -450,10 +467,6 @@ class Invitation(models.Model):
     group = models.ForeignKey(
         DeviceGroup, on_delete=models.CASCADE, null=True, blank=True, related_name="invitations"
     )
-    level = models.PositiveSmallIntegerField(choices=SHARE_LEVELS)
-    starts_at = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    can_reshare = models.BooleanField(default=False)
     invited_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="sent_invitations")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     valid_until = models.DateTimeField(help_text="The invitation itself lapses after this time.")
@@ -463,20 +476,13 @@ class Invitation(models.Model):
 
     objects = InvitationQuerySet.as_manager()
 
-    class Meta:
+    class Meta(GrantTermsModel.Meta):
         ordering = ["-created_at", "-id"]
         constraints = [
+            *GrantTermsModel.Meta.constraints,
             models.CheckConstraint(
                 condition=Q(device__isnull=False, group__isnull=True) | Q(device__isnull=True, group__isnull=False),
                 name="invitation_exactly_one_target",
-            ),
-            models.CheckConstraint(condition=Q(level__in=[10, 20, 30]), name="invitation_level_valid"),
-            models.CheckConstraint(
-                condition=Q(starts_at__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("starts_at")),
-                name="invitation_window_ordered",
-            ),
-            models.CheckConstraint(
-                condition=Q(can_reshare=False) | Q(level=30), name="invitation_reshare_needs_manage"
             ),
             models.UniqueConstraint(
                 fields=["tenant", "email", "device"], condition=Q(status="pending", device__isnull=False),

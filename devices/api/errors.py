@@ -1,12 +1,11 @@
-"""One error body everywhere: ``{"error": code, "detail": message, "fields": {field: [messages]}}``.
+"""One error body everywhere: ``{"error", "code", "detail": message, "fields": {field: [messages]}}``.
 
-Services raise Django's ``ValidationError`` (bad input, 400) and
-``PermissionDenied`` (no right, 403); DRF, django-filter and simplejwt raise
-their own exceptions. All of them end up in the same shape here, so a client
-needs one parser.
+Services raise ``devices.errors.DomainError`` (bad input, 400, or a clash
+with the current state, 409, by its code's kind; ``code`` is then its
+registry code, otherwise it equals ``error``) and ``PermissionDenied`` (no
+right, 403); DRF, django-filter and simplejwt raise their own exceptions.
+All of them end up in the same shape here, so a client needs one parser.
 """
-from contextlib import contextmanager
-
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -15,6 +14,8 @@ from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
+
+from devices.errors import DomainError, Kind
 
 
 class Conflict(exceptions.APIException):
@@ -40,6 +41,8 @@ class ErrorSerializer(serializers.Serializer):
     """The body of every error answer (4xx and 5xx)."""
 
     error = serializers.CharField(help_text="A stable machine-readable code, e.g. invalid, not_found, conflict.")
+    code = serializers.CharField(help_text="For a service's refusal its code from devices/errors.py, "
+                                           "e.g. share_exists; otherwise the same as error.")
     detail = serializers.CharField(help_text="A human-readable message.")
     fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
@@ -48,7 +51,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 def body(code: str, detail: str, fields: dict | None = None) -> dict:
-    return {"error": code, "detail": detail, "fields": fields or {}}
+    return {"error": code, "code": code, "detail": detail, "fields": fields or {}}
 
 
 def exception_handler(exc, context):
@@ -107,11 +110,24 @@ def _as_drf(exc, context):
         return exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, DomainError):
+        return _domain(exc, context)
     if isinstance(exc, DjangoValidationError):
         return exceptions.ValidationError(_django_messages(exc, context))
     if isinstance(exc, Conflict):
         exc.fields = _aliased(exc.fields, context)
     return exc
+
+
+def _domain(exc: DomainError, context) -> exceptions.APIException:
+    """A service's refusal: its kind picks 400 or 409, its code travels in the body."""
+    if exc.kind == Kind.CONFLICT:
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {}
+        drf = Conflict(" ".join(exc.messages), fields=_aliased(fields, context))
+    else:
+        drf = exceptions.ValidationError(_django_messages(exc, context))
+    drf.registry_code = exc.code.value
+    return drf
 
 
 def _aliased(fields: dict, context) -> dict:
@@ -129,6 +145,12 @@ def _django_messages(exc: DjangoValidationError, context) -> dict | list:
 
 
 def _body_for(exc: exceptions.APIException) -> dict:
+    shaped = _shape(exc)
+    shaped["code"] = getattr(exc, "registry_code", None) or shaped["code"]
+    return shaped
+
+
+def _shape(exc: exceptions.APIException) -> dict:
     detail = exc.detail
     if isinstance(exc, exceptions.ValidationError):
         return _validation_body(detail)
@@ -162,22 +184,3 @@ def _flatten(messages) -> list[str]:
 
 def _code(exc: exceptions.APIException) -> str:
     return exc.default_code if isinstance(exc.default_code, str) else "error"
-
-
-@contextmanager
-def conflict_when(is_conflict):
-    """Run a service call; if it refuses with bad input that
-    `is_conflict(error)` explains by existing state, answer 409 with the
-    service's own message.
-
-    Services check rights before state, so by the time they report a clash
-    the actor was entitled to hear about it.
-    """
-    try:
-        yield
-    except DjangoValidationError as error:
-        if is_conflict(error):
-            fields = error.message_dict if hasattr(error, "error_dict") else {}
-            fields.pop(NON_FIELD_ERRORS, None)
-            raise Conflict(" ".join(error.messages), fields=fields) from error
-        raise

@@ -7,7 +7,7 @@ caller's own; anything outside what the caller can see answers 404.
 """
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
@@ -25,13 +25,9 @@ from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitati
 
 from . import filters, selectors
 from . import serializers as s
-from .errors import LockedOut, conflict_when
+from .errors import LockedOut
 from .permissions import may_oversee, may_share, require
 from .throttling import ScopedWriteThrottle
-
-
-def _fields(error: ValidationError) -> set[str]:
-    return set(error.message_dict) if hasattr(error, "error_dict") else set()
 
 
 class ApiView(generics.GenericAPIView):
@@ -175,13 +171,6 @@ class MyInvitations(ApiView):
     def scoped_queryset(self):
         return selectors.invitations_for(user=self.request.user).filter(email__iexact=self.request.user.email)
 
-    def answered(self, invitation: Invitation):
-        """A clash is an invitation that is no longer open."""
-        def check(error):
-            fresh = Invitation.objects.get(pk=invitation.pk)
-            return fresh.status != Invitation.Status.PENDING or fresh.valid_until <= timezone.now()
-        return conflict_when(check)
-
 
 @extend_schema(tags=["invitations"], summary="Invitations sent to your email address, in any tenant")
 class MyInvitationListView(MyInvitations, generics.ListAPIView):
@@ -197,8 +186,7 @@ class InvitationAcceptView(SharesThrottled, MyInvitations):
 
     def post(self, request, pk):
         invitation = self.get_object()
-        with self.answered(invitation):
-            share = services.accept_invitation(actor=request.user, invitation=invitation)
+        share = services.accept_invitation(actor=request.user, invitation=invitation)
         return Response(s.ShareSerializer(share).data, status=status.HTTP_201_CREATED)
 
 
@@ -209,8 +197,7 @@ class InvitationDeclineView(SharesThrottled, MyInvitations):
 
     def post(self, request, pk):
         invitation = self.get_object()
-        with self.answered(invitation):
-            invitation = services.decline_invitation(actor=request.user, invitation=invitation)
+        invitation = services.decline_invitation(actor=request.user, invitation=invitation)
         return Response(s.InvitationSerializer(invitation).data)
 
 
@@ -251,13 +238,10 @@ class DeviceListView(TenantView, generics.ListCreateAPIView):
             owner = selectors.member_by_email(tenant=self.tenant, email=data["owner"])
             if owner is None:
                 raise ValidationError({"owner": "No member of this tenant has this email."})
-        thing_name = data.get("thing_name")
-        taken = lambda e: _fields(e) == {"thing_name"} and Device.objects.filter(thing_name=thing_name).exists()  # noqa: E731
-        with conflict_when(taken):
-            device = services.register_device(
-                actor=request.user, tenant=self.tenant, name=data["name"], device_type=data["device_type"],
-                owner=owner, thing_name=thing_name, group=data.get("group"),
-            )
+        device = services.register_device(
+            actor=request.user, tenant=self.tenant, name=data["name"], device_type=data["device_type"],
+            owner=owner, thing_name=data.get("thing_name"), group=data.get("group"),
+        )
         return Response(self.render_device(device), status=status.HTTP_201_CREATED)
 
 
@@ -378,15 +362,7 @@ class TargetSharesView(SharesThrottled, TenantView, generics.ListCreateAPIView):
 
         live = Share.objects.filter(**on_target, grantee=grantee, revoked_at__isnull=True)
         before = set(live.values_list("pk", flat=True))
-
-        def clash(error):
-            # The only "grantee" refusals are: the owner, oneself, or a live share with other terms.
-            unexpired = live.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
-            return (_fields(error) == {"grantee"} and grantee.pk not in (request.user.pk, target.owner_id)
-                    and unexpired.exists())
-
-        with conflict_when(clash):
-            share = services.create_share(actor=request.user, grantee=grantee, **on_target, **terms)
+        share = services.create_share(actor=request.user, grantee=grantee, **on_target, **terms)
         # An identical repeat returns the share it made the first time.
         code = status.HTTP_200_OK if share.pk in before else status.HTTP_201_CREATED
         return Response(s.ShareSerializer(share).data, status=code)
@@ -398,8 +374,7 @@ class TargetSharesView(SharesThrottled, TenantView, generics.ListCreateAPIView):
         same = pending.filter(invited_by=user, **terms).first()
         if same is not None and may_share(user, target):
             return Response(s.InvitationSerializer(same).data, status=status.HTTP_200_OK)
-        with conflict_when(lambda e: _fields(e) == {"email"} and pending.exists()):
-            invitation = services.create_invitation(actor=user, email=email, **on_target, **terms)
+        invitation = services.create_invitation(actor=user, email=email, **on_target, **terms)
         return Response(s.InvitationSerializer(invitation).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -462,9 +437,6 @@ class ShareObjectView(TenantView):
     def scoped_queryset(self):
         return selectors.shares_for(user=self.request.user, tenant=self.tenant)
 
-    def revoked(self, share: Share):
-        return conflict_when(lambda e: Share.objects.filter(pk=share.pk, revoked_at__isnull=False).exists())
-
 
 @extend_schema(tags=["shares"])
 class ShareDetailView(SharesThrottled, ShareObjectView, generics.RetrieveAPIView):
@@ -477,8 +449,7 @@ class ShareDetailView(SharesThrottled, ShareObjectView, generics.RetrieveAPIView
         share = self.get_object()
         changes = self.validated(s.ShareUpdateSerializer)
         if changes:
-            with self.revoked(share):
-                share = services.update_share(actor=request.user, share=share, **changes)
+            share = services.update_share(actor=request.user, share=share, **changes)
         return Response(s.ShareSerializer(share).data)
 
 
@@ -490,8 +461,7 @@ class ShareRevokeView(SharesThrottled, ShareObjectView):
 
     def post(self, request, tenant, pk):
         share = self.get_object()
-        with self.revoked(share):
-            revoked = services.revoke_share(actor=request.user, share=share)
+        revoked = services.revoke_share(actor=request.user, share=share)
         return Response({"revoked": [each.pk for each in revoked]})
 
 
@@ -508,10 +478,6 @@ class GroupViewMixin(TenantView):
     def render_group(self, group: DeviceGroup) -> dict:
         return s.GroupSerializer(self.get_queryset().get(pk=group.pk)).data
 
-    def name_taken(self, owner_id: int, name: str):
-        clash = DeviceGroup.objects.filter(tenant=self.tenant, owner_id=owner_id, name=(name or "").strip())
-        return conflict_when(lambda e: _fields(e) == {"name"} and clash.exists())
-
 
 @extend_schema(tags=["groups"])
 class GroupListView(GroupViewMixin, generics.ListCreateAPIView):
@@ -525,8 +491,7 @@ class GroupListView(GroupViewMixin, generics.ListCreateAPIView):
     @extend_schema(summary="Create a group", responses={201: s.GroupSerializer})
     def post(self, request, tenant):
         data = self.validated(s.GroupSerializer)
-        with self.name_taken(request.user.pk, data["name"]):
-            group = services.create_group(actor=request.user, tenant=self.tenant, name=data["name"])
+        group = services.create_group(actor=request.user, tenant=self.tenant, name=data["name"])
         return Response(self.render_group(group), status=status.HTTP_201_CREATED)
 
 
@@ -539,8 +504,7 @@ class GroupDetailView(GroupViewMixin, generics.RetrieveAPIView):
     def patch(self, request, tenant, pk):
         group = self.get_object()
         data = self.validated(s.GroupSerializer)
-        with self.name_taken(group.owner_id, data["name"]):
-            services.rename_group(actor=request.user, group=group, name=data["name"])
+        services.rename_group(actor=request.user, group=group, name=data["name"])
         return Response(self.render_group(group))
 
     @extend_schema(summary="Delete: its devices stay, ungrouped; its shares are revoked", responses={204: None})
@@ -559,8 +523,7 @@ class GroupDevicesView(TenantView):
     def post(self, request, tenant, group):
         group = self.visible_group(group)
         device = self.validated(s.GroupDeviceSerializer)["device"]
-        with conflict_when(lambda e: Device.objects.filter(pk=device.pk, group=group).exists()):
-            device = services.add_device_to_group(actor=request.user, group=group, device=device)
+        device = services.add_device_to_group(actor=request.user, group=group, device=device)
         return Response(self.render_device(device))
 
 
@@ -602,9 +565,7 @@ class InvitationCancelView(SharesThrottled, TenantInvitations):
 
     def post(self, request, tenant, pk):
         invitation = self.get_object()
-        not_pending = Invitation.objects.filter(pk=invitation.pk).exclude(status=Invitation.Status.PENDING)
-        with conflict_when(lambda e: not_pending.exists()):
-            invitation = services.cancel_invitation(actor=request.user, invitation=invitation)
+        invitation = services.cancel_invitation(actor=request.user, invitation=invitation)
         return Response(s.InvitationSerializer(invitation).data)
 
 

@@ -3,6 +3,8 @@ from django.core.cache import cache
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from devices.errors import ErrorCode
+
 
 @pytest.fixture(autouse=True)
 def fresh_throttles():
@@ -33,13 +35,18 @@ def client_for():
     return make
 
 
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    """Every error has the one shape; returns the body."""
+def assert_error(response, status: int, code: str | None = None, *, registry_code: ErrorCode | None = None) -> dict:
+    """Every error has the one shape; returns the body. `code` is the body's
+    `error`; `registry_code` its `code`, which a service's refusal takes from
+    devices/errors.py and every other error copies from `error`."""
     assert response.status_code == status, (response.status_code, response.content[:500])
     body = response.json()
-    assert set(body) == {"error", "detail", "fields"}, body
+    assert set(body) == {"error", "code", "detail", "fields"}, body
     assert isinstance(body["detail"], str) and body["detail"]
     assert isinstance(body["fields"], dict)
+    assert body["code"] == body["error"] or body["code"] in set(ErrorCode), body
     if code is not None:
         assert body["error"] == code, body
+    if registry_code is not None:
+        assert body["code"] == registry_code.value, body
     return body

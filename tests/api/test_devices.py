@@ -3,6 +3,7 @@ the services (checked, audited with source "api")."""
 import pytest
 
 from devices import services
+from devices.errors import ErrorCode
 from devices.models import AuditEvent, Device, Level, Share
 from devices.selectors import effective_access
 from tests.api.conftest import assert_error, tenant_url
@@ -104,7 +105,8 @@ class TestRegister:
         response = client_for(world.alice).post(
             tenant_url("device-list", world), {"name": "X", "device_type": world.type.slug, "thing_name": other.lock.thing_name}
         )
-        assert "thing_name" in assert_error(response, 409, "conflict")["fields"]
+        body = assert_error(response, 409, "conflict", registry_code=ErrorCode.THING_NAME_TAKEN)
+        assert "thing_name" in body["fields"]
         assert Device.objects.count() == 4
 
     def test_bad_thing_name_and_unknown_type_are_400(self, world, other, client_for):

@@ -5,6 +5,7 @@ import pytest
 from django.utils import timezone
 
 from devices import services
+from devices.errors import ErrorCode
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Membership, Share
 from tests.api.conftest import assert_error, tenant_url, url
 
@@ -37,7 +38,7 @@ class TestCreate:
         owner = client_for(world.owner)
         existing = post_share(owner, world, world.alice.email).json()
         response = post_share(owner, world, world.alice.email, level="manage")
-        body = assert_error(response, 409, "conflict")
+        body = assert_error(response, 409, "conflict", registry_code=ErrorCode.SHARE_EXISTS)
         assert "grantee" in body["fields"] and "update it instead" in body["detail"]
         assert Share.objects.get(pk=existing["id"]).level == Level.VIEW
 
@@ -52,7 +53,8 @@ class TestCreate:
         repeat = post_share(owner, world, "new.person@example.test", level="control", expires_at=body["expires_at"])
         assert repeat.status_code == 200 and repeat.json()["id"] == body["id"]
         different = post_share(owner, world, "new.person@example.test", level="view")
-        assert "grantee" in assert_error(different, 409, "conflict")["fields"]
+        pending = assert_error(different, 409, "conflict", registry_code=ErrorCode.INVITATION_PENDING)
+        assert "grantee" in pending["fields"]
         assert Invitation.objects.filter(email="new.person@example.test").count() == 1
         assert not Share.objects.filter(grantee=other.alice).exists()
 
@@ -75,7 +77,7 @@ class TestCreate:
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.MANAGE,
                               can_reshare=True)
         response = post_share(client_for(world.alice), world, world.owner.email)
-        assert_error(response, 400, "invalid")
+        assert_error(response, 400, "invalid", registry_code=ErrorCode.GRANTEE_IS_OWNER)
 
     def test_reshare_needs_the_right_and_stays_within_the_parent(self, world, client_for):
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL)
@@ -144,8 +146,10 @@ class TestListUpdateRevoke:
         owner = client_for(world.owner)
         response = owner.post(tenant_url("share-revoke", world, pk=parent.pk))
         assert response.status_code == 200 and set(response.json()["revoked"]) == {parent.pk, child.pk}
-        assert_error(owner.post(tenant_url("share-revoke", world, pk=parent.pk)), 409, "conflict")
-        assert_error(owner.patch(tenant_url("share-detail", world, pk=parent.pk), {"level": "view"}), 409)
+        assert_error(owner.post(tenant_url("share-revoke", world, pk=parent.pk)), 409, "conflict",
+                     registry_code=ErrorCode.SHARE_REVOKED)
+        assert_error(owner.patch(tenant_url("share-detail", world, pk=parent.pk), {"level": "view"}), 409,
+                     registry_code=ErrorCode.SHARE_REVOKED)
 
     def test_grantee_may_leave(self, world, client_for):
         share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
@@ -159,11 +163,13 @@ class TestGroups:
         created = owner.post(tenant_url("group-list", world), {"name": "Office"})
         assert created.status_code == 201 and created.json()["level"] == "owner"
         gid = created.json()["id"]
-        assert_error(owner.post(tenant_url("group-list", world), {"name": "Office"}), 409, "conflict")
+        assert_error(owner.post(tenant_url("group-list", world), {"name": "Office"}), 409, "conflict",
+                     registry_code=ErrorCode.GROUP_NAME_TAKEN)
         assert owner.patch(tenant_url("group-detail", world, pk=gid), {"name": "Study"}).json()["name"] == "Study"
         added = owner.post(tenant_url("group-devices", world, group=gid), {"device": world.lock.pk})
         assert added.status_code == 200 and added.json()["group"] == gid
-        assert_error(owner.post(tenant_url("group-devices", world, group=gid), {"device": world.lock.pk}), 409)
+        assert_error(owner.post(tenant_url("group-devices", world, group=gid), {"device": world.lock.pk}), 409,
+                     registry_code=ErrorCode.ALREADY_IN_GROUP)
         assert owner.delete(tenant_url("group-device", world, group=gid, device=world.lock.pk)).status_code == 204
         assert Device.objects.get(pk=world.lock.pk).group_id is None
         assert_error(owner.delete(tenant_url("group-device", world, group=gid, device=world.lock.pk)), 404)
@@ -174,7 +180,7 @@ class TestGroups:
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.MANAGE)
         gid = client_for(world.alice).post(tenant_url("group-list", world), {"name": "Mine"}).json()["id"]
         response = client_for(world.alice).post(tenant_url("group-devices", world, group=gid), {"device": world.lock.pk})
-        assert "device" in assert_error(response, 400)["fields"]
+        assert "device" in assert_error(response, 400, registry_code=ErrorCode.GROUP_OWNER_MISMATCH)["fields"]
 
     def test_group_sharee_sees_group_with_level(self, world, client_for):
         services.create_share(actor=world.owner, grantee=world.bob, group=world.group, level=Level.CONTROL)
@@ -201,7 +207,8 @@ class TestInvitations:
         assert response.json()["level"] == "control"
         assert Membership.objects.filter(user=eve, tenant=world.tenant).exists()
         assert client.get(tenant_url("device-list", world)).json()["count"] == 1
-        assert_error(client.post(url("invitation-accept", pk=invitation.pk)), 409, "conflict")
+        assert_error(client.post(url("invitation-accept", pk=invitation.pk)), 409, "conflict",
+                     registry_code=ErrorCode.INVITATION_NOT_PENDING)
 
     def test_decline(self, world, eve, client_for):
         invitation = self.invite(world)
@@ -221,5 +228,7 @@ class TestInvitations:
         rows = owner.get(tenant_url("tenant-invitation-list", world), {"status": "pending"}).json()["results"]
         assert [r["id"] for r in rows] == [invitation.pk]
         assert owner.post(tenant_url("invitation-cancel", world, pk=invitation.pk)).json()["status"] == "cancelled"
-        assert_error(owner.post(tenant_url("invitation-cancel", world, pk=invitation.pk)), 409)
-        assert_error(client_for(eve).post(url("invitation-accept", pk=invitation.pk)), 409)
+        assert_error(owner.post(tenant_url("invitation-cancel", world, pk=invitation.pk)), 409,
+                     registry_code=ErrorCode.INVITATION_NOT_PENDING)
+        assert_error(client_for(eve).post(url("invitation-accept", pk=invitation.pk)), 409,
+                     registry_code=ErrorCode.INVITATION_NOT_PENDING)

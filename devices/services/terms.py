@@ -1,0 +1,72 @@
+"""What a grant gives: its level, its window and whether it may be re-shared.
+
+A share and an invitation to one carry the same terms (``GrantTermsModel``)
+and pass the same checks, here.
+"""
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from django.utils import timezone
+
+from ..errors import DomainError, ErrorCode
+from ..models import GrantTermsModel, Level, Share
+
+
+@dataclass(frozen=True)
+class GrantTerms:
+    level: Level
+    starts_at: datetime | None = None
+    expires_at: datetime | None = None
+    can_reshare: bool = False
+
+    @classmethod
+    def of(cls, grant: GrantTermsModel) -> "GrantTerms":
+        return cls(level=Level(grant.level), starts_at=grant.starts_at, expires_at=grant.expires_at,
+                   can_reshare=grant.can_reshare)
+
+    def as_fields(self) -> dict:
+        """The model fields these terms fill (``Share(**terms.as_fields())``)."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    def covers(self, other: "GrantTerms") -> bool:
+        """Whether these terms give at least everything `other` gives."""
+        starts_no_later = self.starts_at is None or (
+            other.starts_at is not None and self.starts_at <= other.starts_at)
+        ends_no_sooner = self.expires_at is None or (
+            other.expires_at is not None and self.expires_at >= other.expires_at)
+        return (self.level >= other.level and (self.can_reshare or not other.can_reshare)
+                and starts_no_later and ends_no_sooner)
+
+    def check(self, *, parent: Share | None, now: datetime, window_changed: bool = True) -> None:
+        """What every grant, a share or an invitation to one, must satisfy.
+        An edit that leaves the window alone does not re-judge it (it may have started or lapsed)."""
+        if self.can_reshare and self.level != Level.MANAGE:
+            raise DomainError(ErrorCode.RESHARE_NEEDS_MANAGE, "Only a manage share may allow re-sharing.",
+                              field="can_reshare")
+        if window_changed:
+            self.check_window(now=now)
+        if parent is not None:
+            self.check_within(parent)
+
+    def check_window(self, *, now: datetime) -> None:
+        starts_at, expires_at = self.starts_at, self.expires_at
+        for field, value in (("starts_at", starts_at), ("expires_at", expires_at)):
+            if value is not None and timezone.is_naive(value):
+                raise DomainError(ErrorCode.NAIVE_TIME, "Times must carry a time zone.", field=field)
+        if expires_at is not None and expires_at <= now:
+            raise DomainError(ErrorCode.EXPIRY_IN_PAST, "The expiry must be in the future.", field="expires_at")
+        if starts_at is not None and expires_at is not None and expires_at <= starts_at:
+            raise DomainError(ErrorCode.WINDOW_REVERSED, "The expiry must come after the start.", field="expires_at")
+
+    def check_within(self, parent: Share) -> None:
+        """A re-share gives at most what the grant it is made from gives."""
+        if self.level > parent.level:
+            raise DomainError(ErrorCode.ABOVE_PARENT_LEVEL,
+                              f"You can share at most at your own level ({Level(parent.level).label}).", field="level")
+        if parent.expires_at is not None and (self.expires_at is None or self.expires_at > parent.expires_at):
+            raise DomainError(ErrorCode.OUTLASTS_PARENT,
+                              "A re-share cannot outlast your own share; set an expiry no later than it.",
+                              field="expires_at")
+        if parent.starts_at is not None and (self.starts_at is None or self.starts_at < parent.starts_at):
+            raise DomainError(ErrorCode.STARTS_BEFORE_PARENT, "A re-share cannot start before your own share does.",
+                              field="starts_at")
