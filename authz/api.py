@@ -8,10 +8,10 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from config.api.errors import Conflict
+from config.api.throttling import ScopedWriteThrottle
 from devices.api import selectors
-from devices.api.errors import Conflict
 from devices.api.serializers import MAX_ID
-from devices.api.throttling import ScopedWriteThrottle
 from devices.api.views import TenantView
 from devices.models import Device
 from lambda_bridge import tokens

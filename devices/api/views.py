@@ -19,15 +19,15 @@ from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken, UntypedToken
 
+from config.api.errors import LockedOut, conflict_when
+from config.api.throttling import ScopedWriteThrottle
 from devices import selectors as domain
 from devices import services, signin
 from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Membership, Share, Tenant, User
 
 from . import filters, selectors
 from . import serializers as s
-from .errors import LockedOut, conflict_when
 from .permissions import may_oversee, may_share, require
-from .throttling import ScopedWriteThrottle
 
 
 def _fields(error: ValidationError) -> set[str]:
