@@ -9,10 +9,10 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from config.api.errors import Conflict
+from config.api.ids import MAX_ID
 from config.api.throttling import ScopedWriteThrottle
-from devices.api import selectors
-from devices.api.serializers import MAX_ID
-from devices.api.views import TenantView
+from config.api.views import TenantView
+from devices import selectors
 from devices.models import Device
 from lambda_bridge import tokens
 
