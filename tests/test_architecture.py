@@ -30,7 +30,7 @@ def _authz_or_beyond_shared_plumbing(name: str) -> bool:
     return _under(name, ["authz", "bench", "tests"]) or (_under(name, ["config"]) and not _under(name, SHARED_PLUMBING))
 
 
-def _a_web_layer(name: str) -> bool:
+def _devices_web_layer_or_tests(name: str) -> bool:
     return _under(name, [*WEB_LAYERS, "bench", "tests"])
 
 
@@ -43,7 +43,7 @@ RULES = {
     "lambda_bridge": ("the Lambda ships alone", _ours_but_lambda_bridge),
     "devices": ("authz depends on devices, not the reverse; of the project, devices uses the shared plumbing only",
                 _authz_or_beyond_shared_plumbing),
-    "authz": ("authz builds on the devices domain, not on its web layer", _a_web_layer),
+    "authz": ("authz builds on the devices domain, not on its web layer", _devices_web_layer_or_tests),
     "config.api": ("shared plumbing serves every app and builds on no app's web layer", _authz_or_a_web_layer),
     "config.console": ("shared plumbing serves every app and builds on no app's web layer", _authz_or_a_web_layer),
 }
