@@ -210,7 +210,7 @@ IOT_REGION = os.environ.get("IOT_REGION") or AWS_REGION
 AWS_ACCOUNT_ID = os.environ.get("AWS_ACCOUNT_ID", "000000000000")
 # --- end signing keys ---------------------------------------------------------------
 
-# --- REST API (devices/api, served at /api/v1/) --------------------------------
+# --- REST API (config/api plumbing, apps' routes, served at /api/v1/) ------------
 # Apps sign in with JWTs; the browsable API uses the session. Throttle rates are
 # "N/second|minute|hour|day"; the throttle counters live in the default cache,
 # which CACHE_URL points at Redis so that every worker shares them.
