@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from devices.admin import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
+from config.console import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
 from devices.models import Device, User
 
 from . import credentials, outbox, signing

@@ -7,11 +7,11 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from devices.api import selectors
-from devices.api.errors import Conflict
-from devices.api.serializers import MAX_ID
-from devices.api.throttling import ScopedWriteThrottle
-from devices.api.views import TenantView
+from config.api.errors import Conflict
+from config.api.ids import MAX_ID
+from config.api.throttling import ScopedWriteThrottle
+from config.api.views import TenantView
+from devices import selectors
 from devices.errors import DomainError, ErrorCode
 from devices.models import Device
 from lambda_bridge import tokens

@@ -14,7 +14,7 @@ urlpatterns = [
 ]
 
 # Under /api/ Django's own error pages answer in the API's one error body too.
-handler400 = "devices.api.errors.bad_request"
-handler403 = "devices.api.errors.permission_denied"
-handler404 = "devices.api.errors.page_not_found"
-handler500 = "devices.api.errors.server_error"
+handler400 = "config.api.errors.bad_request"
+handler403 = "config.api.errors.permission_denied"
+handler404 = "config.api.errors.page_not_found"
+handler500 = "config.api.errors.server_error"

@@ -3,10 +3,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
-from .models import ADMIN_ROLES, Device, DeviceGroup, Level, Membership, Share, User
+from .models import ADMIN_ROLES, Device, DeviceGroup, Level, Membership, Share, Tenant, User, live_share_q
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,45 @@ def access_audience(*, devices: Iterable[Device], now: datetime | None = None) -
         .values_list("grantee_id", flat=True)
     )
     return {d.owner_id for d in devices} | set(grantees)
+
+
+# --- lists under one tenant, with the caller's level ---------------------------------
+# Both apps' APIs list and look up through these (the devices API, authz's
+# credentials scope). The caller's own level is computed in SQL so that a page
+# costs the same few queries whatever its length.
+
+
+def _best_level(user: User, reaching: Q) -> Subquery:
+    """The highest level over `user`'s live shares matching `reaching` (an OuterRef filter)."""
+    shares = Share.objects.filter(live_share_q(), reaching, grantee=user).order_by("-level").values("level")[:1]
+    return Subquery(shares, output_field=IntegerField())
+
+
+def _with_level(queryset: QuerySet, user: User, reaching: Q) -> QuerySet:
+    # NULL when the caller sees the object only as a tenant admin. The queryset
+    # must stay plain (no DISTINCT, no aggregate): then PostgreSQL evaluates this
+    # correlated subquery after ORDER BY … LIMIT, for the rows of one page only,
+    # not for every row the caller can see.
+    return queryset.annotate(
+        access_level=Case(
+            When(owner=user, then=Value(int(Level.OWNER))),
+            default=_best_level(user, reaching),
+            output_field=IntegerField(),
+        )
+    )
+
+
+def tenants_for(user: User) -> QuerySet:
+    return Tenant.objects.visible_to(user)
+
+
+def devices_for(*, user: User, tenant: Tenant) -> QuerySet:
+    # A NULL group_id compares as unknown in SQL, so ungrouped devices match no group share.
+    reaching = Q(device_id=OuterRef("pk")) | Q(group_id=OuterRef("group_id"))
+    devices = Device.objects.visible_to(user).filter(tenant=tenant).select_related("device_type", "group", "owner")
+    return _with_level(devices, user, reaching).order_by("name", "id")
+
+
+def groups_for(*, user: User, tenant: Tenant) -> QuerySet:
+    groups = DeviceGroup.objects.visible_to(user).filter(tenant=tenant).select_related("owner")
+    return _with_level(groups, user, Q(group_id=OuterRef("pk"))).order_by("name", "id")

@@ -210,7 +210,7 @@ IOT_REGION = os.environ.get("IOT_REGION") or AWS_REGION
 AWS_ACCOUNT_ID = os.environ.get("AWS_ACCOUNT_ID", "000000000000")
 # --- end signing keys ---------------------------------------------------------------
 
-# --- REST API (devices/api, served at /api/v1/) --------------------------------
+# --- REST API (config/api plumbing, apps' routes, served at /api/v1/) ------------
 # Apps sign in with JWTs; the browsable API uses the session. Throttle rates are
 # "N/second|minute|hour|day"; the throttle counters live in the default cache,
 # which CACHE_URL points at Redis so that every worker shares them.
@@ -223,10 +223,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "devices.api.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.PageNumberPagination",
     "PAGE_SIZE": int(os.environ.get("API_PAGE_SIZE", "50")),
-    "DEFAULT_SCHEMA_CLASS": "devices.api.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "devices.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "config.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "auth": os.environ.get("API_THROTTLE_AUTH", "20/minute"),
         "shares": os.environ.get("API_THROTTLE_SHARES", "120/minute"),

@@ -7,9 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from drf_spectacular.drainage import set_override
 
+from config.api.ids import MAX_ID
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Share
-
-from .serializers import MAX_ID
 
 LEVEL_CHOICES = [(label, label) for label in ("view", "control", "manage", "owner")]
 

@@ -1,49 +1,13 @@
-"""The API's list queries: the ``visible_to`` rule, one tenant, and the
-caller's own level computed in SQL so that a page costs the same few queries
-whatever its length.
+"""The devices API's own list queries: the ``visible_to`` rule within one
+tenant, ordered and joined the way its pages render them.
 
-They live here rather than in ``devices.selectors`` because only the API
-shapes its reads this way; the rule itself stays in the models.
+They live here rather than in ``devices.selectors`` because only this API
+shapes its reads this way; the rule itself stays in the models. The tenant,
+device and group reads that authz's API uses too are in ``devices.selectors``.
 """
-from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import QuerySet
 
-from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Level, Share, Tenant, User, live_share_q
-
-
-def _best_level(user: User, reaching: Q) -> Subquery:
-    """The highest level over `user`'s live shares matching `reaching` (an OuterRef filter)."""
-    shares = Share.objects.filter(live_share_q(), reaching, grantee=user).order_by("-level").values("level")[:1]
-    return Subquery(shares, output_field=IntegerField())
-
-
-def _with_level(queryset: QuerySet, user: User, reaching: Q) -> QuerySet:
-    # NULL when the caller sees the object only as a tenant admin. The queryset
-    # must stay plain (no DISTINCT, no aggregate): then PostgreSQL evaluates this
-    # correlated subquery after ORDER BY … LIMIT, for the rows of one page only,
-    # not for every row the caller can see.
-    return queryset.annotate(
-        access_level=Case(
-            When(owner=user, then=Value(int(Level.OWNER))),
-            default=_best_level(user, reaching),
-            output_field=IntegerField(),
-        )
-    )
-
-
-def tenants_for(user: User) -> QuerySet:
-    return Tenant.objects.visible_to(user)
-
-
-def devices_for(*, user: User, tenant: Tenant) -> QuerySet:
-    # A NULL group_id compares as unknown in SQL, so ungrouped devices match no group share.
-    reaching = Q(device_id=OuterRef("pk")) | Q(group_id=OuterRef("group_id"))
-    devices = Device.objects.visible_to(user).filter(tenant=tenant).select_related("device_type", "group", "owner")
-    return _with_level(devices, user, reaching).order_by("name", "id")
-
-
-def groups_for(*, user: User, tenant: Tenant) -> QuerySet:
-    groups = DeviceGroup.objects.visible_to(user).filter(tenant=tenant).select_related("owner")
-    return _with_level(groups, user, Q(group_id=OuterRef("pk"))).order_by("name", "id")
+from devices.models import AuditEvent, Device, DeviceType, Invitation, Share, Tenant, User
 
 
 def device_types_for(*, user: User, tenant: Tenant) -> QuerySet:

@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
+from devices import selectors as domain
 from devices.models import (
     AuditEvent,
     Device,
@@ -23,9 +24,6 @@ from . import selectors
 
 SHARE_LEVELS = ["view", "control", "manage"]
 ACCESS_LEVELS = [*SHARE_LEVELS, "owner"]
-# Ids are 64-bit (BigAutoField); SQLite cannot compare a larger number with
-# an integer column at all (OverflowError), so larger input is refused as bad.
-MAX_ID = 2**63 - 1
 
 
 class LevelField(serializers.ChoiceField):
@@ -150,7 +148,7 @@ class DeviceCreateSerializer(serializers.Serializer):
     )
     thing_name = serializers.CharField(max_length=128, required=False, validators=[validate_thing_name],
                                        help_text="The AWS IoT thing name; generated when left out.")
-    group = ScopedPrimaryKeyField(selectors.groups_for, queryset=DeviceGroup.objects.none(), required=False,
+    group = ScopedPrimaryKeyField(domain.groups_for, queryset=DeviceGroup.objects.none(), required=False,
                                   allow_null=True)
     owner = serializers.EmailField(required=False, help_text="Tenant admins only: register for another member.")
 
@@ -183,7 +181,7 @@ class GroupSerializer(serializers.ModelSerializer):
 
 
 class GroupDeviceSerializer(serializers.Serializer):
-    device = ScopedPrimaryKeyField(selectors.devices_for, queryset=Device.objects.none())
+    device = ScopedPrimaryKeyField(domain.devices_for, queryset=Device.objects.none())
 
 
 # --- shares, invitations, access, audit ------------------------------------------

@@ -2,8 +2,8 @@
 can see (``selectors``), validate input (``serializers``) and call
 ``devices.services`` for every write, which checks rights and audits.
 
-Tenant paths (``/tenants/{slug}/…``) resolve the tenant once, among the
-caller's own; anything outside what the caller can see answers 404.
+The base views (``ApiView``, ``TenantView``: tenant paths, 404 on anything
+unseen) are shared with authz's API and live in ``config.api.views``.
 """
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -12,65 +12,30 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import AuthenticationFailed, NotFound
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
-from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken, UntypedToken
 
+from config.api.errors import LockedOut
+from config.api.throttling import ScopedWriteThrottle
+from config.api.views import ApiView, TenantView
 from devices import selectors as domain
 from devices import services, signin
 from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Membership, Share, Tenant, User
 
 from . import filters, selectors
 from . import serializers as s
-from .errors import LockedOut
 from .permissions import may_oversee, may_share, require
-from .throttling import ScopedWriteThrottle
 
 
-class ApiView(generics.GenericAPIView):
-    """Shared plumbing: scoped querysets, validation, 404 on anything unseen."""
-
-    model = None  # what an empty queryset is made of while the schema is generated
-
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.model.objects.none()
-        return self.scoped_queryset()
-
-    def scoped_queryset(self):
-        raise NotImplementedError
-
-    def get_object(self):
-        # Unlike GenericAPIView's, query-string filters never hide the object.
-        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
-
-    def validated(self, serializer_class, **kwargs) -> dict:
-        serializer = serializer_class(data=self.request.data, context=self.get_serializer_context(), **kwargs)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-
-class TenantView(ApiView):
-    """Resolves ``{tenant}`` among the caller's tenants; a stranger gets 404."""
-
-    tenant: Tenant | None = None
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        self.tenant = get_object_or_404(selectors.tenants_for(request.user), slug=kwargs["tenant"])
-
-    def visible_device(self, pk) -> Device:
-        return get_object_or_404(selectors.devices_for(user=self.request.user, tenant=self.tenant), pk=pk)
-
-    def visible_group(self, pk) -> DeviceGroup:
-        return get_object_or_404(selectors.groups_for(user=self.request.user, tenant=self.tenant), pk=pk)
+class DeviceRendering:
+    """For views that answer with a device they just changed."""
 
     def render_device(self, device: Device) -> dict:
         """The device as the caller now sees it (their level may have changed)."""
-        fresh = selectors.devices_for(user=self.request.user, tenant=self.tenant).filter(pk=device.pk).first()
+        fresh = domain.devices_for(user=self.request.user, tenant=self.tenant).filter(pk=device.pk).first()
         if fresh is None:  # e.g. just transferred away
             device.access_level = None
             fresh = device
@@ -154,7 +119,7 @@ class TenantListView(RolesContext, ApiView, generics.ListAPIView):
     serializer_class = s.TenantSerializer
 
     def scoped_queryset(self):
-        return selectors.tenants_for(self.request.user).order_by("name", "id")
+        return domain.tenants_for(self.request.user).order_by("name", "id")
 
 
 @extend_schema(tags=["tenants"], summary="One of your tenants")
@@ -213,14 +178,14 @@ class DeviceTypeListView(TenantView, generics.ListAPIView):
         return selectors.device_types_for(user=self.request.user, tenant=self.tenant)
 
 
-class DeviceListView(TenantView, generics.ListCreateAPIView):
+class DeviceListView(DeviceRendering, TenantView, generics.ListCreateAPIView):
     model = Device
     serializer_class = s.DeviceSerializer
     filterset_class = filters.DeviceFilter
     documented_errors = {"post": [409]}
 
     def scoped_queryset(self):
-        return selectors.devices_for(user=self.request.user, tenant=self.tenant)
+        return domain.devices_for(user=self.request.user, tenant=self.tenant)
 
     @extend_schema(tags=["devices"], summary="Devices you own or that are shared with you, with your level "
                    "(tenant admins see every device of the tenant)")
@@ -246,13 +211,13 @@ class DeviceListView(TenantView, generics.ListCreateAPIView):
 
 
 @extend_schema(tags=["devices"])
-class DeviceDetailView(TenantView, generics.RetrieveAPIView):
+class DeviceDetailView(DeviceRendering, TenantView, generics.RetrieveAPIView):
     model = Device
     serializer_class = s.DeviceSerializer
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def scoped_queryset(self):
-        return selectors.devices_for(user=self.request.user, tenant=self.tenant)
+        return domain.devices_for(user=self.request.user, tenant=self.tenant)
 
     @extend_schema(summary="Rename (manage level, owner or tenant admin)", request=s.DeviceRenameSerializer,
                    responses={200: s.DeviceSerializer})
@@ -271,7 +236,7 @@ class DeviceDetailView(TenantView, generics.RetrieveAPIView):
 @extend_schema(tags=["devices"], summary="Hand the device to another member (owner or tenant admin); "
                "its shares are revoked unless keep_shares", request=s.TransferSerializer,
                responses={200: s.DeviceSerializer})
-class DeviceTransferView(TenantView):
+class DeviceTransferView(DeviceRendering, TenantView):
     model = Device
     serializer_class = s.DeviceSerializer
 
@@ -473,7 +438,7 @@ class GroupViewMixin(TenantView):
     serializer_class = s.GroupSerializer
 
     def scoped_queryset(self):
-        return selectors.groups_for(user=self.request.user, tenant=self.tenant)
+        return domain.groups_for(user=self.request.user, tenant=self.tenant)
 
     def render_group(self, group: DeviceGroup) -> dict:
         return s.GroupSerializer(self.get_queryset().get(pk=group.pk)).data
@@ -515,7 +480,7 @@ class GroupDetailView(GroupViewMixin, generics.RetrieveAPIView):
 
 @extend_schema(tags=["groups"], summary="Put one of the group owner's devices into the group",
                request=s.GroupDeviceSerializer, responses={200: s.DeviceSerializer})
-class GroupDevicesView(TenantView):
+class GroupDevicesView(DeviceRendering, TenantView):
     model = Device
     serializer_class = s.DeviceSerializer
     documented_errors = {"post": [409]}
@@ -535,7 +500,7 @@ class GroupDeviceView(TenantView):
     def delete(self, request, tenant, group, device):
         group = self.visible_group(group)
         device = get_object_or_404(
-            selectors.devices_for(user=request.user, tenant=self.tenant).filter(group=group), pk=device
+            domain.devices_for(user=request.user, tenant=self.tenant).filter(group=group), pk=device
         )
         services.remove_device_from_group(actor=request.user, device=device)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -567,18 +532,3 @@ class InvitationCancelView(SharesThrottled, TenantInvitations):
         invitation = self.get_object()
         invitation = services.cancel_invitation(actor=request.user, invitation=invitation)
         return Response(s.InvitationSerializer(invitation).data)
-
-
-# --- anything else under /api/v1/ ----------------------------------------------------
-
-
-class NotFoundView(APIView):
-    """Unknown API paths answer in the API's error shape, not Django's HTML page."""
-
-    authentication_classes = []
-    permission_classes = []
-    schema = None
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        raise NotFound("No such API endpoint.")

@@ -6,7 +6,7 @@ import logging
 import pytest
 from rest_framework.test import APIClient
 
-from devices.api import selectors
+from devices import selectors
 from tests.api.conftest import assert_error, url
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from devices.api import selectors
+from devices import selectors
 from devices.models import Device, DeviceGroup, Level, Share
 from tests.api.conftest import tenant_url
 from tests.conftest import require

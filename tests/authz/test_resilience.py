@@ -229,7 +229,7 @@ def test_a_redis_outage_under_200_api_writes_costs_no_5xx_and_no_worker(world, t
     # Throttling stays on (every write reads and writes its counter), high enough not to refuse.
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
         **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "shares": "100000/minute"}}
-    caplog.set_level(logging.WARNING, logger="devices.api.throttling")
+    caplog.set_level(logging.WARNING, logger="config.api.throttling")
     fast = {"SNAPSHOT_RECONCILE_SECONDS": "1", "SNAPSHOT_RECONCILE_GRACE_SECONDS": "2"}
     worker = CeleryProcess(unit_celery_args("devshare-worker.service"), log=tmp_path / "worker.log",
                            broker=own.url, env=fast)
@@ -285,7 +285,7 @@ def test_throttled_writes_pass_with_one_warning_while_the_throttle_cache_is_down
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": own.url}}
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
         **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "shares": "1/minute"}}
-    caplog.set_level(logging.WARNING, logger="devices.api.throttling")
+    caplog.set_level(logging.WARNING, logger="config.api.throttling")
     client = APIClient()
     client.force_authenticate(world.owner)
 
