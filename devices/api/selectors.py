@@ -7,7 +7,18 @@ shapes its reads this way; the rule itself stays in the models.
 """
 from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
-from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Level, Share, Tenant, User, live_share_q
+from devices.models import (
+    AuditEvent,
+    Device,
+    DeviceGroup,
+    DeviceType,
+    Invitation,
+    Level,
+    Share,
+    Tenant,
+    User,
+    live_share_q,
+)
 
 
 def _best_level(user: User, reaching: Q) -> Subquery:
