@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from lambda_bridge import vocabulary
 
+from .audit_actions import Action
 from .share_status import ShareStatus, share_status, share_status_q
 
 # Anchored: RegexValidator and PostgreSQL's `~` search rather than match whole.
@@ -514,7 +515,7 @@ class AuditEvent(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     actor = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     actor_email = models.CharField(max_length=254, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
+    action = models.CharField(max_length=64, db_index=True, choices=Action.choices)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64, blank=True)
     object_repr = models.CharField(max_length=300, blank=True)
