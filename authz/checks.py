@@ -4,7 +4,7 @@ import re
 from django.conf import settings
 from django.core import checks
 
-from lambda_bridge import tokens
+from lambda_bridge import tokens, vocabulary
 
 from .credentials import MIN_LIFETIME_SECONDS
 
@@ -19,7 +19,7 @@ def token_settings(app_configs, **kwargs):
                 f"{name} is {value}; it must be {MIN_LIFETIME_SECONDS}..{tokens.MAX_LIFETIME} seconds",
                 hint="The authorizer refuses tokens with under 330 s left and lifetimes over 31 days.",
                 id="authz.E001"))
-    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,128}", settings.IOT_TOKEN_KEY_NAME):
+    if not re.fullmatch(vocabulary.TOKEN_KEY_NAME, settings.IOT_TOKEN_KEY_NAME):
         errors.append(checks.Error("IOT_TOKEN_KEY_NAME must be letters, digits, _ or - (as AWS IoT requires)",
                                    id="authz.E002"))
     if not re.fullmatch(r"[0-9]{12}", settings.AWS_ACCOUNT_ID):

@@ -14,12 +14,7 @@ from devices.models import Device, Level, Membership, Share
 from lambda_bridge import snapshot
 from lambda_bridge.snapshot import Entry, Snapshot
 
-LEVEL_CODES = {
-    Level.VIEW: snapshot.VIEW,
-    Level.CONTROL: snapshot.CONTROL,
-    Level.MANAGE: snapshot.MANAGE,
-    Level.OWNER: snapshot.OWNER,
-}
+LEVEL_CODES = {level: level.code for level in Level}
 
 
 @dataclass(frozen=True)

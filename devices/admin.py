@@ -35,6 +35,7 @@ from .models import (
     Tenant,
     User,
 )
+from .share_status import ShareStatus, share_status, share_status_q
 
 # --- users and tenants -------------------------------------------------------
 
@@ -323,10 +324,23 @@ def _through(share):
 # --- shares, invitations, audit ----------------------------------------------
 
 
+class ShareStatusFilter(admin.SimpleListFilter):
+    """The API's statuses (devices/share_status.py), so both lists agree."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return ShareStatus.choices
+
+    def queryset(self, request, queryset):
+        return queryset.filter(share_status_q(self.value())) if self.value() in ShareStatus.values else queryset
+
+
 @admin.register(Share)
 class ShareAdmin(TenantScopedAdmin):
     list_display = ["__str__", "grantee", "level", "target_display", "starts_at", "expires_at", "can_reshare", "status"]
-    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "level", "can_reshare"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), ShareStatusFilter, "level", "can_reshare"]
     search_fields = ["grantee__email", "device__name", "device__thing_name", "group__name"]
     list_select_related = ["grantee", "device", "group", "tenant"]
     actions = ["revoke_selected"]
@@ -352,9 +366,7 @@ class ShareAdmin(TenantScopedAdmin):
 
     @admin.display(description="status")
     def status(self, obj):
-        if obj.revoked_at:
-            return "revoked"
-        return "live" if obj.is_live() else "expired or not started"
+        return share_status(obj).label
 
     def perform(self, request, form, change):
         data = form.cleaned_data

@@ -8,7 +8,10 @@ import contextvars
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from .audit_actions import KNOWN, Action
 from .models import AuditEvent
+
+__all__ = ["Action", "build", "origin", "record", "record_many"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,8 @@ class Origin:
     ip_address: str | None = None
 
 
-_origin: contextvars.ContextVar[Origin] = contextvars.ContextVar("audit_origin", default=Origin())
+# Origin is frozen, so sharing one default instance is safe.
+_origin: contextvars.ContextVar[Origin] = contextvars.ContextVar("audit_origin", default=Origin())  # noqa: B039
 
 
 @contextmanager
@@ -42,6 +46,9 @@ def record_many(events: list[AuditEvent]) -> None:
 
 def build(*, actor, action: str, obj, tenant=None, changes: dict | None = None, device_id=None) -> AuditEvent:
     """The event `record` saves, unsaved."""
+    if action not in KNOWN:
+        # Checked here, not by the model: choices are not enforced on save.
+        raise ValueError(f"unknown audit action {action!r}: list it in devices/audit_actions.py")
     where = _origin.get()
     return AuditEvent(
         tenant=tenant if tenant is not None else getattr(obj, "tenant", None),

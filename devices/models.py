@@ -14,7 +14,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-THING_NAME_RE = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+from lambda_bridge import vocabulary
+
+from .audit_actions import Action
+from .share_status import ShareStatus, share_status, share_status_q
+
+# Anchored: RegexValidator and PostgreSQL's `~` search rather than match whole.
+THING_NAME_RE = re.compile(f"^{vocabulary.THING_NAME}$")
 validate_thing_name = RegexValidator(
     THING_NAME_RE,
     "Thing name must be 1-128 characters of letters, digits, ':', '_' or '-'.",
@@ -28,16 +34,26 @@ def generate_thing_name() -> str:
     return "d-" + "".join(secrets.choice(alphabet) for _ in range(12))
 
 
+def _stored(name: str) -> tuple[int, str]:
+    # Ten times the snapshot's code: the values the database has held since 0001_initial.
+    return vocabulary.LEVEL_CODES[name] * 10, name
+
+
 class Level(models.IntegerChoices):
-    """Share levels, ordered; OWNER is never stored on a share."""
+    """Access levels, ordered (lambda_bridge/vocabulary.py); OWNER is never stored on a share."""
 
-    VIEW = 10, "view"
-    CONTROL = 20, "control"
-    MANAGE = 30, "manage"
-    OWNER = 40, "owner"
+    VIEW = _stored(vocabulary.VIEW)
+    CONTROL = _stored(vocabulary.CONTROL)
+    MANAGE = _stored(vocabulary.MANAGE)
+    OWNER = _stored(vocabulary.OWNER)
+
+    @property
+    def code(self) -> int:
+        """The level's code in a permission snapshot."""
+        return vocabulary.LEVEL_CODES[self.label]
 
 
-SHARE_LEVELS = [(c.value, c.label) for c in (Level.VIEW, Level.CONTROL, Level.MANAGE)]
+SHARE_LEVELS = [(Level[name.upper()].value, name) for name in vocabulary.SHARE_LEVELS]
 ADMIN_ROLES = ("owner", "admin")
 
 
@@ -148,15 +164,8 @@ def member_tenants(user):
 
 
 def live_share_q(prefix: str = "", now=None) -> Q:
-    """Shares that grant something right now: not revoked, inside their window."""
-    now = now or timezone.now()
-    p = prefix
-    return (
-        Q(**{f"{p}revoked_at__isnull": True})
-        & (Q(**{f"{p}starts_at__isnull": True}) | Q(**{f"{p}starts_at__lte": now}))
-        & (Q(**{f"{p}expires_at__isnull": True}) | Q(**{f"{p}expires_at__gt": now}))
-        & Q(**{f"{p}grantee__is_active": True})
-    )
+    """Shares that grant something right now: live ones whose grantee's account is active."""
+    return share_status_q(ShareStatus.LIVE, prefix=prefix, now=now) & Q(**{f"{prefix}grantee__is_active": True})
 
 
 class TenantScopedQuerySet(models.QuerySet):
@@ -307,7 +316,7 @@ class Device(models.Model):
         ordering = ["tenant", "name", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(thing_name__regex=r"^[a-zA-Z0-9:_-]{1,128}$"), name="device_thing_name_valid"
+                condition=Q(thing_name__regex=THING_NAME_RE.pattern), name="device_thing_name_valid"
             ),
         ]
         # A tenant's devices in list order: a page is read off the index
@@ -437,12 +446,7 @@ class Share(GrantTermsModel):
     def is_live(self, now=None) -> bool:
         """Not revoked and inside its window. Unlike ``live_share_q`` this does
         not look at the grantee's account, which would cost a query."""
-        now = now or timezone.now()
-        return (
-            self.revoked_at is None
-            and (self.starts_at is None or self.starts_at <= now)
-            and (self.expires_at is None or self.expires_at > now)
-        )
+        return share_status(self, now=now) == ShareStatus.LIVE
 
 
 class InvitationQuerySet(TenantScopedQuerySet):
@@ -517,7 +521,7 @@ class AuditEvent(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     actor = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     actor_email = models.CharField(max_length=254, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
+    action = models.CharField(max_length=64, db_index=True, choices=Action.choices)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64, blank=True)
     object_repr = models.CharField(max_length=300, blank=True)

@@ -13,6 +13,7 @@ from typing import Callable, Protocol
 from lambda_bridge import events, policy, snapshot, tokens
 from lambda_bridge.config import MAX_TTL, MIN_TTL, Config
 from lambda_bridge.refusal import Refused
+from lambda_bridge.vocabulary import Reason
 
 REFUSED_PRINCIPAL = "refused"
 
@@ -57,14 +58,14 @@ class Authorizer:
     def decide(self, event) -> Decision:
         """Never raises: anything unexpected is a refusal, since AWS closes the
         connection on a failed invocation anyway and a reason beats a trace."""
-        decision = Decision(allowed=False, reason="internal_error")
+        decision = Decision(allowed=False, reason=Reason.INTERNAL_ERROR)
         try:
             self._decide(event, decision)
             return decision
         except Refused as refusal:
             reason, detail = refusal.reason, refusal.detail
         except Exception as exc:
-            reason, detail = "internal_error", exc.__class__.__name__
+            reason, detail = Reason.INTERNAL_ERROR, exc.__class__.__name__
         # What the log needs (source, principal, devices) stays; the answer is a plain no.
         decision.allowed, decision.reason, decision.detail = False, reason, detail
         decision.documents, decision.principal_id = [], REFUSED_PRINCIPAL
@@ -80,24 +81,24 @@ class Authorizer:
         decision.principal, decision.tenant = claims.label, claims.tenant
         asked = events.mqtt_client_id(event)
         if asked is not None and asked != claims.client_id:
-            raise Refused("client_id_mismatch")
+            raise Refused(Reason.CLIENT_ID_MISMATCH)
         snap = self._snapshot(claims)
         levels = usable_levels(snap, claims, now)
         decision.devices = len(levels)
         try:
             if claims.kind == snapshot.DEVICE:
                 if claims.principal not in levels:
-                    raise Refused("principal_gone", "the device is not in its own snapshot")
+                    raise Refused(Reason.PRINCIPAL_GONE, "the device is not in its own snapshot")
                 documents = policy.device_documents(thing=claims.principal, region=config.region,
                                                     account=config.account)
             else:
                 documents = policy.user_documents(levels=levels, client_id=claims.client_id,
                                                   region=config.region, account=config.account)
         except policy.PolicyInputError as exc:
-            raise Refused("bad_snapshot", str(exc)[:200]) from None
+            raise Refused(Reason.BAD_SNAPSHOT, str(exc)[:200]) from None
         if documents is None:
-            raise Refused("scope_required", f"{len(levels)} devices do not fit one connection's policies")
-        decision.allowed, decision.reason, decision.documents = True, "ok", documents
+            raise Refused(Reason.SCOPE_REQUIRED, f"{len(levels)} devices do not fit one connection's policies")
+        decision.allowed, decision.reason, decision.documents = True, Reason.OK, documents
         decision.principal_id = principal_id(claims)
         decision.refresh, decision.disconnect = lifetimes(snap, claims, now, config)
 
@@ -106,17 +107,17 @@ class Authorizer:
         try:
             item = self.store.get(key)
         except Exception as exc:  # network, throttling, permissions
-            raise Refused("snapshot_unavailable", exc.__class__.__name__) from None
+            raise Refused(Reason.SNAPSHOT_UNAVAILABLE, exc.__class__.__name__) from None
         if item is None:
-            raise Refused("no_snapshot")
+            raise Refused(Reason.NO_SNAPSHOT)
         try:
             snap = snapshot.from_item(item)
         except snapshot.SnapshotError as exc:
-            raise Refused("bad_snapshot", str(exc)[:200]) from None
+            raise Refused(Reason.BAD_SNAPSHOT, str(exc)[:200]) from None
         if (snap.kind, snap.tenant, snap.principal) != (claims.kind, claims.tenant, claims.principal):
-            raise Refused("bad_snapshot", "item does not belong to the token's principal")
+            raise Refused(Reason.BAD_SNAPSHOT, "item does not belong to the token's principal")
         if snap.gone:
-            raise Refused("principal_gone")
+            raise Refused(Reason.PRINCIPAL_GONE)
         return snap
 
 

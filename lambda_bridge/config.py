@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from lambda_bridge import vocabulary
+
 # AWS allows 300..86,400 for both TTLs (docs/authorizer.md).
 MIN_TTL = 300
 MAX_TTL = 86_400
@@ -60,7 +62,7 @@ class Config:
             if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", value):
                 raise ConfigError(f"{value!r} is not an AWS region name")
         key_name = env.get("DEVSHARE_TOKEN_KEY_NAME", "").strip() or cls.token_key_name
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", key_name):
+        if not re.fullmatch(vocabulary.TOKEN_KEY_NAME, key_name):
             raise ConfigError("DEVSHARE_TOKEN_KEY_NAME must be 1-128 letters, digits, '_' or '-'")
         return cls(
             table=required("DEVSHARE_TABLE"),

@@ -10,6 +10,7 @@ import binascii
 from urllib.parse import parse_qs
 
 from lambda_bridge.refusal import Refused
+from lambda_bridge.vocabulary import Reason
 
 MAX_TOKEN = 4096      # a platform JWT is well under 2 KB, a scoped one under 4 KB
 MAX_FIELD = 8192      # username, password, query string, one header value
@@ -23,7 +24,7 @@ def find_token(event, key_name: str) -> tuple[str, str]:
     password; the MQTT username's query parameters; an HTTP header; the
     WebSocket URL's query string, which is the only way a browser has."""
     if not isinstance(event, dict):
-        raise Refused("bad_event", "event is not an object")
+        raise Refused(Reason.BAD_EVENT, "event is not an object")
     # Empty fields count as absent: a client may send an empty password and
     # its token in the username.
     token = event.get("token")
@@ -47,7 +48,7 @@ def find_token(event, key_name: str) -> tuple[str, str]:
         found = _query_value(query.removeprefix("?"), key_name)
         if found is not None:
             return _checked(found), "query_string"
-    raise Refused("no_token")
+    raise Refused(Reason.NO_TOKEN)
 
 
 def mqtt_client_id(event) -> str | None:
@@ -69,32 +70,32 @@ def _dict(value) -> dict:
 
 def _checked(token) -> str:
     if not isinstance(token, str) or not token or not token.isascii():
-        raise Refused("malformed_token", "token is not a non-empty ASCII string")
+        raise Refused(Reason.MALFORMED_TOKEN, "token is not a non-empty ASCII string")
     if len(token) > MAX_TOKEN:
-        raise Refused("token_too_large", f"{len(token)} characters")
+        raise Refused(Reason.TOKEN_TOO_LARGE, f"{len(token)} characters")
     return token
 
 
 def _password(value) -> str:
     # AWS hands the MQTT password over base64-encoded.
     if not isinstance(value, str) or len(value) > MAX_FIELD:
-        raise Refused("bad_password", "password is not a string of sensible size")
+        raise Refused(Reason.BAD_PASSWORD, "password is not a string of sensible size")
     try:
         return base64.b64decode(value, validate=True).decode("ascii")
     except (binascii.Error, ValueError):
-        raise Refused("bad_password", "password is not base64 of an ASCII token") from None
+        raise Refused(Reason.BAD_PASSWORD, "password is not base64 of an ASCII token") from None
 
 
 def _query_value(query: str, key_name: str) -> str | None:
     if len(query) > MAX_FIELD:
-        raise Refused("bad_event", "query string too long")
+        raise Refused(Reason.BAD_EVENT, "query string too long")
     try:
         values = parse_qs(query, max_num_fields=MAX_QUERY_FIELDS).get(key_name)
     except ValueError:
-        raise Refused("bad_event", "too many query parameters") from None
+        raise Refused(Reason.BAD_EVENT, "too many query parameters") from None
     if values and len(values) > 1:
         # Two tokens in one request: refusing beats guessing which one counts.
-        raise Refused("bad_event", "token parameter given more than once")
+        raise Refused(Reason.BAD_EVENT, "token parameter given more than once")
     return values[0] if values else None
 
 
@@ -102,9 +103,9 @@ def _header(headers, key_name: str) -> str | None:
     if not isinstance(headers, dict):
         return None
     if len(headers) > MAX_HEADERS:
-        raise Refused("bad_event", "too many headers")
+        raise Refused(Reason.BAD_EVENT, "too many headers")
     wanted = key_name.lower()
     values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == wanted]
     if len(values) > 1:
-        raise Refused("bad_event", "token header given more than once")
+        raise Refused(Reason.BAD_EVENT, "token header given more than once")
     return values[0] if values else None

@@ -11,6 +11,7 @@ from lambda_bridge import events
 from lambda_bridge.authorizer import Authorizer, Decision
 from lambda_bridge.config import Config, ConfigError
 from lambda_bridge.store import DynamoStore
+from lambda_bridge.vocabulary import Reason
 
 
 def _log(record: dict) -> None:
@@ -33,7 +34,7 @@ except Exception as exc:  # e.g. botocore refusing the endpoint URL: still answe
 def lambda_handler(event, context):
     started = time.perf_counter()
     if AUTHORIZER is None:
-        decision = Decision(allowed=False, reason="misconfigured", detail=CONFIG_ERROR)
+        decision = Decision(allowed=False, reason=Reason.MISCONFIGURED, detail=CONFIG_ERROR)
     else:
         decision = AUTHORIZER.decide(event)
     _log({

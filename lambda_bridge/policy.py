@@ -20,13 +20,14 @@ import json
 import re
 from functools import lru_cache
 
+from lambda_bridge import vocabulary
 from lambda_bridge.snapshot import CONTROL
 
 MAX_DOCUMENTS = 10
 MAX_CHARACTERS = 2048
-_THING = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+_THING = re.compile(vocabulary.THING_NAME)
 # A person's client id adds dots (see tokens.py); neither may hold a wildcard.
-_CLIENT_ID = re.compile(r"[A-Za-z0-9:._-]{1,128}")
+_CLIENT_ID = re.compile(vocabulary.CLIENT_ID)
 
 _DOC_OPEN = '{"Version":"2012-10-17","Statement":['
 _DOC_CLOSE = "]}"

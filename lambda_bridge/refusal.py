@@ -1,6 +1,6 @@
-"""Why a connection was refused. Every refusal has a short, fixed reason (the
-log and the tests key on it) and maybe a detail for the log — never a token or
-key material."""
+"""Why a connection was refused. Every refusal has a short, fixed reason, one
+of lambda_bridge.vocabulary.Reason (the log and the tests key on it), and maybe
+a detail for the log — never a token or key material."""
 
 
 class Refused(Exception):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from lambda_bridge import vocabulary
+
 FORMAT = 2
 READABLE_FORMATS = (1, 2)
 
@@ -27,9 +29,9 @@ USER = "u"
 DEVICE = "d"
 KINDS = (USER, DEVICE)
 
-# Access levels as stored; the Django side maps its own Level onto these.
-VIEW, CONTROL, MANAGE, OWNER = 1, 2, 3, 4
-LEVEL_NAMES = {VIEW: "view", CONTROL: "control", MANAGE: "manage", OWNER: "owner"}
+# Access levels as stored (lambda_bridge/vocabulary.py); the Django side maps its own Level onto these.
+VIEW, CONTROL, MANAGE, OWNER = (vocabulary.LEVEL_CODES[name] for name in vocabulary.LEVELS)
+LEVEL_NAMES = {code: name for name, code in vocabulary.LEVEL_CODES.items()}
 
 # Entry header byte: level in the low 3 bits, then which optional fields follow.
 _LEVEL_MASK = 0x07

@@ -25,16 +25,16 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from lambda_bridge import keys, snapshot
+from lambda_bridge import keys, snapshot, vocabulary
 from lambda_bridge.config import MIN_TTL
 from lambda_bridge.refusal import Refused
+from lambda_bridge.vocabulary import Reason
 
 ALGORITHM = "RS256"
 MIN_KEY_BITS = 2048
 MAX_SCOPE_THINGS = 200
-# The thing-name alphabet (docs/domain.md) is also what client ids may use: no `*`,
-# `?` or `$`, so a name can never act as a wildcard inside a policy.
-NAME = re.compile(r"[A-Za-z0-9:_-]{1,128}")
+# The thing-name alphabet is also what client ids may use (lambda_bridge/vocabulary.py).
+NAME = re.compile(vocabulary.THING_NAME)
 USER_ID = re.compile(r"[0-9]{1,19}")
 APP_SUFFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_INTEGER = 2**63 - 1
@@ -96,9 +96,9 @@ class KeyCache:
             item = self._read_item(keys.ITEM_KEY)
             ring = keys.from_item(item) if item is not None else None
         except keys.KeyringError as exc:
-            raise Refused("keys_unavailable", str(exc)) from None
+            raise Refused(Reason.KEYS_UNAVAILABLE, str(exc)) from None
         except Exception as exc:  # the store's errors: network, throttling, permissions
-            raise Refused("keys_unavailable", exc.__class__.__name__) from None
+            raise Refused(Reason.KEYS_UNAVAILABLE, exc.__class__.__name__) from None
         loaded = {}
         for kid, pem in (ring.verifying() if ring else {}).items():
             try:
@@ -118,20 +118,20 @@ def verify(token: str, key_cache: KeyCache, *, issuer: str, audience: str, leewa
     if header.get("alg") != ALGORITHM:
         # Checked before any key is touched: `none` and the HMAC family (with
         # the public key as the "secret") never reach a verifier.
-        raise Refused("unsupported_alg", f"alg {str(header.get('alg'))[:20]!r}")
+        raise Refused(Reason.UNSUPPORTED_ALG, f"alg {str(header.get('alg'))[:20]!r}")
     kid = header.get("kid")
     if not isinstance(kid, str) or not 0 < len(kid) <= keys.MAX_KID:
-        raise Refused("unknown_kid", "no usable kid in the header")
+        raise Refused(Reason.UNKNOWN_KID, "no usable kid in the header")
     key = key_cache.get(kid)
     if key is None:
-        raise Refused("unknown_kid", f"kid {kid[:64]!r}")
+        raise Refused(Reason.UNKNOWN_KID, f"kid {kid[:64]!r}")
     if header.get("b64", True) is False:
         # RFC 7797's unencoded payload, which the platform never issues.
-        raise Refused("malformed_token" if "crit" in header else "invalid_claims", "b64 is false")
+        raise Refused(Reason.MALFORMED_TOKEN if "crit" in header else Reason.INVALID_CLAIMS, "b64 is false")
     try:
         key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
-        raise Refused("bad_signature", "signature does not verify") from None
+        raise Refused(Reason.BAD_SIGNATURE, "signature does not verify") from None
     # Only signed bytes are read as JSON.
     claims = _json_object(payload, "payload")
     _registered(claims, issuer=issuer, audience=audience)
@@ -143,16 +143,16 @@ def _parse(token: str) -> tuple[dict, bytes, bytes, bytes]:
     part must be canonical base64url, so a token has one spelling only."""
     parts = token.split(".")
     if len(parts) != 3:
-        raise Refused("malformed_token", "not three dot-separated parts")
+        raise Refused(Reason.MALFORMED_TOKEN, "not three dot-separated parts")
     header = _json_object(_segment(parts[0]), "header")
     if header.get("b64", True) is False and parts[1]:
-        raise Refused("malformed_token", "payload must be empty when b64 is false")
+        raise Refused(Reason.MALFORMED_TOKEN, "payload must be empty when b64 is false")
     payload = _segment(parts[1])
     signature = _segment(parts[2])
     if "kid" in header and not isinstance(header["kid"], str):
-        raise Refused("malformed_token", "kid is not a string")
+        raise Refused(Reason.MALFORMED_TOKEN, "kid is not a string")
     if "crit" in header and not _understood(header["crit"], header):
-        raise Refused("malformed_token", "critical header extension not understood")
+        raise Refused(Reason.MALFORMED_TOKEN, "critical header extension not understood")
     return header, payload, f"{parts[0]}.{parts[1]}".encode(), signature
 
 
@@ -160,10 +160,10 @@ def _segment(text: str) -> bytes:
     """Canonical base64url (RFC 7515 §2): the URL-safe alphabet, no `=`
     padding, and no stray bits in the last character."""
     if len(text) % 4 == 1 or not _BASE64URL.fullmatch(text):
-        raise Refused("malformed_token", "a part is not canonical base64url")
+        raise Refused(Reason.MALFORMED_TOKEN, "a part is not canonical base64url")
     raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     if base64.urlsafe_b64encode(raw).rstrip(b"=") != text.encode():  # stray bits in the last character
-        raise Refused("malformed_token", "a part is not canonical base64url")
+        raise Refused(Reason.MALFORMED_TOKEN, "a part is not canonical base64url")
     return raw
 
 
@@ -171,9 +171,9 @@ def _json_object(raw: bytes, part: str) -> dict:
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):
-        raise Refused("malformed_token", f"{part} is not JSON") from None
+        raise Refused(Reason.MALFORMED_TOKEN, f"{part} is not JSON") from None
     if not isinstance(value, dict):
-        raise Refused("malformed_token", f"{part} is not a JSON object")
+        raise Refused(Reason.MALFORMED_TOKEN, f"{part} is not a JSON object")
     return value
 
 
@@ -187,43 +187,43 @@ def _registered(claims: dict, *, issuer: str, audience: str) -> None:
     """The registered claims, as PyJWT checked them (times are `_claims`')."""
     missing = next((name for name in REQUIRED_CLAIMS if claims.get(name) is None), None)
     if missing:
-        raise Refused("invalid_claims", f"no {missing}")
+        raise Refused(Reason.INVALID_CLAIMS, f"no {missing}")
     if not isinstance(claims["iss"], str) or claims["iss"] != issuer:
-        raise Refused("wrong_issuer")
+        raise Refused(Reason.WRONG_ISSUER)
     if not claims["aud"]:
-        raise Refused("invalid_claims", "empty aud")
+        raise Refused(Reason.INVALID_CLAIMS, "empty aud")
     # A list audience naming us among others is a token meant for someone else.
     if not isinstance(claims["aud"], str) or claims["aud"] != audience:
-        raise Refused("wrong_audience")
+        raise Refused(Reason.WRONG_AUDIENCE)
     if not isinstance(claims["sub"], str) or not isinstance(claims["jti"], str):
-        raise Refused("invalid_claims", "sub and jti are strings")
+        raise Refused(Reason.INVALID_CLAIMS, "sub and jti are strings")
 
 
 def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
     exp, nbf, iat = (_integer(claims.get(name), name) for name in ("exp", "nbf", "iat"))
     # No leeway on expiry: the connection already outlives it by the policy's minimum life.
     if now >= exp:
-        raise Refused("expired")
+        raise Refused(Reason.EXPIRED)
     if exp - now < POLICY_MIN_LIFE:
-        raise Refused("expires_too_soon", f"{exp - now} s left; ask for a fresh token")
+        raise Refused(Reason.EXPIRES_TOO_SOON, f"{exp - now} s left; ask for a fresh token")
     if nbf > now + leeway or iat > now + leeway:
-        raise Refused("not_yet_valid")
+        raise Refused(Reason.NOT_YET_VALID)
     if exp - min(iat, nbf) > MAX_LIFETIME:
-        raise Refused("invalid_claims", "lifetime longer than 31 days")
+        raise Refused(Reason.INVALID_CLAIMS, "lifetime longer than 31 days")
     kind_name, _, principal = str(claims["sub"]).partition(":")
     kind = KINDS.get(kind_name)
     if kind == snapshot.USER and not USER_ID.fullmatch(principal):
-        raise Refused("invalid_claims", "user sub is not user:<id>")
+        raise Refused(Reason.INVALID_CLAIMS, "user sub is not user:<id>")
     if kind == snapshot.DEVICE and not NAME.fullmatch(principal):
-        raise Refused("invalid_claims", "device sub is not device:<thing name>")
+        raise Refused(Reason.INVALID_CLAIMS, "device sub is not device:<thing name>")
     if kind is None:
-        raise Refused("invalid_claims", "sub is neither user:… nor device:…")
+        raise Refused(Reason.INVALID_CLAIMS, "sub is neither user:… nor device:…")
     tenant = _integer(claims.get("tid"), "tid")
     client_id = claims.get("cid")
     if kind == snapshot.DEVICE and client_id != principal:
-        raise Refused("invalid_claims", "a device connects as its thing name")
+        raise Refused(Reason.INVALID_CLAIMS, "a device connects as its thing name")
     if kind == snapshot.USER and not _own_app_id(client_id, tenant, principal):
-        raise Refused("invalid_claims", "a person's cid is u<tenant>.<user id>.<letters, digits, _ or ->")
+        raise Refused(Reason.INVALID_CLAIMS, "a person's cid is u<tenant>.<user id>.<letters, digits, _ or ->")
     things, group = _scope(claims.get("scope"), kind)
     return Claims(kind=kind, principal=principal, tenant=tenant, client_id=client_id, expires=exp,
                   scope_things=things, scope_group=group)
@@ -238,7 +238,7 @@ def _own_app_id(client_id, tenant: int, user: str) -> bool:
 def _integer(value, name: str) -> int:
     # bool is an int in Python; a `true` expiry is not a time.
     if type(value) is not int or not 0 <= value <= MAX_INTEGER:
-        raise Refused("invalid_claims", f"{name} is not a whole number")
+        raise Refused(Reason.INVALID_CLAIMS, f"{name} is not a whole number")
     return value
 
 
@@ -246,11 +246,11 @@ def _scope(scope, kind: str) -> tuple[frozenset[str] | None, int | None]:
     if scope is None:
         return None, None
     if kind != snapshot.USER or not isinstance(scope, dict) or len(scope) != 1:
-        raise Refused("invalid_claims", "scope is one of {things: [...]} or {group: id}, on user tokens")
+        raise Refused(Reason.INVALID_CLAIMS, "scope is one of {things: [...]} or {group: id}, on user tokens")
     if "group" in scope:
         return None, _integer(scope["group"], "scope.group")
     things = scope.get("things")
     if (not isinstance(things, list) or not 0 < len(things) <= MAX_SCOPE_THINGS
             or not all(isinstance(t, str) and NAME.fullmatch(t) for t in things)):
-        raise Refused("invalid_claims", f"scope.things is a list of 1-{MAX_SCOPE_THINGS} thing names")
+        raise Refused(Reason.INVALID_CLAIMS, f"scope.things is a list of 1-{MAX_SCOPE_THINGS} thing names")
     return frozenset(things), None

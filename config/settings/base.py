@@ -256,8 +256,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "ENUM_NAME_OVERRIDES": {
-        "ShareLevelEnum": ["view", "control", "manage"],
-        "AccessLevelEnum": ["view", "control", "manage", "owner"],
+        "ShareLevelEnum": "lambda_bridge.vocabulary.SHARE_LEVELS",
+        "AccessLevelEnum": "lambda_bridge.vocabulary.LEVELS",
     },
 }
 

@@ -9,8 +9,13 @@ from drf_spectacular.drainage import set_override
 
 from config.api.ids import MAX_ID
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Share
+from devices.share_status import ACTIVE_STATUSES, ShareStatus, share_status_q
+from lambda_bridge import vocabulary
 
-LEVEL_CHOICES = [(label, label) for label in ("view", "control", "manage", "owner")]
+LEVEL_CHOICES = [(name, name) for name in vocabulary.LEVELS]
+SHARE_LEVEL_CHOICES = [(name, name) for name in vocabulary.SHARE_LEVELS]
+# The share list's status filter takes a share's status and these two.
+ACTIVE, ALL = "active", "all"
 
 
 class IdFilter(django_filters.NumberFilter):
@@ -58,13 +63,13 @@ class GroupFilter(django_filters.FilterSet):
 
 
 class ShareFilter(django_filters.FilterSet):
-    """Without `status`, revoked shares are left out."""
+    """Without `status`, only active shares: live or scheduled."""
 
     status = django_filters.ChoiceFilter(
-        choices=[("active", "active"), ("revoked", "revoked"), ("all", "all")], method="by_status",
-        empty_label=None, help_text="active (default): not revoked; revoked; all.",
+        choices=[(ACTIVE, ACTIVE), *ShareStatus.choices, (ALL, ALL)], method="by_status", empty_label=None,
+        help_text="active (default): live or scheduled; a share's status (live, scheduled, expired, revoked); all.",
     )
-    level = django_filters.ChoiceFilter(choices=LEVEL_CHOICES[:3], method="by_level")
+    level = django_filters.ChoiceFilter(choices=SHARE_LEVEL_CHOICES, method="by_level")
     device = IdFilter(field_name="device_id")
     group = IdFilter(field_name="group_id")
 
@@ -75,13 +80,13 @@ class ShareFilter(django_filters.FilterSet):
     def __init__(self, data=None, *args, **kwargs):
         if data is not None and not data.get("status"):
             data = data.copy()
-            data["status"] = "active"
+            data["status"] = ACTIVE
         super().__init__(data, *args, **kwargs)
 
     def by_status(self, queryset, name, value):
-        if value == "all":
+        if value == ALL:
             return queryset
-        return queryset.filter(revoked_at__isnull=value == "active")
+        return queryset.filter(share_status_q(*(ACTIVE_STATUSES if value == ACTIVE else [value])))
 
     def by_level(self, queryset, name, value):
         return queryset.filter(level=Level[value.upper()])

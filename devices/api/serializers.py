@@ -1,6 +1,5 @@
 """Request and response shapes. Serializers validate and render only; views
 hand validated data to ``devices.services``."""
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
@@ -19,11 +18,13 @@ from devices.models import (
     User,
     validate_thing_name,
 )
+from devices.share_status import ShareStatus, share_status
+from lambda_bridge import vocabulary
 
 from . import selectors
 
-SHARE_LEVELS = ["view", "control", "manage"]
-ACCESS_LEVELS = [*SHARE_LEVELS, "owner"]
+SHARE_LEVELS = list(vocabulary.SHARE_LEVELS)
+ACCESS_LEVELS = list(vocabulary.LEVELS)
 
 
 class LevelField(serializers.ChoiceField):
@@ -207,16 +208,9 @@ class ShareSerializer(serializers.ModelSerializer):
     def get_target_name(self, share) -> str:
         return _target_name(share)
 
-    @extend_schema_field(serializers.ChoiceField(choices=["live", "scheduled", "expired", "revoked"]))
+    @extend_schema_field(serializers.ChoiceField(choices=ShareStatus.values))
     def get_status(self, share) -> str:
-        now = timezone.now()
-        if share.revoked_at is not None:
-            return "revoked"
-        if share.expires_at is not None and share.expires_at <= now:
-            return "expired"
-        if share.starts_at is not None and share.starts_at > now:
-            return "scheduled"
-        return "live"
+        return share_status(share).value
 
 
 class ShareTermsSerializer(serializers.Serializer):

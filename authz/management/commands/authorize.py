@@ -41,11 +41,10 @@ from devices import audit
 from devices.models import Device, Tenant, User
 from lambda_bridge import evaluator, keys
 from lambda_bridge.config import Config, ConfigError
+from lambda_bridge.vocabulary import SETUP_REASONS, Reason
 
 USAGE = 2
 ACTIONS = {"connect": "iot:Connect", "publish": "iot:Publish", "subscribe": "iot:Subscribe", "receive": "iot:Receive"}
-# Refusals that say the setup is broken, not that access is denied.
-SETUP_REASONS = {"keys_unavailable", "snapshot_unavailable", "misconfigured"}
 HANDLER = "lambda_bridge.handler"
 MAX_TOPIC_BYTES = 256
 
@@ -374,7 +373,7 @@ class Report:
     def reason(self) -> str:
         if self.log_line.get("reason"):
             return self.log_line["reason"]
-        return "ok" if self.response.get("isAuthenticated") else "unknown"
+        return Reason.OK if self.response.get("isAuthenticated") else "unknown"
 
     def _judge(self) -> tuple[bool, str]:
         if not self.response.get("isAuthenticated"):
