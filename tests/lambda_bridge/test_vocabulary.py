@@ -13,7 +13,7 @@ from lambda_bridge.vocabulary import REFUSAL_REASONS, SETUP_REASONS, Reason
 
 ROOT = Path(lambda_bridge.__file__).resolve().parents[1]
 # The document whose table lists the authorizer's refusal reasons.
-REASON_TABLE_DOC = ROOT / "README.md"
+REASON_TABLE_DOC = ROOT / "docs" / "authorizer.md"
 PACKAGE = ROOT / "lambda_bridge"
 
 
