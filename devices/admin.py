@@ -67,7 +67,9 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
     list_filter = ["is_staff", "is_active"]
     search_fields = ["email", "full_name"]
     readonly_fields = ["email", "date_joined", "last_login"]
-    fieldsets = [(None, {"fields": ["email", "password", "full_name", "is_staff", "is_active", "date_joined", "last_login"]})]
+    fieldsets = [
+        (None, {"fields": ["email", "password", "full_name", "is_staff", "is_active", "date_joined", "last_login"]}),
+    ]
     add_fieldsets = [(None, {"fields": ["email", "password", "full_name", "is_staff"]})]
     filter_horizontal = []
 
@@ -96,7 +98,8 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
         with transaction.atomic():
             response = super().user_change_password(request, id, form_url)
             if request.method == "POST" and response.status_code == 302:
-                audit.record(actor=request.user, action="user.password_change", obj=User.objects.get(pk=id), tenant=None)
+                audit.record(actor=request.user, action="user.password_change", obj=User.objects.get(pk=id),
+                             tenant=None)
         return response
 
     def perform(self, request, form, change):
@@ -281,7 +284,8 @@ class DeviceAdmin(TenantScopedAdmin):
     def access(self, obj):
         rows = selectors.device_access_list(device=obj)
         return format_html(
-            '<table class="effective-access"><tr><th>user</th><th>level</th><th>through</th><th>until</th></tr>{}</table>',
+            '<table class="effective-access">'
+            "<tr><th>user</th><th>level</th><th>through</th><th>until</th></tr>{}</table>",
             format_html_join(
                 "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
@@ -354,7 +358,8 @@ class ShareAdmin(TenantScopedAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        fixed = ["tenant", "device", "group", "grantee", "parent", "created_by", "created_at", "revoked_at", "revoked_by"]
+        fixed = ["tenant", "device", "group", "grantee", "parent",
+                 "created_by", "created_at", "revoked_at", "revoked_by"]
         return fixed + (["level", "starts_at", "expires_at", "can_reshare"] if obj.revoked_at else [])
 
     def has_delete_permission(self, request, obj=None):

@@ -13,12 +13,8 @@ from django.dispatch import receiver
 from rest_framework.throttling import BaseThrottle
 
 from . import audit
+from .audit_actions import Action
 from .models import User
-
-SIGN_IN = "auth.sign_in"
-SIGN_IN_FAILED = "auth.sign_in_failed"
-TOKEN_REFRESH = "auth.token_refresh"
-SIGN_OUT = "auth.sign_out"
 
 
 def client_ip(request) -> str | None:
@@ -49,7 +45,7 @@ def attempted_email(request, credentials: dict | None) -> str | None:
 
 
 def record_sign_in(*, user: User) -> None:
-    audit.record(actor=user, action=SIGN_IN, obj=user)
+    audit.record(actor=user, action=Action.AUTH_SIGN_IN, obj=user)
 
 
 def record_sign_in_failure(*, email: str | None, locked_out: bool) -> None:
@@ -57,20 +53,20 @@ def record_sign_in_failure(*, email: str | None, locked_out: bool) -> None:
     only superusers see them; the attempted email goes into the record,
     never the password."""
     user = User.objects.filter(email=email).first() if email else None
-    audit.record(actor=None, action=SIGN_IN_FAILED, obj=user or User(email=email or ""),
+    audit.record(actor=None, action=Action.AUTH_SIGN_IN_FAILED, obj=user or User(email=email or ""),
                  changes={"email": email or "", "locked_out": locked_out})
 
 
 def record_token_refresh(*, user_id) -> None:
     user = User.objects.filter(pk=user_id).first()
     if user is not None:
-        audit.record(actor=user, action=TOKEN_REFRESH, obj=user)
+        audit.record(actor=user, action=Action.AUTH_TOKEN_REFRESH, obj=user)
 
 
 def record_sign_out(*, user_id) -> None:
     user = User.objects.filter(pk=user_id).first()
     if user is not None:
-        audit.record(actor=user, action=SIGN_OUT, obj=user)
+        audit.record(actor=user, action=Action.AUTH_SIGN_OUT, obj=user)
 
 
 # Django's signals cover the console (and every authenticate() call, the API's

@@ -244,7 +244,8 @@ class DeviceTransferView(DeviceRendering, TenantView):
         device = self.visible_device(device)
         data = self.validated(s.TransferSerializer)
         # Refuse first, so that only those allowed learn who is a member.
-        require(domain.owns_or_administers(request.user, device), "Only the owner or a tenant admin may transfer a device.")
+        require(domain.owns_or_administers(request.user, device),
+                "Only the owner or a tenant admin may transfer a device.")
         new_owner = selectors.member_by_email(tenant=self.tenant, email=data["new_owner"])
         if new_owner is None:
             raise ValidationError({"new_owner": "No member of this tenant has this email."})

@@ -8,7 +8,7 @@ from django.utils import timezone
 from devices import audit, services
 from devices.models import Device, DeviceGroup, DeviceType, Level, Membership, Share, Tenant, User
 
-DEMO_PASSWORD = "devshare-demo"
+DEMO_PASSWORD = "devshare-demo"  # noqa: S105  (public on purpose: the README prints it)
 PEOPLE = [
     ("alice@demo.devshare.local", "Alice Owner", Membership.Role.OWNER),
     ("bob@demo.devshare.local", "Bob Partner", Membership.Role.MEMBER),
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             tenant = Tenant.objects.filter(slug="demo").first() or services.create_tenant(
                 actor=system, name="Demo Home Co", slug="demo"
             )
-            for (email, _, role), person in zip(PEOPLE, people.values(), strict=True):
+            for (_email, _, role), person in zip(PEOPLE, people.values(), strict=True):
                 if not Membership.objects.filter(tenant=tenant, user=person).exists():
                     services.add_member(actor=system, tenant=tenant, user=person, role=role)
             types = {slug: self._device_type(system, tenant, slug, name, caps) for slug, name, caps in TYPES}
@@ -55,7 +55,8 @@ class Command(BaseCommand):
                     group=home if grouped else None,
                 )
             soon = timezone.now() + timedelta(hours=2)
-            lock_manager = self._share(alice, people["bob"], Level.MANAGE, device=devices["demo-front-lock"], can_reshare=True)
+            lock_manager = self._share(alice, people["bob"], Level.MANAGE, device=devices["demo-front-lock"],
+                                       can_reshare=True)
             self._share(people["bob"], people["erin"], Level.VIEW, device=devices["demo-front-lock"])
             self._share(alice, people["dave"], Level.CONTROL, device=devices["demo-hall-thermostat"])
             self._share(alice, people["carol"], Level.VIEW, device=devices["demo-garage-light"])
