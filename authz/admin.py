@@ -11,8 +11,9 @@ from django.utils import timezone
 from devices.admin import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
 from devices.models import Device, User
 
-from . import credentials, outbox, signing
 from .models import IssuedCredential, PrincipalSync, SigningKey
+from .snapshots import outbox
+from .tokens import credentials, signing
 
 
 def _with_email(queryset):

@@ -8,6 +8,7 @@ class AuthzConfig(AppConfig):
     def ready(self):
         from devices import access
 
-        from . import checks, outbox  # noqa: F401  (checks registers itself)
+        from . import checks  # noqa: F401  (checks registers itself)
+        from .snapshots import outbox
 
         access.listen(outbox.record)

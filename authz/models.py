@@ -98,7 +98,7 @@ class SigningKey(models.Model):
     kid = models.CharField(max_length=64, unique=True)
     bits = models.PositiveIntegerField()
     public_pem = models.TextField()
-    # Fernet token of the PKCS#8 PEM (authz.signing); empty once retired.
+    # Fernet token of the PKCS#8 PEM (authz.tokens); empty once retired.
     private_key_encrypted = models.TextField(blank=True)
     state = models.CharField(max_length=8, choices=State.choices)
     created_at = models.DateTimeField(default=timezone.now)

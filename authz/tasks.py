@@ -1,4 +1,7 @@
-"""Celery entry points; the work is in push.py, outbox.py and signing.py."""
+"""Celery entry points; the work is in snapshots/ and tokens/.
+
+Task names are persisted (beat schedules, queued messages): they are
+`authz.tasks.<function>` and must stay so wherever the work moves."""
 import logging
 from datetime import timedelta
 
@@ -10,9 +13,9 @@ from django.utils import timezone
 from devices import access
 from devices.models import Share
 
-from . import outbox
 from .models import PrincipalSync
-from .push import backoff, push
+from .snapshots import outbox
+from .snapshots.push import backoff, push
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ def check_snapshot_table() -> dict:
     """Anti-entropy (beat, every SNAPSHOT_ANTIENTROPY_SECONDS): the table, the
     key item and a slice of the items are what the database says they are;
     whatever was lost goes back through the reconciler and the push task."""
-    from . import antientropy
+    from .snapshots import antientropy
 
     result = antientropy.run_once()
     if result.requeue:
@@ -93,7 +96,7 @@ def rotate_signing_keys() -> str:
     step that committed stays committed and the publication is retried."""
     from devices import audit
 
-    from . import signing
+    from .tokens import signing
 
     try:
         with audit.origin("beat"):
@@ -111,7 +114,7 @@ def rotate_signing_keys() -> str:
 def prune_issued_credentials() -> int:
     """Forget issued credentials that expired more than
     ISSUED_CREDENTIALS_RETENTION_DAYS ago (beat, daily)."""
-    from . import credentials
+    from .tokens import credentials
 
     before = timezone.now() - timedelta(days=settings.ISSUED_CREDENTIALS_RETENTION_DAYS)
     deleted = credentials.prune_issued(before=before)

@@ -61,7 +61,7 @@ def signing_rows() -> list[tuple]:
 
 
 def service_rows() -> list[tuple]:
-    from authz import credentials, signing
+    from authz.tokens import credentials, signing
     from devices.models import Device, DeviceType, Membership, Tenant, User
 
     signing.rotate(actor=None)

@@ -4,6 +4,8 @@ import re
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 from hypothesis import HealthCheck, settings
@@ -15,10 +17,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from authz import signing
+from authz.tokens import signing
 from config.wsgi import application
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from devices import services
 from devices.models import Level
 from tests.conftest import World

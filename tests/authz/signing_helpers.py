@@ -8,8 +8,8 @@ import jwt
 from django.conf import settings
 from django.utils import timezone
 
-from authz import signing
 from authz.models import SigningKey, SigningKeyring
+from authz.tokens import signing
 from lambda_bridge import keys
 
 ISSUER, AUDIENCE = "https://devshare.test", "devshare-iot"

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from authz import credentials, outbox, signing, store
 from authz.models import IssuedCredential
+from authz.snapshots import outbox, store
+from authz.tokens import credentials, signing
 from devices import services
 from devices.models import AuditEvent, Level, Membership, Tenant
 from tests.factories import MembershipFactory

@@ -3,8 +3,9 @@ API, the console, `manage.py authorize`) gets the same checks."""
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from authz import checks, credentials, signing
+from authz import checks
 from authz.models import IssuedCredential
+from authz.tokens import credentials, signing
 from devices import services
 from tests.factories import UserFactory
 

@@ -15,8 +15,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from authz import credentials, signing, tasks
+from authz import tasks
 from authz.models import IssuedCredential, SigningKey
+from authz.tokens import credentials, signing
 from devices import services
 from devices.models import AuditEvent
 from lambda_bridge import keys, snapshot

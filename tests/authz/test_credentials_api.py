@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from django.conf import settings as django_settings
 
-from authz import signing
 from authz.models import IssuedCredential, SigningKey
+from authz.tokens import signing
 from devices import services
 from devices.models import AuditEvent, Level
 from lambda_bridge import keys

@@ -12,7 +12,8 @@ import jwt
 import pytest
 from django.conf import settings
 
-from authz import credentials, outbox, signing
+from authz.snapshots import outbox
+from authz.tokens import credentials, signing
 from devices import services
 from devices.models import Level, Tenant
 from devices.selectors import effective_access

@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings as django_settings
 
-from authz import signing
 from authz.models import SigningKey, SigningKeyring
+from authz.tokens import signing
 from devices.models import AuditEvent
 from lambda_bridge import keys
 from tests.authz.signing_helpers import Clock, assert_converged, keyring
@@ -192,7 +192,7 @@ def test_failed_publication_is_recorded_and_retried(table, clock, monkeypatch):
 def test_a_key_item_ahead_of_the_database_is_overtaken(table, clock):
     """After a database restore the table may hold a newer version than the
     database knows of; the database is the truth about which keys exist."""
-    from authz import store
+    from authz.snapshots import store
 
     signing.rotate(actor=None, now=clock.now)
     signing.stage(actor=None, now=clock.now)
@@ -309,7 +309,7 @@ def test_private_key_never_appears_in_audit_events(table, clock):
 def test_rotate_publishes_again_when_the_item_is_gone(table, clock):
     """A recreated table (or moto restarted under `make run`) loses the key
     item while the database still says it was published."""
-    from authz import store
+    from authz.snapshots import store
 
     signing.rotate(actor=None, now=clock.now)
     signing.stage(actor=None, now=clock.now)

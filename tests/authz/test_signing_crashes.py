@@ -5,8 +5,8 @@ import threading
 import pytest
 from django.db import connection
 
-from authz import signing
 from authz.models import SigningKey, SigningKeyring
+from authz.tokens import signing
 from devices import audit
 from lambda_bridge import keys
 from tests.authz.signing_helpers import Clock, assert_converged, keyring

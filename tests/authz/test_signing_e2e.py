@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from authz import signing, store
+from authz.snapshots import store
+from authz.tokens import signing
 from lambda_bridge import tokens
 from lambda_bridge.refusal import Refused
 from tests.authz.signing_helpers import AUDIENCE, ISSUER, Clock, token

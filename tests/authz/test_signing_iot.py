@@ -6,8 +6,8 @@ from botocore.stub import Stubber
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authz import iot, signing
 from authz.models import SigningKeyring
+from authz.tokens import iot, signing
 from tests.authz.signing_helpers import Clock, assert_converged, keyring
 
 AUTHORIZER = "devshare-authorizer"

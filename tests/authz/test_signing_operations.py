@@ -7,8 +7,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from authz import signing, tasks
+from authz import tasks
 from authz.models import SigningKey
+from authz.tokens import signing
 from devices.models import AuditEvent
 from lambda_bridge import keys
 from tests.authz.signing_helpers import assert_converged

@@ -81,7 +81,7 @@ class Lambda:
     # --- the table ------------------------------------------------------------
 
     def put_item(self, item: dict) -> None:
-        from authz import store
+        from authz.snapshots import store
 
         store.client().put_item(TableName=self.table.name, Item=item)
 

@@ -35,8 +35,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from authz import credentials, signing, store
 from authz.models import SigningKey
+from authz.snapshots import store
+from authz.tokens import credentials, signing
 from devices import audit
 from devices.models import Device, Tenant, User
 from lambda_bridge import evaluator, keys

@@ -1,7 +1,7 @@
 """Operate the token-signing keys: show them, or take a rotation step."""
 from django.core.management.base import BaseCommand, CommandError
 
-from authz import signing
+from authz.tokens import signing
 from devices import audit
 
 STEPS = {"stage": signing.stage, "promote": signing.promote, "retire": signing.retire, "rotate": signing.rotate}

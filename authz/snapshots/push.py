@@ -10,9 +10,10 @@ from django.db.models import BigIntegerField, Case, F, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from authz.models import PrincipalSync
+
 from . import store
 from .compiler import Principal, compile_snapshots
-from .models import PrincipalSync
 
 
 @dataclass

@@ -10,9 +10,8 @@ import logging
 from django.db import connection, transaction
 from django.utils import timezone
 
+from authz.models import hybrid_clock
 from lambda_bridge import snapshot
-
-from .models import hybrid_clock
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ def enqueue(ids: list[int]) -> int:
     lag, and the reconciler queues them again."""
     from django.conf import settings
 
-    from .tasks import push_snapshots
+    from authz.tasks import push_snapshots
 
     size = settings.SNAPSHOT_PUSH_BATCH
     queued = 0

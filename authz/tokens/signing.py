@@ -44,11 +44,12 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from authz.models import SigningKey, SigningKeyring, hybrid_clock
+from authz.snapshots import store
 from devices import audit
 from lambda_bridge import keys
 
-from . import iot, store
-from .models import SigningKey, SigningKeyring, hybrid_clock
+from . import iot
 
 log = logging.getLogger(__name__)
 

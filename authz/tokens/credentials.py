@@ -18,7 +18,8 @@ import base64
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from urllib.parse import quote
 
 import jwt
@@ -30,14 +31,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from authz.models import IssuedCredential
+from authz.snapshots.compiler import Principal, compile_snapshots
 from devices import audit
 from devices.models import Device, DeviceGroup, Tenant, User
 from devices.selectors import owns_or_administers
 from lambda_bridge import authorizer, events, policy, snapshot, tokens
 
 from . import signing
-from .compiler import Principal, compile_snapshots
-from .models import IssuedCredential
 
 # The authorizer refuses a token with under POLICY_MIN_LIFE (330 s) left, so
 # a shorter lifetime would leave a client almost no time to connect.

@@ -26,11 +26,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from authz.models import PrincipalSync, SigningKeyring
 from lambda_bridge import keys
 
 from . import store
 from .compiler import Principal, compile_snapshots
-from .models import PrincipalSync, SigningKeyring
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def key_item_behind() -> bool:
 
 def check_key_item(*, repair: bool, report: bool = True) -> bool:
     """True when the key item is right (again, with `repair`)."""
-    from . import signing
+    from authz.tokens import signing
 
     if not key_item_behind():
         _resolved("key-item", "signing keys: the key item is back")
