@@ -96,15 +96,15 @@ def rotate_signing_keys() -> str:
     step that committed stays committed and the publication is retried."""
     from devices import audit
 
-    from .tokens import signing
+    from .tokens import rotation, signing_keys
 
     try:
         with audit.origin("beat"):
-            result = signing.rotate(actor=None)
-    except signing.RotationInProgress as exc:
+            result = rotation.rotate(actor=None)
+    except signing_keys.RotationInProgress as exc:
         log.info("signing keys: %s", exc)
         return "busy"
-    except signing.SigningError as exc:
+    except signing_keys.SigningError as exc:
         log.error("signing keys: %s", exc)
         return f"error: {exc}"
     return result.message

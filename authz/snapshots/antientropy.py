@@ -103,7 +103,7 @@ def key_item_behind() -> bool:
 
 def check_key_item(*, repair: bool, report: bool = True) -> bool:
     """True when the key item is right (again, with `repair`)."""
-    from authz.tokens import signing
+    from authz.tokens import publication, signing_keys
 
     if not key_item_behind():
         _resolved("key-item", "signing keys: the key item is back")
@@ -114,8 +114,8 @@ def check_key_item(*, repair: bool, report: bool = True) -> bool:
     if not repair:
         return False
     try:
-        signing.publish(actor=None, verify=True)
-    except signing.SigningError as exc:  # a rotation holds the lock, or the write failed: next beat
+        publication.publish(actor=None, verify=True)
+    except signing_keys.SigningError as exc:  # a rotation holds the lock, or the write failed: next beat
         log.warning("signing keys: republishing deferred: %s", exc)
         return False
     return True
@@ -231,7 +231,7 @@ class BeatResult:
 
 def run_once() -> BeatResult:
     """Table, key item, then one slice of items; every repair goes through
-    the usual paths (ensure_table, signing.publish, the push task)."""
+    the usual paths (ensure_table, publication.publish, the push task)."""
     result = BeatResult(table=check_table(repair=True))
     if result.table == UNREACHABLE:
         return result

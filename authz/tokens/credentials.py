@@ -38,7 +38,7 @@ from devices.models import Device, DeviceGroup, Tenant, User
 from devices.selectors import owns_or_administers
 from lambda_bridge import authorizer, events, policy, snapshot, tokens
 
-from . import signing
+from . import signing_keys
 
 # The authorizer refuses a token with under POLICY_MIN_LIFE (330 s) left, so
 # a shorter lifetime would leave a client almost no time to connect.
@@ -175,8 +175,8 @@ def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, cli
     if not settings.IOT_ENDPOINT:
         raise CredentialsUnavailable("IOT_ENDPOINT is not set: there is nowhere to connect to.")
     try:
-        key = signing.active_signing_key()
-    except signing.SigningError as exc:
+        key = signing_keys.active_signing_key()
+    except signing_keys.SigningError as exc:
         raise CredentialsUnavailable(str(exc)) from None
     issued_at = int(now.timestamp())
     expires = issued_at + lifetime

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from authz.tokens import signing
+from authz.tokens import rotation
 from config.wsgi import application
 from devices import services
 from devices.models import Level
@@ -90,7 +90,7 @@ def wsgi_in_test_transaction():
 def seeded(db, settings, wsgi_in_test_transaction, table):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
         "auth": "100000/minute", "shares": "100000/minute", "iot_credentials": "100000/minute"}}
-    signing.rotate(actor=None)  # so that credentials can be issued
+    rotation.rotate(actor=None)  # so that credentials can be issued
     world = World("acme")
     share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     invitation = services.create_invitation(actor=world.admin, email=world.owner.email.replace("owner", "owner2"),

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from authz.models import SigningKey, SigningKeyring
-from authz.tokens import signing
+from authz.tokens import rotation, signing_keys
 from lambda_bridge import keys
 
 ISSUER, AUDIENCE = "https://devshare.test", "devshare-iot"
@@ -29,7 +29,7 @@ class Clock:
         return self.advance(settings.SIGNING_PROPAGATION_SECONDS + 1)
 
     def past_token_lifetime(self):
-        return self.advance(settings.TOKEN_MAX_LIFETIME_SECONDS + signing.RETIRE_MARGIN_SECONDS + 1)
+        return self.advance(settings.TOKEN_MAX_LIFETIME_SECONDS + rotation.RETIRE_MARGIN_SECONDS + 1)
 
 
 def keyring(table) -> keys.Keyring | None:
@@ -51,7 +51,7 @@ def assert_converged(table) -> keys.Keyring:
     return ring
 
 
-def token(key: signing.ActiveSigningKey, *, lifetime: int = 3600) -> str:
+def token(key: signing_keys.ActiveSigningKey, *, lifetime: int = 3600) -> str:
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user:7", "tid": 1, "cid": "u1.7.app",
               "iat": now, "nbf": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from authz import tasks
 from authz.models import PrincipalSync, SigningKeyring
 from authz.snapshots import antientropy, store
-from authz.tokens import signing
+from authz.tokens import rotation, signing_keys
 from devices import services
 from devices.models import Level, Membership, Tenant
 from lambda_bridge import keys, snapshot
@@ -27,7 +27,7 @@ def fresh_incidents():
 @pytest.fixture
 def pushed(world, table, django_capture_on_commit_callbacks):
     """Keys published, shares pushed, and one tombstone: a deleted device."""
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
     with django_capture_on_commit_callbacks(execute=True):
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL)
         services.create_share(actor=world.owner, grantee=world.bob, device=world.lamp, level=Level.VIEW)
@@ -116,7 +116,7 @@ def test_a_lost_key_item_is_published_again(world, pushed, caplog):
     delete_item(keys.ITEM_KEY)
     tasks.check_snapshot_table()
     item = pushed.items()[keys.ITEM_KEY]
-    assert keys.from_item(item).active == signing.active_signing_key().slot
+    assert keys.from_item(item).active == signing_keys.active_signing_key().slot
     [error] = errors(caplog)
     assert "key item" in error.getMessage()
 

@@ -5,7 +5,7 @@ import pytest
 
 from authz.models import PrincipalSync, SigningKeyring
 from authz.snapshots import store
-from authz.tokens import credentials, signing
+from authz.tokens import credentials, rotation
 from devices import services
 from devices.models import Level, Membership
 from lambda_bridge import keys, snapshot
@@ -45,7 +45,7 @@ def test_an_emptied_dynamodb_is_restored_by_worker_and_beat(world, table, settin
                          log=tmp_path / "beat.log", broker=shared_redis, env=fast)
     try:
         store.ensure_table()
-        signing.rotate(actor=None)
+        rotation.rotate(actor=None)
         # Pushed inline (the test process runs tasks eagerly): shares, and two tombstones.
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL)
         services.create_share(actor=world.owner, grantee=world.bob, device=world.lamp, level=Level.VIEW)

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from authz.models import SigningKey
 from authz.snapshots import store
-from authz.tokens import credentials, signing
+from authz.tokens import credentials, rotation
 from devices import audit
 from devices.models import Device, Tenant, User
 from lambda_bridge import evaluator, keys
@@ -391,7 +391,7 @@ class Report:
 
     def _expires(self) -> str:
         left = self.creds.expires_at - timezone.now()
-        return f"{signing.format_when(self.creds.expires_at)} (in {signing.format_duration(left)})"
+        return f"{rotation.format_when(self.creds.expires_at)} (in {rotation.format_duration(left)})"
 
     def as_text(self, *, quiet: bool) -> str:
         r = self.response
