@@ -37,8 +37,8 @@ def reconcile_snapshots() -> int:
     with the same rows again at every beat; a push or a new change ends the lease."""
     now = timezone.now()
     settled = now - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
-    ids = list(PrincipalSync.objects.due(now).filter(changed_at__lte=settled).order_by("pk").values_list("pk", flat=True)
-               [:settings.SNAPSHOT_RECONCILE_LIMIT])
+    due = PrincipalSync.objects.due(now).filter(changed_at__lte=settled).order_by("pk")
+    ids = list(due.values_list("pk", flat=True)[:settings.SNAPSHOT_RECONCILE_LIMIT])
     _queue_leased(ids, now)
     return len(ids)
 
@@ -46,12 +46,12 @@ def reconcile_snapshots() -> int:
 def _queue_leased(ids: list[int], now) -> None:
     # Leased before queueing, so that a push finishing first ends its lease.
     lease = now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS)
-    PrincipalSync.objects.filter(pk__in=ids).update(retry_after=lease)
+    PrincipalSync.objects.filter(pk__in=ids).lease(until=lease)
     queued = outbox.enqueue(ids) * settings.SNAPSHOT_PUSH_BATCH
     if queued < len(ids):
         # The broker refused them: no lease, so the next beat queues them again
         # instead of leaving them for the whole lease after the broker is back.
-        PrincipalSync.objects.filter(pk__in=ids[queued:], retry_after=lease).update(retry_after=None)
+        PrincipalSync.objects.filter(pk__in=ids[queued:]).end_lease(until=lease)
 
 
 @shared_task(ignore_result=True)

@@ -76,7 +76,7 @@ def check_table(*, repair: bool) -> str:
         return OK
     if not repair:
         return MISSING
-    marked = PrincipalSync.objects.filter(pushed_version__gt=0).update(pushed_version=0, retry_after=None)
+    marked = PrincipalSync.objects.filter(pushed_version__gt=0).repush()
     _incident("table", "DynamoDB: table %s is missing; creating it and re-pushing %d snapshot(s) "
               "and the signing keys", name, marked)
     try:
@@ -94,11 +94,11 @@ def check_table(*, repair: bool) -> str:
 def key_item_behind() -> bool:
     """Whether the key item is missing or older than what was published."""
     ring = SigningKeyring.objects.filter(pk=SigningKeyring.SINGLETON).first()
-    if ring is None or not ring.published_version:
+    if ring is None or not ring.pushed_version:
         return False  # nothing published yet: the rotation's first run does it
     item = store.get_item(keys.ITEM_KEY)
     stored = int(item["v"]["N"]) if item and "v" in item else 0
-    return stored < ring.published_version
+    return stored < ring.pushed_version
 
 
 def check_key_item(*, repair: bool, report: bool = True) -> bool:
@@ -172,8 +172,7 @@ def verify_rows(rows: list[PrincipalSync], *, mark: bool) -> Findings:
 
 def _lower(row: PrincipalSync, there: int) -> None:
     # Only if no push recorded a newer version meanwhile: that push wrote its item.
-    PrincipalSync.objects.filter(pk=row.pk, pushed_version=row.pushed_version).update(
-        pushed_version=there, retry_after=None)
+    PrincipalSync.objects.filter(pk=row.pk, pushed_version=row.pushed_version).repush(holding=there)
 
 
 def _expired_tombstones(rows: list[PrincipalSync]) -> set[int]:

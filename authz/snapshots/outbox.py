@@ -1,5 +1,6 @@
-"""The snapshot outbox: access changes bump a principal's desired version in
-the writer's transaction; after commit a push is queued.
+"""The snapshot outbox (a versioned outbox, authz/versioned_outbox.py): access
+changes bump a principal's desired version in the writer's transaction; after
+commit a push is queued.
 
 The bump is the durable part. Queueing may fail (broker down, worker lost):
 the reconciler finds every row whose pushed version lags and queues it again.
@@ -10,7 +11,7 @@ import logging
 from django.db import connection, transaction
 from django.utils import timezone
 
-from authz.models import hybrid_clock
+from authz.versioned_outbox import hybrid_clock
 from lambda_bridge import snapshot
 
 log = logging.getLogger(__name__)

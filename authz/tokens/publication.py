@@ -48,9 +48,7 @@ def publish(*, actor, now: datetime | None = None, wait: bool = False, verify: b
                 iot.gateway().update_authorizer_keys(authorizer, {k.slot: k.public_pem for k in live})
         except (iot.IotError, PublishError) as exc:
             error = str(exc)
-            ring_row.attempts += 1
-            ring_row.last_error = error[:500]
-            ring_row.save(update_fields=["attempts", "last_error"])
+            SigningKeyring.objects.filter(pk=ring_row.pk).record_failure(error=error)
         else:
             _mark_published(ring_row, live, version, actor=actor, now=now)
     if error:
@@ -65,9 +63,9 @@ def _item_behind(ring_row: SigningKeyring) -> bool:
     except (ClientError, BotoCoreError) as exc:
         raise PublishError(f"DynamoDB: cannot read the key item ({exc.__class__.__name__})") from None
     stored = int(item["v"]["N"]) if item and "v" in item else 0
-    if stored < ring_row.published_version:
+    if stored < ring_row.pushed_version:
         log.warning("signing keys: the key item holds version %d, not the published %d; publishing again",
-                    stored, ring_row.published_version)
+                    stored, ring_row.pushed_version)
         return True
     return False
 
@@ -110,11 +108,7 @@ def _write_item(live, ring_row: SigningKeyring) -> int:
 
 
 def _mark_published(ring_row: SigningKeyring, live, version: int, *, actor, now: datetime) -> None:
-    ring_row.published_version = version
-    ring_row.published_at = now
-    ring_row.attempts = 0
-    ring_row.last_error = ""
-    ring_row.save(update_fields=["published_version", "published_at", "attempts", "last_error"])
+    SigningKeyring.objects.mark_pushed({ring_row.pk: version}, now=now)
     SigningKey.objects.filter(pk__in=[k.pk for k in live], published_at__isnull=True).update(published_at=now)
     audit.record(actor=actor, action="signing_key.publish", obj=ring_row, tenant=None, changes={
         "version": version,

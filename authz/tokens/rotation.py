@@ -7,7 +7,7 @@ How a step survives a crash at any point:
    commits in one transaction, under the keyring row lock.
 2. Publishing is a separate step, also under the lock: it writes the key set
    the database holds *now* to the DynamoDB key item (conditional on the
-   version) and to the AWS IoT authorizer, then records `published_version`
+   version) and to the AWS IoT authorizer, then records `pushed_version`
    and audits it. Every entry point publishes whatever lags before and after
    its own step.
 
@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from authz.models import SigningKey, SigningKeyring, hybrid_clock
+from authz.models import SigningKey, SigningKeyring
 from devices import audit
 from lambda_bridge import keys
 
@@ -220,17 +220,11 @@ def _apply(plan: NextStep, ring: Ring, ring_row: SigningKeyring, *, actor, now: 
     if forced:
         changes["forced"] = True
         done += " (forced)"
-    _bump(ring_row, now)
+    ring_row.bump(now=now)
     audit.record(actor=actor, action=f"signing_key.{plan.step}",
                  obj=key, tenant=None, changes={**changes, "step": plan.step, "version": ring_row.desired_version})
     log.info("signing keys: %s", done)
     return StepResult(plan.step, done, changed=True, kid=key.kid)
-
-
-def _bump(ring_row: SigningKeyring, now: datetime) -> None:
-    ring_row.desired_version = max(ring_row.desired_version + 1, ring_row.published_version + 1, hybrid_clock())
-    ring_row.changed_at = now
-    ring_row.save(update_fields=["desired_version", "changed_at"])
 
 
 
@@ -285,7 +279,7 @@ def status(*, now: datetime | None = None, history: int = 3) -> Status:
     rows += [_key_status(key, now, "", None) for key in retired]
     ring_row = SigningKeyring.objects.filter(pk=SigningKeyring.SINGLETON).first() or SigningKeyring()
     return Status(keys=rows, next=upcoming, desired_version=ring_row.desired_version,
-                  published_version=ring_row.published_version, published_at=ring_row.published_at,
+                  published_version=ring_row.pushed_version, published_at=ring_row.pushed_at,
                   last_error=ring_row.last_error, authorizer=settings.IOT_AUTHORIZER_NAME, now=now)
 
 

@@ -40,10 +40,10 @@ def keyring(table) -> keys.Keyring | None:
 def assert_converged(table) -> keys.Keyring:
     """Published what the database holds: the item and the live keys agree."""
     row = SigningKeyring.objects.get()
-    assert row.published_version == row.desired_version, "publication lags"
+    assert row.pushed_version == row.desired_version, "publication lags"
     assert row.last_error == ""
     ring = keyring(table)
-    assert ring is not None and ring.version == row.published_version
+    assert ring is not None and ring.version == row.pushed_version
     live = {k.slot: (k.kid, k.public_pem, k.state) for k in SigningKey.objects.exclude(state=keys.RETIRED)}
     assert {name: (s.kid, s.pem, s.state) for name, s in ring.slots.items()} == live
     active = SigningKey.objects.filter(state=keys.ACTIVE).first()

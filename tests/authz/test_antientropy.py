@@ -103,7 +103,7 @@ def test_a_lost_table_comes_back_with_its_key_item_and_every_item(world, pushed,
 
     assert stored_items(pushed) == expected_items()
     ring = SigningKeyring.objects.get()
-    assert int(pushed.items()[keys.ITEM_KEY]["v"]["N"]) == ring.published_version
+    assert int(pushed.items()[keys.ITEM_KEY]["v"]["N"]) == ring.pushed_version
     [error] = errors(caplog)
     assert "missing" in error.getMessage()
     tasks.check_snapshot_table()

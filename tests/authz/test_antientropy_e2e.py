@@ -25,7 +25,7 @@ def restored() -> bool:
     except Exception:  # noqa: BLE001  (the new server may still be starting)
         return False
     ring = SigningKeyring.objects.get()
-    return (key_item is not None and int(key_item["v"]["N"]) == ring.published_version
+    return (key_item is not None and int(key_item["v"]["N"]) == ring.pushed_version
             and stored == {r.key: r.desired_version for r in PrincipalSync.objects.all()})
 
 

@@ -180,7 +180,7 @@ def test_failed_publication_is_recorded_and_retried(table, clock, monkeypatch):
     with pytest.raises(publication.PublishError, match="ServiceUnavailable"):
         rotation.stage(actor=None, now=clock.now)
     row = SigningKeyring.objects.get()
-    assert row.published_version < row.desired_version and row.attempts == 1
+    assert row.pushed_version < row.desired_version and row.attempts == 1
     assert "ServiceUnavailable" in row.last_error
     assert keyring(table).slots.keys() == {"A"}
     monkeypatch.undo()
@@ -199,7 +199,7 @@ def test_a_key_item_ahead_of_the_database_is_overtaken(table, clock):
     ahead = keyring(table)
     stray = keys.Keyring(version=ahead.version + 10**9, active="A", slots={"A": ahead.slots["A"]})
     store.client().put_item(TableName=table.name, Item=keys.to_item(stray))
-    SigningKeyring.objects.update(published_version=0)
+    SigningKeyring.objects.update(pushed_version=0)
 
     rotation.rotate(actor=None, now=clock.now)
     ring = assert_converged(table)

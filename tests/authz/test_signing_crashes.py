@@ -83,10 +83,10 @@ def test_rerun_after_a_crash_converges(table, monkeypatch, step, point):
     if point == "in_step":
         assert keyring(table) == before  # nothing committed, nothing published
     elif point == "before_publish":
-        assert ring_row.published_version < ring_row.desired_version
+        assert ring_row.pushed_version < ring_row.desired_version
         assert keyring(table) == before
     else:
-        assert ring_row.published_version < ring_row.desired_version
+        assert ring_row.pushed_version < ring_row.desired_version
         assert keyring(table).version == ring_row.desired_version  # the item is already there
 
     # Whatever runs next (the beat's rotate, or the operator repeating the step) finishes the job.

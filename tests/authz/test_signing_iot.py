@@ -95,7 +95,7 @@ def test_authorizer_failure_is_recorded_and_the_next_run_publishes(table, stubbe
     with pytest.raises(publication.PublishError, match="ThrottlingException"):
         rotation.rotate(actor=None, now=clock.now)
     row = SigningKeyring.objects.get()
-    assert row.published_version < row.desired_version and "ThrottlingException" in row.last_error
+    assert row.pushed_version < row.desired_version and "ThrottlingException" in row.last_error
     assert keyring(table) is not None  # DynamoDB went first; the version stays unpublished until both agree
 
     stubbed.add_response("update_authorizer", {"authorizerName": AUTHORIZER}, None)
