@@ -84,16 +84,11 @@ def _write_item(live, ring_row: SigningKeyring) -> int:
     for _attempt in range(2):
         version = ring_row.desired_version
         try:
-            store.client().put_item(
-                TableName=settings.DYNAMODB_TABLE, Item=keys.to_item(keyring_for(live, version)),
-                ConditionExpression="attribute_not_exists(pk) OR v < :v",
-                ExpressionAttributeValues={":v": {"N": str(version)}},
-            )
-            return version
+            if store.put_if_newer(keys.to_item(keyring_for(live, version)), version):
+                return version
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            if error.get("Code") != "ConditionalCheckFailedException":
-                raise PublishError(f"DynamoDB {error.get('Code', '?')}: {error.get('Message', '')}"[:300]) from None
+            raise PublishError(f"DynamoDB {error.get('Code', '?')}: {error.get('Message', '')}"[:300]) from None
         except BotoCoreError as exc:
             raise PublishError(f"DynamoDB {exc.__class__.__name__}: {exc}"[:300]) from None
         try:
