@@ -11,8 +11,9 @@ from django.utils import timezone
 from config.console import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
 from devices.models import Device, User
 
-from . import credentials, outbox, signing
 from .models import IssuedCredential, PrincipalSync, SigningKey
+from .snapshots import outbox
+from .tokens import credentials, rotation
 
 
 def _with_email(queryset):
@@ -94,7 +95,7 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "GET" and self.has_view_permission(request):
-            st = signing.status()
+            st = rotation.status()
             sync = "published" if st.in_sync else "NOT YET PUBLISHED"
             self.message_user(request, f"Next step: {st.next.describe(st.now)}. Key set v{st.desired_version} "
                                        f"{sync}{': ' + st.last_error if st.last_error else ''}.", messages.INFO)
@@ -102,14 +103,14 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="age")
     def age(self, obj):
-        return signing.format_duration(timezone.now() - obj.created_at)
+        return rotation.format_duration(timezone.now() - obj.created_at)
 
     @admin.display(description="next step")
     def next_step(self, obj):
-        row = next((k for k in signing.status(history=0).keys if k.kid == obj.kid), None)
+        row = next((k for k in rotation.status(history=0).keys if k.kid == obj.kid), None)
         if row is None or not row.next_step:
             return "-"
-        return f"{row.next_step} at {signing.format_when(row.next_at)}" if row.next_at else row.next_step
+        return f"{row.next_step} at {rotation.format_when(row.next_at)}" if row.next_at else row.next_step
 
 
 # --- IoT credentials --------------------------------------------------------------

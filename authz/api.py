@@ -1,5 +1,5 @@
 """IoT credentials in the tenant API: a token for the caller's own app, and
-one for a device. Thin views over `authz.credentials`."""
+one for a device. Thin views over `authz.tokens.credentials`."""
 import logging
 
 from drf_spectacular.utils import extend_schema
@@ -16,7 +16,7 @@ from devices.errors import DomainError, ErrorCode
 from devices.models import Device
 from lambda_bridge import tokens
 
-from . import credentials
+from .tokens import credentials
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 def _record_in_outbox(change) -> None:
     """The snapshot outbox as an access-change receiver (devices/access.py)."""
-    from . import outbox
+    from .snapshots import outbox
 
     outbox.record(tenant_id=change.tenant_id, users=change.users, devices=change.devices)
 

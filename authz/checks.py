@@ -6,7 +6,7 @@ from django.core import checks
 
 from lambda_bridge import tokens, vocabulary
 
-from .credentials import MIN_LIFETIME_SECONDS
+from .tokens.credentials import MIN_LIFETIME_SECONDS
 
 
 @checks.register(checks.Tags.security)

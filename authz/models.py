@@ -1,5 +1,3 @@
-import time
-
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -7,28 +5,16 @@ from django.utils import timezone
 from devices.models import Tenant, TenantScopedQuerySet
 from lambda_bridge import keys, snapshot
 
-
-def hybrid_clock() -> int:
-    """Now in µs. Versions are max(previous + 1, this): they only grow, and
-    after a database restore new changes still outrank what DynamoDB holds."""
-    return time.time_ns() // 1000
+from .versioned_outbox import VersionedOutbox, VersionedOutboxQuerySet
 
 
-class PrincipalSyncQuerySet(TenantScopedQuerySet):
-    def lagging(self):
-        return self.filter(pushed_version__lt=F("desired_version"))
-
-    def due(self, now):
-        """Lagging, and past any backoff or reconciler lease."""
-        return self.lagging().filter(Q(retry_after__isnull=True) | Q(retry_after__lte=now))
+class PrincipalSyncQuerySet(VersionedOutboxQuerySet, TenantScopedQuerySet):
+    pass
 
 
-class PrincipalSync(models.Model):
+class PrincipalSync(VersionedOutbox):
     """The outbox row of one principal's snapshot: the version the database
-    wants in DynamoDB and the version known to be there.
-
-    Versions are hybrid clocks, max(previous + 1, now in µs): they only grow,
-    and after a database restore new changes still outrank what DynamoDB holds.
+    wants in DynamoDB and the version known to be there (authz/versioned_outbox.py).
     """
 
     class Kind(models.TextChoices):
@@ -41,14 +27,6 @@ class PrincipalSync(models.Model):
     # A user's id or a device's thing name: both survive the thing they name,
     # so a deleted device or removed user still gets its tombstone pushed.
     principal = models.CharField(max_length=128)
-    desired_version = models.BigIntegerField(default=0)
-    pushed_version = models.BigIntegerField(default=0)
-    changed_at = models.DateTimeField(null=True, blank=True)
-    pushed_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.CharField(max_length=500, blank=True)
-    # When a failed push may be tried again (exponential backoff with jitter).
-    retry_after = models.DateTimeField(null=True, blank=True)
 
     objects = PrincipalSyncQuerySet.as_manager()
 
@@ -68,10 +46,6 @@ class PrincipalSync(models.Model):
     @property
     def key(self) -> str:
         return snapshot.item_key(self.kind, self.tenant_id, self.principal)
-
-    @property
-    def in_sync(self) -> bool:
-        return self.pushed_version >= self.desired_version
 
 
 class SigningKey(models.Model):
@@ -98,7 +72,7 @@ class SigningKey(models.Model):
     kid = models.CharField(max_length=64, unique=True)
     bits = models.PositiveIntegerField()
     public_pem = models.TextField()
-    # Fernet token of the PKCS#8 PEM (authz.signing); empty once retired.
+    # Fernet token of the PKCS#8 PEM (authz.tokens); empty once retired.
     private_key_encrypted = models.TextField(blank=True)
     state = models.CharField(max_length=8, choices=State.choices)
     created_at = models.DateTimeField(default=timezone.now)
@@ -129,21 +103,15 @@ class SigningKey(models.Model):
         return self.state != keys.RETIRED
 
 
-class SigningKeyring(models.Model):
+class SigningKeyring(VersionedOutbox):
     """The one row that serialises rotation (it is locked by every step and
     every publication) and the outbox of the published key set: the database
-    wants `desired_version` in DynamoDB and AWS IoT, `published_version` is
-    known to be there. Versions are hybrid clocks like PrincipalSync's."""
+    wants `desired_version` in DynamoDB and AWS IoT, `pushed_version` is known
+    to be there (authz/versioned_outbox.py)."""
 
     SINGLETON = 1
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON)
-    desired_version = models.BigIntegerField(default=0)
-    published_version = models.BigIntegerField(default=0)
-    changed_at = models.DateTimeField(null=True, blank=True)
-    published_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
         verbose_name = "signing keyring"
@@ -151,10 +119,6 @@ class SigningKeyring(models.Model):
 
     def __str__(self) -> str:
         return f"signing keyring v{self.desired_version}"
-
-    @property
-    def in_sync(self) -> bool:
-        return self.published_version >= self.desired_version
 
 
 class IssuedCredentialQuerySet(TenantScopedQuerySet):

@@ -1,4 +1,7 @@
-"""Celery entry points; the work is in push.py, outbox.py and signing.py."""
+"""Celery entry points; the work is in snapshots/ and tokens/.
+
+Task names are persisted (beat schedules, queued messages): they are
+`authz.tasks.<function>` and must stay so wherever the work moves."""
 import logging
 from datetime import timedelta
 
@@ -10,9 +13,9 @@ from django.utils import timezone
 from devices import access
 from devices.models import Share
 
-from . import outbox
 from .models import PrincipalSync
-from .push import backoff, push
+from .snapshots import outbox
+from .snapshots.push import backoff, push
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +37,8 @@ def reconcile_snapshots() -> int:
     with the same rows again at every beat; a push or a new change ends the lease."""
     now = timezone.now()
     settled = now - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
-    ids = list(PrincipalSync.objects.due(now).filter(changed_at__lte=settled).order_by("pk").values_list("pk", flat=True)
-               [:settings.SNAPSHOT_RECONCILE_LIMIT])
+    due = PrincipalSync.objects.due(now).filter(changed_at__lte=settled).order_by("pk")
+    ids = list(due.values_list("pk", flat=True)[:settings.SNAPSHOT_RECONCILE_LIMIT])
     _queue_leased(ids, now)
     return len(ids)
 
@@ -43,12 +46,12 @@ def reconcile_snapshots() -> int:
 def _queue_leased(ids: list[int], now) -> None:
     # Leased before queueing, so that a push finishing first ends its lease.
     lease = now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS)
-    PrincipalSync.objects.filter(pk__in=ids).update(retry_after=lease)
+    PrincipalSync.objects.filter(pk__in=ids).lease(until=lease)
     queued = outbox.enqueue(ids) * settings.SNAPSHOT_PUSH_BATCH
     if queued < len(ids):
         # The broker refused them: no lease, so the next beat queues them again
         # instead of leaving them for the whole lease after the broker is back.
-        PrincipalSync.objects.filter(pk__in=ids[queued:], retry_after=lease).update(retry_after=None)
+        PrincipalSync.objects.filter(pk__in=ids[queued:]).end_lease(until=lease)
 
 
 @shared_task(ignore_result=True)
@@ -56,7 +59,7 @@ def check_snapshot_table() -> dict:
     """Anti-entropy (beat, every SNAPSHOT_ANTIENTROPY_SECONDS): the table, the
     key item and a slice of the items are what the database says they are;
     whatever was lost goes back through the reconciler and the push task."""
-    from . import antientropy
+    from .snapshots import antientropy
 
     result = antientropy.run_once()
     if result.requeue:
@@ -93,15 +96,15 @@ def rotate_signing_keys() -> str:
     step that committed stays committed and the publication is retried."""
     from devices import audit
 
-    from . import signing
+    from .tokens import rotation, signing_keys
 
     try:
         with audit.origin("beat"):
-            result = signing.rotate(actor=None)
-    except signing.RotationInProgress as exc:
+            result = rotation.rotate(actor=None)
+    except signing_keys.RotationInProgress as exc:
         log.info("signing keys: %s", exc)
         return "busy"
-    except signing.SigningError as exc:
+    except signing_keys.SigningError as exc:
         log.error("signing keys: %s", exc)
         return f"error: {exc}"
     return result.message
@@ -111,7 +114,7 @@ def rotate_signing_keys() -> str:
 def prune_issued_credentials() -> int:
     """Forget issued credentials that expired more than
     ISSUED_CREDENTIALS_RETENTION_DAYS ago (beat, daily)."""
-    from . import credentials
+    from .tokens import credentials
 
     before = timezone.now() - timedelta(days=settings.ISSUED_CREDENTIALS_RETENTION_DAYS)
     deleted = credentials.prune_issued(before=before)

@@ -61,10 +61,10 @@ def signing_rows() -> list[tuple]:
 
 
 def service_rows() -> list[tuple]:
-    from authz import credentials, signing
+    from authz.tokens import credentials, rotation
     from devices.models import Device, DeviceType, Membership, Tenant, User
 
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
     tenant = Tenant.objects.create(name="Bench", slug="bench")
     kind = DeviceType.objects.create(tenant=tenant, name="Bulb", slug="bulb")
 

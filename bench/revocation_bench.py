@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 
-
 from bench.common import PIPELINE_SETUP, md_table, pipeline, wait_in_sync, write_results
 
 GRANTEES = int(os.environ.get("BENCH_REVOKE_GRANTEES", "10000"))
@@ -55,8 +54,8 @@ class Seed:
         from django.db.models import F
         from django.utils import timezone
 
-        from authz import outbox
         from authz.models import PrincipalSync
+        from authz.snapshots import outbox
         from devices.models import Level, Share
 
         now = timezone.now()

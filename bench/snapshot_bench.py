@@ -17,7 +17,6 @@ import statistics
 import sys
 import time
 
-
 from bench.common import PIPELINE_SETUP, md_table, percentile, pipeline, wait_in_sync, write_results
 
 GRANTS = int(os.environ.get("BENCH_GRANTS", "50"))
@@ -51,7 +50,7 @@ def seed_owner(tenant, device_type, owner, count):
 def compile_table():
     from django.utils import timezone
 
-    from authz.compiler import Principal, compile_snapshots
+    from authz.snapshots.compiler import Principal, compile_snapshots
     from devices.models import DeviceType, Membership, Tenant, User
 
     tenant = Tenant.objects.create(name="Compile", slug="compile")
@@ -74,7 +73,7 @@ def compile_table():
 
 
 def item_version(key):
-    from authz import store
+    from authz.snapshots import store
 
     item = store.get_item(key)
     return None if item is None else int(item["v"]["N"])
@@ -83,8 +82,8 @@ def item_version(key):
 def latency_and_fanout():
     from django.db import transaction
 
-    from authz import store
     from authz.models import PrincipalSync
+    from authz.snapshots import store
     from devices import services
     from devices.models import Device, DeviceType, Level, Membership, Share, Tenant, User
     from lambda_bridge import snapshot
@@ -115,7 +114,7 @@ def latency_and_fanout():
     Share.objects.bulk_create([Share(tenant=tenant, device=target, grantee=u, level=Level.VIEW, created_by=owner,
                                      created_at=now, updated_at=now) for u in users[:FANOUT]])
     with transaction.atomic():
-        from authz import outbox
+        from authz.snapshots import outbox
         outbox.record(tenant_id=tenant.pk, users={u.pk for u in users[:FANOUT]})
     wait_in_sync(tenant, timeout=300)
     start = time.perf_counter()

@@ -1,6 +1,8 @@
 """The authorizer's only I/O: GetItem on the snapshot table."""
 from __future__ import annotations
 
+from typing import Mapping
+
 import boto3
 from botocore.config import Config as BotoConfig
 
@@ -19,9 +21,10 @@ class DynamoStore:
         self.table = table
 
     @classmethod
-    def from_config(cls, config: Config) -> DynamoStore:
+    def from_config(cls, config: Config, *, credentials: Mapping[str, str | None] | None = None) -> DynamoStore:
+        """`credentials`: boto3's aws_* keyword arguments; none, its own chain."""
         client = boto3.client("dynamodb", region_name=config.table_region, endpoint_url=config.endpoint_url,
-                              config=_CLIENT_CONFIG)
+                              config=_CLIENT_CONFIG, **(credentials or {}))
         return cls(client, config.table)
 
     def get(self, key: str) -> dict | None:

@@ -58,7 +58,7 @@ def moto_endpoint():
 @pytest.fixture(autouse=True)
 def dynamodb_endpoint(moto_endpoint, settings):
     """Every test talks to the session's moto server, never to AWS."""
-    from authz import store
+    from authz.snapshots import store
 
     settings.DYNAMODB_ENDPOINT_URL = moto_endpoint
     store.client.cache_clear()
@@ -71,7 +71,7 @@ def table(settings, request):
     """A fresh snapshot table for this test; returns a reader of its items."""
     import uuid
 
-    from authz import store
+    from authz.snapshots import store
 
     name = settings.DYNAMODB_TABLE = f"t-{uuid.uuid4().hex[:12]}"
     store.ensure_table()
@@ -84,7 +84,7 @@ class SnapshotTable:
         self.name = name
 
     def items(self) -> dict[str, dict]:
-        from authz import store
+        from authz.snapshots import store
 
         pages = store.client().get_paginator("scan").paginate(TableName=self.name, ConsistentRead=True)
         return {item["pk"]["S"]: item for page in pages for item in page["Items"]}

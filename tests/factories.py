@@ -5,7 +5,18 @@ from datetime import timedelta
 import factory
 from django.utils import timezone
 
-from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Level, Membership, Share, Tenant, User
+from devices.models import (
+    AuditEvent,
+    Device,
+    DeviceGroup,
+    DeviceType,
+    Invitation,
+    Level,
+    Membership,
+    Share,
+    Tenant,
+    User,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -171,7 +171,7 @@ SNAPSHOT_TOMBSTONE_DAYS = 30
 # Outbox rows each anti-entropy beat compares with the table (BatchGetItem of pk and version).
 SNAPSHOT_VERIFY_BATCH = int(os.environ.get("SNAPSHOT_VERIFY_BATCH", "1000"))
 
-# --- Signing keys: see docs/signing-keys.md --------------------------------------
+# --- Signing keys (authz/tokens/): see docs/signing-keys.md ---------------------
 # Fernet keys (comma-separated): the first encrypts private keys at rest, all
 # decrypt, so the encryption key rotates by prepending a new one. Local and
 # test settings use a fixed development key; production refuses to start without.
@@ -192,7 +192,7 @@ TOKEN_MAX_LIFETIME_SECONDS = max(USER_TOKEN_LIFETIME_SECONDS, DEVICE_TOKEN_LIFET
 # beat task prunes rows expired longer ago than this.
 ISSUED_CREDENTIALS_RETENTION_DAYS = float(os.environ.get("ISSUED_CREDENTIALS_RETENTION_DAYS", "30"))
 
-# What credentials tell apps and devices (authz/credentials.py). Issuer,
+# What credentials tell apps and devices (authz/tokens/credentials.py). Issuer,
 # audience and token key name must equal the Lambda's DEVSHARE_TOKEN_ISSUER,
 # DEVSHARE_TOKEN_AUDIENCE and DEVSHARE_TOKEN_KEY_NAME (docs/deploy.md#5-point-django-at-the-table).
 IOT_TOKEN_ISSUER = os.environ.get("IOT_TOKEN_ISSUER", "https://devshare.local")

@@ -4,6 +4,8 @@ import re
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 from hypothesis import HealthCheck, settings
@@ -15,10 +17,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from authz import signing
+from authz.tokens import rotation
 from config.wsgi import application
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from devices import services
 from devices.models import Level
 from tests.conftest import World
@@ -90,7 +90,7 @@ def wsgi_in_test_transaction():
 def seeded(db, settings, wsgi_in_test_transaction, table):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
         "auth": "100000/minute", "shares": "100000/minute", "iot_credentials": "100000/minute"}}
-    signing.rotate(actor=None)  # so that credentials can be issued
+    rotation.rotate(actor=None)  # so that credentials can be issued
     world = World("acme")
     share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     invitation = services.create_invitation(actor=world.admin, email=world.owner.email.replace("owner", "owner2"),

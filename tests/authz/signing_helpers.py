@@ -8,8 +8,8 @@ import jwt
 from django.conf import settings
 from django.utils import timezone
 
-from authz import signing
 from authz.models import SigningKey, SigningKeyring
+from authz.tokens import rotation, signing_keys
 from lambda_bridge import keys
 
 ISSUER, AUDIENCE = "https://devshare.test", "devshare-iot"
@@ -29,7 +29,7 @@ class Clock:
         return self.advance(settings.SIGNING_PROPAGATION_SECONDS + 1)
 
     def past_token_lifetime(self):
-        return self.advance(settings.TOKEN_MAX_LIFETIME_SECONDS + signing.RETIRE_MARGIN_SECONDS + 1)
+        return self.advance(settings.TOKEN_MAX_LIFETIME_SECONDS + rotation.RETIRE_MARGIN_SECONDS + 1)
 
 
 def keyring(table) -> keys.Keyring | None:
@@ -40,10 +40,10 @@ def keyring(table) -> keys.Keyring | None:
 def assert_converged(table) -> keys.Keyring:
     """Published what the database holds: the item and the live keys agree."""
     row = SigningKeyring.objects.get()
-    assert row.published_version == row.desired_version, "publication lags"
+    assert row.pushed_version == row.desired_version, "publication lags"
     assert row.last_error == ""
     ring = keyring(table)
-    assert ring is not None and ring.version == row.published_version
+    assert ring is not None and ring.version == row.pushed_version
     live = {k.slot: (k.kid, k.public_pem, k.state) for k in SigningKey.objects.exclude(state=keys.RETIRED)}
     assert {name: (s.kid, s.pem, s.state) for name, s in ring.slots.items()} == live
     active = SigningKey.objects.filter(state=keys.ACTIVE).first()
@@ -51,7 +51,7 @@ def assert_converged(table) -> keys.Keyring:
     return ring
 
 
-def token(key: signing.ActiveSigningKey, *, lifetime: int = 3600) -> str:
+def token(key: signing_keys.ActiveSigningKey, *, lifetime: int = 3600) -> str:
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user:7", "tid": 1, "cid": "u1.7.app",
               "iat": now, "nbf": now, "exp": now + lifetime, "jti": uuid.uuid4().hex}

@@ -6,8 +6,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from authz import antientropy, signing, store, tasks
+from authz import tasks
 from authz.models import PrincipalSync, SigningKeyring
+from authz.snapshots import antientropy, store
+from authz.tokens import rotation, signing_keys
 from devices import services
 from devices.models import Level, Membership, Tenant
 from lambda_bridge import keys, snapshot
@@ -25,7 +27,7 @@ def fresh_incidents():
 @pytest.fixture
 def pushed(world, table, django_capture_on_commit_callbacks):
     """Keys published, shares pushed, and one tombstone: a deleted device."""
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
     with django_capture_on_commit_callbacks(execute=True):
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL)
         services.create_share(actor=world.owner, grantee=world.bob, device=world.lamp, level=Level.VIEW)
@@ -56,7 +58,7 @@ def stored_items(table):
 
 
 def errors(caplog):
-    return [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "authz.antientropy"]
+    return [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "authz.snapshots.antientropy"]
 
 
 def delete_item(key):
@@ -79,7 +81,7 @@ def test_missing_and_stale_items_are_repushed_by_the_beat_with_one_error(world, 
     delete_item(lamp)                                  # a tombstone
     put_older(pushed, key_of(world, world.bob))
 
-    caplog.set_level(logging.INFO, logger="authz.antientropy")
+    caplog.set_level(logging.INFO, logger="authz.snapshots.antientropy")
     tasks.check_snapshot_table()  # eager here: the re-push runs inline
 
     assert stored_items(pushed) == expected_items()
@@ -94,14 +96,14 @@ def test_missing_and_stale_items_are_repushed_by_the_beat_with_one_error(world, 
 
 
 def test_a_lost_table_comes_back_with_its_key_item_and_every_item(world, pushed, caplog):
-    caplog.set_level(logging.INFO, logger="authz.antientropy")
+    caplog.set_level(logging.INFO, logger="authz.snapshots.antientropy")
     store.client().delete_table(TableName=pushed.name)
 
     tasks.check_snapshot_table()
 
     assert stored_items(pushed) == expected_items()
     ring = SigningKeyring.objects.get()
-    assert int(pushed.items()[keys.ITEM_KEY]["v"]["N"]) == ring.published_version
+    assert int(pushed.items()[keys.ITEM_KEY]["v"]["N"]) == ring.pushed_version
     [error] = errors(caplog)
     assert "missing" in error.getMessage()
     tasks.check_snapshot_table()
@@ -110,11 +112,11 @@ def test_a_lost_table_comes_back_with_its_key_item_and_every_item(world, pushed,
 
 
 def test_a_lost_key_item_is_published_again(world, pushed, caplog):
-    caplog.set_level(logging.INFO, logger="authz.antientropy")
+    caplog.set_level(logging.INFO, logger="authz.snapshots.antientropy")
     delete_item(keys.ITEM_KEY)
     tasks.check_snapshot_table()
     item = pushed.items()[keys.ITEM_KEY]
-    assert keys.from_item(item).active == signing.active_signing_key().slot
+    assert keys.from_item(item).active == signing_keys.active_signing_key().slot
     [error] = errors(caplog)
     assert "key item" in error.getMessage()
 

@@ -3,8 +3,9 @@ the table, the signing-key item and every principal's item (tombstones
 included) are back, and the authorizer allows again."""
 import pytest
 
-from authz import credentials, signing, store
 from authz.models import PrincipalSync, SigningKeyring
+from authz.snapshots import store
+from authz.tokens import credentials, rotation
 from devices import services
 from devices.models import Level, Membership
 from lambda_bridge import keys, snapshot
@@ -24,7 +25,7 @@ def restored() -> bool:
     except Exception:  # noqa: BLE001  (the new server may still be starting)
         return False
     ring = SigningKeyring.objects.get()
-    return (key_item is not None and int(key_item["v"]["N"]) == ring.published_version
+    return (key_item is not None and int(key_item["v"]["N"]) == ring.pushed_version
             and stored == {r.key: r.desired_version for r in PrincipalSync.objects.all()})
 
 
@@ -44,7 +45,7 @@ def test_an_emptied_dynamodb_is_restored_by_worker_and_beat(world, table, settin
                          log=tmp_path / "beat.log", broker=shared_redis, env=fast)
     try:
         store.ensure_table()
-        signing.rotate(actor=None)
+        rotation.rotate(actor=None)
         # Pushed inline (the test process runs tasks eagerly): shares, and two tombstones.
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL)
         services.create_share(actor=world.owner, grantee=world.bob, device=world.lamp, level=Level.VIEW)
@@ -65,7 +66,7 @@ def test_an_emptied_dynamodb_is_restored_by_worker_and_beat(world, table, settin
         wait_until(restored, timeout=RESTORE_WITHIN_SECONDS, interval=0.5,
                    what="the table, the key item and every item back")
         assert all(snapshot.from_item(store.get_item(k)).gone for k in gone)
-        assert worker.output().count("ERROR authz.antientropy") == 1, worker.output()[-3000:]
+        assert worker.output().count("ERROR authz.snapshots.antientropy") == 1, worker.output()[-3000:]
 
         lam = cold_start(DEVSHARE_DYNAMODB_ENDPOINT_URL=moto.url)
         creds = credentials.issue_user_credentials(actor=world.alice, tenant=world.tenant)

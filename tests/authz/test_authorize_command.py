@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from authz import credentials, outbox, signing, store
 from authz.models import IssuedCredential
+from authz.snapshots import outbox, store
+from authz.tokens import credentials, rotation
 from devices import services
 from devices.models import AuditEvent, Level, Membership, Tenant
 from tests.factories import MembershipFactory
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db
 def pushed(world, other, table, django_capture_on_commit_callbacks):
     """Both tenants pushed to the table and slot A published; `run(action)`
     runs a change with its pushes."""
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
     with django_capture_on_commit_callbacks(execute=True):
         outbox.record_everyone(tenants=Tenant.objects.all())
 
@@ -271,7 +272,7 @@ def test_no_active_key_is_a_one_line_error_and_issues_nothing(world, table):
 
 
 def test_an_unpublished_key_set_is_a_one_line_error(world, table):
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
     store.client().delete_item(TableName=table.name, Key={"pk": {"S": "keys#signing"}})
     status, _, error = authorize("--as", world.owner.email, "--action", "connect")
     assert status == 2 and "signing_keys rotate" in error and "\n" not in error

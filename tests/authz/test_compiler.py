@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from authz.compiler import LEVEL_CODES, Principal, compile_snapshots
+from authz.snapshots.compiler import LEVEL_CODES, Principal, compile_snapshots
 from devices import services
 from devices.models import Level
 from devices.selectors import effective_access

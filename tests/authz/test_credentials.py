@@ -3,8 +3,9 @@ API, the console, `manage.py authorize`) gets the same checks."""
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from authz import checks, credentials, signing
+from authz import checks
 from authz.models import IssuedCredential
+from authz.tokens import credentials, rotation
 from devices import services
 from tests.factories import UserFactory
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def active_key(table):
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
 
 
 def test_only_active_members_get_a_token_for_their_app(world, other):

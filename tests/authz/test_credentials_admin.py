@@ -15,8 +15,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from authz import credentials, signing, tasks
+from authz import tasks
 from authz.models import IssuedCredential, SigningKey
+from authz.tokens import credentials, rotation
 from devices import services
 from devices.models import AuditEvent
 from lambda_bridge import keys, snapshot
@@ -32,7 +33,7 @@ SHOWN = {"clientId", "endpoint", "authorizerName", "tokenKeyName", "expiresAt", 
 
 @pytest.fixture
 def key(table):
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
     return SigningKey.objects.get(state=keys.ACTIVE)
 
 
@@ -158,7 +159,7 @@ def test_the_post_needs_its_csrf_token(world, key):
 @pytest.mark.parametrize("missing", ["signing key", "endpoint"])
 def test_unavailable_credentials_show_an_error_and_change_nothing(client, world, table, settings, missing):
     if missing == "endpoint":
-        signing.rotate(actor=None)
+        rotation.rotate(actor=None)
         settings.IOT_ENDPOINT = ""
     client.force_login(world.admin)  # audited itself (auth.sign_in)
     before = AuditEvent.objects.count()

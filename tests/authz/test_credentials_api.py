@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from django.conf import settings as django_settings
 
-from authz import signing
 from authz.models import IssuedCredential, SigningKey
+from authz.tokens import rotation
 from devices import services
 from devices.models import AuditEvent, Level
 from lambda_bridge import keys
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def active_key(table):
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
     return SigningKey.objects.get(state=keys.ACTIVE)
 
 
@@ -262,7 +262,7 @@ def test_without_an_active_key_or_an_endpoint_nothing_is_issued(world, client_fo
     # The caller hears that it failed; the operators' log says why.
     assert "signing_keys" not in body["detail"]
     assert "signing_keys rotate" in caplog.text
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
     settings.IOT_ENDPOINT = ""
     assert_error(ask(client_for, world.owner, world, device=world.lamp), 503, "iot_unavailable")
     assert "IOT_ENDPOINT is not set" in caplog.text

@@ -12,7 +12,8 @@ import jwt
 import pytest
 from django.conf import settings
 
-from authz import credentials, outbox, signing
+from authz.snapshots import outbox
+from authz.tokens import credentials, rotation, signing_keys
 from devices import services
 from devices.models import Level, Tenant
 from devices.selectors import effective_access
@@ -59,7 +60,7 @@ def mqtt_event(creds: dict) -> dict:
 @pytest.fixture
 def platform(world, other, table, cold_start, client_for, django_capture_on_commit_callbacks):
     """Keys rotated in and every snapshot pushed to the Lambda's table."""
-    signing.rotate(actor=None)
+    rotation.rotate(actor=None)
 
     # Inside the capture: a push queued after commit joins the callback that is pending.
     with django_capture_on_commit_callbacks(execute=True):
@@ -158,7 +159,7 @@ def test_the_fit_check_agrees_with_the_authorizer_at_the_boundary(platform, worl
             api = credentials.issue_user_credentials(actor=world.bob, tenant=world.tenant)
         except credentials.ScopeRequired:
             # What the authorizer says to the same grants, unscoped.
-            key = signing.active_signing_key()
+            key = signing_keys.active_signing_key()
             token = _unchecked_token(key, world)
             platform.lam.invoke(platform.lam.event("test_invoke", token))
             verdicts.append(("409", platform.lam.last_log["reason"]))
@@ -181,22 +182,22 @@ def _unchecked_token(key, world) -> str:
 def test_issued_tokens_outlive_a_rotation_and_new_ones_carry_the_new_kid(platform, world, cold_start):
     clock = Clock()
     before = platform.credentials(world.alice)
-    old_kid = signing.active_signing_key().kid
+    old_kid = signing_keys.active_signing_key().kid
 
     def answer(creds) -> str:
         lam = cold_start()  # a new Lambda instance: it reads the key item afresh
         lam.invoke(mqtt_event(creds))
         return lam.last_log["reason"]
 
-    signing.stage(actor=None, now=clock.now)
+    rotation.stage(actor=None, now=clock.now)
     assert answer(before) == "ok"
-    signing.promote(actor=None, now=clock.past_propagation())
+    rotation.promote(actor=None, now=clock.past_propagation())
     assert answer(before) == "ok"
     after = platform.credentials(world.alice)
-    new_kid = signing.active_signing_key().kid
+    new_kid = signing_keys.active_signing_key().kid
     assert new_kid != old_kid
     assert jwt.get_unverified_header(after["token"])["kid"] == new_kid
     assert answer(after) == "ok"
-    signing.retire(actor=None, now=clock.past_token_lifetime())
+    rotation.retire(actor=None, now=clock.past_token_lifetime())
     assert answer(before) == "unknown_kid"
     assert answer(after) == "ok"

@@ -3,8 +3,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from authz import store
 from authz.models import PrincipalSync
+from authz.snapshots import store
 from devices import services
 from devices.models import AuditEvent, Level
 from lambda_bridge import snapshot

@@ -8,8 +8,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from authz import outbox, tasks
+from authz import tasks
 from authz.models import PrincipalSync
+from authz.snapshots import outbox
 from devices import services
 from devices.models import Level
 from lambda_bridge.snapshot import DEVICE, USER

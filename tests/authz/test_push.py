@@ -8,9 +8,10 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from django.utils import timezone
 
-from authz import outbox, store, tasks
+from authz import tasks
 from authz.models import PrincipalSync
-from authz.push import push
+from authz.snapshots import outbox, store
+from authz.snapshots.push import push
 from devices import services
 from devices.models import Level, Share, Tenant
 from lambda_bridge import snapshot

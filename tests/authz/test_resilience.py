@@ -68,7 +68,7 @@ def test_a_share_reaches_dynamodb_through_a_real_worker_and_redis(world, table, 
 
 def test_changes_made_while_the_broker_is_down_are_pushed_by_the_reconciler(world, table, settings, caplog):
     settings.SNAPSHOT_RECONCILE_GRACE_SECONDS = 0
-    caplog.set_level(logging.WARNING, logger="authz.outbox")  # a test worker may have raised the root level
+    caplog.set_level(logging.WARNING, logger="authz.snapshots.outbox")  # a test worker may have raised the root level
     own = OwnRedis()
     own.start()
     with broker(own.url):
@@ -197,7 +197,7 @@ class ShareWriter:
 def differences_from_the_compiler(table) -> list[tuple]:
     """(key, what the table holds, what the compiler makes of the database now)
     for every principal whose item differs: a lagging row, a missing or wrong item."""
-    from authz.compiler import Principal, compile_snapshots
+    from authz.snapshots.compiler import Principal, compile_snapshots
 
     rows = list(PrincipalSync.objects.all())
     wanted = compile_snapshots([Principal(r.tenant_id, r.kind, r.principal, r.desired_version) for r in rows],

@@ -5,8 +5,8 @@ import threading
 import pytest
 from django.db import connection
 
-from authz import signing
 from authz.models import SigningKey, SigningKeyring
+from authz.tokens import publication, rotation, signing_keys
 from devices import audit
 from lambda_bridge import keys
 from tests.authz.signing_helpers import Clock, assert_converged, keyring
@@ -23,27 +23,27 @@ def crash(*args, **kwargs):
 
 def before_step(step: str, clock: Clock) -> None:
     """Walk the machine to just before `step`."""
-    if step == signing.BOOTSTRAP:
+    if step == rotation.BOOTSTRAP:
         return
-    signing.rotate(actor=None, now=clock.now)
-    if step == signing.STAGE:
+    rotation.rotate(actor=None, now=clock.now)
+    if step == rotation.STAGE:
         return
-    signing.stage(actor=None, now=clock.now)
+    rotation.stage(actor=None, now=clock.now)
     clock.past_propagation()
-    if step == signing.PROMOTE:
+    if step == rotation.PROMOTE:
         return
-    signing.promote(actor=None, now=clock.now)
+    rotation.promote(actor=None, now=clock.now)
     clock.past_token_lifetime()
 
 
 EXPECTED = {
-    signing.BOOTSTRAP: {"A": keys.ACTIVE},
-    signing.STAGE: {"A": keys.ACTIVE, "B": keys.STAGED},
-    signing.PROMOTE: {"A": keys.RETIRING, "B": keys.ACTIVE},
-    signing.RETIRE: {"B": keys.ACTIVE},
+    rotation.BOOTSTRAP: {"A": keys.ACTIVE},
+    rotation.STAGE: {"A": keys.ACTIVE, "B": keys.STAGED},
+    rotation.PROMOTE: {"A": keys.RETIRING, "B": keys.ACTIVE},
+    rotation.RETIRE: {"B": keys.ACTIVE},
 }
-STEP_FUNCTIONS = {signing.BOOTSTRAP: signing.bootstrap, signing.STAGE: signing.stage,
-                  signing.PROMOTE: signing.promote, signing.RETIRE: signing.retire}
+STEP_FUNCTIONS = {rotation.BOOTSTRAP: rotation.bootstrap, rotation.STAGE: rotation.stage,
+                  rotation.PROMOTE: rotation.promote, rotation.RETIRE: rotation.retire}
 
 # Where the process dies:
 #   in_step:          inside the step's transaction, after its audit event (rolls back)
@@ -51,8 +51,8 @@ STEP_FUNCTIONS = {signing.BOOTSTRAP: signing.bootstrap, signing.STAGE: signing.s
 #   after_publish:    DynamoDB and AWS IoT have it; the database does not know
 CRASH_POINTS = {
     "in_step": (audit, "record"),
-    "before_publish": (signing, "_write_item"),
-    "after_publish": (signing, "_mark_published"),
+    "before_publish": (publication, "_write_item"),
+    "after_publish": (publication, "_mark_published"),
 }
 
 
@@ -83,34 +83,34 @@ def test_rerun_after_a_crash_converges(table, monkeypatch, step, point):
     if point == "in_step":
         assert keyring(table) == before  # nothing committed, nothing published
     elif point == "before_publish":
-        assert ring_row.published_version < ring_row.desired_version
+        assert ring_row.pushed_version < ring_row.desired_version
         assert keyring(table) == before
     else:
-        assert ring_row.published_version < ring_row.desired_version
+        assert ring_row.pushed_version < ring_row.desired_version
         assert keyring(table).version == ring_row.desired_version  # the item is already there
 
     # Whatever runs next (the beat's rotate, or the operator repeating the step) finishes the job.
-    signing.rotate(actor=None, now=clock.now)
+    rotation.rotate(actor=None, now=clock.now)
     if point == "in_step":
         STEP_FUNCTIONS[step](actor=None, now=clock.now)
     ring = assert_converged(table)
     assert {k.slot: k.state for k in SigningKey.objects.exclude(state=keys.RETIRED)} == EXPECTED[step]
     assert {n: s.state for n, s in ring.slots.items()} == EXPECTED[step]
     # Running again changes nothing.
-    assert signing.rotate(actor=None, now=clock.now).step is None
+    assert rotation.rotate(actor=None, now=clock.now).step is None
     assert keyring(table) == ring
 
 
 @pytest.mark.django_db
 def test_a_crash_in_the_step_repeated_by_the_same_step_converges(table, monkeypatch):
     clock = Clock()
-    before_step(signing.STAGE, clock)
-    monkeypatch.setattr(signing, "_write_item", crash)
+    before_step(rotation.STAGE, clock)
+    monkeypatch.setattr(publication, "_write_item", crash)
     with pytest.raises(Crash):
-        signing.stage(actor=None, now=clock.now)
+        rotation.stage(actor=None, now=clock.now)
     monkeypatch.undo()
 
-    again = signing.stage(actor=None, now=clock.now)
+    again = rotation.stage(actor=None, now=clock.now)
     assert not again.changed and again.published_version  # no second key; the first one published
     assert SigningKey.objects.count() == 2
     assert_converged(table)
@@ -124,20 +124,20 @@ def test_a_crash_in_the_step_repeated_by_the_same_step_converges(table, monkeypa
 def test_two_concurrent_rotations_one_proceeds_the_other_reports_in_progress(table, monkeypatch, held_in):
     require(connection.vendor == "postgresql", "PostgreSQL (row locks)")
     holding, release = threading.Event(), threading.Event()
-    name = "_new_key" if held_in == "step" else "_write_item"
-    real = getattr(signing, name)
+    target, name = (signing_keys, "new_key") if held_in == "step" else (publication, "_write_item")
+    real = getattr(target, name)
 
     def slow(*args, **kwargs):
         holding.set()
         assert release.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(signing, name, slow)
+    monkeypatch.setattr(target, name, slow)
     outcomes = {}
 
     def run(who):
         try:
-            outcomes[who] = signing.rotate(actor=None)
+            outcomes[who] = rotation.rotate(actor=None)
         except Exception as exc:  # noqa: BLE001 - reported to the test thread
             outcomes[who] = exc
         finally:
@@ -154,8 +154,8 @@ def test_two_concurrent_rotations_one_proceeds_the_other_reports_in_progress(tab
         release.set()
         first.join(30)
 
-    assert isinstance(outcomes["second"], signing.RotationInProgress), outcomes
+    assert isinstance(outcomes["second"], signing_keys.RotationInProgress), outcomes
     assert "rotation in progress" in str(outcomes["second"])
-    assert isinstance(outcomes["first"], signing.StepResult) and outcomes["first"].step == signing.BOOTSTRAP
+    assert isinstance(outcomes["first"], rotation.StepResult) and outcomes["first"].step == rotation.BOOTSTRAP
     assert SigningKey.objects.count() == 1
     assert_converged(table)

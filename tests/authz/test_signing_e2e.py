@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from authz import signing, store
+from authz.snapshots import store
+from authz.tokens import rotation, signing_keys
 from lambda_bridge import tokens
 from lambda_bridge.refusal import Refused
 from tests.authz.signing_helpers import AUDIENCE, ISSUER, Clock, token
@@ -36,39 +37,39 @@ class Lambda:
 
 def test_a_token_verifies_through_stage_and_promote_and_is_refused_after_retire(table):
     clock, lam = Clock(), Lambda()
-    signing.rotate(actor=None, now=clock.now)
-    old_key = signing.active_signing_key()
+    rotation.rotate(actor=None, now=clock.now)
+    old_key = signing_keys.active_signing_key()
     before = token(old_key)
     assert lam.verify(before).principal == "7"
 
-    signing.stage(actor=None, now=clock.now)
+    rotation.stage(actor=None, now=clock.now)
     lam.later()
     assert lam.verify(before).principal == "7"
-    assert signing.active_signing_key().kid == old_key.kid
+    assert signing_keys.active_signing_key().kid == old_key.kid
 
-    signing.promote(actor=None, now=clock.past_propagation())
+    rotation.promote(actor=None, now=clock.past_propagation())
     lam.later()
     assert lam.verify(before).principal == "7"
-    new_key = signing.active_signing_key()
+    new_key = signing_keys.active_signing_key()
     assert new_key.kid != old_key.kid and new_key.slot == "B"
     after = token(new_key)
     assert lam.verify(after).principal == "7"
 
-    signing.retire(actor=None, now=clock.past_token_lifetime())
+    rotation.retire(actor=None, now=clock.past_token_lifetime())
     lam.later()
     assert lam.refusal(before) == "unknown_kid"
     assert lam.verify(after).principal == "7"
-    assert lam.verify(token(signing.active_signing_key())).principal == "7"
+    assert lam.verify(token(signing_keys.active_signing_key())).principal == "7"
 
 
 def test_a_freshly_staged_key_is_known_without_waiting_for_the_cache(table):
     """A kid the cache does not know re-reads the item (at most every 10 s),
     so a key is usable as soon as it is published."""
     clock, lam = Clock(), Lambda()
-    signing.rotate(actor=None, now=clock.now)
-    lam.verify(token(signing.active_signing_key()))
-    signing.stage(actor=None, now=clock.now)
-    signing.promote(actor=None, force=True, now=clock.now)
+    rotation.rotate(actor=None, now=clock.now)
+    lam.verify(token(signing_keys.active_signing_key()))
+    rotation.stage(actor=None, now=clock.now)
+    rotation.promote(actor=None, force=True, now=clock.now)
 
     lam.monotonic += 10
-    assert lam.verify(token(signing.active_signing_key())).principal == "7"
+    assert lam.verify(token(signing_keys.active_signing_key())).principal == "7"

@@ -6,8 +6,8 @@ from botocore.stub import Stubber
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authz import iot, signing
 from authz.models import SigningKeyring
+from authz.tokens import iot, publication, rotation, signing_keys
 from tests.authz.signing_helpers import Clock, assert_converged, keyring
 
 AUTHORIZER = "devshare-authorizer"
@@ -66,7 +66,7 @@ def next_keys(monkeypatch):
     UpdateAuthorizer requests can be expected up front."""
     pool = [rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2)]
     queue = list(pool)
-    monkeypatch.setattr(signing.rsa, "generate_private_key", lambda **kwargs: queue.pop(0))
+    monkeypatch.setattr(signing_keys.rsa, "generate_private_key", lambda **kwargs: queue.pop(0))
     return [k.public_key().public_bytes(serialization.Encoding.PEM,
                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode() for k in pool]
 
@@ -80,10 +80,10 @@ def test_every_step_publishes_the_verifying_keys_to_the_authorizer(table, stubbe
     expect_keys(stubbed, {"B": b})            # retire: it leaves the authorizer
     clock = Clock()
 
-    signing.rotate(actor=None, now=clock.now)
-    signing.stage(actor=None, now=clock.now)
-    signing.promote(actor=None, now=clock.past_propagation())
-    signing.retire(actor=None, now=clock.past_token_lifetime())
+    rotation.rotate(actor=None, now=clock.now)
+    rotation.stage(actor=None, now=clock.now)
+    rotation.promote(actor=None, now=clock.past_propagation())
+    rotation.retire(actor=None, now=clock.past_token_lifetime())
 
     assert_converged(table)
 
@@ -92,14 +92,14 @@ def test_every_step_publishes_the_verifying_keys_to_the_authorizer(table, stubbe
 def test_authorizer_failure_is_recorded_and_the_next_run_publishes(table, stubbed):
     clock = Clock()
     stubbed.add_client_error("update_authorizer", "ThrottlingException", "Rate exceeded", http_status_code=429)
-    with pytest.raises(signing.PublishError, match="ThrottlingException"):
-        signing.rotate(actor=None, now=clock.now)
+    with pytest.raises(publication.PublishError, match="ThrottlingException"):
+        rotation.rotate(actor=None, now=clock.now)
     row = SigningKeyring.objects.get()
-    assert row.published_version < row.desired_version and "ThrottlingException" in row.last_error
+    assert row.pushed_version < row.desired_version and "ThrottlingException" in row.last_error
     assert keyring(table) is not None  # DynamoDB went first; the version stays unpublished until both agree
 
     stubbed.add_response("update_authorizer", {"authorizerName": AUTHORIZER}, None)
-    result = signing.rotate(actor=None, now=clock.now)
+    result = rotation.rotate(actor=None, now=clock.now)
     assert result.published_version and result.step is None
     assert_converged(table)
 
@@ -108,5 +108,5 @@ def test_authorizer_failure_is_recorded_and_the_next_run_publishes(table, stubbe
 def test_no_authorizer_configured_means_no_iot_call(table, settings, monkeypatch):
     settings.IOT_AUTHORIZER_NAME = ""
     monkeypatch.setattr(iot, "gateway", lambda: pytest.fail("AWS IoT must not be called"))
-    signing.rotate(actor=None, now=Clock().now)
+    rotation.rotate(actor=None, now=Clock().now)
     assert_converged(table)

@@ -7,8 +7,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from authz import signing, tasks
+from authz import tasks
 from authz.models import SigningKey
+from authz.tokens import rotation, signing_keys
 from devices.models import AuditEvent
 from lambda_bridge import keys
 from tests.authz.signing_helpers import assert_converged
@@ -73,7 +74,7 @@ def test_dry_run_changes_nothing(table):
 
 def test_rotation_in_progress_exits_with_tempfail(monkeypatch):
     def busy(**kwargs):
-        raise signing.RotationInProgress("rotation in progress: another runner holds the signing-key lock")
+        raise signing_keys.RotationInProgress("rotation in progress: another runner holds the signing-key lock")
     monkeypatch.setattr("authz.management.commands.signing_keys.STEPS", {"rotate": busy})
     error = refused("rotate")
     assert error.returncode == 75 and "rotation in progress" in str(error)
@@ -111,8 +112,8 @@ def test_beat_runs_the_rotation_hourly(settings, table):
 
 def test_beat_task_reports_a_busy_lock_without_failing(monkeypatch):
     def busy(**kwargs):
-        raise signing.RotationInProgress("rotation in progress")
-    monkeypatch.setattr(signing, "rotate", busy)
+        raise signing_keys.RotationInProgress("rotation in progress")
+    monkeypatch.setattr(rotation, "rotate", busy)
     assert tasks.rotate_signing_keys() == "busy"
 
 

@@ -88,11 +88,11 @@ def test_the_scan_reads_each_way_an_action_is_written():
 
 
 def test_the_closing_actions_of_an_invitation_and_the_signing_steps_are_registered():
-    from authz import signing
+    from authz.tokens import rotation
     from devices.models import Invitation
 
     closed = {f"invitation.{s.label}" for s in Invitation.Status if s != Invitation.Status.PENDING}
-    steps = {f"signing_key.{step}" for step in (signing.BOOTSTRAP, signing.STAGE, signing.PROMOTE, signing.RETIRE)}
+    steps = {f"signing_key.{step}" for step in (rotation.BOOTSTRAP, rotation.STAGE, rotation.PROMOTE, rotation.RETIRE)}
     assert closed | steps <= KNOWN
 
 

@@ -30,7 +30,7 @@ def shared_with(world, n: int, name: str) -> tuple[Device, list[User]]:
     # Existing outbox rows, as in a live tenant: a bump must not re-insert them.
     services.revoke_share(actor=world.owner, share=services.create_share(
         actor=world.owner, grantee=world.carol, device=device, level=Level.VIEW))
-    from authz import outbox
+    from authz.snapshots import outbox
     outbox.record(tenant_id=world.tenant.pk, users={u.pk for u in users}, queue=False)
     return device, users
 

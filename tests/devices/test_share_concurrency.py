@@ -19,8 +19,8 @@ from django.db import connection, connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from authz.compiler import Principal, compile_snapshots
 from authz.models import PrincipalSync
+from authz.snapshots.compiler import Principal, compile_snapshots
 from devices.models import Share
 from tests.api.conftest import tenant_url
 from tests.conftest import World

@@ -9,7 +9,7 @@ from django.core.validators import RegexValidator
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
-from authz.compiler import LEVEL_CODES
+from authz.snapshots.compiler import LEVEL_CODES
 from devices.api import filters, serializers
 from devices.models import SHARE_LEVELS, THING_NAME_RE, Device, Level, validate_thing_name
 from lambda_bridge import snapshot, vocabulary

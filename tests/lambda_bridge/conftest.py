@@ -1,15 +1,13 @@
-"""The authorizer run the way AWS runs it: environment variables, a cold
-import of `lambda_bridge.handler`, a DynamoDB table (moto, over HTTP) holding
+"""The authorizer run the way AWS runs it: environment variables, a handler
+built from them as a cold start builds it, a DynamoDB table (moto, over HTTP) holding
 the key item and snapshots, RS256 tokens and canned IoT events."""
 import base64
 import contextlib
-import importlib
 import json
-import os
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -67,6 +65,13 @@ def assert_contract(response: dict) -> None:
         assert documents == []
 
 
+@dataclass(frozen=True)
+class Context:
+    """The part of the Lambda context object the handler reads."""
+
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
 class Lambda:
     """One cold-started handler against one table, plus the means to feed it."""
 
@@ -81,7 +86,7 @@ class Lambda:
     # --- the table ------------------------------------------------------------
 
     def put_item(self, item: dict) -> None:
-        from authz import store
+        from authz.snapshots import store
 
         store.client().put_item(TableName=self.table.name, Item=item)
 
@@ -140,7 +145,7 @@ class Lambda:
         """The handler's answer, which must always honour the contract and
         log exactly one JSON line that never holds the token."""
         self.capsys.readouterr()
-        response = self.handler.lambda_handler(event, None)
+        response = self.handler(event, Context())
         assert_contract(response)
         lines = [line for line in self.capsys.readouterr().out.splitlines() if line.strip()]
         assert len(lines) == 1, lines
@@ -199,17 +204,13 @@ def lambda_env(table_name: str, endpoint: str, **overrides) -> dict[str, str]:
 
 
 @pytest.fixture
-def cold_start(table, dynamodb_endpoint, monkeypatch, signing_keys, capsys):
-    """cold_start(**env overrides) → a freshly imported handler as AWS would start it."""
-    def start(**overrides) -> Lambda:
-        for name in [n for n in os.environ if n.startswith("DEVSHARE_")]:
-            monkeypatch.delenv(name)
-        for name, value in lambda_env(table.name, dynamodb_endpoint, **overrides).items():
-            monkeypatch.setenv(name, value)
-        import lambda_bridge.handler
+def cold_start(table, dynamodb_endpoint, signing_keys, capsys):
+    """cold_start(**env overrides) → a handler built as AWS would start it, from
+    exactly that environment."""
+    from lambda_bridge.handler import build
 
-        handler = importlib.reload(lambda_bridge.handler)
-        return Lambda(handler, table, signing_keys, capsys)
+    def start(**overrides) -> Lambda:
+        return Lambda(build(lambda_env(table.name, dynamodb_endpoint, **overrides)), table, signing_keys, capsys)
 
     return start
 

@@ -383,36 +383,36 @@ def test_a_group_scope_narrows_to_the_group(lam):
 
 def test_a_key_staged_after_the_cache_was_filled_is_found_by_one_early_reread(alice):
     assert alice.invoke(alice.event("test_invoke", alice.token(key="a")))["isAuthenticated"]
-    reads = alice.handler.AUTHORIZER.keys.reads
+    reads = alice.handler.authorizer.keys.reads
     alice.put_keyring(a=keys.ACTIVE, b=keys.STAGED, version=2)
-    alice.handler.AUTHORIZER.keys._loaded_at -= 11  # the cache is 11 s old: past the re-check interval
+    alice.handler.authorizer.keys._loaded_at -= 11  # the cache is 11 s old: past the re-check interval
 
     response = alice.invoke(alice.event("test_invoke", alice.token(key="b")))
 
     assert response["isAuthenticated"] is True
-    assert alice.handler.AUTHORIZER.keys.reads == reads + 1
+    assert alice.handler.authorizer.keys.reads == reads + 1
 
 
 def test_unknown_kids_do_not_turn_into_a_read_each(alice):
     assert alice.invoke(alice.event("test_invoke", alice.token(key="a")))["isAuthenticated"]
-    reads = alice.handler.AUTHORIZER.keys.reads
+    reads = alice.handler.authorizer.keys.reads
 
     for _ in range(5):
         alice.invoke(alice.event("test_invoke", alice.token(key="stranger")))
 
     assert alice.last_log["reason"] == "unknown_kid"
-    assert alice.handler.AUTHORIZER.keys.reads == reads
+    assert alice.handler.authorizer.keys.reads == reads
 
 
 def test_both_slots_verify_and_a_retired_key_never_does(alice):
     alice.put_keyring(a=keys.RETIRING, b=keys.ACTIVE, version=2)
-    alice.handler.AUTHORIZER.keys._loaded_at -= 61
+    alice.handler.authorizer.keys._loaded_at -= 61
 
     assert alice.invoke(alice.event("test_invoke", alice.token(key="a")))["isAuthenticated"]
     assert alice.invoke(alice.event("test_invoke", alice.token(key="b")))["isAuthenticated"]
 
     alice.put_keyring(a=keys.RETIRED, b=keys.ACTIVE, version=3)
-    alice.handler.AUTHORIZER.keys._loaded_at -= 61
+    alice.handler.authorizer.keys._loaded_at -= 61
 
     assert not alice.invoke(alice.event("test_invoke", alice.token(key="a")))["isAuthenticated"]
     assert alice.last_log["reason"] == "unknown_kid"
@@ -532,8 +532,9 @@ def test_a_stalled_table_is_a_logged_refusal_within_the_budget(alice, black_hole
     from lambda_bridge.store import _CLIENT_CONFIG, DynamoStore
 
     assert alice.invoke(alice.event("test_invoke", alice.token()))["isAuthenticated"]  # keys cached
-    stalled = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=black_hole, config=_CLIENT_CONFIG)
-    alice.handler.AUTHORIZER.store = DynamoStore(stalled, alice.table.name)
+    stalled = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=black_hole, config=_CLIENT_CONFIG,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    alice.handler.authorizer.store = DynamoStore(stalled, alice.table.name)
 
     response = alice.invoke(alice.event("test_invoke", alice.token()))
 

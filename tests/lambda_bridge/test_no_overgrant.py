@@ -14,7 +14,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authz.compiler import Principal, compile_snapshots
+from authz.snapshots.compiler import Principal, compile_snapshots
 from devices.models import Level, Membership, Share
 from devices.selectors import effective_access
 from lambda_bridge import snapshot

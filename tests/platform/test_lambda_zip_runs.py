@@ -50,7 +50,7 @@ def test_the_unpacked_zip_authorizes_a_token_without_django(unpacked_authorizer,
     lam.put_keyring()
     lam.put_snapshot(principal="7", entries=[Entry("d-lamp00000001", snapshot.CONTROL)])
     event = lam.event("websocket_query", lam.token())
-    env = {**lambda_env(lam.table.name, lam.handler.CONFIG.endpoint_url), "PATH": "/usr/bin:/bin"}
+    env = {**lambda_env(lam.table.name, lam.handler.config.endpoint_url), "PATH": "/usr/bin:/bin"}
 
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", CHILD, str(unpacked_authorizer), str(boto3_runtime(tmp_path / "rt"))],

@@ -2,10 +2,11 @@
 
 A real token is issued from the active key (recorded and audited like any
 other), its signature is checked the way the AWS IoT gateway checks it, the
-event the gateway would send is built, and `lambda_bridge.handler` runs on
-it with the Lambda's environment made from Django's settings, against the
-configured DynamoDB table. Then the asked action is judged against the
-policies it answered with, by `lambda_bridge.evaluator`.
+event the gateway would send is built, and a `lambda_bridge.handler` built
+from the Lambda's environment made from Django's settings runs on it, against
+the configured DynamoDB table. Then the asked action is judged against the
+policies it answered with, by `lambda_bridge.evaluator`. The gateway's part
+is `authz.tokens.simulator`, which has no Django in it.
 
 Exit status: 0 the action is allowed, 1 it is denied (by the authorizer or by
 the policies), 2 the question could not be asked (bad input, no key, no
@@ -13,39 +14,24 @@ table). The token and its signature are never printed.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
-import importlib
-import io
-import json
-import logging
-import os
-import sys
-import uuid
 from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from authz import credentials, signing, store
 from authz.models import SigningKey
+from authz.snapshots import store
+from authz.tokens import credentials, rotation, simulator
 from devices import audit
 from devices.models import Device, Tenant, User
-from lambda_bridge import evaluator, keys
+from lambda_bridge import keys
 from lambda_bridge.config import Config, ConfigError
-from lambda_bridge.vocabulary import SETUP_REASONS, Reason
+from lambda_bridge.vocabulary import SETUP_REASONS
 
 USAGE = 2
-ACTIONS = {"connect": "iot:Connect", "publish": "iot:Publish", "subscribe": "iot:Subscribe", "receive": "iot:Receive"}
-HANDLER = "lambda_bridge.handler"
 MAX_TOPIC_BYTES = 256
 
 
@@ -73,7 +59,7 @@ class Command(BaseCommand):
                             help="The tenant to connect in; needed when the person belongs to several.")
         parser.add_argument("--client-id", metavar="ID",
                             help="The MQTT client id the connection asks for (default: the token's own).")
-        parser.add_argument("--action", required=True, choices=list(ACTIONS))
+        parser.add_argument("--action", required=True, choices=list(simulator.ACTIONS))
         parser.add_argument("--topic", metavar="TOPIC",
                             help="Topic (publish, receive) or topic filter (subscribe); not for connect.")
         parser.add_argument("--via", choices=["mqtt", "wss"], default="mqtt",
@@ -97,15 +83,20 @@ class Command(BaseCommand):
         with audit.origin("command"):
             creds = principal.issue()
         public_pems = [k.public_pem for k in SigningKey.objects.exclude(state=keys.RETIRED)]
-        if not gateway_verifies(creds.token, creds.token_signature, public_pems):
+        if not simulator.gateway_verifies(creds.token, creds.token_signature, public_pems):
             raise usage(f"the token's signature does not verify with the authorizer's public keys (kid "
                         f"{creds.kid}): AWS IoT would not invoke the authorizer")
         asked = creds.client_id if client_id is None else client_id
-        event = build_event(creds, via=via, client_id=asked)
-        response, log_line, cold_start = invoke(event, env)
+        event = simulator.build_event(endpoint=creds.endpoint, via=via, client_id=asked, token=creds.token,
+                                      mqtt_username=creds.mqtt_username, query_string=urlsplit(creds.wss_url).query)
+        response, log_line, cold_start = simulator.invoke(event, env)
 
-        report = Report(principal=principal, creds=creds, asked=asked, via=via, response=response,
-                        log_line=log_line, cold_start=cold_start, action=action, topic=topic, config=config)
+        left = rotation.format_duration(creds.expires_at - timezone.now())
+        token = simulator.Token(client_id=creds.client_id, kid=creds.kid, expires_at=creds.expires_at,
+                                expires=f"{rotation.format_when(creds.expires_at)} (in {left})")
+        report = simulator.Report(principal_label=principal.label(), principal=principal.describe(), token=token,
+                                  asked=asked, via=via, response=response, log_line=log_line, cold_start=cold_start,
+                                  action=action, topic=topic, region=config.region, account=config.account)
         if as_json:
             self.stdout.write(report.as_json(quiet=quiet))
         else:
@@ -225,22 +216,13 @@ def _checked_topic(action: str, topic: str | None) -> str | None:
 
 
 def lambda_environment() -> dict[str, str]:
-    """The Lambda's settings (README: The authorizer), from Django's."""
-    env = {
-        "DEVSHARE_TABLE": settings.DYNAMODB_TABLE,
-        "DEVSHARE_TOKEN_ISSUER": settings.IOT_TOKEN_ISSUER,
-        "DEVSHARE_TOKEN_AUDIENCE": settings.IOT_TOKEN_AUDIENCE,
-        "DEVSHARE_TOKEN_KEY_NAME": settings.IOT_TOKEN_KEY_NAME,
-        "DEVSHARE_AWS_ACCOUNT_ID": settings.AWS_ACCOUNT_ID,
-        "AWS_REGION": settings.AWS_REGION,
-        "DEVSHARE_IOT_REGION": settings.IOT_REGION,
-        # Empty means real DynamoDB, also over an endpoint left in the shell.
-        "DEVSHARE_DYNAMODB_ENDPOINT_URL": settings.DYNAMODB_ENDPOINT_URL or "",
-    }
-    if settings.AWS_ACCESS_KEY_ID and settings.AWS_SECRET_ACCESS_KEY:
-        env["AWS_ACCESS_KEY_ID"] = settings.AWS_ACCESS_KEY_ID
-        env["AWS_SECRET_ACCESS_KEY"] = settings.AWS_SECRET_ACCESS_KEY
-    return {name: str(value) for name, value in env.items()}
+    """The Lambda's settings, from Django's."""
+    return simulator.lambda_environment(
+        table=settings.DYNAMODB_TABLE, issuer=settings.IOT_TOKEN_ISSUER, audience=settings.IOT_TOKEN_AUDIENCE,
+        token_key_name=settings.IOT_TOKEN_KEY_NAME, account=settings.AWS_ACCOUNT_ID, region=settings.AWS_REGION,
+        iot_region=settings.IOT_REGION, endpoint_url=settings.DYNAMODB_ENDPOINT_URL,
+        access_key_id=settings.AWS_ACCESS_KEY_ID, secret_access_key=settings.AWS_SECRET_ACCESS_KEY,
+    )
 
 
 def _check_table() -> None:
@@ -257,193 +239,3 @@ def _check_table() -> None:
         raise usage(f"DynamoDB is unreachable ({where}): {exc.__class__.__name__}.") from None
     if item is None:
         raise usage(f"The signing keys are not published to {where}: run `manage.py signing_keys rotate`.")
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]):
-    """Exactly `values` as the Lambda's settings: any other DEVSHARE_* left in
-    the shell (a leeway, a refresh) would make the verdict differ from the
-    deployed Lambda's, and a stray session token would not match the keys."""
-    stray = [n for n in os.environ if n.startswith("DEVSHARE_") or n == "AWS_SESSION_TOKEN"]
-    saved = {name: os.environ.get(name) for name in [*values, *stray]}
-    for name in stray:
-        if name not in values and (name != "AWS_SESSION_TOKEN" or "AWS_ACCESS_KEY_ID" in values):
-            del os.environ[name]
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    """botocore says at INFO where the Lambda's client found credentials: noise here."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def invoke(event: dict, env: dict[str, str]) -> tuple[dict, dict | None, list[dict]]:
-    """Cold-start the handler with `env` and call it once: (its answer, its
-    log line, anything it logged at cold start). It prints its log lines;
-    they are caught here rather than interleaved with the report."""
-    printed = io.StringIO()
-    with _environ(env), contextlib.redirect_stdout(printed), _quiet("botocore.credentials"):
-        module = sys.modules.get(HANDLER)
-        module = importlib.reload(module) if module is not None else importlib.import_module(HANDLER)
-        response = module.lambda_handler(event, None)
-    records = []
-    for line in printed.getvalue().splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                records.append({"event": "unparsed", "line": line[:500]})
-    decision = [r for r in records if r.get("event") == "authorize"]
-    return response, (decision[-1] if decision else None), [r for r in records if r.get("event") != "authorize"]
-
-
-def gateway_verifies(token: str, signature: str, public_pems: list[str]) -> bool:
-    """What the AWS IoT gateway checks before it invokes a signed authorizer:
-    base64(RSA-SHA256(token)), PKCS#1 v1.5, under any of the authorizer's
-    token-signing public keys (the live slots)."""
-    try:
-        raw = base64.b64decode(signature, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    for pem in public_pems:
-        try:
-            load_pem_public_key(pem.encode()).verify(raw, token.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-            return True
-        except (InvalidSignature, ValueError, TypeError):
-            continue
-    return False
-
-
-def build_event(creds: credentials.Credentials, *, via: str, client_id: str) -> dict:
-    """The event AWS IoT Core sends a signed custom authorizer (docs/authorizer.md; the
-    canned events in tests/lambda_bridge/events/). The gateway has verified
-    the signature, so `signatureVerified` is true."""
-    event = {"signatureVerified": True, "protocolData": {"tls": {"serverName": creds.endpoint}},
-             "connectionMetadata": {"id": str(uuid.uuid4())}}
-    if via == "mqtt":
-        # MQTT over TLS on 443 (ALPN mqtt): the parameters ride in the username,
-        # and the gateway hands over the token it extracted and verified.
-        event["token"] = creds.token
-        event["protocols"] = ["tls", "mqtt"]
-        event["protocolData"]["mqtt"] = {"username": creds.mqtt_username, "clientId": client_id}
-    else:
-        # A browser's WebSocket: the token is only in the URL's query string.
-        event["protocols"] = ["tls", "http", "mqtt"]
-        event["protocolData"]["http"] = {
-            "headers": {"host": creds.endpoint, "sec-websocket-protocol": "mqtt", "sec-websocket-version": "13",
-                        "user-agent": "devshare-authorize"},
-            "queryString": "?" + urlsplit(creds.wss_url).query,
-        }
-        event["protocolData"]["mqtt"] = {"clientId": client_id}
-    return event
-
-
-# --- the answer -----------------------------------------------------------------------
-
-
-class Report:
-    def __init__(self, *, principal, creds, asked, via, response, log_line, cold_start, action, topic, config):
-        self.principal, self.creds, self.asked, self.via = principal, creds, asked, via
-        self.response, self.log_line, self.cold_start = response, log_line or {}, cold_start
-        self.action, self.topic = action, topic
-        self.iot_action = ACTIONS[action]
-        self.name = asked if action == "connect" else topic
-        self.region, self.account = config.region, config.account
-        self.resource = evaluator.arn(self.region, self.account, evaluator.RESOURCE_TYPES[self.iot_action],
-                                      self.name)
-        self.documents = response.get("policyDocuments") or []
-        self.allowed, self.why = self._judge()
-
-    @property
-    def reason(self) -> str:
-        if self.log_line.get("reason"):
-            return self.log_line["reason"]
-        return Reason.OK if self.response.get("isAuthenticated") else "unknown"
-
-    def _judge(self) -> tuple[bool, str]:
-        if not self.response.get("isAuthenticated"):
-            return False, f"the authorizer refused the connection ({self.reason})"
-        connection = evaluator.Connection(self.documents, self.region, self.account, self.asked)
-        if connection.can(self.iot_action, self.name):
-            return True, "a policy statement allows it"
-        if self.action != "connect" and not connection.connects:
-            return False, f"the policies do not allow connecting as {self.asked}"
-        if connection.decide(self.iot_action, self.name) == "deny":
-            return False, "an explicit Deny matches"
-        return False, "no policy statement allows it"
-
-    def _expires(self) -> str:
-        left = self.creds.expires_at - timezone.now()
-        return f"{signing.format_when(self.creds.expires_at)} (in {signing.format_duration(left)})"
-
-    def as_text(self, *, quiet: bool) -> str:
-        r = self.response
-        via = ("MQTT over TLS, token in the username" if self.via == "mqtt"
-               else "MQTT over WebSocket, token in the URL's query string")
-        client = self.asked if self.asked == self.creds.client_id else \
-            f"{self.asked} (the token's is {self.creds.client_id})"
-        lines = [
-            f"Principal   {self.principal.label()}",
-            f"Client id   {client}",
-            f"Token       kid {self.creds.kid}, expires {self._expires()}; signature verified as AWS IoT would",
-            f"Event       {via}",
-            f"Authorizer  isAuthenticated={str(bool(r.get('isAuthenticated'))).lower()}  reason={self.reason}"
-            + (f" ({self.log_line['detail']})" if self.log_line.get("detail") else ""),
-            f"            principalId={r.get('principalId')}  refreshAfterInSeconds={r.get('refreshAfterInSeconds')}"
-            f"  disconnectAfterInSeconds={r.get('disconnectAfterInSeconds')}  policyDocuments={len(self.documents)}",
-        ]
-        for record in self.cold_start:
-            lines.append(f"Cold start  {json.dumps(record, separators=(',', ':'))}")
-        if self.log_line:
-            lines.append(f"Log line    {json.dumps(self.log_line, separators=(',', ':'))}")
-        target = self.asked if self.action == "connect" else self.topic
-        lines.append(f"Action      {self.action} {target}  ({self.iot_action} on {self.resource})")
-        lines.append(f"Verdict     {'ALLOW' if self.allowed else 'DENY'}: {self.why}")
-        if not quiet and self.documents:
-            for number, document in enumerate(self.documents, 1):
-                lines.append("")
-                lines.append(f"Policy document {number} of {len(self.documents)} ({len(document)} characters):")
-                lines.append(json.dumps(json.loads(document), indent=2))
-        return "\n".join(lines)
-
-    def as_json(self, *, quiet: bool) -> str:
-        r = self.response
-        body = {
-            "principal": self.principal.describe(),
-            "clientId": self.asked,
-            "tokenClientId": self.creds.client_id,
-            "kid": self.creds.kid,
-            "expiresAt": self.creds.expires_at.isoformat(),
-            "via": self.via,
-            "authorizer": {
-                "isAuthenticated": bool(r.get("isAuthenticated")),
-                "reason": self.reason,
-                "detail": self.log_line.get("detail"),
-                "principalId": r.get("principalId"),
-                "refreshAfterInSeconds": r.get("refreshAfterInSeconds"),
-                "disconnectAfterInSeconds": r.get("disconnectAfterInSeconds"),
-                "policyDocuments": len(self.documents),
-            },
-            "log": self.log_line or None,
-            "coldStart": self.cold_start,
-            "action": {"name": self.action, "iotAction": self.iot_action, "topic": self.topic,
-                       "resource": self.resource, "verdict": "ALLOW" if self.allowed else "DENY", "why": self.why},
-        }
-        if not quiet:
-            body["policies"] = [json.loads(d) for d in self.documents]
-        return json.dumps(body, indent=2)

@@ -3,7 +3,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from authz import store
+from authz.snapshots import store
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.management.base import BaseCommand, CommandError
 
-from authz import store
 from authz.models import PrincipalSync
+from authz.snapshots import store
 from devices.models import Device, Tenant, User
 from lambda_bridge import snapshot
 

@@ -1,10 +1,10 @@
 """Operate the token-signing keys: show them, or take a rotation step."""
 from django.core.management.base import BaseCommand, CommandError
 
-from authz import signing
+from authz.tokens import rotation, signing_keys
 from devices import audit
 
-STEPS = {"stage": signing.stage, "promote": signing.promote, "retire": signing.retire, "rotate": signing.rotate}
+STEPS = {"stage": rotation.stage, "promote": rotation.promote, "retire": rotation.retire, "rotate": rotation.rotate}
 FORCEABLE = {"promote", "retire", "rotate"}
 # EX_TEMPFAIL: another runner is rotating; a later retry will do.
 BUSY_EXIT = 75
@@ -29,18 +29,18 @@ class Command(BaseCommand):
         try:
             with audit.origin("command"):
                 result = STEPS[action](actor=None, dry_run=dry_run, **kwargs)
-        except signing.RotationInProgress as exc:
+        except signing_keys.RotationInProgress as exc:
             raise CommandError(str(exc), returncode=BUSY_EXIT) from None
-        except signing.SigningError as exc:
+        except signing_keys.SigningError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(result.message)
         if result.published_version:
             self.stdout.write(f"published key set version {result.published_version}")
 
     def _status(self):
-        st = signing.status()
+        st = rotation.status()
         header = ("SLOT", "KID", "STATE", "BITS", "AGE", "NEXT STEP", "WHEN")
-        rows = [(k.slot, k.kid, k.state, str(k.bits), signing.format_duration(k.age), k.next_step or "-",
+        rows = [(k.slot, k.kid, k.state, str(k.bits), rotation.format_duration(k.age), k.next_step or "-",
                  self._when(k.next_at, st.now) if k.next_step else "-") for k in st.keys]
         if not rows:
             self.stdout.write("No signing keys yet; `signing_keys rotate` bootstraps slot A.")
@@ -62,4 +62,4 @@ class Command(BaseCommand):
             return "-"
         if at <= now:
             return "now"
-        return f"{signing.format_when(at)} (in {signing.format_duration(at - now)})"
+        return f"{rotation.format_when(at)} (in {rotation.format_duration(at - now)})"

@@ -2,10 +2,10 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from authz import outbox
 from authz.management.common import progress, tenants_named
 from authz.models import PrincipalSync
-from authz.push import PushResult, push
+from authz.snapshots import outbox
+from authz.snapshots.push import PushResult, push
 
 
 class Command(BaseCommand):

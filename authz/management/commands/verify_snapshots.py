@@ -4,10 +4,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from authz import antientropy, store
 from authz.management.common import progress, tenants_named
 from authz.models import PrincipalSync
-from authz.push import push
+from authz.snapshots import antientropy, store
+from authz.snapshots.push import push
 
 
 class Command(BaseCommand):

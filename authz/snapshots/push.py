@@ -1,18 +1,17 @@
 """Push outbox rows to DynamoDB: compile, write conditionally, record."""
-import random
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Case, F, Value, When
-from django.db.models.functions import Greatest
 from django.utils import timezone
+
+from authz.models import PrincipalSync
+from authz.versioned_outbox import full_jitter
 
 from . import store
 from .compiler import Principal, compile_snapshots
-from .models import PrincipalSync
 
 
 @dataclass
@@ -33,7 +32,7 @@ def push(ids: list[int]) -> PushResult:
         snaps = compile_snapshots(wanted, now=now)
     ordered = [snaps[(r.tenant_id, r.kind, r.principal)] for r in rows]
     result = PushResult()
-    for row, outcome in zip(rows, store.put_snapshots(ordered)):
+    for row, outcome in zip(rows, store.put_snapshots(ordered), strict=True):
         if outcome.written:
             result.written.append(row.pk)
         elif outcome.stale:
@@ -60,23 +59,13 @@ def _one_database_snapshot():
 
 def _record(rows: list[PrincipalSync], result: PushResult, now) -> None:
     done = {pk for pk in result.written + result.stale}
-    versions = {r.pk: r.desired_version for r in rows if r.pk in done}
-    if versions:
-        pushed = Case(*[When(pk=pk, then=Value(v)) for pk, v in versions.items()], output_field=BigIntegerField())
-        # Greatest: a slower push of an older version never moves it back.
-        PrincipalSync.objects.filter(pk__in=versions).update(
-            pushed_version=Greatest(F("pushed_version"), pushed), pushed_at=now, attempts=0, last_error="",
-            retry_after=None,
-        )
+    PrincipalSync.objects.mark_pushed({r.pk: r.desired_version for r in rows if r.pk in done}, now=now)
     attempts = {r.pk: r.attempts for r in rows}
     for pk, error in result.failed.items():
-        PrincipalSync.objects.filter(pk=pk).update(
-            attempts=F("attempts") + 1, last_error=error,
-            retry_after=now + timedelta(seconds=backoff(attempts[pk] + 1)),
-        )
+        PrincipalSync.objects.filter(pk=pk).record_failure(
+            error=error, retry_after=now + timedelta(seconds=backoff(attempts[pk] + 1)))
 
 
 def backoff(attempt: int) -> float:
-    """Full jitter: a random wait up to base·2^attempt, capped."""
-    ceiling = min(settings.SNAPSHOT_RETRY_MAX_SECONDS, settings.SNAPSHOT_RETRY_BASE_SECONDS * 2 ** attempt)
-    return random.uniform(0, ceiling)
+    """The snapshot pushes' retry wait, from settings."""
+    return full_jitter(attempt, base=settings.SNAPSHOT_RETRY_BASE_SECONDS, cap=settings.SNAPSHOT_RETRY_MAX_SECONDS)

@@ -1,5 +1,6 @@
-"""The snapshot outbox: access changes bump a principal's desired version in
-the writer's transaction; after commit a push is queued.
+"""The snapshot outbox (a versioned outbox, authz/versioned_outbox.py): access
+changes bump a principal's desired version in the writer's transaction; after
+commit a push is queued.
 
 The bump is the durable part. Queueing may fail (broker down, worker lost):
 the reconciler finds every row whose pushed version lags and queues it again.
@@ -10,9 +11,8 @@ import logging
 from django.db import connection, transaction
 from django.utils import timezone
 
+from authz.versioned_outbox import hybrid_clock
 from lambda_bridge import snapshot
-
-from .models import hybrid_clock
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def enqueue(ids: list[int]) -> int:
     lag, and the reconciler queues them again."""
     from django.conf import settings
 
-    from .tasks import push_snapshots
+    from authz.tasks import push_snapshots
 
     size = settings.SNAPSHOT_PUSH_BATCH
     queued = 0

@@ -26,11 +26,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from authz.models import PrincipalSync, SigningKeyring
 from lambda_bridge import keys
 
 from . import store
 from .compiler import Principal, compile_snapshots
-from .models import PrincipalSync, SigningKeyring
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def check_table(*, repair: bool) -> str:
         return OK
     if not repair:
         return MISSING
-    marked = PrincipalSync.objects.filter(pushed_version__gt=0).update(pushed_version=0, retry_after=None)
+    marked = PrincipalSync.objects.filter(pushed_version__gt=0).repush()
     _incident("table", "DynamoDB: table %s is missing; creating it and re-pushing %d snapshot(s) "
               "and the signing keys", name, marked)
     try:
@@ -94,16 +94,16 @@ def check_table(*, repair: bool) -> str:
 def key_item_behind() -> bool:
     """Whether the key item is missing or older than what was published."""
     ring = SigningKeyring.objects.filter(pk=SigningKeyring.SINGLETON).first()
-    if ring is None or not ring.published_version:
+    if ring is None or not ring.pushed_version:
         return False  # nothing published yet: the rotation's first run does it
     item = store.get_item(keys.ITEM_KEY)
     stored = int(item["v"]["N"]) if item and "v" in item else 0
-    return stored < ring.published_version
+    return stored < ring.pushed_version
 
 
 def check_key_item(*, repair: bool, report: bool = True) -> bool:
     """True when the key item is right (again, with `repair`)."""
-    from . import signing
+    from authz.tokens import publication, signing_keys
 
     if not key_item_behind():
         _resolved("key-item", "signing keys: the key item is back")
@@ -114,8 +114,8 @@ def check_key_item(*, repair: bool, report: bool = True) -> bool:
     if not repair:
         return False
     try:
-        signing.publish(actor=None, verify=True)
-    except signing.SigningError as exc:  # a rotation holds the lock, or the write failed: next beat
+        publication.publish(actor=None, verify=True)
+    except signing_keys.SigningError as exc:  # a rotation holds the lock, or the write failed: next beat
         log.warning("signing keys: republishing deferred: %s", exc)
         return False
     return True
@@ -172,8 +172,7 @@ def verify_rows(rows: list[PrincipalSync], *, mark: bool) -> Findings:
 
 def _lower(row: PrincipalSync, there: int) -> None:
     # Only if no push recorded a newer version meanwhile: that push wrote its item.
-    PrincipalSync.objects.filter(pk=row.pk, pushed_version=row.pushed_version).update(
-        pushed_version=there, retry_after=None)
+    PrincipalSync.objects.filter(pk=row.pk, pushed_version=row.pushed_version).repush(holding=there)
 
 
 def _expired_tombstones(rows: list[PrincipalSync]) -> set[int]:
@@ -231,7 +230,7 @@ class BeatResult:
 
 def run_once() -> BeatResult:
     """Table, key item, then one slice of items; every repair goes through
-    the usual paths (ensure_table, signing.publish, the push task)."""
+    the usual paths (ensure_table, publication.publish, the push task)."""
     result = BeatResult(table=check_table(repair=True))
     if result.table == UNREACHABLE:
         return result

@@ -78,27 +78,39 @@ class Outcome:
         return self.written or self.stale
 
 
+def put_if_newer(item: dict, version: int) -> bool:
+    """Write `item` unless the table already holds its key at `version` or
+    newer; False when it did. Every versioned item (snapshots, the signing-key
+    item) is written this way, so a late or repeated write never puts an older
+    state back. Any other failure raises."""
+    try:
+        client().put_item(
+            TableName=settings.DYNAMODB_TABLE,
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR v < :v",
+            ExpressionAttributeValues={":v": {"N": str(version)}},
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 def put_snapshot(snap: Snapshot) -> Outcome:
     item = snapshot.to_item(snap, fmt=settings.SNAPSHOT_WRITE_FORMAT)
     if snap.gone:
         # DynamoDB's TTL removes tombstones once no older push can be in flight.
         item[TTL_ATTRIBUTE] = {"N": str(snap.generated_at + settings.SNAPSHOT_TOMBSTONE_DAYS * 86400)}
     try:
-        client().put_item(
-            TableName=settings.DYNAMODB_TABLE,
-            Item=item,
-            ConditionExpression="attribute_not_exists(pk) OR v < :v",
-            ExpressionAttributeValues={":v": {"N": str(snap.version)}},
-        )
+        written = put_if_newer(item, snap.version)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code == "ConditionalCheckFailedException":
-            return Outcome(stale=True)
         return Outcome(error=f"{code}: {exc.response.get('Error', {}).get('Message', '')}"[:500],
                        retryable=code in RETRYABLE_CODES)
     except BotoCoreError as exc:  # connection refused, timeouts, broken responses
         return Outcome(error=f"{exc.__class__.__name__}: {exc}"[:500], retryable=True)
-    return Outcome(written=True)
+    return Outcome(written=True) if written else Outcome(stale=True)
 
 
 def put_snapshots(snaps: list[Snapshot]) -> list[Outcome]:
@@ -145,7 +157,7 @@ def ensure_table(*, wait_seconds: float = 30) -> list[str]:
     return done
 
 
-# --- anti-entropy reads (authz/antientropy.py) ------------------------------------------
+# --- anti-entropy reads (authz/snapshots/antientropy.py) ------------------------------------------
 
 
 class TableMissing(Exception):

@@ -18,7 +18,8 @@ import base64
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from urllib.parse import quote
 
 import jwt
@@ -30,15 +31,15 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from authz.models import IssuedCredential
+from authz.snapshots.compiler import Principal, compile_snapshots
 from devices import audit
 from devices.errors import DomainError, ErrorCode
 from devices.models import Device, DeviceGroup, Tenant, User
 from devices.selectors import owns_or_administers
 from lambda_bridge import authorizer, events, policy, snapshot, tokens
 
-from . import signing
-from .compiler import Principal, compile_snapshots
-from .models import IssuedCredential
+from . import signing_keys
 
 # The authorizer refuses a token with under POLICY_MIN_LIFE (330 s) left, so
 # a shorter lifetime would leave a client almost no time to connect.
@@ -176,8 +177,8 @@ def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, cli
     if not settings.IOT_ENDPOINT:
         raise CredentialsUnavailable("IOT_ENDPOINT is not set: there is nowhere to connect to.")
     try:
-        key = signing.active_signing_key()
-    except signing.SigningError as exc:
+        key = signing_keys.active_signing_key()
+    except signing_keys.SigningError as exc:
         raise CredentialsUnavailable(str(exc)) from None
     issued_at = int(now.timestamp())
     expires = issued_at + lifetime

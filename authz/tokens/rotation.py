@@ -1,4 +1,4 @@
-"""Token-signing keys and their rotation between the authorizer's two slots
+"""The rotation of the token-signing keys between the authorizer's two slots
 (docs/signing-keys.md): bootstrap → stage → promote → retire, driven by `rotate`.
 
 How a step survives a crash at any point:
@@ -7,7 +7,7 @@ How a step survives a crash at any point:
    commits in one transaction, under the keyring row lock.
 2. Publishing is a separate step, also under the lock: it writes the key set
    the database holds *now* to the DynamoDB key item (conditional on the
-   version) and to the AWS IoT authorizer, then records `published_version`
+   version) and to the AWS IoT authorizer, then records `pushed_version`
    and audits it. Every entry point publishes whatever lags before and after
    its own step.
 
@@ -19,50 +19,35 @@ harmless. Both in-between states are safe for tokens: a staged key already
 verifies, so an unpublished promote cannot strand new tokens, and a retired
 key has been out of use for longer than any token lives.
 
-The lock is `SELECT … FOR UPDATE NOWAIT` on the one keyring row: a second
-runner gets `RotationInProgress` at once instead of queueing behind a slow AWS
-call. Publishing holds it through the AWS calls, so two publications (or a
+The lock (signing_keys.locked) is `SELECT … FOR UPDATE NOWAIT` on the one
+keyring row. Publishing holds it through the AWS calls, so two publications (or a
 step and a publication) never interleave and AWS IoT never ends up with an
 older key set than the table.
 """
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import json
 import logging
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from botocore.exceptions import BotoCoreError, ClientError
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
-from django.db import OperationalError, transaction
 from django.utils import timezone
 
+from authz.models import SigningKey, SigningKeyring
 from devices import audit
 from lambda_bridge import keys
 
-from . import iot, store
-from .models import SigningKey, SigningKeyring, hybrid_clock
+from . import publication, signing_keys
+from .signing_keys import Ring, SigningError
 
 log = logging.getLogger(__name__)
 
-MIN_BITS = 2048
 # A request that read the old key just before a promote may sign a moment
 # after it, and clocks drift (the authorizer's nbf/iat leeway is at most
 # 300 s): retire waits this much longer than the longest token lifetime.
 RETIRE_MARGIN_SECONDS = 300
 
 BOOTSTRAP, STAGE, PROMOTE, RETIRE = "bootstrap", "stage", "promote", "retire"
-
-
-class SigningError(Exception):
-    """A one-line reason, fit for an operator; nothing was changed."""
 
 
 class NotYetSafe(SigningError):
@@ -73,86 +58,6 @@ class NotYetSafe(SigningError):
         self.due_at = due_at
 
 
-class RotationInProgress(SigningError):
-    pass
-
-
-class PublishError(SigningError):
-    pass
-
-
-# --- keys -------------------------------------------------------------------------
-
-
-def jwk_thumbprint(public_key: rsa.RSAPublicKey) -> str:
-    """RFC 7638: SHA-256 of the required JWK members in lexicographic order,
-    without whitespace, base64url without padding."""
-    numbers = public_key.public_numbers()
-    members = {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)}
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
-
-
-def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _fernet() -> MultiFernet:
-    configured = settings.SIGNING_KEY_ENCRYPTION_KEYS
-    if not configured:
-        raise SigningError("SIGNING_KEY_ENCRYPTION_KEYS is not set: private keys cannot be encrypted at rest")
-    try:
-        return MultiFernet([Fernet(k) for k in configured])
-    except ValueError:
-        raise SigningError("SIGNING_KEY_ENCRYPTION_KEYS holds a value that is not a Fernet key") from None
-
-
-def _new_key(*, slot: str, state: str, now: datetime) -> SigningKey:
-    bits = settings.SIGNING_KEY_BITS
-    if bits < MIN_BITS:
-        # AWS IoT's signature check and the authorizer both demand 2048 bits or more.
-        raise SigningError(f"SIGNING_KEY_BITS is {bits}; signing keys need at least {MIN_BITS} bits")
-    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return SigningKey.objects.create(
-        slot=slot, kid=jwk_thumbprint(private.public_key()), bits=bits, public_pem=public_pem,
-        private_key_encrypted=_fernet().encrypt(pem).decode("ascii"), state=state, created_at=now,
-        staged_at=now, activated_at=now if state == keys.ACTIVE else None,
-    )
-
-
-@dataclass(frozen=True)
-class ActiveSigningKey:
-    kid: str
-    slot: str
-    private_key: rsa.RSAPrivateKey = field(repr=False)
-
-
-def active_signing_key() -> ActiveSigningKey:
-    """The key new tokens are signed with (RS256, header `kid`)."""
-    key = SigningKey.objects.filter(state=keys.ACTIVE).only("kid", "slot", "private_key_encrypted").first()
-    if key is None:
-        raise SigningError("no active signing key: run `manage.py signing_keys rotate` to bootstrap one")
-    return ActiveSigningKey(kid=key.kid, slot=key.slot, private_key=_decrypt(key.kid, key.private_key_encrypted))
-
-
-@functools.lru_cache(maxsize=4)
-def _decrypt(kid: str, token: str) -> rsa.RSAPrivateKey:
-    # Cached: loading a PEM runs RSA's key checks, too slow to repeat per token.
-    try:
-        pem = _fernet().decrypt(token.encode("ascii"))
-    except InvalidToken:
-        raise SigningError(f"cannot decrypt the private key of {kid}: none of SIGNING_KEY_ENCRYPTION_KEYS "
-                           f"is the key it was encrypted with") from None
-    return serialization.load_pem_private_key(pem, password=None)
-
 
 # --- what is due ----------------------------------------------------------------
 
@@ -162,22 +67,6 @@ def _max_token_lifetime() -> int:
     return max(settings.TOKEN_MAX_LIFETIME_SECONDS, settings.USER_TOKEN_LIFETIME_SECONDS,
                settings.DEVICE_TOKEN_LIFETIME_SECONDS)
 
-
-@dataclass(frozen=True)
-class Ring:
-    """The live (not retired) keys: at most one per slot and state."""
-
-    live: tuple[SigningKey, ...]
-
-    @classmethod
-    def load(cls) -> Ring:
-        return cls(tuple(SigningKey.objects.exclude(state=keys.RETIRED).order_by("slot")))
-
-    def in_state(self, state: str) -> SigningKey | None:
-        return next((k for k in self.live if k.state == state), None)
-
-    def in_slot(self, slot: str) -> SigningKey | None:
-        return next((k for k in self.live if k.slot == slot), None)
 
 
 @dataclass(frozen=True)
@@ -215,6 +104,7 @@ def next_step(ring: Ring, now: datetime) -> NextStep:
 
 def _other(slot: str) -> str:
     return keys.SLOTS[1] if slot == keys.SLOTS[0] else keys.SLOTS[0]
+
 
 
 # --- the steps --------------------------------------------------------------------
@@ -263,15 +153,15 @@ def _run(wanted: str | None, *, actor, now, force: bool, dry_run: bool) -> StepR
                           f"would {plan.describe(now)}" if isinstance(plan, NextStep) else plan)
     # rotate (beat, hourly) also checks that the item is still there: a
     # recreated table or a restored backup must not wait for the next step.
-    pending = publish(actor=actor, now=now, verify=wanted is None)
-    with _locked() as ring_row:
+    pending = publication.publish(actor=actor, now=now, verify=wanted is None)
+    with signing_keys.locked() as ring_row:
         ring = Ring.load()
         plan = _plan(wanted, ring, now, force)
         if isinstance(plan, str):
             result = StepResult(None, plan)
         else:
             result = _apply(plan, ring, ring_row, actor=actor, now=now, forced=force and not plan.due(now))
-    published = publish(actor=actor, now=now, wait=True)
+    published = publication.publish(actor=actor, now=now, wait=True)
     result.published_version = published or pending
     return result
 
@@ -306,7 +196,8 @@ def _plan(wanted: str | None, ring: Ring, now: datetime, force: bool) -> NextSte
 
 def _apply(plan: NextStep, ring: Ring, ring_row: SigningKeyring, *, actor, now: datetime, forced: bool) -> StepResult:
     if plan.step in (BOOTSTRAP, STAGE):
-        key = _new_key(slot=plan.slot, state=keys.ACTIVE if plan.step == BOOTSTRAP else keys.STAGED, now=now)
+        state = keys.ACTIVE if plan.step == BOOTSTRAP else keys.STAGED
+        key = signing_keys.new_key(slot=plan.slot, state=state, now=now)
         changes = {"slot": key.slot, "kid": key.kid, "bits": key.bits, "state": key.state}
         done = (f"bootstrapped slot {key.slot} with active key {key.kid}" if plan.step == BOOTSTRAP
                 else f"staged key {key.kid} in slot {key.slot}")
@@ -329,127 +220,12 @@ def _apply(plan: NextStep, ring: Ring, ring_row: SigningKeyring, *, actor, now: 
     if forced:
         changes["forced"] = True
         done += " (forced)"
-    _bump(ring_row, now)
+    ring_row.bump(now=now)
     audit.record(actor=actor, action=f"signing_key.{plan.step}",
                  obj=key, tenant=None, changes={**changes, "step": plan.step, "version": ring_row.desired_version})
     log.info("signing keys: %s", done)
     return StepResult(plan.step, done, changed=True, kid=key.kid)
 
-
-def _bump(ring_row: SigningKeyring, now: datetime) -> None:
-    ring_row.desired_version = max(ring_row.desired_version + 1, ring_row.published_version + 1, hybrid_clock())
-    ring_row.changed_at = now
-    ring_row.save(update_fields=["desired_version", "changed_at"])
-
-
-@contextmanager
-def _locked(*, wait: bool = False):
-    with transaction.atomic():
-        try:
-            row = SigningKeyring.objects.select_for_update(nowait=not wait).filter(pk=SigningKeyring.SINGLETON).first()
-            if row is None:
-                SigningKeyring.objects.bulk_create([SigningKeyring()], ignore_conflicts=True)
-                row = SigningKeyring.objects.select_for_update(nowait=not wait).get(pk=SigningKeyring.SINGLETON)
-        except OperationalError:
-            raise RotationInProgress("rotation in progress: another runner holds the signing-key lock; "
-                                     "try again shortly") from None
-        yield row
-
-
-# --- publishing -----------------------------------------------------------------
-
-
-def publish(*, actor, now: datetime | None = None, wait: bool = False, verify: bool = False) -> int | None:
-    """Write the database's key set to the key item and the authorizer when
-    the published version lags (or, with `verify`, when the item is missing
-    or older than what was published); returns the version published, None
-    when nothing lagged. A failure is recorded on the keyring row and raised."""
-    now = now or timezone.now()
-    error = None
-    with _locked(wait=wait) as ring_row:
-        if ring_row.in_sync and not (verify and ring_row.desired_version and _item_behind(ring_row)):
-            return None
-        live = Ring.load().live
-        try:
-            version = _write_item(live, ring_row)
-            authorizer = settings.IOT_AUTHORIZER_NAME
-            if authorizer:
-                iot.gateway().update_authorizer_keys(authorizer, {k.slot: k.public_pem for k in live})
-        except (iot.IotError, PublishError) as exc:
-            error = str(exc)
-            ring_row.attempts += 1
-            ring_row.last_error = error[:500]
-            ring_row.save(update_fields=["attempts", "last_error"])
-        else:
-            _mark_published(ring_row, live, version, actor=actor, now=now)
-    if error:
-        log.warning("signing keys: publishing failed: %s", error)
-        raise PublishError(f"publishing the signing keys failed: {error}")
-    return version
-
-
-def _item_behind(ring_row: SigningKeyring) -> bool:
-    try:
-        item = store.get_item(keys.ITEM_KEY)
-    except (ClientError, BotoCoreError) as exc:
-        raise PublishError(f"DynamoDB: cannot read the key item ({exc.__class__.__name__})") from None
-    stored = int(item["v"]["N"]) if item and "v" in item else 0
-    if stored < ring_row.published_version:
-        log.warning("signing keys: the key item holds version %d, not the published %d; publishing again",
-                    stored, ring_row.published_version)
-        return True
-    return False
-
-
-def keyring_for(live, version: int) -> keys.Keyring:
-    active = next((k.slot for k in live if k.state == keys.ACTIVE), None)
-    return keys.Keyring(version=version, active=active,
-                        slots={k.slot: keys.KeySlot(kid=k.kid, pem=k.public_pem, state=k.state) for k in live})
-
-
-def _write_item(live, ring_row: SigningKeyring) -> int:
-    """Conditional on the version, like snapshots. An item at our version is
-    the same publication landed before a crash; an item ahead of us (a
-    database restored from backup) is overtaken, since the database is the
-    truth about which keys exist."""
-    for _attempt in range(2):
-        version = ring_row.desired_version
-        try:
-            store.client().put_item(
-                TableName=settings.DYNAMODB_TABLE, Item=keys.to_item(keyring_for(live, version)),
-                ConditionExpression="attribute_not_exists(pk) OR v < :v",
-                ExpressionAttributeValues={":v": {"N": str(version)}},
-            )
-            return version
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            if error.get("Code") != "ConditionalCheckFailedException":
-                raise PublishError(f"DynamoDB {error.get('Code', '?')}: {error.get('Message', '')}"[:300]) from None
-        except BotoCoreError as exc:
-            raise PublishError(f"DynamoDB {exc.__class__.__name__}: {exc}"[:300]) from None
-        try:
-            stored = int(store.get_item(keys.ITEM_KEY)["v"]["N"])
-        except (ClientError, BotoCoreError, KeyError, TypeError) as exc:
-            raise PublishError(f"DynamoDB: cannot read the key item back ({exc.__class__.__name__})") from None
-        if stored == version:
-            return version
-        ring_row.desired_version = max(ring_row.desired_version, stored) + 1
-        ring_row.save(update_fields=["desired_version"])
-    raise PublishError("DynamoDB: the key item keeps moving ahead; is another deployment writing it?")
-
-
-def _mark_published(ring_row: SigningKeyring, live, version: int, *, actor, now: datetime) -> None:
-    ring_row.published_version = version
-    ring_row.published_at = now
-    ring_row.attempts = 0
-    ring_row.last_error = ""
-    ring_row.save(update_fields=["published_version", "published_at", "attempts", "last_error"])
-    SigningKey.objects.filter(pk__in=[k.pk for k in live], published_at__isnull=True).update(published_at=now)
-    audit.record(actor=actor, action="signing_key.publish", obj=ring_row, tenant=None, changes={
-        "version": version,
-        "slots": {k.slot: {"kid": k.kid, "state": k.state} for k in live},
-        "authorizer": settings.IOT_AUTHORIZER_NAME,
-    })
 
 
 # --- reading ----------------------------------------------------------------------
@@ -503,7 +279,7 @@ def status(*, now: datetime | None = None, history: int = 3) -> Status:
     rows += [_key_status(key, now, "", None) for key in retired]
     ring_row = SigningKeyring.objects.filter(pk=SigningKeyring.SINGLETON).first() or SigningKeyring()
     return Status(keys=rows, next=upcoming, desired_version=ring_row.desired_version,
-                  published_version=ring_row.published_version, published_at=ring_row.published_at,
+                  published_version=ring_row.pushed_version, published_at=ring_row.pushed_at,
                   last_error=ring_row.last_error, authorizer=settings.IOT_AUTHORIZER_NAME, now=now)
 
 

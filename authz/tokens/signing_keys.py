@@ -1,0 +1,142 @@
+"""Token-signing keys: RSA keys made, encrypted at rest, decrypted for
+signing, and the keyring row lock that serialises every change to them
+(docs/signing-keys.md). Rotation (rotation.py) and publication
+(publication.py) both work under that lock.
+
+The lock is `SELECT … FOR UPDATE NOWAIT` on the one keyring row: a second
+runner gets `RotationInProgress` at once instead of queueing behind a slow AWS
+call.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.db import OperationalError, transaction
+
+from authz.models import SigningKey, SigningKeyring
+from lambda_bridge import keys
+
+MIN_BITS = 2048
+
+
+class SigningError(Exception):
+    """A one-line reason, fit for an operator; nothing was changed."""
+
+
+
+class RotationInProgress(SigningError):
+    pass
+
+
+
+def jwk_thumbprint(public_key: rsa.RSAPublicKey) -> str:
+    """RFC 7638: SHA-256 of the required JWK members in lexicographic order,
+    without whitespace, base64url without padding."""
+    numbers = public_key.public_numbers()
+    members = {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+def _b64url_uint(value: int) -> str:
+    return _b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _fernet() -> MultiFernet:
+    configured = settings.SIGNING_KEY_ENCRYPTION_KEYS
+    if not configured:
+        raise SigningError("SIGNING_KEY_ENCRYPTION_KEYS is not set: private keys cannot be encrypted at rest")
+    try:
+        return MultiFernet([Fernet(k) for k in configured])
+    except ValueError:
+        raise SigningError("SIGNING_KEY_ENCRYPTION_KEYS holds a value that is not a Fernet key") from None
+
+
+def new_key(*, slot: str, state: str, now: datetime) -> SigningKey:
+    bits = settings.SIGNING_KEY_BITS
+    if bits < MIN_BITS:
+        # AWS IoT's signature check and the authorizer both demand 2048 bits or more.
+        raise SigningError(f"SIGNING_KEY_BITS is {bits}; signing keys need at least {MIN_BITS} bits")
+    private = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return SigningKey.objects.create(
+        slot=slot, kid=jwk_thumbprint(private.public_key()), bits=bits, public_pem=public_pem,
+        private_key_encrypted=_fernet().encrypt(pem).decode("ascii"), state=state, created_at=now,
+        staged_at=now, activated_at=now if state == keys.ACTIVE else None,
+    )
+
+
+@dataclass(frozen=True)
+class ActiveSigningKey:
+    kid: str
+    slot: str
+    private_key: rsa.RSAPrivateKey = field(repr=False)
+
+
+def active_signing_key() -> ActiveSigningKey:
+    """The key new tokens are signed with (RS256, header `kid`)."""
+    key = SigningKey.objects.filter(state=keys.ACTIVE).only("kid", "slot", "private_key_encrypted").first()
+    if key is None:
+        raise SigningError("no active signing key: run `manage.py signing_keys rotate` to bootstrap one")
+    return ActiveSigningKey(kid=key.kid, slot=key.slot, private_key=_decrypt(key.kid, key.private_key_encrypted))
+
+
+@functools.lru_cache(maxsize=4)
+def _decrypt(kid: str, token: str) -> rsa.RSAPrivateKey:
+    # Cached: loading a PEM runs RSA's key checks, too slow to repeat per token.
+    try:
+        pem = _fernet().decrypt(token.encode("ascii"))
+    except InvalidToken:
+        raise SigningError(f"cannot decrypt the private key of {kid}: none of SIGNING_KEY_ENCRYPTION_KEYS "
+                           f"is the key it was encrypted with") from None
+    return serialization.load_pem_private_key(pem, password=None)
+
+
+@dataclass(frozen=True)
+class Ring:
+    """The live (not retired) keys: at most one per slot and state."""
+
+    live: tuple[SigningKey, ...]
+
+    @classmethod
+    def load(cls) -> Ring:
+        return cls(tuple(SigningKey.objects.exclude(state=keys.RETIRED).order_by("slot")))
+
+    def in_state(self, state: str) -> SigningKey | None:
+        return next((k for k in self.live if k.state == state), None)
+
+    def in_slot(self, slot: str) -> SigningKey | None:
+        return next((k for k in self.live if k.slot == slot), None)
+
+
+
+@contextmanager
+def locked(*, wait: bool = False):
+    with transaction.atomic():
+        try:
+            row = SigningKeyring.objects.select_for_update(nowait=not wait).filter(pk=SigningKeyring.SINGLETON).first()
+            if row is None:
+                SigningKeyring.objects.bulk_create([SigningKeyring()], ignore_conflicts=True)
+                row = SigningKeyring.objects.select_for_update(nowait=not wait).get(pk=SigningKeyring.SINGLETON)
+        except OperationalError:
+            raise RotationInProgress("rotation in progress: another runner holds the signing-key lock; "
+                                     "try again shortly") from None
+        yield row
+

@@ -1,0 +1,248 @@
+"""The AWS IoT gateway's side of a custom-authorizer call, played locally:
+the Lambda's environment, the gateway's signature check, the event it sends,
+one invocation of the real handler, and the verdict on one action under the
+policies it answered with (docs/authorizer.md).
+
+Plain values in, plain values out, and no Django: `manage.py authorize` feeds
+it from Django's settings, and a local AWS IoT Core needs the same event
+building without Django.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import io
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from lambda_bridge import evaluator
+from lambda_bridge.vocabulary import Reason
+
+ACTIONS = {"connect": "iot:Connect", "publish": "iot:Publish", "subscribe": "iot:Subscribe", "receive": "iot:Receive"}
+
+
+def lambda_environment(*, table: str, issuer: str, audience: str, token_key_name: str, account: str,
+                       region: str, iot_region: str, endpoint_url: str | None, access_key_id: str | None = None,
+                       secret_access_key: str | None = None) -> dict[str, str]:
+    """The Lambda's settings (docs/authorizer.md) and nothing else: any other
+    DEVSHARE_* left in a shell (a leeway, a refresh) would make the verdict
+    differ from the deployed Lambda's."""
+    env = {
+        "DEVSHARE_TABLE": table,
+        "DEVSHARE_TOKEN_ISSUER": issuer,
+        "DEVSHARE_TOKEN_AUDIENCE": audience,
+        "DEVSHARE_TOKEN_KEY_NAME": token_key_name,
+        "DEVSHARE_AWS_ACCOUNT_ID": account,
+        "AWS_REGION": region,
+        "DEVSHARE_IOT_REGION": iot_region,
+        # Empty means real DynamoDB, also over an endpoint left in the shell.
+        "DEVSHARE_DYNAMODB_ENDPOINT_URL": endpoint_url or "",
+    }
+    if access_key_id and secret_access_key:
+        env["AWS_ACCESS_KEY_ID"] = access_key_id
+        env["AWS_SECRET_ACCESS_KEY"] = secret_access_key
+    return {name: str(value) for name, value in env.items()}
+
+
+def gateway_verifies(token: str, signature: str, public_pems: list[str]) -> bool:
+    """What the AWS IoT gateway checks before it invokes a signed authorizer:
+    base64(RSA-SHA256(token)), PKCS#1 v1.5, under any of the authorizer's
+    token-signing public keys (the live slots)."""
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    for pem in public_pems:
+        try:
+            load_pem_public_key(pem.encode()).verify(raw, token.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+            return True
+        except (InvalidSignature, ValueError, TypeError):
+            continue
+    return False
+
+
+def build_event(*, endpoint: str, via: str, client_id: str, token: str = "", mqtt_username: str = "",
+                query_string: str = "") -> dict:
+    """The event AWS IoT Core sends a signed custom authorizer (the canned
+    events in tests/lambda_bridge/events/). The gateway has verified the
+    signature, so `signatureVerified` is true. `via` "mqtt": MQTT over TLS,
+    the parameters in `mqtt_username`; "wss": a WebSocket, in `query_string`
+    (the URL's, without "?")."""
+    event = {"signatureVerified": True, "protocolData": {"tls": {"serverName": endpoint}},
+             "connectionMetadata": {"id": str(uuid.uuid4())}}
+    if via == "mqtt":
+        # MQTT over TLS on 443 (ALPN mqtt): the parameters ride in the username,
+        # and the gateway hands over the token it extracted and verified.
+        event["token"] = token
+        event["protocols"] = ["tls", "mqtt"]
+        event["protocolData"]["mqtt"] = {"username": mqtt_username, "clientId": client_id}
+    else:
+        # A browser's WebSocket: the token is only in the URL's query string.
+        event["protocols"] = ["tls", "http", "mqtt"]
+        event["protocolData"]["http"] = {
+            "headers": {"host": endpoint, "sec-websocket-protocol": "mqtt", "sec-websocket-version": "13",
+                        "user-agent": "devshare-authorize"},
+            "queryString": "?" + query_string,
+        }
+        event["protocolData"]["mqtt"] = {"clientId": client_id}
+    return event
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    """The part of the Lambda context object the handler reads."""
+
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """botocore says at INFO where the Lambda's client found credentials: noise here."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _build():
+    """lambda_bridge.handler.build. Importing the module starts its own handler
+    from this process's environment, as the Lambda runtime would; what that
+    one logs is about the shell, not `env`, so it is dropped."""
+    with contextlib.redirect_stdout(io.StringIO()), _quiet("botocore.credentials"):
+        from lambda_bridge.handler import build
+    return build
+
+
+def invoke(event: dict, env: dict[str, str]) -> tuple[dict, dict | None, list[dict]]:
+    """Cold-start a handler built from `env` and call it once: (its answer,
+    its log line, anything it logged at cold start). It prints its log lines;
+    they are caught here rather than interleaved with a report."""
+    build = _build()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), _quiet("botocore.credentials"):
+        response = build(env)(event, LambdaContext())
+    records = []
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                records.append({"event": "unparsed", "line": line[:500]})
+    decision = [r for r in records if r.get("event") == "authorize"]
+    return response, (decision[-1] if decision else None), [r for r in records if r.get("event") != "authorize"]
+
+
+@dataclass(frozen=True)
+class Token:
+    """What a report says about the token, never the token itself."""
+
+    client_id: str
+    kid: str
+    expires_at: datetime
+    expires: str  # expires_at for people ("2026-01-01 10:00:00Z (in 9m 59s)")
+
+
+class Report:
+    """The authorizer's answer and the verdict on one action, as text or JSON."""
+
+    def __init__(self, *, principal_label: str, principal: dict, token: Token, asked: str, via: str,
+                 response: dict, log_line: dict | None, cold_start: list[dict], action: str, topic: str | None,
+                 region: str, account: str):
+        self.principal_label, self.principal, self.token = principal_label, principal, token
+        self.asked, self.via = asked, via
+        self.response, self.log_line, self.cold_start = response, log_line or {}, cold_start
+        self.action, self.topic = action, topic
+        self.iot_action = ACTIONS[action]
+        self.name = asked if action == "connect" else topic
+        self.region, self.account = region, account
+        self.resource = evaluator.arn(self.region, self.account, evaluator.RESOURCE_TYPES[self.iot_action],
+                                      self.name)
+        self.documents = response.get("policyDocuments") or []
+        self.allowed, self.why = self._judge()
+
+    @property
+    def reason(self) -> str:
+        if self.log_line.get("reason"):
+            return self.log_line["reason"]
+        return Reason.OK if self.response.get("isAuthenticated") else "unknown"
+
+    def _judge(self) -> tuple[bool, str]:
+        if not self.response.get("isAuthenticated"):
+            return False, f"the authorizer refused the connection ({self.reason})"
+        connection = evaluator.Connection(self.documents, self.region, self.account, self.asked)
+        if connection.can(self.iot_action, self.name):
+            return True, "a policy statement allows it"
+        if self.action != "connect" and not connection.connects:
+            return False, f"the policies do not allow connecting as {self.asked}"
+        if connection.decide(self.iot_action, self.name) == "deny":
+            return False, "an explicit Deny matches"
+        return False, "no policy statement allows it"
+
+    def as_text(self, *, quiet: bool) -> str:
+        r = self.response
+        via = ("MQTT over TLS, token in the username" if self.via == "mqtt"
+               else "MQTT over WebSocket, token in the URL's query string")
+        client = self.asked if self.asked == self.token.client_id else \
+            f"{self.asked} (the token's is {self.token.client_id})"
+        lines = [
+            f"Principal   {self.principal_label}",
+            f"Client id   {client}",
+            f"Token       kid {self.token.kid}, expires {self.token.expires}; signature verified as AWS IoT would",
+            f"Event       {via}",
+            f"Authorizer  isAuthenticated={str(bool(r.get('isAuthenticated'))).lower()}  reason={self.reason}"
+            + (f" ({self.log_line['detail']})" if self.log_line.get("detail") else ""),
+            f"            principalId={r.get('principalId')}  refreshAfterInSeconds={r.get('refreshAfterInSeconds')}"
+            f"  disconnectAfterInSeconds={r.get('disconnectAfterInSeconds')}  policyDocuments={len(self.documents)}",
+        ]
+        for record in self.cold_start:
+            lines.append(f"Cold start  {json.dumps(record, separators=(',', ':'))}")
+        if self.log_line:
+            lines.append(f"Log line    {json.dumps(self.log_line, separators=(',', ':'))}")
+        target = self.asked if self.action == "connect" else self.topic
+        lines.append(f"Action      {self.action} {target}  ({self.iot_action} on {self.resource})")
+        lines.append(f"Verdict     {'ALLOW' if self.allowed else 'DENY'}: {self.why}")
+        if not quiet and self.documents:
+            for number, document in enumerate(self.documents, 1):
+                lines.append("")
+                lines.append(f"Policy document {number} of {len(self.documents)} ({len(document)} characters):")
+                lines.append(json.dumps(json.loads(document), indent=2))
+        return "\n".join(lines)
+
+    def as_json(self, *, quiet: bool) -> str:
+        r = self.response
+        body = {
+            "principal": self.principal,
+            "clientId": self.asked,
+            "tokenClientId": self.token.client_id,
+            "kid": self.token.kid,
+            "expiresAt": self.token.expires_at.isoformat(),
+            "via": self.via,
+            "authorizer": {
+                "isAuthenticated": bool(r.get("isAuthenticated")),
+                "reason": self.reason,
+                "detail": self.log_line.get("detail"),
+                "principalId": r.get("principalId"),
+                "refreshAfterInSeconds": r.get("refreshAfterInSeconds"),
+                "disconnectAfterInSeconds": r.get("disconnectAfterInSeconds"),
+                "policyDocuments": len(self.documents),
+            },
+            "log": self.log_line or None,
+            "coldStart": self.cold_start,
+            "action": {"name": self.action, "iotAction": self.iot_action, "topic": self.topic,
+                       "resource": self.resource, "verdict": "ALLOW" if self.allowed else "DENY", "why": self.why},
+        }
+        if not quiet:
+            body["policies"] = [json.loads(d) for d in self.documents]
+        return json.dumps(body, indent=2)
