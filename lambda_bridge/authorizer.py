@@ -64,7 +64,7 @@ class Authorizer:
             return decision
         except Refused as refusal:
             reason, detail = refusal.reason, refusal.detail
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any bug: refuse with a reason, see above)
             reason, detail = Reason.INTERNAL_ERROR, exc.__class__.__name__
         # What the log needs (source, principal, devices) stays; the answer is a plain no.
         decision.allowed, decision.reason, decision.detail = False, reason, detail
@@ -106,7 +106,7 @@ class Authorizer:
         key = snapshot.item_key(claims.kind, claims.tenant, claims.principal)
         try:
             item = self.store.get(key)
-        except Exception as exc:  # network, throttling, permissions
+        except Exception as exc:  # noqa: BLE001  (network, throttling, permissions)
             raise Refused(Reason.SNAPSHOT_UNAVAILABLE, exc.__class__.__name__) from None
         if item is None:
             raise Refused(Reason.NO_SNAPSHOT)

@@ -28,7 +28,7 @@ class Config:
     account: str
     region: str  # of the IoT endpoint, for policy ARNs
     table_region: str  # where the Lambda and its table run
-    token_key_name: str = "devshare-token"
+    token_key_name: str = "devshare-token"  # noqa: S105  (a header name, not a secret)
     endpoint_url: str | None = None
     # Policies are cached by the gateway for this long at most, so it bounds how
     # long a revoked share keeps working on an open MQTT connection.

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -97,13 +97,13 @@ class KeyCache:
             ring = keys.from_item(item) if item is not None else None
         except keys.KeyringError as exc:
             raise Refused(Reason.KEYS_UNAVAILABLE, str(exc)) from None
-        except Exception as exc:  # the store's errors: network, throttling, permissions
+        except Exception as exc:  # noqa: BLE001  (the store's errors: network, throttling, permissions)
             raise Refused(Reason.KEYS_UNAVAILABLE, exc.__class__.__name__) from None
         loaded = {}
         for kid, pem in (ring.verifying() if ring else {}).items():
             try:
                 key = load_pem_public_key(pem.encode())
-            except Exception:  # ValueError, UnsupportedAlgorithm, ...
+            except (ValueError, TypeError, UnsupportedAlgorithm):
                 continue  # an unreadable key verifies nothing; the other slot still may
             if isinstance(key, RSAPublicKey) and key.key_size >= MIN_KEY_BITS:
                 loaded[kid] = key

@@ -105,7 +105,7 @@ def enqueue(ids: list[int]) -> int:
         batch = ids[start:start + size]
         try:
             push_snapshots.apply_async((batch,), retry=True, retry_policy=QUICK_PUBLISH)
-        except Exception as exc:  # kombu raises its own family per transport
+        except Exception as exc:  # noqa: BLE001  (kombu raises its own family per transport)
             log.warning("snapshot push of %d principal(s) not queued (%s); the reconciler will retry",
                         len(ids) - start, exc.__class__.__name__)
             break

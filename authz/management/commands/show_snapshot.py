@@ -76,6 +76,6 @@ class Command(BaseCommand):
                          "active" if e.active(now) else "inactive"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
-            self.stdout.write("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            self.stdout.write("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if not snap.entries:
             self.stdout.write("  (no devices)")

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         else:
             widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
             for row in [header, *rows]:
-                self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+                self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         self.stdout.write("")
         self.stdout.write(f"Next: {st.next.describe(st.now)}")
         sync = "in sync" if st.in_sync else "LAGGING (the next run publishes it)"
