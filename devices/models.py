@@ -20,7 +20,10 @@ from .audit_actions import Action
 from .share_status import ShareStatus, share_status, share_status_q
 
 # Anchored: RegexValidator and PostgreSQL's `~` search rather than match whole.
-THING_NAME_RE = re.compile(f"^{vocabulary.THING_NAME}$")
+# `\Z`, not `$`: in Python (the validator, and SQLite's REGEXP) `$` also
+# matches before a final newline; both Python and PostgreSQL read `\Z` as the
+# very end of the string.
+THING_NAME_RE = re.compile(rf"^{vocabulary.THING_NAME}\Z")
 validate_thing_name = RegexValidator(
     THING_NAME_RE,
     "Thing name must be 1-128 characters of letters, digits, ':', '_' or '-'.",

@@ -40,7 +40,7 @@ def test_api_level_choices_are_the_vocabulary():
 
 
 def test_thing_name_validator_and_constraint_use_the_vocabulary():
-    assert THING_NAME_RE.pattern == f"^{vocabulary.THING_NAME}$"
+    assert THING_NAME_RE.pattern == rf"^{vocabulary.THING_NAME}\Z"
     assert validate_thing_name.regex.pattern == THING_NAME_RE.pattern
     (constraint,) = [c for c in Device._meta.constraints if c.name == "device_thing_name_valid"]
     assert constraint.condition.children == [("thing_name__regex", THING_NAME_RE.pattern)]
