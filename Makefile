@@ -1,5 +1,5 @@
 # Two commands matter: `make run` (demo on embedded defaults) and `make test`.
-# `make lambda-zip` builds the authorizer Lambda's deployment zip (README: Deploy to AWS).
+# `make lambda-zip` builds the authorizer Lambda's deployment zip (docs/deploy.md).
 PYTHON ?= python3.12
 VENV   := .venv
 PY     := $(VENV)/bin/python

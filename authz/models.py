@@ -128,9 +128,6 @@ class IssuedCredentialQuerySet(TenantScopedQuerySet):
     def live(self, now):
         return self.filter(expires_at__gt=now)
 
-    def of_principal(self, *, tenant_id: int, kind: str, principal: str):
-        return self.filter(tenant_id=tenant_id, kind=kind, principal=principal)
-
 
 class IssuedCredential(models.Model):
     """One IoT token handed out: which principal it lets connect, as which

@@ -24,6 +24,7 @@ from config.console import (
 )
 
 from . import audit, selectors, services
+from .audit_actions import Action
 from .models import (
     AuditEvent,
     Device,
@@ -98,7 +99,7 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
         with transaction.atomic():
             response = super().user_change_password(request, id, form_url)
             if request.method == "POST" and response.status_code == 302:
-                audit.record(actor=request.user, action="user.password_change", obj=User.objects.get(pk=id),
+                audit.record(actor=request.user, action=Action.USER_PASSWORD_CHANGE, obj=User.objects.get(pk=id),
                              tenant=None)
         return response
 

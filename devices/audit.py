@@ -8,10 +8,10 @@ import contextvars
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .audit_actions import KNOWN, Action
+from .audit_actions import KNOWN
 from .models import AuditEvent
 
-__all__ = ["Action", "build", "origin", "record", "record_many"]
+__all__ = ["build", "origin", "record", "record_many"]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -103,7 +103,7 @@ class KeyCache:
         for kid, pem in (ring.verifying() if ring else {}).items():
             try:
                 key = load_pem_public_key(pem.encode())
-            except (ValueError, TypeError, UnsupportedAlgorithm):
+            except Exception:  # noqa: BLE001, S112  (ValueError, UnsupportedAlgorithm, ...)
                 continue  # an unreadable key verifies nothing; the other slot still may
             if isinstance(key, RSAPublicKey) and key.key_size >= MIN_KEY_BITS:
                 loaded[kid] = key

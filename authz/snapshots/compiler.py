@@ -100,6 +100,8 @@ def _strength(entry: Entry):
 
 
 def _covers(a: Entry, b: Entry) -> bool:
+    # The snapshot-entry twin of devices.services.terms.GrantTerms.covers (there
+    # on datetimes and with the re-share right, here on epoch seconds).
     starts_no_later = a.not_before is None or (b.not_before is not None and a.not_before <= b.not_before)
     ends_no_earlier = a.expires is None or (b.expires is not None and a.expires >= b.expires)
     return a.level >= b.level and starts_no_later and ends_no_earlier

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from authz.versioned_outbox import hybrid_clock
+from devices.audit_actions import Action
 from lambda_bridge import snapshot
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def record(*, tenant_id: int, users=(), devices=(), queue: bool = True) -> list[
 # The principals travel as one JSON parameter (no limit on parameters, no
 # client-side parsing of thousands of placeholders). Rows are written, and so
 # locked, in (kind, principal) order in every writer, so two transactions
-# bumping overlapping sets cannot deadlock.
+# bumping overlapping sets cannot deadlock. The new desired version is
+# versioned_outbox.next_version(desired) in SQL: pushed never exceeds desired,
+# so desired + 1 is above both.
 _BUMP = {
     "postgresql": """
         INSERT INTO authz_principalsync
@@ -129,7 +132,7 @@ def resync(*, actor, rows) -> list[int]:
     for tenant, tenant_rows in by_tenant.items():
         ids += record(tenant_id=tenant.pk, users={r.principal for r in tenant_rows if r.kind == snapshot.USER},
                       devices={r.principal for r in tenant_rows if r.kind == snapshot.DEVICE})
-        audit.record(actor=actor, action="snapshot.resync", obj=tenant, tenant=tenant,
+        audit.record(actor=actor, action=Action.SNAPSHOT_RESYNC, obj=tenant, tenant=tenant,
                      changes={"principals": sorted(r.key for r in tenant_rows)})
     return ids
 

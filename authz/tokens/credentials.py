@@ -34,6 +34,7 @@ from django.views.decorators.debug import sensitive_variables
 from authz.models import IssuedCredential
 from authz.snapshots.compiler import Principal, compile_snapshots
 from devices import audit
+from devices.audit_actions import Action
 from devices.errors import DomainError, ErrorCode
 from devices.models import Device, DeviceGroup, Tenant, User
 from devices.selectors import owns_or_administers
@@ -199,7 +200,7 @@ def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, cli
             tenant=tenant, kind=kind, principal=principal, client_id=client_id, jti=jti, kid=key.kid, scope=scope,
             issued_by=actor, issued_at=now, expires_at=expires_at,
         )
-        audit.record(actor=actor, action="iot_credentials.issue", obj=record, tenant=tenant,
+        audit.record(actor=actor, action=Action.IOT_CREDENTIALS_ISSUE, obj=record, tenant=tenant,
                      device_id=device.pk if device else None,
                      changes={"client_id": client_id, "kid": key.kid, "expires_at": expires_at, "scope": scope})
     return Credentials(

@@ -17,6 +17,7 @@ from django.utils import timezone
 from authz.models import SigningKey, SigningKeyring
 from authz.snapshots import store
 from devices import audit
+from devices.audit_actions import Action
 from lambda_bridge import keys
 
 from . import iot
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 class PublishError(SigningError):
     pass
-
 
 
 def publish(*, actor, now: datetime | None = None, wait: bool = False, verify: bool = False) -> int | None:
@@ -105,7 +105,7 @@ def _write_item(live, ring_row: SigningKeyring) -> int:
 def _mark_published(ring_row: SigningKeyring, live, version: int, *, actor, now: datetime) -> None:
     SigningKeyring.objects.mark_pushed({ring_row.pk: version}, now=now)
     SigningKey.objects.filter(pk__in=[k.pk for k in live], published_at__isnull=True).update(published_at=now)
-    audit.record(actor=actor, action="signing_key.publish", obj=ring_row, tenant=None, changes={
+    audit.record(actor=actor, action=Action.SIGNING_KEY_PUBLISH, obj=ring_row, tenant=None, changes={
         "version": version,
         "slots": {k.slot: {"kid": k.kid, "state": k.state} for k in live},
         "authorizer": settings.IOT_AUTHORIZER_NAME,

@@ -248,15 +248,15 @@ class Status:
     keys: list[KeyStatus]
     next: NextStep
     desired_version: int
-    published_version: int
-    published_at: datetime | None
+    pushed_version: int  # the keyring's versioned-outbox fields
+    pushed_at: datetime | None
     last_error: str
     authorizer: str
     now: datetime
 
     @property
     def in_sync(self) -> bool:
-        return self.published_version >= self.desired_version
+        return self.pushed_version >= self.desired_version
 
 
 def status(*, now: datetime | None = None, history: int = 3) -> Status:
@@ -279,7 +279,7 @@ def status(*, now: datetime | None = None, history: int = 3) -> Status:
     rows += [_key_status(key, now, "", None) for key in retired]
     ring_row = SigningKeyring.objects.filter(pk=SigningKeyring.SINGLETON).first() or SigningKeyring()
     return Status(keys=rows, next=upcoming, desired_version=ring_row.desired_version,
-                  published_version=ring_row.pushed_version, published_at=ring_row.pushed_at,
+                  pushed_version=ring_row.pushed_version, pushed_at=ring_row.pushed_at,
                   last_error=ring_row.last_error, authorizer=settings.IOT_AUTHORIZER_NAME, now=now)
 
 

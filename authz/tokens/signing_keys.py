@@ -122,9 +122,6 @@ class Ring:
     def in_state(self, state: str) -> SigningKey | None:
         return next((k for k in self.live if k.state == state), None)
 
-    def in_slot(self, slot: str) -> SigningKey | None:
-        return next((k for k in self.live if k.slot == slot), None)
-
 
 
 @contextmanager

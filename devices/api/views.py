@@ -31,7 +31,8 @@ from .permissions import may_oversee, may_share, require
 
 
 class DeviceRendering:
-    """For views that answer with a device they just changed."""
+    # For views that answer with a device they just changed. A comment, not a
+    # docstring: drf-spectacular would take it as the operations' description.
 
     def render_device(self, device: Device) -> dict:
         """The device as the caller now sees it (their level may have changed)."""

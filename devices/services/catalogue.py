@@ -4,6 +4,7 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from .. import audit
+from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
 from ..models import DeviceType, Tenant, User
 from .rules import _clean_name, _require_admin
@@ -16,7 +17,7 @@ def create_device_type(*, actor: User, tenant: Tenant, name: str, slug: str,
     device_type = DeviceType(tenant=tenant, name=_clean_name(name), slug=slug, capabilities=list(capabilities))
     device_type.full_clean()
     device_type.save()
-    audit.record(actor=actor, action="device_type.create", obj=device_type,
+    audit.record(actor=actor, action=Action.DEVICE_TYPE_CREATE, obj=device_type,
                  changes={"slug": slug, "capabilities": device_type.capabilities})
     return device_type
 
@@ -30,7 +31,7 @@ def update_device_type(*, actor: User, device_type: DeviceType, name: str,
     device_type.capabilities = list(capabilities)
     device_type.full_clean(validate_unique=False)
     device_type.save(update_fields=["name", "capabilities"])
-    audit.record(actor=actor, action="device_type.update", obj=device_type,
+    audit.record(actor=actor, action=Action.DEVICE_TYPE_UPDATE, obj=device_type,
                  changes={"before": before,
                           "after": {"name": device_type.name, "capabilities": device_type.capabilities}})
     return device_type
@@ -41,5 +42,5 @@ def delete_device_type(*, actor: User, device_type: DeviceType) -> None:
     _require_admin(actor, device_type.tenant_id)
     if device_type.devices.exists():
         raise DomainError(ErrorCode.DEVICE_TYPE_IN_USE, f"Device type {device_type.name} is still used by devices.")
-    audit.record(actor=actor, action="device_type.delete", obj=device_type)
+    audit.record(actor=actor, action=Action.DEVICE_TYPE_DELETE, obj=device_type)
     device_type.delete()

@@ -4,6 +4,7 @@ from django.db import connection, transaction
 
 from .. import audit
 from ..access import changed as access_changed
+from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
 from ..models import Device, DeviceGroup, DeviceType, Level, RetiredThingName, Share, Tenant, User, validate_thing_name
 from ..selectors import access_audience, effective_access, owns_or_administers
@@ -33,7 +34,7 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
                           "and cannot be used again.", field="thing_name")
     _save_unique(device, ErrorCode.THING_NAME_TAKEN, "thing_name",
                  f"Thing name {device.thing_name} is already registered.")
-    audit.record(actor=actor, action="device.register", obj=device, device_id=device.pk,
+    audit.record(actor=actor, action=Action.DEVICE_REGISTER, obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
     access_changed(tenant_id=tenant.pk, users=access_audience(devices=[device]), devices=[device.thing_name],
                    narrowed=False)
@@ -49,7 +50,7 @@ def rename_device(*, actor: User, device: Device, name: str) -> Device:
     )
     old, device.name = device.name, _clean_name(name)
     device.save(update_fields=["name"])
-    audit.record(actor=actor, action="device.rename", obj=device, device_id=device.pk,
+    audit.record(actor=actor, action=Action.DEVICE_RENAME, obj=device, device_id=device.pk,
                  changes={"name": [old, device.name]})
     return device
 
@@ -76,7 +77,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
         _cancel_pending_invitations(actor=actor, invitations=device.invitations.all())
     device.owner, device.group = new_owner, None
     device.save(update_fields=["owner", "group"])
-    audit.record(actor=actor, action="device.transfer", obj=device, device_id=device.pk,
+    audit.record(actor=actor, action=Action.DEVICE_TRANSFER, obj=device, device_id=device.pk,
                  changes={"owner": [old_owner.email, new_owner.email], "keep_shares": keep_shares})
     access_changed(tenant_id=device.tenant_id, users=audience | access_audience(devices=[device]), narrowed=True)
     return device
@@ -86,7 +87,7 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
 def delete_device(*, actor: User, device: Device) -> None:
     _require(owns_or_administers(actor, device), "Only the owner or a tenant admin may delete a device.")
     grantees = sorted(set(Share.objects.live().filter(device=device).values_list("grantee__email", flat=True)))
-    audit.record(actor=actor, action="device.delete", obj=device, device_id=device.pk,
+    audit.record(actor=actor, action=Action.DEVICE_DELETE, obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "had_shares_with": grantees})
     access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]),
                    devices=[device.thing_name], narrowed=True)

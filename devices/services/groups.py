@@ -4,6 +4,7 @@ from django.db import transaction
 
 from .. import audit
 from ..access import changed as access_changed
+from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
 from ..models import Device, DeviceGroup, Share, Tenant, User
 from ..selectors import access_audience, owns_or_administers
@@ -20,7 +21,7 @@ def create_group(*, actor: User, tenant: Tenant, name: str, owner: User | None =
     _require_member(owner, tenant.pk, "The owner")
     group = DeviceGroup(tenant=tenant, owner=owner, name=_clean_name(name))
     _save_unique(group, ErrorCode.GROUP_NAME_TAKEN, "name", f"{owner.email} already has a group named {group.name}.")
-    audit.record(actor=actor, action="group.create", obj=group, changes={"owner": owner.email})
+    audit.record(actor=actor, action=Action.GROUP_CREATE, obj=group, changes={"owner": owner.email})
     return group
 
 
@@ -30,7 +31,7 @@ def rename_group(*, actor: User, group: DeviceGroup, name: str) -> DeviceGroup:
     old, group.name = group.name, _clean_name(name)
     _save_unique(group, ErrorCode.GROUP_NAME_TAKEN, "name", f"There is already a group named {group.name}.",
                  update_fields=["name"])
-    audit.record(actor=actor, action="group.rename", obj=group, changes={"name": [old, group.name]})
+    audit.record(actor=actor, action=Action.GROUP_RENAME, obj=group, changes={"name": [old, group.name]})
     return group
 
 
@@ -42,7 +43,7 @@ def delete_group(*, actor: User, group: DeviceGroup) -> None:
     access_changed(tenant_id=group.tenant_id, users=access_audience(devices=group.devices.all()), narrowed=True)
     _revoke_many(actor=actor, shares=list(group.shares.filter(revoked_at__isnull=True)), reason="group.delete")
     _cancel_pending_invitations(actor=actor, invitations=group.invitations.all())
-    audit.record(actor=actor, action="group.delete", obj=group,
+    audit.record(actor=actor, action=Action.GROUP_DELETE, obj=group,
                  changes={"devices": list(group.devices.values_list("thing_name", flat=True))})
     group.devices.update(group=None)
     group.delete()
@@ -63,7 +64,7 @@ def add_device_to_group(*, actor: User, group: DeviceGroup, device: Device) -> D
     device.save(update_fields=["group"])
     # Leaving its old group was reported above; joining only adds the group's sharees.
     access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]), narrowed=False)
-    audit.record(actor=actor, action="group.add_device", obj=group, device_id=device.pk,
+    audit.record(actor=actor, action=Action.GROUP_ADD_DEVICE, obj=group, device_id=device.pk,
                  changes={"device": device.thing_name})
     return device
 
@@ -80,6 +81,6 @@ def remove_device_from_group(*, actor: User, device: Device) -> Device:
     access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]), narrowed=True)
     device.group = None
     device.save(update_fields=["group"])
-    audit.record(actor=actor, action="group.remove_device", obj=group, device_id=device.pk,
+    audit.record(actor=actor, action=Action.GROUP_REMOVE_DEVICE, obj=group, device_id=device.pk,
                  changes={"device": device.thing_name})
     return device

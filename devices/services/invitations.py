@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import audit
+from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
 from ..models import Device, DeviceGroup, Invitation, Membership, Share, User
 from ..selectors import is_tenant_admin
@@ -45,7 +46,7 @@ def create_invitation(*, actor: User, email: str, level, device: Device | None =
                               field="email")
         _close_invitation(actor=actor, invitation=old, status=Invitation.Status.LAPSED)
     _save_unique(invitation, ErrorCode.INVITATION_PENDING, "email", f"{email} already has a pending invitation here.")
-    audit.record(actor=actor, action="invitation.create", obj=invitation, device_id=invitation.device_id,
+    audit.record(actor=actor, action=Action.INVITATION_CREATE, obj=invitation, device_id=invitation.device_id,
                  changes={"email": email, "level": terms.level.label, "target": str(target)})
     return invitation
 
@@ -76,7 +77,7 @@ def accept_invitation(*, actor: User, invitation: Invitation) -> Share:
         tenant_id=invitation.tenant_id, user=actor, defaults={"role": Membership.Role.MEMBER}
     )
     if joined:
-        audit.record(actor=actor, action="membership.create", obj=membership,
+        audit.record(actor=actor, action=Action.MEMBERSHIP_CREATE, obj=membership,
                      changes={"user": actor.email, "role": membership.role, "via": "invitation"})
     share = _grant(
         actor=actor, sharer=invitation.invited_by, grantee=actor, device=invitation.device,

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from .. import audit
 from ..access import changed as access_changed
+from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
 from ..models import Device, DeviceGroup, Level, Membership, Share, User
 from ..selectors import is_tenant_admin, owns_or_administers, reshare_grant
@@ -76,7 +77,7 @@ def _grant(*, actor: User, sharer: User, grantee: User, device: Device | None, g
         parent=parent, created_by=sharer, created_at=now, updated_at=now,
     )
     _save_unique(share, ErrorCode.SHARE_EXISTS, "grantee", f"{grantee.email} already has a share here.")
-    audit.record(actor=actor, action="share.create", obj=share, device_id=share.device_id,
+    audit.record(actor=actor, action=Action.SHARE_CREATE, obj=share, device_id=share.device_id,
                  changes={**_share_fields(share), "reason": reason})
     access_changed(tenant_id=share.tenant_id, users=[grantee.pk], narrowed=False)
     return share
@@ -147,7 +148,7 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
         setattr(share, field, value)
     share.updated_at = now
     share.save(update_fields=["level", "starts_at", "expires_at", "can_reshare", "updated_at"])
-    audit.record(actor=actor, action="share.update", obj=share, device_id=share.device_id,
+    audit.record(actor=actor, action=Action.SHARE_UPDATE, obj=share, device_id=share.device_id,
                  changes={"before": before, "after": _share_fields(share)})
     access_changed(tenant_id=share.tenant_id, users=[share.grantee_id], narrowed=not terms.covers(old_terms))
 
@@ -180,7 +181,7 @@ def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime)
     before = _share_fields(child)
     child.starts_at, child.expires_at, child.updated_at = starts, expires, now
     child.save(update_fields=["starts_at", "expires_at", "updated_at"])
-    audit.record(actor=actor, action="share.update", obj=child, device_id=child.device_id,
+    audit.record(actor=actor, action=Action.SHARE_UPDATE, obj=child, device_id=child.device_id,
                  changes={"reason": "share.parent_narrowed", "before": before, "after": _share_fields(child)})
     access_changed(tenant_id=child.tenant_id, users=[child.grantee_id], narrowed=True)
     for grandchild in child.reshares.filter(revoked_at__isnull=True).select_related("grantee"):
@@ -227,7 +228,7 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
         events = []
         for share in batch:
             share.revoked_at, share.revoked_by = now, actor
-            events.append(audit.build(actor=actor, action="share.revoke", obj=share, device_id=share.device_id,
+            events.append(audit.build(actor=actor, action=Action.SHARE_REVOKE, obj=share, device_id=share.device_id,
                                       changes={"reason": reason, "cascade_from": cause[share.pk],
                                                **_share_fields(share)}))
         audit.record_many(events)

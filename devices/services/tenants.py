@@ -4,6 +4,7 @@ from django.db import transaction
 
 from .. import audit
 from ..access import changed as access_changed
+from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
 from ..models import Device, DeviceGroup, Invitation, Membership, Share, Tenant, User
 from ..selectors import is_tenant_admin
@@ -18,7 +19,7 @@ def create_tenant(*, actor: User, name: str, slug: str, owner: User | None = Non
     tenant = Tenant(name=_clean_name(name, max_length=200), slug=slug)
     tenant.full_clean()
     tenant.save()
-    audit.record(actor=actor, action="tenant.create", obj=tenant, tenant=tenant, changes={"slug": slug})
+    audit.record(actor=actor, action=Action.TENANT_CREATE, obj=tenant, tenant=tenant, changes={"slug": slug})
     if owner is not None:
         add_member(actor=actor, tenant=tenant, user=owner, role=Membership.Role.OWNER)
     return tenant
@@ -30,7 +31,8 @@ def update_tenant(*, actor: User, tenant: Tenant, name: str) -> Tenant:
     old = tenant.name
     tenant.name = _clean_name(name, max_length=200)
     tenant.save(update_fields=["name"])
-    audit.record(actor=actor, action="tenant.update", obj=tenant, tenant=tenant, changes={"name": [old, tenant.name]})
+    audit.record(actor=actor, action=Action.TENANT_UPDATE, obj=tenant, tenant=tenant,
+                 changes={"name": [old, tenant.name]})
     return tenant
 
 
@@ -57,7 +59,7 @@ def add_member(*, actor: User, tenant: Tenant, user: User, role: str = Membershi
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise DomainError(ErrorCode.ALREADY_MEMBER, f"{user.email} is already a member of {tenant.name}.")
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
-    audit.record(actor=actor, action="membership.create", obj=membership, tenant=tenant,
+    audit.record(actor=actor, action=Action.MEMBERSHIP_CREATE, obj=membership, tenant=tenant,
                  changes={"user": user.email, "role": role})
     access_changed(tenant_id=tenant.pk, users=[user.pk], narrowed=False)
     return membership
@@ -81,7 +83,7 @@ def change_member_role(*, actor: User, membership: Membership, role: str) -> Mem
     old = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
-    audit.record(actor=actor, action="membership.update", obj=membership, changes={"role": [old, role]})
+    audit.record(actor=actor, action=Action.MEMBERSHIP_UPDATE, obj=membership, changes={"role": [old, role]})
     return membership
 
 
@@ -108,7 +110,7 @@ def remove_member(*, actor: User, membership: Membership) -> None:
     _cancel_pending_invitations(
         actor=actor, invitations=Invitation.objects.filter(tenant_id=membership.tenant_id, email=user.email)
     )
-    audit.record(actor=actor, action="membership.delete", obj=membership, changes={"user": user.email})
+    audit.record(actor=actor, action=Action.MEMBERSHIP_DELETE, obj=membership, changes={"user": user.email})
     membership.delete()
     access_changed(tenant_id=membership.tenant_id, users=[user.pk], narrowed=True)
 
@@ -124,7 +126,7 @@ def create_user(*, actor: User, email: str, password: str | None, full_name: str
     user.full_clean(exclude=["password"])
     user.set_password(password) if password else user.set_unusable_password()
     user.save()
-    audit.record(actor=actor, action="user.create", obj=user, tenant=None,
+    audit.record(actor=actor, action=Action.USER_CREATE, obj=user, tenant=None,
                  changes={"email": email, "is_staff": is_staff})
     return user
 
@@ -135,7 +137,7 @@ def update_user(*, actor: User, user: User, full_name: str, is_staff: bool) -> U
     before = {"full_name": user.full_name, "is_staff": user.is_staff}
     user.full_name, user.is_staff = (full_name or "").strip()[:150], bool(is_staff)
     user.save(update_fields=["full_name", "is_staff"])
-    audit.record(actor=actor, action="user.update", obj=user, tenant=None,
+    audit.record(actor=actor, action=Action.USER_UPDATE, obj=user, tenant=None,
                  changes={"before": before, "after": {"full_name": user.full_name, "is_staff": user.is_staff}})
     return user
 
@@ -155,5 +157,5 @@ def set_user_active(*, actor: User, user: User, is_active: bool) -> User:
         _revoke_many(actor=actor, shares=list(made), reason="user.deactivate")
     for tenant_id in user.memberships.values_list("tenant_id", flat=True):
         access_changed(tenant_id=tenant_id, users=[user.pk], narrowed=not is_active)
-    audit.record(actor=actor, action="user.activate" if is_active else "user.deactivate", obj=user, tenant=None)
+    audit.record(actor=actor, action=Action.USER_ACTIVATE if is_active else "user.deactivate", obj=user, tenant=None)
     return user

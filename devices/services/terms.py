@@ -29,7 +29,8 @@ class GrantTerms:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
     def covers(self, other: "GrantTerms") -> bool:
-        """Whether these terms give at least everything `other` gives."""
+        """Whether these terms give at least everything `other` gives (the
+        compiler's ``_covers`` applies the same rule to snapshot entries)."""
         starts_no_later = self.starts_at is None or (
             other.starts_at is not None and self.starts_at <= other.starts_at)
         ends_no_sooner = self.expires_at is None or (

@@ -56,3 +56,17 @@ def test_console_only_clashes_carry_their_codes(world, superuser):
     only_owner = services.add_member(actor=superuser, tenant=world.tenant, user=superuser, role=Membership.Role.OWNER)
     refused_with(ErrorCode.LAST_OWNER, services.remove_member, actor=superuser, membership=only_owner)
     assert all(code.kind == Kind.CONFLICT for code in (ErrorCode.ALREADY_MEMBER, ErrorCode.LAST_OWNER))
+
+
+def test_the_api_guide_lists_every_code_under_its_status():
+    """docs/api.md's table of domain codes is what clients read; it must not drift."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = text.split("### Domain codes", 1)[1].split("\n## ", 1)[0]
+    listed = {}
+    for status, codes in re.findall(r"^\| (\d{3}) \| `\w+` \| (.+) \|$", section, re.M):
+        for code in re.findall(r"`(\w+)`", codes):
+            listed[code] = int(status)
+    assert listed == {code.value: {Kind.INVALID: 400, Kind.CONFLICT: 409}[code.kind] for code in ErrorCode}

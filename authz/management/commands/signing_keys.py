@@ -51,7 +51,7 @@ class Command(BaseCommand):
         self.stdout.write("")
         self.stdout.write(f"Next: {st.next.describe(st.now)}")
         sync = "in sync" if st.in_sync else "LAGGING (the next run publishes it)"
-        self.stdout.write(f"Published: version {st.published_version} of {st.desired_version}, {sync}; "
+        self.stdout.write(f"Published: version {st.pushed_version} of {st.desired_version}, {sync}; "
                           f"authorizer: {st.authorizer or '(none configured: DynamoDB only)'}")
         if st.last_error:
             self.stdout.write(f"Last publish error: {st.last_error}")
