@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 OURS = ("authz", "bench", "config", "devices", "lambda_bridge", "tests")
 WEB_LAYERS = ("devices.api", "devices.admin")
 SHARED_PLUMBING = ("config.api", "config.console")

@@ -6,8 +6,8 @@ from devices import services
 from devices.errors import ErrorCode
 from devices.models import AuditEvent, Device, Level, Share
 from devices.selectors import effective_access
-from tests.api.conftest import assert_error, tenant_url
 from tests.factories import DeviceFactory, DeviceTypeFactory
+from tests.support.api import assert_error, tenant_url
 
 pytestmark = pytest.mark.django_db
 

@@ -3,16 +3,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from devices.models import Level, Share, User
-from tests.api.conftest import assert_error, tenant_url, url
+from tests.support.api import assert_error, rates, tenant_url, url
 
 pytestmark = pytest.mark.django_db
-
-
-def rates(settings, **scopes):
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **scopes},
-    }
 
 
 class TestShape:

@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from authz.models import IssuedCredential
 from devices import services
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Membership, Share
-from tests.api.conftest import url
+from tests.support.api import url
 
 
 @dataclass

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -15,9 +14,10 @@ from django.utils import timezone
 
 from devices import selectors
 from devices.models import Device, DeviceGroup, Level, Share
-from tests.api.conftest import tenant_url
-from tests.conftest import require
 from tests.factories import DeviceFactory, DeviceGroupFactory, MembershipFactory, ShareFactory, member
+from tests.support.api import tenant_url
+from tests.support.paths import ROOT
+from tests.support.services import require
 
 pytestmark = pytest.mark.django_db
 
@@ -167,7 +167,7 @@ def database_options(**env) -> dict:
     script = "import django, json; django.setup(); from django.conf import settings; " \
              "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))"
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DATABASE_JIT"}}
-    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
                             env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings.test", **env},
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout)

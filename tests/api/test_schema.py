@@ -21,7 +21,7 @@ from authz.tokens import rotation
 from config.wsgi import application
 from devices import services
 from devices.models import Level
-from tests.conftest import World
+from tests.support.world import World
 
 ERROR_REF = "#/components/schemas/Error"
 

@@ -9,7 +9,7 @@ from authz.tokens import credentials, rotation
 from devices import services
 from devices.models import Level, Membership
 from lambda_bridge import keys, snapshot
-from tests.authz.conftest import CeleryProcess, OwnMoto, test_database_url, unit_celery_args, wait_until
+from tests.support.processes import CeleryProcess, OwnMoto, test_database_url, unit_celery_args, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

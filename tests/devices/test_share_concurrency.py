@@ -22,9 +22,9 @@ from rest_framework.test import APIClient
 from authz.models import PrincipalSync
 from authz.snapshots.compiler import Principal, compile_snapshots
 from devices.models import Share
-from tests.api.conftest import tenant_url
-from tests.conftest import World
 from tests.factories import member
+from tests.support.api import tenant_url
+from tests.support.world import World
 
 SECONDS = float(os.environ.get("SHARE_RACE_SECONDS", "60"))
 CLIENTS = 20

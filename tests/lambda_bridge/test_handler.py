@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lambda_bridge import keys, snapshot
 from lambda_bridge.evaluator import Connection
 from lambda_bridge.snapshot import Entry
-from tests.lambda_bridge.conftest import ACCOUNT, REGION
+from tests.support.lambda_env import ACCOUNT, REGION
 
 LAMP, LOCK = "d-lamp00000001", "d-lock00000001"
 # canned event → where the handler should find the token
@@ -514,7 +514,7 @@ def test_a_device_missing_from_its_own_snapshot_cannot_connect(lam):
 def test_a_key_shorter_than_2048_bits_verifies_nothing(cold_start, signing_keys):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from tests.lambda_bridge.conftest import SigningKey
+    from tests.support.lambda_env import SigningKey
 
     weak = SigningKey("kid-weak", rsa.generate_private_key(public_exponent=65537, key_size=1024))
     lam = cold_start()

@@ -20,8 +20,8 @@ from devices.selectors import effective_access
 from lambda_bridge import snapshot
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
 from tests.factories import DeviceFactory, DeviceGroupFactory, DeviceTypeFactory, TenantFactory, member
-from tests.lambda_bridge.conftest import ACCOUNT, REGION
 from tests.lambda_bridge.spec import expected, expected_of_device, probes
+from tests.support.lambda_env import ACCOUNT, REGION
 
 # Thing names that are prefixes of one another, or carry the ':' that a loose
 # ARN wildcard could swallow.

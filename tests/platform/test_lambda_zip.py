@@ -10,7 +10,8 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from tests.platform.conftest import BUILD_SCRIPT, ROOT, run_build
+from tests.support.lambda_zip import BUILD_SCRIPT, run_build
+from tests.support.paths import ROOT
 
 EM_X86_64 = 62
 EM_AARCH64 = 183

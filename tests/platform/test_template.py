@@ -10,7 +10,7 @@ from cfnlint.api import lint
 from cfnlint.config import ManualArgs
 from cfnlint.decode.decode import decode_str
 
-from tests.platform.conftest import ROOT
+from tests.support.paths import ROOT
 
 TEMPLATE = ROOT / "platform" / "authorizer.yaml"
 # A few regions where AWS IoT Core and Lambda's python3.12 both exist.
