@@ -154,7 +154,6 @@ def imports_of_conftests_and_tests(root: Path) -> list[str]:
     return found
 
 
-
 def _is_fixture(decorator: ast.expr) -> bool:
     target = decorator.func if isinstance(decorator, ast.Call) else decorator
     # @pytest.fixture, @pytest.fixture(...), @fixture after `from pytest import fixture`
