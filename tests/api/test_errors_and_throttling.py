@@ -11,9 +11,11 @@ pytestmark = pytest.mark.django_db
 class TestShape:
     def test_service_validation_error_maps_to_400_with_fields(self, world, client_for):
         client = client_for(world.owner)
-        client.post(tenant_url("device-shares", world, device=world.lock.pk), {"grantee": world.alice.email, "level": "view"})
+        client.post(tenant_url("device-shares", world, device=world.lock.pk),
+                    {"grantee": world.alice.email, "level": "view"})
         share = Share.objects.get(grantee=world.alice)
-        response = client.patch(tenant_url("share-detail", world, pk=share.pk), {"level": "control", "can_reshare": True})
+        response = client.patch(tenant_url("share-detail", world, pk=share.pk),
+                                {"level": "control", "can_reshare": True})
         body = assert_error(response, 400, "invalid")
         assert body["fields"] == {"can_reshare": ["Only a manage share may allow re-sharing."]}
         assert body["detail"].startswith("can_reshare:")

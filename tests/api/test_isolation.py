@@ -43,7 +43,8 @@ ENDPOINTS = {
     "me": Endpoint({"get": None}, scope="personal"),
     "tenant-list": Endpoint({"get": None}, scope="personal"),
     "invitation-list": Endpoint({"get": None}, scope="personal"),
-    "invitation-accept": Endpoint({"post": None}, objects=lambda w: {"pk": w.invitation_to_member.pk}, scope="personal"),
+    "invitation-accept": Endpoint({"post": None}, objects=lambda w: {"pk": w.invitation_to_member.pk},
+                                  scope="personal"),
     "invitation-decline": Endpoint({"post": None}, objects=lambda w: {"pk": w.invitation_to_member.pk},
                                    scope="personal"),
     # Tenant paths.

@@ -63,7 +63,8 @@ def expected_devices(user, tenant):
             rows.append((device.name, device.pk, int(Level.OWNER)))
             continue
         levels = [s.level for s in Share.objects.filter(grantee=user)
-                  if s.is_live(now) and (s.device_id == device.pk or (device.group_id and s.group_id == device.group_id))]
+                  if s.is_live(now)
+                  and (s.device_id == device.pk or (device.group_id and s.group_id == device.group_id))]
         if levels:
             rows.append((device.name, device.pk, max(levels)))
     return [(pk, level) for _, pk, level in sorted(rows)]
@@ -135,7 +136,8 @@ def test_lists_ask_for_no_distinct(crowd, client_for, name):
 
 def subplan_loops(plan: dict) -> list[int]:
     """`Actual Loops` of every SubPlan node in an EXPLAIN (FORMAT JSON) tree."""
-    found = [plan["Actual Loops"]] if plan.get("Parent Relationship") == "SubPlan" and "Limit" in plan["Node Type"] else []
+    subplan = plan.get("Parent Relationship") == "SubPlan" and "Limit" in plan["Node Type"]
+    found = [plan["Actual Loops"]] if subplan else []
     for child in plan.get("Plans", []):
         found += subplan_loops(child)
     return found

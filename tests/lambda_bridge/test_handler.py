@@ -369,7 +369,8 @@ def test_a_scoped_token_narrows_to_its_things(lam):
 
 
 def test_a_group_scope_narrows_to_the_group(lam):
-    lam.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL, group=5), Entry(LOCK, snapshot.VIEW, group=6)])
+    lam.put_snapshot(principal="7",
+                     entries=[Entry(LAMP, snapshot.CONTROL, group=5), Entry(LOCK, snapshot.VIEW, group=6)])
 
     response = lam.invoke(lam.event("test_invoke", lam.token(scope={"group": 5})))
     can = connection(response).can
@@ -516,7 +517,8 @@ def test_a_key_shorter_than_2048_bits_verifies_nothing(cold_start, signing_keys)
 
     from tests.support.lambda_env import SigningKey
 
-    weak = SigningKey("kid-weak", rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    # The weak key is the point: the handler must refuse it.
+    weak = SigningKey("kid-weak", rsa.generate_private_key(public_exponent=65537, key_size=1024))  # noqa: S505
     lam = cold_start()
     lam.keys = {**signing_keys, "a": weak}
     lam.put_keyring()

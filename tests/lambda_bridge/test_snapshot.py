@@ -127,9 +127,9 @@ def test_the_codec_imports_with_the_standard_library_alone():
     import subprocess
     import sys
 
-    from tests.support.paths import ROOT as root
+    from tests.support.paths import ROOT
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import lambda_bridge.snapshot as s; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in {'django', 'boto3', 'devices', 'authz'}))")
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(root)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
