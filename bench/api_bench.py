@@ -29,7 +29,7 @@ MAX_REQUESTS = int(os.environ.get("BENCH_MAX_REQUESTS", "20000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 WORKERS = os.environ.get("BENCH_WORKERS", "2")
 DB_NAME = f"devshare_bench_api_{os.getpid()}"
-PASSWORD = "bench-password-1"
+PASSWORD = "bench-password-1"  # noqa: S105  (the throwaway users of a throwaway bench database)
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/9")
 
 
@@ -174,8 +174,10 @@ def main() -> int:
             return request(conn, "POST", f"{devices}{seeded['device']}/shares/", token100, body)
 
         rows = [
-            drive("list 100 devices (one page of 100)", lambda c: request(c, "GET", f"{devices}?page_size=100", token100), {200}),
-            drive("list 1,000 devices (one page of 1,000)", lambda c: request(c, "GET", f"{devices}?page_size=1000", token1000), {200}),
+            drive("list 100 devices (one page of 100)",
+                  lambda c: request(c, "GET", f"{devices}?page_size=100", token100), {200}),
+            drive("list 1,000 devices (one page of 1,000)",
+                  lambda c: request(c, "GET", f"{devices}?page_size=1000", token1000), {200}),
             drive("list 1,000 devices (first page of 50)", lambda c: request(c, "GET", devices, token1000), {200}),
             drive("create a share (new grantee each time)", share, {201}),
         ]

@@ -12,6 +12,7 @@ rotation publishes the key item there) and removes both at the end.
 Environment: BENCH_DATABASE_URL (server; default from DATABASE_URL),
 BENCH_CREDENTIALS_SECONDS (3 per scenario).
 """
+import functools
 import logging
 import os
 import statistics
@@ -45,17 +46,16 @@ def signing_rows() -> list[tuple]:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+    def sign(claims, key):
+        token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k" * 43})
+        base64.b64encode(key.sign(token.encode(), padding.PKCS1v15(), hashes.SHA256()))
+
     rows = []
     for bits in (2048, 4096):
         key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
         claims = {"iss": "https://devshare.example", "aud": "devshare-iot", "sub": "user:4711", "tid": 12,
                   "cid": "u12.4711.Zm9vYmFyYmF6cXV4", "iat": 0, "nbf": 0, "exp": 3600, "jti": "0" * 32}
-
-        def sign():
-            token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k" * 43})
-            base64.b64encode(key.sign(token.encode(), padding.PKCS1v15(), hashes.SHA256()))
-
-        m = measure(sign)
+        m = measure(functools.partial(sign, claims, key))
         rows.append((f"sign only, RSA {bits}", m["per_second"], m["p50"], m["p99"]))
     return rows
 
@@ -78,7 +78,7 @@ def service_rows() -> list[tuple]:
     rows = []
     for count in (1, 10, 25):  # 26 owned devices are the most one connection holds
         user, _ = owner_of(count)
-        m = measure(lambda: credentials.issue_user_credentials(actor=user, tenant=tenant))
+        m = measure(functools.partial(credentials.issue_user_credentials, actor=user, tenant=tenant))
         rows.append((f"app token, {count} owned device(s)", m["per_second"], m["p50"], m["p99"]))
     user, devices = owner_of(1000)
     scope = devices[:10]

@@ -64,7 +64,8 @@ def seed() -> None:
         )
         kind = DeviceType.objects.create(tenant=tenant, name="Sensor", slug="sensor")
         groups = DeviceGroup.objects.bulk_create(
-            [DeviceGroup(tenant=tenant, owner=owners[g % 10], name=f"Home {g}") for g in range(per_tenant // (2 * GROUP_SIZE))]
+            [DeviceGroup(tenant=tenant, owner=owners[g % 10], name=f"Home {g}")
+             for g in range(per_tenant // (2 * GROUP_SIZE))]
         )
         # Half the devices sit in groups of GROUP_SIZE, each group with its owner's devices.
         grouped = len(groups) * GROUP_SIZE
@@ -80,7 +81,8 @@ def seed() -> None:
                   created_by=d.owner)
             for i, d in enumerate(devices) for k in range(2)
         ]
-        shares += [Share(tenant=tenant, group=g, grantee=grantees[(i * 7) % 30], level=levels[i % 3], created_by=g.owner)
+        shares += [Share(tenant=tenant, group=g, grantee=grantees[(i * 7) % 30], level=levels[i % 3],
+                         created_by=g.owner)
                    for i, g in enumerate(groups)]
         if t == 0:
             shares += _visible_shares(heavy, HEAVY, groups, devices, levels)

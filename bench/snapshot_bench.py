@@ -140,7 +140,8 @@ def main() -> int:
         start_worker()
         grants, fanout = latency_and_fanout()
 
-    text = (f"Snapshot pipeline ({PIPELINE_SETUP})\n\nSnapshot size\n\n{sizes}\nCompile one user principal\n\n{compiles}\n"
+    text = (f"Snapshot pipeline ({PIPELINE_SETUP})\n\nSnapshot size\n\n{sizes}\n"
+            f"Compile one user principal\n\n{compiles}\n"
             f"Grant → item in DynamoDB (service call to conditional write visible)\n\n{grants}\n"
             f"Fan-out: delete a device shared with {FANOUT} users\n\n{fanout}")
     print(text)

@@ -1,36 +1,18 @@
-import os
+"""Fixtures every test package may use, defined once: a tenant world, the
+session's moto DynamoDB, a snapshot table, API clients with fresh throttle
+counters, and the cold-started authorizer. Helpers are in tests/support/;
+a package's conftest holds only the fixtures of that package."""
+import uuid
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.core.cache import cache
+from rest_framework.test import APIClient
 
-from devices.models import Membership
-from tests.factories import DeviceFactory, DeviceGroupFactory, DeviceTypeFactory, TenantFactory, member
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require(available: bool, what: str) -> None:
-    """In CI a missing service fails the run; elsewhere the test is skipped, saying why."""
-    if available:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI but is not available")
-    pytest.skip(f"{what} is not available on this machine")
-
-
-class World:
-    """One tenant with an owner, an admin, members, a group and devices."""
-
-    def __init__(self, slug: str):
-        self.tenant = TenantFactory(slug=slug, name=slug.title())
-        self.admin = member(self.tenant, Membership.Role.ADMIN, email=f"admin@{slug}.test", is_staff=True)
-        self.owner = member(self.tenant, email=f"owner@{slug}.test")
-        self.alice = member(self.tenant, email=f"alice@{slug}.test")
-        self.bob = member(self.tenant, email=f"bob@{slug}.test")
-        self.carol = member(self.tenant, email=f"carol@{slug}.test")
-        self.type = DeviceTypeFactory(tenant=self.tenant)
-        self.group = DeviceGroupFactory(tenant=self.tenant, owner=self.owner, name="Home")
-        self.lamp = DeviceFactory(tenant=self.tenant, owner=self.owner, device_type=self.type, group=self.group, name="Lamp")
-        self.lock = DeviceFactory(tenant=self.tenant, owner=self.owner, device_type=self.type, name="Lock")
+from tests.support.authorizer import Lambda
+from tests.support.lambda_env import SigningKey, lambda_env
+from tests.support.snapshot_table import SnapshotTable
+from tests.support.world import World
 
 
 @pytest.fixture
@@ -41,6 +23,9 @@ def world(db):
 @pytest.fixture
 def other(db):
     return World("globex")
+
+
+# --- DynamoDB -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +54,6 @@ def dynamodb_endpoint(moto_endpoint, settings):
 @pytest.fixture
 def table(settings, request):
     """A fresh snapshot table for this test; returns a reader of its items."""
-    import uuid
-
     from authz.snapshots import store
 
     name = settings.DYNAMODB_TABLE = f"t-{uuid.uuid4().hex[:12]}"
@@ -79,20 +62,47 @@ def table(settings, request):
     store.client().delete_table(TableName=name)
 
 
-class SnapshotTable:
-    def __init__(self, name: str):
-        self.name = name
+# --- the API --------------------------------------------------------------------------
 
-    def items(self) -> dict[str, dict]:
-        from authz.snapshots import store
 
-        pages = store.client().get_paginator("scan").paginate(TableName=self.name, ConsistentRead=True)
-        return {item["pk"]["S"]: item for page in pages for item in page["Items"]}
+@pytest.fixture(autouse=True)
+def fresh_throttles():
+    """Throttle counters (and the anti-entropy cursor) live in the cache; each test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
 
-    def snapshots(self) -> dict:
-        from lambda_bridge.snapshot import from_item
 
-        return {key: from_item(item) for key, item in self.items().items()}
+@pytest.fixture
+def client_for():
+    """An API client signed in as `user` (None: anonymous)."""
 
-    def snapshot(self, key: str):
-        return self.snapshots().get(key)
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return make
+
+
+# --- the authorizer -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def signing_keys() -> dict[str, SigningKey]:
+    return {name: SigningKey(f"kid-{name}-{uuid.uuid4().hex[:8]}",
+                             rsa.generate_private_key(public_exponent=65537, key_size=2048))
+            for name in ("a", "b", "stranger")}
+
+
+@pytest.fixture
+def cold_start(table, dynamodb_endpoint, signing_keys, capsys):
+    """cold_start(**env overrides) → a handler built as AWS would start it, from
+    exactly that environment."""
+    from lambda_bridge.handler import build
+
+    def start(**overrides) -> Lambda:
+        return Lambda(build(lambda_env(table.name, dynamodb_endpoint, **overrides)), table, signing_keys, capsys)
+
+    return start

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 OURS = ("authz", "bench", "config", "devices", "lambda_bridge", "tests")
 WEB_LAYERS = ("devices.api", "devices.admin")
 SHARED_PLUMBING = ("config.api", "config.console")
@@ -133,3 +134,90 @@ def test_the_check_sees_forbidden_imports(tmp_path):
                                                       "config.console imports authz.models.SigningKey"]
     assert violations(tmp_path, "lambda_bridge") == ["lambda_bridge.handler imports devices.models",
                                                      "lambda_bridge.handler imports devices.models.Level"]
+
+
+# --- the test suite's own scaffolding ---------------------------------------------------
+# Helpers live in tests/support/; a conftest holds fixtures only and a test module
+# holds tests, so neither is imported: pytest finds fixtures by name, and a
+# fixture several packages use is defined once, in tests/conftest.py.
+
+
+def imports_of_conftests_and_tests(root: Path) -> list[str]:
+    """`module imports name` for every import, under tests/, of a conftest or a test module."""
+    found = []
+    for path in sorted((root / "tests").rglob("*.py")):
+        for name in sorted(imported_names(path, root)):
+            target = root.joinpath(*name.split(".")).with_suffix(".py")
+            if name.startswith("tests.") and target.is_file() and (
+                    target.name == "conftest.py" or target.name.startswith("test_")):
+                found.append(f"{module_name(path, root)} imports {name}")
+    return found
+
+
+def _is_fixture(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    # @pytest.fixture, @pytest.fixture(...), @fixture after `from pytest import fixture`
+    return (isinstance(target, ast.Attribute) and target.attr == "fixture") or (
+        isinstance(target, ast.Name) and target.id == "fixture")
+
+
+def fixture_definitions(root: Path) -> dict[str, list[str]]:
+    """Fixture name -> the modules under tests/ that define it."""
+    found: dict[str, list[str]] = {}
+    for path in sorted((root / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef) and any(_is_fixture(d) for d in node.decorator_list):
+                found.setdefault(node.name, []).append(module_name(path, root))
+    return found
+
+
+def test_no_test_imports_a_conftest_or_a_test_module():
+    assert imports_of_conftests_and_tests(ROOT) == [], "import helpers from tests/support/"
+
+
+def redefined_shared_fixtures(definitions: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Fixtures a conftest defines that are defined again elsewhere (another
+    conftest, or shadowed in a test module). A test module's own fixtures may
+    share a name with another module's: each is local to its module."""
+    return {name: where for name, where in definitions.items()
+            if len(where) > 1 and any(module.endswith("conftest") for module in where)}
+
+
+def test_a_shared_fixture_is_defined_once():
+    definitions = fixture_definitions(ROOT)
+    assert redefined_shared_fixtures(definitions) == {}
+    assert {name: where for name, where in definitions.items()
+            if any(module.startswith("tests.support") for module in where)} == {}, "tests/support holds no fixtures"
+    # Those several packages use are the root conftest's.
+    assert {"client_for", "fresh_throttles", "signing_keys", "cold_start", "table", "world"} <= {
+        name for name, where in definitions.items() if where == ["tests.conftest"]}
+
+
+def test_the_scaffolding_check_sees_forbidden_imports(tmp_path):
+    files = {
+        "tests/__init__.py": "",
+        "tests/conftest.py": "import pytest\n\n@pytest.fixture\ndef world():\n    pass\n",
+        "tests/support/__init__.py": "",
+        "tests/support/processes.py": "def test_database_url():\n    pass\n",
+        "tests/api/__init__.py": "",
+        "tests/api/conftest.py": "from tests.conftest import world\n",
+        "tests/api/test_a.py": "from tests.support.processes import test_database_url\nfrom . import conftest\n",
+        "tests/api/test_b.py": "def f():\n    from tests.api.test_a import rates\n",
+        "tests/authz/__init__.py": "",
+        "tests/authz/conftest.py": "import pytest\n\n@pytest.fixture(autouse=True)\ndef world():\n    pass\n",
+        "tests/authz/test_c.py": "import tests.authz.conftest\nfrom pytest import fixture\n\n"
+                                 "@fixture\ndef local():\n    pass\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+
+    assert imports_of_conftests_and_tests(tmp_path) == [
+        "tests.api.conftest imports tests.conftest",
+        "tests.api.test_a imports tests.api.conftest",
+        "tests.api.test_b imports tests.api.test_a",
+        "tests.authz.test_c imports tests.authz.conftest",
+    ]
+    definitions = fixture_definitions(tmp_path)
+    assert definitions == {"world": ["tests.authz.conftest", "tests.conftest"], "local": ["tests.authz.test_c"]}
+    assert redefined_shared_fixtures(definitions) == {"world": ["tests.authz.conftest", "tests.conftest"]}

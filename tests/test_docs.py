@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 # Where citations live; generated, vendored and result folders are not ours to check.
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "build", "__pycache__", ".pytest_cache", ".hypothesis"}

@@ -1,9 +1,8 @@
 """`platform/` is deployment material; the stdlib `platform` module must win."""
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_import_platform_from_repository_root_is_the_standard_library():

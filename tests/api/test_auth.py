@@ -4,7 +4,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from devices.models import User
-from tests.api.conftest import assert_error, url
+from tests.support.api import assert_error, url
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from devices import services
 from devices.errors import ErrorCode, Kind
 from devices.models import Invitation, Level
-from tests.api.conftest import assert_error, tenant_url, url
+from tests.support.api import assert_error, tenant_url, url
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,8 @@ from devices import services
 from devices.errors import ErrorCode
 from devices.models import AuditEvent, Device, Level, Share
 from devices.selectors import effective_access
-from tests.api.conftest import assert_error, tenant_url
 from tests.factories import DeviceFactory, DeviceTypeFactory
+from tests.support.api import assert_error, tenant_url
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,8 @@ class TestList:
         assert names(client_for(world.alice).get(tenant_url("device-list", world), query)) == expected
 
     def test_group_filter(self, world, client_for):
-        assert names(client_for(world.owner).get(tenant_url("device-list", world), {"group": world.group.pk})) == ["Lamp"]
+        response = client_for(world.owner).get(tenant_url("device-list", world), {"group": world.group.pk})
+        assert names(response) == ["Lamp"]
 
     def test_bad_filter_value_is_400(self, world, client_for):
         response = client_for(world.owner).get(tenant_url("device-list", world), {"level": "god"})
@@ -79,7 +80,8 @@ class TestList:
 class TestRegister:
     def test_owner_registers_and_it_is_audited_as_api(self, world, client_for):
         response = client_for(world.alice).post(
-            tenant_url("device-list", world), {"name": "Kettle", "device_type": world.type.slug, "thing_name": "kettle-1"}
+            tenant_url("device-list", world),
+            {"name": "Kettle", "device_type": world.type.slug, "thing_name": "kettle-1"},
         )
         assert response.status_code == 201, response.content
         body = response.json()
@@ -103,7 +105,8 @@ class TestRegister:
 
     def test_thing_name_in_use_is_409(self, world, other, client_for):
         response = client_for(world.alice).post(
-            tenant_url("device-list", world), {"name": "X", "device_type": world.type.slug, "thing_name": other.lock.thing_name}
+            tenant_url("device-list", world),
+            {"name": "X", "device_type": world.type.slug, "thing_name": other.lock.thing_name},
         )
         body = assert_error(response, 409, "conflict", registry_code=ErrorCode.THING_NAME_TAKEN)
         assert "thing_name" in body["fields"]
@@ -187,7 +190,8 @@ class TestAccess:
         assert body["share"] != direct.pk
 
     def test_owner_and_admin(self, world, client_for):
-        assert client_for(world.owner).get(tenant_url("device-access", world, device=world.lamp.pk)).json()["through"] == "ownership"
+        access = tenant_url("device-access", world, device=world.lamp.pk)
+        assert client_for(world.owner).get(access).json()["through"] == "ownership"
         body = client_for(world.admin).get(tenant_url("device-access", world, device=world.lamp.pk)).json()
         assert (body["level"], body["through"]) == (None, "tenant_admin")
 

@@ -7,7 +7,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from devices import selectors
-from tests.api.conftest import assert_error, url
+from tests.support.api import assert_error, url
 
 pytestmark = pytest.mark.django_db
 

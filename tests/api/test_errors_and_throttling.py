@@ -3,24 +3,19 @@ import pytest
 from rest_framework.test import APIClient
 
 from devices.models import Level, Share, User
-from tests.api.conftest import assert_error, tenant_url, url
+from tests.support.api import assert_error, rates, tenant_url, url
 
 pytestmark = pytest.mark.django_db
-
-
-def rates(settings, **scopes):
-    settings.REST_FRAMEWORK = {
-        **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **scopes},
-    }
 
 
 class TestShape:
     def test_service_validation_error_maps_to_400_with_fields(self, world, client_for):
         client = client_for(world.owner)
-        client.post(tenant_url("device-shares", world, device=world.lock.pk), {"grantee": world.alice.email, "level": "view"})
+        client.post(tenant_url("device-shares", world, device=world.lock.pk),
+                    {"grantee": world.alice.email, "level": "view"})
         share = Share.objects.get(grantee=world.alice)
-        response = client.patch(tenant_url("share-detail", world, pk=share.pk), {"level": "control", "can_reshare": True})
+        response = client.patch(tenant_url("share-detail", world, pk=share.pk),
+                                {"level": "control", "can_reshare": True})
         body = assert_error(response, 400, "invalid")
         assert body["fields"] == {"can_reshare": ["Only a manage share may allow re-sharing."]}
         assert body["detail"].startswith("can_reshare:")

@@ -3,7 +3,7 @@ not an OverflowError (500) on SQLite. CI runs this on SQLite as well as on
 PostgreSQL (.ci/run)."""
 import pytest
 
-from tests.api.conftest import assert_error, tenant_url
+from tests.support.api import assert_error, tenant_url
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from authz.models import IssuedCredential
 from devices import services
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Membership, Share
-from tests.api.conftest import url
+from tests.support.api import url
 
 
 @dataclass
@@ -43,7 +43,8 @@ ENDPOINTS = {
     "me": Endpoint({"get": None}, scope="personal"),
     "tenant-list": Endpoint({"get": None}, scope="personal"),
     "invitation-list": Endpoint({"get": None}, scope="personal"),
-    "invitation-accept": Endpoint({"post": None}, objects=lambda w: {"pk": w.invitation_to_member.pk}, scope="personal"),
+    "invitation-accept": Endpoint({"post": None}, objects=lambda w: {"pk": w.invitation_to_member.pk},
+                                  scope="personal"),
     "invitation-decline": Endpoint({"post": None}, objects=lambda w: {"pk": w.invitation_to_member.pk},
                                    scope="personal"),
     # Tenant paths.

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -15,9 +14,10 @@ from django.utils import timezone
 
 from devices import selectors
 from devices.models import Device, DeviceGroup, Level, Share
-from tests.api.conftest import tenant_url
-from tests.conftest import require
 from tests.factories import DeviceFactory, DeviceGroupFactory, MembershipFactory, ShareFactory, member
+from tests.support.api import tenant_url
+from tests.support.paths import ROOT
+from tests.support.services import require
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,8 @@ def expected_devices(user, tenant):
             rows.append((device.name, device.pk, int(Level.OWNER)))
             continue
         levels = [s.level for s in Share.objects.filter(grantee=user)
-                  if s.is_live(now) and (s.device_id == device.pk or (device.group_id and s.group_id == device.group_id))]
+                  if s.is_live(now)
+                  and (s.device_id == device.pk or (device.group_id and s.group_id == device.group_id))]
         if levels:
             rows.append((device.name, device.pk, max(levels)))
     return [(pk, level) for _, pk, level in sorted(rows)]
@@ -135,7 +136,8 @@ def test_lists_ask_for_no_distinct(crowd, client_for, name):
 
 def subplan_loops(plan: dict) -> list[int]:
     """`Actual Loops` of every SubPlan node in an EXPLAIN (FORMAT JSON) tree."""
-    found = [plan["Actual Loops"]] if plan.get("Parent Relationship") == "SubPlan" and "Limit" in plan["Node Type"] else []
+    subplan = plan.get("Parent Relationship") == "SubPlan" and "Limit" in plan["Node Type"]
+    found = [plan["Actual Loops"]] if subplan else []
     for child in plan.get("Plans", []):
         found += subplan_loops(child)
     return found
@@ -167,7 +169,7 @@ def database_options(**env) -> dict:
     script = "import django, json; django.setup(); from django.conf import settings; " \
              "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {})))"
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DATABASE_JIT"}}
-    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
                             env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings.test", **env},
                             capture_output=True, text=True, check=True)
     return json.loads(result.stdout)

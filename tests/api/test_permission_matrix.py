@@ -18,8 +18,8 @@ import pytest
 
 from devices import services
 from devices.models import AuditEvent, Device, DeviceGroup, Level, Share
-from tests.api.conftest import tenant_url
 from tests.factories import member
+from tests.support.api import tenant_url
 
 pytestmark = pytest.mark.django_db
 

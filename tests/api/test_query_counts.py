@@ -5,7 +5,6 @@ from django.test.utils import CaptureQueriesContext
 
 from devices import services
 from devices.models import Level
-from tests.api.conftest import tenant_url, url
 from tests.factories import (
     AuditEventFactory,
     DeviceFactory,
@@ -17,6 +16,7 @@ from tests.factories import (
     TenantFactory,
     member,
 )
+from tests.support.api import tenant_url, url
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from devices import services
 from devices.errors import ErrorCode
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Membership, Share
-from tests.api.conftest import assert_error, tenant_url, url
+from tests.support.api import assert_error, tenant_url, url
 
 pytestmark = pytest.mark.django_db
 
@@ -179,7 +179,8 @@ class TestGroups:
     def test_only_own_devices_join(self, world, client_for):
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.MANAGE)
         gid = client_for(world.alice).post(tenant_url("group-list", world), {"name": "Mine"}).json()["id"]
-        response = client_for(world.alice).post(tenant_url("group-devices", world, group=gid), {"device": world.lock.pk})
+        response = client_for(world.alice).post(tenant_url("group-devices", world, group=gid),
+                                                {"device": world.lock.pk})
         assert "device" in assert_error(response, 400, registry_code=ErrorCode.GROUP_OWNER_MISMATCH)["fields"]
 
     def test_group_sharee_sees_group_with_level(self, world, client_for):

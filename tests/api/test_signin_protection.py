@@ -5,7 +5,6 @@ without a password or a token."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from axes.models import AccessAttempt
@@ -13,8 +12,8 @@ from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
 from devices.models import AuditEvent, User
-from tests.api.conftest import assert_error, url
-from tests.api.test_errors_and_throttling import rates
+from tests.support.api import assert_error, rates, url
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +51,7 @@ def test_trusted_proxies_come_from_the_environment():
             "print(settings.REST_FRAMEWORK['NUM_PROXIES'], settings.TRUSTED_PROXY_COUNT)")
     env = {"DJANGO_SETTINGS_MODULE": "config.settings.test", "TRUSTED_PROXY_COUNT": "2", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+                         cwd=ROOT)
     assert out.stdout.split() == ["2", "2"]
 
 

@@ -11,8 +11,7 @@ from django.utils import timezone
 from authz.models import SigningKey, SigningKeyring
 from authz.tokens import rotation, signing_keys
 from lambda_bridge import keys
-
-ISSUER, AUDIENCE = "https://devshare.test", "devshare-iot"
+from tests.support.lambda_env import AUDIENCE, ISSUER
 
 
 class Clock:

@@ -18,9 +18,8 @@ from authz.tokens import rotation
 from devices import services
 from devices.models import AuditEvent, Level
 from lambda_bridge import keys
-from tests.api.conftest import assert_error, tenant_url
-from tests.api.test_errors_and_throttling import rates
 from tests.factories import DeviceFactory
+from tests.support.api import assert_error, rates, tenant_url
 
 pytestmark = pytest.mark.django_db
 

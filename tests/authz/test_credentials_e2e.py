@@ -18,10 +18,10 @@ from devices import services
 from devices.models import Level, Tenant
 from devices.selectors import effective_access
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
-from tests.api.conftest import tenant_url
 from tests.authz.signing_helpers import Clock
-from tests.lambda_bridge.conftest import ACCOUNT, EVENTS, REGION
 from tests.lambda_bridge.spec import expected, expected_of_device, probes
+from tests.support.api import tenant_url
+from tests.support.lambda_env import ACCOUNT, EVENTS, REGION
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,8 @@ from config.celery_app import app
 from devices import services
 from devices.models import Level
 from lambda_bridge import snapshot
-from tests.authz.conftest import ROOT, CeleryProcess, OwnRedis, test_database_url, unit_celery_args, wait_until
+from tests.support.paths import ROOT
+from tests.support.processes import CeleryProcess, OwnRedis, test_database_url, unit_celery_args, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -167,7 +168,7 @@ class ShareWriter:
     (grantee, device) pair, so each write changes someone's snapshot."""
 
     def __init__(self, world, client):
-        from tests.api.conftest import tenant_url
+        from tests.support.api import tenant_url
 
         self.world, self.client, self.url = world, client, tenant_url
         self.pairs = [(u, d) for u in (world.alice, world.bob, world.carol) for d in (world.lamp, world.lock)]
@@ -278,7 +279,7 @@ def test_a_redis_outage_under_200_api_writes_costs_no_5xx_and_no_worker(world, t
 def test_throttled_writes_pass_with_one_warning_while_the_throttle_cache_is_down(world, table, settings, caplog):
     from rest_framework.test import APIClient
 
-    from tests.api.conftest import tenant_url
+    from tests.support.api import tenant_url
 
     own = OwnRedis()
     own.start()

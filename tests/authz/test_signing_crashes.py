@@ -10,7 +10,7 @@ from authz.tokens import publication, rotation, signing_keys
 from devices import audit
 from lambda_bridge import keys
 from tests.authz.signing_helpers import Clock, assert_converged, keyring
-from tests.conftest import require
+from tests.support.services import require
 
 
 class Crash(Exception):

@@ -9,7 +9,8 @@ from authz.snapshots import store
 from authz.tokens import rotation, signing_keys
 from lambda_bridge import tokens
 from lambda_bridge.refusal import Refused
-from tests.authz.signing_helpers import AUDIENCE, ISSUER, Clock, token
+from tests.authz.signing_helpers import Clock, token
+from tests.support.lambda_env import AUDIENCE, ISSUER
 
 pytestmark = pytest.mark.django_db
 

@@ -2,11 +2,9 @@
 events with it in a process that has no Django."""
 import subprocess
 import sys
-from pathlib import Path
 
 from authz.tokens import simulator
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
 
 
 def test_the_simulator_imports_no_django():

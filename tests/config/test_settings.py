@@ -1,14 +1,13 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
-from tests.conftest import IN_CI
+from tests.support.paths import ROOT
+from tests.support.services import IN_CI
 
-ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = "k" * 20 + "Zq8#x!" + "r4nd0m-ch4r5-f0r-t3st" + "9" * 10
 # A Fernet key (32 bytes, url-safe base64) that is not the development one.
 GOOD_FERNET_KEY = "cHJvZHVjdGlvbi10ZXN0LWtleS1ub3QtdGhlLWRldiE="

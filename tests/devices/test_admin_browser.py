@@ -7,7 +7,7 @@ import pytest
 
 from devices import services
 from devices.models import Level
-from tests.conftest import require
+from tests.support.services import require
 
 pytestmark = pytest.mark.browser
 

@@ -3,15 +3,14 @@ code records is in it, nothing in it goes unused, and recording anything else
 fails before a row is written."""
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
 from devices import audit
 from devices.audit_actions import KNOWN, Action
 from devices.models import AuditEvent
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("devices", "authz", "config", "lambda_bridge")
 
 

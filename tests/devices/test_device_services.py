@@ -91,7 +91,8 @@ class TestRenameTransferDelete:
         assert level_of(world.alice, lamp) is None and level_of(world.bob, lamp) is None
         assert level_of(world.bob, world.lock) is None  # the group share still covers only the group
         assert Invitation.objects.get(device=lamp).status == Invitation.Status.CANCELLED
-        assert AuditEvent.objects.get(action="device.transfer").changes["owner"] == [world.owner.email, world.carol.email]
+        transfer = AuditEvent.objects.get(action="device.transfer")
+        assert transfer.changes["owner"] == [world.owner.email, world.carol.email]
 
     def test_transfer_keeping_shares(self, world):
         services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL)

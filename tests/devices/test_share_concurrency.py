@@ -22,9 +22,9 @@ from rest_framework.test import APIClient
 from authz.models import PrincipalSync
 from authz.snapshots.compiler import Principal, compile_snapshots
 from devices.models import Share
-from tests.api.conftest import tenant_url
-from tests.conftest import World
 from tests.factories import member
+from tests.support.api import tenant_url
+from tests.support.world import World
 
 SECONDS = float(os.environ.get("SHARE_RACE_SECONDS", "60"))
 CLIENTS = 20
@@ -106,7 +106,7 @@ class Race:
                     self.statuses[response.status_code] += 1
                     if response.status_code >= 500:
                         self.errors.append(f"{response.status_code} {response.content[:100]!r}")
-        except Exception as exc:  # a failure in the test itself must not pass silently
+        except Exception as exc:  # noqa: BLE001  (a crash in the test's own thread must fail it, not vanish)
             with self.lock:
                 self.errors.append(f"client crashed: {exc!r}")
         finally:

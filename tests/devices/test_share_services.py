@@ -78,7 +78,8 @@ class TestCreate:
 
     def test_target_must_be_exactly_one(self, world):
         with pytest.raises(ValidationError, match="exactly one"):
-            services.create_share(actor=world.owner, grantee=world.alice, device=world.lamp, group=world.group, level=Level.VIEW)
+            services.create_share(actor=world.owner, grantee=world.alice, device=world.lamp, group=world.group,
+                                  level=Level.VIEW)
 
     def test_no_share_to_owner_or_self(self, world):
         with pytest.raises(ValidationError, match="owner already"):
@@ -203,7 +204,8 @@ class TestUpdate:
         services.update_share(actor=world.owner, share=s, level=Level.CONTROL, expires_at=hours(3))
         s.refresh_from_db()
         assert (s.level, s.expires_at is not None) == (Level.CONTROL, True)
-        assert AuditEvent.objects.filter(action="share.update", object_id=str(s.pk)).get().changes["after"]["level"] == "control"
+        update = AuditEvent.objects.filter(action="share.update", object_id=str(s.pk)).get()
+        assert update.changes["after"]["level"] == "control"
 
     def test_dropping_reshare_revokes_children(self, world):
         a = share(world, world.alice, level=Level.MANAGE, can_reshare=True)
@@ -258,7 +260,8 @@ class TestInvitations:
             services.accept_invitation(actor=newcomer, invitation=invitation)
 
     def test_only_the_addressee_may_answer(self, world):
-        invitation = services.create_invitation(actor=world.owner, email="x@example.test", device=world.lock, level=Level.VIEW)
+        invitation = services.create_invitation(actor=world.owner, email="x@example.test", device=world.lock,
+                                                level=Level.VIEW)
         with pytest.raises(PermissionDenied):
             services.accept_invitation(actor=world.alice, invitation=invitation)
         assert not Share.objects.filter(grantee=world.alice).exists()
@@ -283,7 +286,8 @@ class TestInvitations:
             services.create_invitation(actor=world.owner, email="y@example.test", device=world.lock, level=Level.VIEW)
 
     def test_cancel(self, world):
-        invitation = services.create_invitation(actor=world.owner, email="x@example.test", device=world.lock, level=Level.VIEW)
+        invitation = services.create_invitation(actor=world.owner, email="x@example.test", device=world.lock,
+                                                level=Level.VIEW)
         with pytest.raises(PermissionDenied):
             services.cancel_invitation(actor=world.alice, invitation=invitation)
         services.cancel_invitation(actor=world.admin, invitation=invitation)

@@ -13,7 +13,7 @@ from authz.snapshots.compiler import LEVEL_CODES
 from devices.api import filters, serializers
 from devices.models import SHARE_LEVELS, THING_NAME_RE, Device, Level, validate_thing_name
 from lambda_bridge import snapshot, vocabulary
-from tests.platform.conftest import ROOT
+from tests.support.paths import ROOT
 
 TEMPLATE = ROOT / "platform" / "authorizer.yaml"
 

@@ -17,7 +17,8 @@ def expected(action: str, name: str, levels: dict[str, int], cid: str) -> bool:
         if action == "iot:Publish":
             if _shadow_request(name, shadow, "get"):
                 return True
-            if level >= Level.CONTROL and (name.startswith(f"dev/{thing}/in/") or _shadow_request(name, shadow, "update")):
+            if level >= Level.CONTROL and (name.startswith(f"dev/{thing}/in/")
+                                           or _shadow_request(name, shadow, "update")):
                 return True
     return False
 

@@ -2,7 +2,7 @@
 line says which request it answered and whether that was the cold start."""
 from lambda_bridge import snapshot
 from lambda_bridge.snapshot import Entry
-from tests.lambda_bridge.conftest import Context
+from tests.support.lambda_env import Context
 
 LAMP = "lamp-1"
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from lambda_bridge import keys, snapshot
 from lambda_bridge.evaluator import Connection
 from lambda_bridge.snapshot import Entry
-from tests.lambda_bridge.conftest import ACCOUNT, REGION
+from tests.support.lambda_env import ACCOUNT, REGION
 
 LAMP, LOCK = "d-lamp00000001", "d-lock00000001"
 # canned event → where the handler should find the token
@@ -369,7 +369,8 @@ def test_a_scoped_token_narrows_to_its_things(lam):
 
 
 def test_a_group_scope_narrows_to_the_group(lam):
-    lam.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL, group=5), Entry(LOCK, snapshot.VIEW, group=6)])
+    lam.put_snapshot(principal="7",
+                     entries=[Entry(LAMP, snapshot.CONTROL, group=5), Entry(LOCK, snapshot.VIEW, group=6)])
 
     response = lam.invoke(lam.event("test_invoke", lam.token(scope={"group": 5})))
     can = connection(response).can
@@ -514,9 +515,10 @@ def test_a_device_missing_from_its_own_snapshot_cannot_connect(lam):
 def test_a_key_shorter_than_2048_bits_verifies_nothing(cold_start, signing_keys):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from tests.lambda_bridge.conftest import SigningKey
+    from tests.support.lambda_env import SigningKey
 
-    weak = SigningKey("kid-weak", rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    # The weak key is the point: the handler must refuse it.
+    weak = SigningKey("kid-weak", rsa.generate_private_key(public_exponent=65537, key_size=1024))  # noqa: S505
     lam = cold_start()
     lam.keys = {**signing_keys, "a": weak}
     lam.put_keyring()

@@ -20,8 +20,8 @@ from devices.selectors import effective_access
 from lambda_bridge import snapshot
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
 from tests.factories import DeviceFactory, DeviceGroupFactory, DeviceTypeFactory, TenantFactory, member
-from tests.lambda_bridge.conftest import ACCOUNT, REGION
 from tests.lambda_bridge.spec import expected, expected_of_device, probes
+from tests.support.lambda_env import ACCOUNT, REGION
 
 # Thing names that are prefixes of one another, or carry the ':' that a loose
 # ARN wildcard could swallow.
@@ -117,11 +117,11 @@ def _check(lam, world):
             access = effective_access(user=person, device=device, now=now)
             if access is not None:
                 levels[device.thing_name] = access.level
-        judge.compare(person, expect=lambda action, name, cid: expected(action, name, levels, cid),
+        judge.compare(person, expect=lambda action, name, cid, levels=levels: expected(action, name, levels, cid),
                       sub=f"user:{person.pk}", tid=tenant.pk, cid=app_ids[person])
         if person == people[0] and scope:
             scoped = {thing: level for thing, level in levels.items() if thing in scope}
-            judge.compare(person, expect=lambda action, name, cid: expected(action, name, scoped, cid),
+            judge.compare(person, expect=lambda action, name, cid, scoped=scoped: expected(action, name, scoped, cid),
                           sub=f"user:{person.pk}", tid=tenant.pk, cid=app_ids[person], scope={"things": scope})
     for device in devices:
         judge.compare(device, expect=lambda action, name, cid: expected_of_device(action, name, cid),

@@ -126,11 +126,10 @@ def test_the_codec_imports_with_the_standard_library_alone():
     # -I -S: no site-packages, so neither Django nor boto3 can sneak in.
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    from tests.support.paths import ROOT
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import lambda_bridge.snapshot as s; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in {'django', 'boto3', 'devices', 'authz'}))")
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(root)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -3,15 +3,13 @@ and refusal reasons: the Lambda's modules use it, no reason is spelled as a
 literal, and the documented reason table lists exactly the reasons."""
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
-import lambda_bridge
 from lambda_bridge import config, policy, snapshot, tokens, vocabulary
 from lambda_bridge.vocabulary import REFUSAL_REASONS, SETUP_REASONS, Reason
+from tests.support.paths import ROOT
 
-ROOT = Path(lambda_bridge.__file__).resolve().parents[1]
 # The document whose table lists the authorizer's refusal reasons.
 REASON_TABLE_DOC = ROOT / "docs" / "authorizer.md"
 PACKAGE = ROOT / "lambda_bridge"

@@ -10,7 +10,8 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from tests.platform.conftest import BUILD_SCRIPT, ROOT, run_build
+from tests.support.lambda_zip import BUILD_SCRIPT, run_build
+from tests.support.paths import ROOT
 
 EM_X86_64 = 62
 EM_AARCH64 = 183
@@ -174,19 +175,19 @@ def unreachable_index(tmp_path) -> dict:
 
 
 def test_unreachable_index_fails_in_ci(monkeypatch, tmp_path):
-    monkeypatch.setattr("tests.conftest.IN_CI", True)
+    monkeypatch.setattr("tests.support.services.IN_CI", True)
     with pytest.raises(pytest.fail.Exception, match="required in CI"):
         run_build("--output", str(tmp_path / "offline.zip"), env=unreachable_index(tmp_path))
 
 
 def test_unreachable_index_skips_outside_ci(monkeypatch, tmp_path):
-    monkeypatch.setattr("tests.conftest.IN_CI", False)
+    monkeypatch.setattr("tests.support.services.IN_CI", False)
     with pytest.raises(pytest.skip.Exception, match="not available"):
         run_build("--output", str(tmp_path / "offline.zip"), env=unreachable_index(tmp_path))
 
 
 def test_a_broken_build_fails_even_outside_ci(monkeypatch, authorizer_zip):
-    monkeypatch.setattr("tests.conftest.IN_CI", False)
+    monkeypatch.setattr("tests.support.services.IN_CI", False)
     # The zip's folder is a file, so the build cannot write: a failure, not a skip.
     with pytest.raises(pytest.fail.Exception, match="build_lambda_zip.py failed"):
         run_build("--output", str(authorizer_zip / "nested.zip"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lambda_bridge import snapshot
 from lambda_bridge.snapshot import Entry
-from tests.lambda_bridge.conftest import lambda_env
+from tests.support.lambda_env import lambda_env
 
 CHILD = """
 import importlib.util, json, sys

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from tests.platform.conftest import ROOT
+from tests.support.paths import ROOT
 
 UNITS = ROOT / "platform" / "systemd"
 VENV_BIN = "/opt/devshare/.venv/bin/"

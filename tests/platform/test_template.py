@@ -10,7 +10,7 @@ from cfnlint.api import lint
 from cfnlint.config import ManualArgs
 from cfnlint.decode.decode import decode_str
 
-from tests.platform.conftest import ROOT
+from tests.support.paths import ROOT
 
 TEMPLATE = ROOT / "platform" / "authorizer.yaml"
 # A few regions where AWS IoT Core and Lambda's python3.12 both exist.
@@ -165,9 +165,11 @@ def check_django_policies(template: dict) -> None:
                 grants.setdefault(name, set()).update((a, str(resource)) for a in as_list(statement["Action"]))
     on_table = str(get_att(table))
     writer = {(a, on_table) for a in
-              ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive", "dynamodb:BatchGetItem")}
+              ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive",
+               "dynamodb:BatchGetItem")}
     rotation = {("dynamodb:PutItem", on_table), ("dynamodb:GetItem", on_table),
-                ("iot:UpdateAuthorizer", str(get_att(authorizer))), ("iot:DescribeAuthorizer", str(get_att(authorizer)))}
+                ("iot:UpdateAuthorizer", str(get_att(authorizer))),
+                ("iot:DescribeAuthorizer", str(get_att(authorizer)))}
     assert grants == {"SnapshotWriterPolicy": writer, "KeyRotationPolicy": rotation}
     outputs = {o["Value"].get("Ref") for o in template["Outputs"].values() if "Export" in o}
     assert set(policies) <= outputs, "both policy ARNs are exported"
@@ -235,7 +237,8 @@ def _statement(t, sid):
 BREAKAGES = {
     # The Lambda's role.
     "lambda may put items": (check_function_role_is_least_privilege,
-                             lambda t: _statement(t, "ReadSnapshotsAndKeys").update(Action=["dynamodb:GetItem", "dynamodb:PutItem"])),
+                             lambda t: _statement(t, "ReadSnapshotsAndKeys").update(
+                                 Action=["dynamodb:GetItem", "dynamodb:PutItem"])),
     "lambda may get items anywhere": (check_function_role_is_least_privilege,
                                       lambda t: _statement(t, "ReadSnapshotsAndKeys").update(Resource="*")),
     "lambda may use dynamodb:*": (check_function_role_is_least_privilege,
@@ -282,8 +285,8 @@ BREAKAGES = {
     "no source account": (check_invoke_permission, lambda t: _permission(t).pop("SourceAccount")),
     # Django's policies and the table.
     "writer may delete": (check_django_policies,
-                          lambda t: t["Resources"]["SnapshotWriterPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
-                          ["Action"].append("dynamodb:DeleteItem")),
+                          lambda t: (t["Resources"]["SnapshotWriterPolicy"]["Properties"]["PolicyDocument"]
+                                     ["Statement"][0]["Action"].append("dynamodb:DeleteItem"))),
     "rotation on every authorizer": (check_django_policies,
                                      lambda t: t["Resources"]["KeyRotationPolicy"]["Properties"]["PolicyDocument"]
                                      ["Statement"][0].update(Resource="*")),

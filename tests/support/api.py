@@ -1,17 +1,7 @@
-import pytest
-from django.core.cache import cache
+"""Addressing the API and checking its answers."""
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from devices.errors import ErrorCode
-
-
-@pytest.fixture(autouse=True)
-def fresh_throttles():
-    """Throttle counters live in the cache; each test starts with none."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def url(name: str, **kwargs) -> str:
@@ -20,19 +10,6 @@ def url(name: str, **kwargs) -> str:
 
 def tenant_url(name: str, world, **kwargs) -> str:
     return url(name, tenant=world.tenant.slug, **kwargs)
-
-
-@pytest.fixture
-def client_for():
-    """An API client signed in as `user` (None: anonymous)."""
-
-    def make(user=None) -> APIClient:
-        client = APIClient()
-        if user is not None:
-            client.force_authenticate(user)
-        return client
-
-    return make
 
 
 def assert_error(response, status: int, code: str | None = None, *, registry_code: ErrorCode | None = None) -> dict:
@@ -50,3 +27,11 @@ def assert_error(response, status: int, code: str | None = None, *, registry_cod
     if registry_code is not None:
         assert body["code"] == registry_code.value, body
     return body
+
+
+def rates(settings, **scopes):
+    """Set throttle rates per scope (e.g. `auth="3/minute"`) through pytest-django's `settings`."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], **scopes},
+    }
