@@ -94,8 +94,9 @@ def _checked(name: str, pattern: re.Pattern) -> str:
     return name
 
 
-# What json.dumps writes as it is: printable ASCII (and DEL) but the quote and the backslash.
-_VERBATIM = re.compile(r'[ !#-\[\]-~\x7f]*')
+# What json.dumps writes as it is: printable ASCII but the quote and the
+# backslash (it escapes DEL, 0x7f, as \u007f).
+_VERBATIM = re.compile(r'[ !#-\[\]-~]*')
 
 
 def _quoted(resources: list[str]) -> list[str]:
