@@ -18,6 +18,7 @@ ordinary push path (reconciler → push task → conditional write) re-sends it,
 tombstones included: nothing here writes a snapshot itself.
 """
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -38,20 +39,24 @@ CURSOR_KEY = "authz:antientropy:cursor"
 
 # Incidents already reported by this process: one ERROR line when one starts,
 # one INFO line when it is over, nothing in between.
+# A worker runs tasks on several threads: two overlapping passes must not
+# both open the same incident, hence the lock around check-and-set.
 _open: set[str] = set()
+_open_lock = threading.Lock()
 
 
 def _incident(name: str, message: str, *args) -> None:
-    if name in _open:
-        log.info(message, *args)
-    else:
+    with _open_lock:
+        opening = name not in _open
         _open.add(name)
-        log.error(message, *args)
+    (log.error if opening else log.info)(message, *args)
 
 
 def _resolved(name: str, message: str) -> None:
-    if name in _open:
+    with _open_lock:
+        closing = name in _open
         _open.discard(name)
+    if closing:
         log.info(message)
 
 
