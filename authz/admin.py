@@ -2,7 +2,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import CharField, F, OuterRef, Subquery
+from django.db.models import CharField, OuterRef, Subquery
 from django.db.models.functions import Cast
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -41,7 +41,7 @@ class LaggingFilter(admin.SimpleListFilter):
         if self.value() == "failing":
             return queryset.lagging().exclude(last_error="")
         if self.value() == "current":
-            return queryset.filter(pushed_version__gte=F("desired_version"))
+            return queryset.in_sync()
         return queryset
 
 

@@ -45,6 +45,10 @@ class VersionedOutboxQuerySet(models.QuerySet):
     def lagging(self):
         return self.filter(pushed_version__lt=F("desired_version"))
 
+    def in_sync(self):
+        """The rows `VersionedOutbox.in_sync` holds for, in SQL."""
+        return self.filter(pushed_version__gte=F("desired_version"))
+
     def due(self, now):
         """Lagging, and past any backoff or lease."""
         return self.lagging().filter(Q(retry_after__isnull=True) | Q(retry_after__lte=now))

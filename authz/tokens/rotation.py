@@ -250,13 +250,10 @@ class Status:
     desired_version: int
     pushed_version: int  # the keyring's versioned-outbox fields
     pushed_at: datetime | None
+    in_sync: bool
     last_error: str
     authorizer: str
     now: datetime
-
-    @property
-    def in_sync(self) -> bool:
-        return self.pushed_version >= self.desired_version
 
 
 def status(*, now: datetime | None = None, history: int = 3) -> Status:
@@ -279,7 +276,7 @@ def status(*, now: datetime | None = None, history: int = 3) -> Status:
     rows += [_key_status(key, now, "", None) for key in retired]
     ring_row = SigningKeyring.objects.filter(pk=SigningKeyring.SINGLETON).first() or SigningKeyring()
     return Status(keys=rows, next=upcoming, desired_version=ring_row.desired_version,
-                  pushed_version=ring_row.pushed_version, pushed_at=ring_row.pushed_at,
+                  pushed_version=ring_row.pushed_version, pushed_at=ring_row.pushed_at, in_sync=ring_row.in_sync,
                   last_error=ring_row.last_error, authorizer=settings.IOT_AUTHORIZER_NAME, now=now)
 
 

@@ -61,3 +61,14 @@ def test_due_skips_leased_rows_until_the_lease_ends(world):
     assert not PrincipalSync.objects.lagging().exists()
     PrincipalSync.objects.filter(pk=row.pk).repush(holding=1)
     assert PrincipalSync.objects.due(now).get().pushed_version == 1
+
+
+def test_lagging_and_in_sync_split_the_rows_as_the_model_property_does(world):
+    rows = [PrincipalSync.objects.create(tenant=world.tenant, kind=PrincipalSync.Kind.USER, principal=str(n),
+                                         desired_version=desired, pushed_version=pushed)
+            for n, (desired, pushed) in enumerate([(5, 5), (6, 5), (5, 7), (0, 0)])]
+    by_property = {row.pk for row in rows if row.in_sync}
+
+    assert set(PrincipalSync.objects.in_sync().values_list("pk", flat=True)) == by_property == {
+        rows[0].pk, rows[2].pk, rows[3].pk}
+    assert set(PrincipalSync.objects.lagging().values_list("pk", flat=True)) == {rows[1].pk}
