@@ -4,7 +4,8 @@ The rule: lambda_bridge imports nothing of ours (it ships alone, as a zip);
 devices imports nothing from authz (authz builds on devices) and, of the
 project package, only the shared web plumbing; authz builds on the devices
 domain but not on its web layer; the shared plumbing builds on no app's web
-layer and not on authz. Every import statement counts, including those inside
+layer and not on authz; local_iot stands where AWS stands, so of ours it
+imports only the Lambda it invokes, and no Django at all. Every import statement counts, including those inside
 functions and relative ones.
 """
 import ast
@@ -14,7 +15,8 @@ import pytest
 
 from tests.support.paths import ROOT
 
-OURS = ("authz", "bench", "config", "devices", "lambda_bridge", "tests")
+OURS = ("authz", "bench", "config", "devices", "lambda_bridge", "local_iot", "tests")
+DJANGO = ("django", "rest_framework", "drf_spectacular", "django_filters", "axes", "celery")
 WEB_LAYERS = ("devices.api", "devices.admin")
 SHARED_PLUMBING = ("config.api", "config.console")
 
@@ -28,7 +30,7 @@ def _ours_but_lambda_bridge(name: str) -> bool:
 
 
 def _authz_or_beyond_shared_plumbing(name: str) -> bool:
-    return (_under(name, ["authz", "bench", "tests"])
+    return (_under(name, ["authz", "bench", "local_iot", "tests"])
             or (_under(name, ["config"]) and not _under(name, SHARED_PLUMBING))
             # Of the Lambda, only the words both sides must spell alike.
             or (_under(name, ["lambda_bridge"]) and name not in ("lambda_bridge", "lambda_bridge.vocabulary")))
@@ -42,6 +44,10 @@ def _authz_or_a_web_layer(name: str) -> bool:
     return _under(name, ["authz", *WEB_LAYERS])
 
 
+def _ours_but_lambda_bridge_or_django(name: str) -> bool:
+    return (_ours_but_lambda_bridge(name) and not _under(name, ["local_iot"])) or _under(name, DJANGO)
+
+
 # importer -> (why, is the imported name forbidden to it?)
 RULES = {
     "lambda_bridge": ("the Lambda ships alone", _ours_but_lambda_bridge),
@@ -50,6 +56,8 @@ RULES = {
     "authz": ("authz builds on the devices domain, not on its web layer", _devices_web_layer_or_tests),
     "config.api": ("shared plumbing serves every app and builds on no app's web layer", _authz_or_a_web_layer),
     "config.console": ("shared plumbing serves every app and builds on no app's web layer", _authz_or_a_web_layer),
+    "local_iot": ("the local AWS IoT Core stands where AWS stands: the Lambda and libraries, never Django",
+                  _ours_but_lambda_bridge_or_django),
 }
 
 
@@ -116,6 +124,9 @@ def test_the_check_sees_forbidden_imports(tmp_path):
         "config/console.py": "from authz.models import SigningKey\n",
         "lambda_bridge/__init__.py": "",
         "lambda_bridge/handler.py": "from . import policy\nfrom devices.models import Level\n",
+        "local_iot/__init__.py": "",
+        "local_iot/broker.py": "from lambda_bridge import evaluator\nfrom . import gateway\nimport django.conf\n",
+        "local_iot/gateway.py": "def f():\n    from authz.tokens import simulator\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +148,9 @@ def test_the_check_sees_forbidden_imports(tmp_path):
                                                       "config.console imports authz.models.SigningKey"]
     assert violations(tmp_path, "lambda_bridge") == ["lambda_bridge.handler imports devices.models",
                                                      "lambda_bridge.handler imports devices.models.Level"]
+    assert violations(tmp_path, "local_iot") == ["local_iot.broker imports django.conf",
+                                                 "local_iot.gateway imports authz.tokens",
+                                                 "local_iot.gateway imports authz.tokens.simulator"]
 
 
 # --- the test suite's own scaffolding ---------------------------------------------------
