@@ -117,7 +117,7 @@ class Shadows:
                 return self.delete(thing, name, client_token=token)[1]
             return self.update(thing, name, body)[1]
         except ShadowError as error:
-            rejected = {"code": error.code, "message": error.message, "timestamp": self._now()}
+            rejected = {"code": error.code, "message": error.message, "timestamp": self.now()}
             return [(f"{prefix}/rejected", encode(_with_token(rejected, token)))]
 
     @staticmethod
@@ -142,7 +142,7 @@ class Shadows:
                           shadow.metadata.get("desired", {}))
         if delta:
             document["state"]["delta"] = delta
-        document.update(version=shadow.version, timestamp=self._now())
+        document.update(version=shadow.version, timestamp=self.now())
         return document
 
     def update(self, thing: str, name: str | None, document: dict) -> tuple[dict, list[tuple[str, bytes]]]:
@@ -153,7 +153,7 @@ class Shadows:
         shadow = self._shadows.setdefault((thing, name), _Shadow())
         if "version" in request and request["version"] != shadow.version:
             raise ShadowError(409, "Version conflict")
-        now = self._now()
+        now = self.now()
         state, metadata = copy.deepcopy(shadow.state), copy.deepcopy(shadow.metadata)
         for section, patch in request["state"].items():
             if patch is None:
@@ -194,7 +194,7 @@ class Shadows:
         version is kept: a shadow created again carries on from it."""
         shadow = self._existing(thing, name)
         shadow.state, shadow.metadata, shadow.exists = {}, {}, False
-        document = _with_token({"version": shadow.version, "timestamp": self._now()}, client_token)
+        document = _with_token({"version": shadow.version, "timestamp": self.now()}, client_token)
         return document, [(f"{topic_prefix(thing, name)}/delete/accepted", encode(document))]
 
     def names(self, thing: str) -> list[str]:
@@ -215,7 +215,8 @@ class Shadows:
             raise ShadowError(404, f"No shadow exists with name: '{shown}'")
         return shadow
 
-    def _now(self) -> int:
+    def now(self) -> int:
+        """The service's clock, in the whole epoch seconds its documents carry."""
         return int(self._clock())
 
 
