@@ -10,7 +10,8 @@ Two kinds of caller share the paths:
 - a request signed with Signature Version 4 is an IAM caller. Like moto, any
   SigV4-shaped signature is accepted and every operation is allowed: this
   stand-in has no IAM.
-Anything else is refused with 403.
+A request carrying both is taken as signed; one with neither is refused
+with 403.
 
 Routes, parameters and error shapes follow botocore's `iot-data` service
 model (rest-json: the error type in `x-amzn-ErrorType`, the text in the
