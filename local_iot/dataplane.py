@@ -79,7 +79,13 @@ class DataPlane:
         try:
             operation, argument = _route(request)
             if _signed_with_sigv4(request, query):
-                return await getattr(self, f"_{operation}")(request, argument, query)
+                operations = {"publish": self._publish, "get_connection": self._get_connection,
+                              "delete_connection": self._delete_connection,
+                              "get_thing_shadow": self._get_thing_shadow,
+                              "update_thing_shadow": self._update_thing_shadow,
+                              "delete_thing_shadow": self._delete_thing_shadow,
+                              "list_named_shadows_for_thing": self._list_named_shadows_for_thing}
+                return await operations[operation](request, argument, query)
             if any(name in request.headers or name in query for name in _AUTHORIZER_PARAMETERS):
                 if operation != "publish":
                     raise _error(403, "ForbiddenException", "Forbidden")
