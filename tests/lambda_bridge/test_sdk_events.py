@@ -30,13 +30,12 @@ SIGNED = {
 }
 
 
-@pytest.fixture
-def lam(lam):
+@pytest.fixture(autouse=True)
+def home(lam):
     """User 7 controls the lamp and views the lock; the lamp is a device too."""
     lam.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL), Entry(LOCK, snapshot.VIEW)])
     lam.put_snapshot(principal="8", entries=[Entry(LOCK, snapshot.OWNER)])
     lam.put_snapshot(kind=snapshot.DEVICE, principal=LAMP, entries=[Entry(LAMP, snapshot.OWNER)])
-    return lam
 
 
 def token_for(lam, who: str) -> str:
