@@ -21,6 +21,8 @@ from devices.management.commands.seed_demo import DEVICES
 from devices.models import Device
 
 DEFAULT_CA = Path("build") / "local_iot" / "ca.pem"  # where `make run`'s local_iot writes its CA
+# One issuance at a time: `make run` defaults to SQLite, which takes one writer.
+ISSUING = threading.Lock()
 
 
 class Command(BaseCommand):
@@ -64,7 +66,7 @@ def _issuer(device: Device):
 
     def issue() -> demo_devices.Issued:
         close_old_connections()  # a long-lived thread: never reuse a connection the server closed
-        with audit.origin("command"):
+        with ISSUING, audit.origin("command"):
             creds = credentials.issue_device_credentials(actor=None, device=device, by_operator=True)
         return demo_devices.Issued.of(creds, timezone.now())
 
