@@ -21,9 +21,12 @@ demo: migrate
 	$(PY) manage.py seed_demo
 	$(PY) manage.py ensure_admin --print
 
-# Web console + API, a Celery worker, Celery beat and a local moto DynamoDB.
+# Web console + API, a Celery worker, Celery beat, a local moto DynamoDB, the
+# local AWS IoT Core (local_iot, loopback only) and the demo's simulated devices.
+# `make run DEVICES=0` leaves the devices out.
+DEVICES ?= 1
 run: migrate
-	@HOST=$(HOST) PORT=$(PORT) bash platform/run-local.sh
+	@HOST=$(HOST) PORT=$(PORT) DEVICES=$(DEVICES) bash platform/run-local.sh
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)

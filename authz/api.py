@@ -59,18 +59,26 @@ class CredentialsSerializer(serializers.Serializer):
 
     token = serializers.CharField(help_text="The platform JWT (RS256); never log it.")
     tokenSignature = serializers.CharField(help_text="base64 RSA-SHA256 of the token, checked by AWS IoT.")  # noqa: N815
+    tokenSignatureUrlEncoded = serializers.CharField(  # noqa: N815
+        help_text="tokenSignature URL-encoded (+ / = escaped), for clients that put it into a URL or a username "
+                  "as given, such as the JS SDK's newWebsocketMqttBuilderWithCustomAuth.")
     authorizerName = serializers.CharField()  # noqa: N815
     tokenKeyName = serializers.CharField(help_text="The query parameter or header that carries the token.")  # noqa: N815
     endpoint = serializers.CharField(help_text="The AWS IoT data endpoint (ATS).")
     clientId = serializers.CharField(help_text="Connect with exactly this MQTT client id.")  # noqa: N815
     expiresAt = serializers.DateTimeField()  # noqa: N815
-    mqttUsername = serializers.CharField(help_text="MQTT username for port 443 with ALPN `mqtt`.")  # noqa: N815
-    wssUrl = serializers.CharField(help_text="Browser-ready MQTT-over-WebSocket URL.")  # noqa: N815
+    mqttUsername = serializers.CharField(  # noqa: N815
+        help_text="MQTT username for port 443 with ALPN `mqtt`; with an AWS IoT Device SDK, give this OR the four "
+                  "custom-authorizer fields, never both.")
+    wssUrl = serializers.CharField(  # noqa: N815
+        help_text="MQTT-over-WebSocket URL with the credentials in its query string, for plain MQTT clients such as "
+                  "MQTT.js; AWS's own SDKs put them in the CONNECT username instead.")
 
 
 def _render(creds: credentials.Credentials) -> Response:
     body = CredentialsSerializer({
-        "token": creds.token, "tokenSignature": creds.token_signature, "authorizerName": creds.authorizer_name,
+        "token": creds.token, "tokenSignature": creds.token_signature,
+        "tokenSignatureUrlEncoded": creds.token_signature_url_encoded, "authorizerName": creds.authorizer_name,
         "tokenKeyName": creds.token_key_name, "endpoint": creds.endpoint, "clientId": creds.client_id,
         "expiresAt": creds.expires_at, "mqttUsername": creds.mqtt_username, "wssUrl": creds.wss_url,
     }).data

@@ -93,10 +93,7 @@ def _query_value(query: str, key_name: str) -> str | None:
         values = parse_qs(query, max_num_fields=MAX_QUERY_FIELDS).get(key_name)
     except ValueError:
         raise Refused(Reason.BAD_EVENT, "too many query parameters") from None
-    if values and len(values) > 1:
-        # Two tokens in one request: refusing beats guessing which one counts.
-        raise Refused(Reason.BAD_EVENT, "token parameter given more than once")
-    return values[0] if values else None
+    return _one(values, "token parameter")
 
 
 def _header(headers, key_name: str) -> str | None:
@@ -105,7 +102,17 @@ def _header(headers, key_name: str) -> str | None:
     if len(headers) > MAX_HEADERS:
         raise Refused(Reason.BAD_EVENT, "too many headers")
     wanted = key_name.lower()
-    values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == wanted]
-    if len(values) > 1:
-        raise Refused(Reason.BAD_EVENT, "token header given more than once")
-    return values[0] if values else None
+    return _one([v for k, v in headers.items() if isinstance(k, str) and k.lower() == wanted], "token header")
+
+
+def _one(values: list | None, what: str):
+    """The one value of a parameter, or None. The same value repeated is that
+    value: an AWS SDK handed `mqttUsername` and the four custom-authorizer
+    fields too sends the token twice, and there is nothing to choose between.
+    Two different values are refused: refusing beats guessing which one the
+    gateway verified (docs/decisions/0006-a-repeated-token-parameter.md)."""
+    if not values:
+        return None
+    if any(value != values[0] for value in values[1:]):
+        raise Refused(Reason.BAD_EVENT, f"{what} given more than once, with different values")
+    return values[0]

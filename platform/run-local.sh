@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack on one machine, with demo data.
-#   moto DynamoDB server → table → demo data → snapshots → Celery worker, Celery beat → web console.
+#   moto DynamoDB server → table → demo data → snapshots → Celery worker, Celery beat
+#   → local AWS IoT Core (docs/local-iot.md) → the demo's simulated devices → web console.
 # Redis is the broker when it answers; otherwise a folder under build/ is (slower, same tasks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +59,26 @@ supervise build/worker.log $PY -m celery -A config.celery_app worker --pool thre
 supervise build/beat.log $PY -m celery -A config.celery_app beat --schedule build/celerybeat-schedule \
     --loglevel INFO &
 
+# The local AWS IoT Core, with the Lambda's settings from Django's; IOT_ENDPOINT
+# (config/settings/local.py) points the credentials API at its TLS port.
+: >build/local_iot.log
+supervise build/local_iot.log $PY manage.py run_local_iot &
+IOT_READY=
+for _ in $(seq 100); do
+    grep -q '^local_iot ready ' build/local_iot.log 2>/dev/null && IOT_READY=1 && break
+    sleep 0.2
+done
+if [ -n "$IOT_READY" ]; then
+    # What it printed after its ready line: a table of its URLs.
+    IOT_URLS=$(sed -n '/^local_iot ready /,$p' build/local_iot.log | tail -n +2 | sed 's/^/                     /')
+    # The demo's devices connect to it with device tokens of their own (docs/local-iot.md).
+    if [ "${DEVICES:-1}" != 0 ]; then
+        supervise build/devices.log $PY manage.py simulate_devices &
+    fi
+else
+    IOT_URLS="                     not ready after 20 s; see build/local_iot.log"
+fi
+
 # Commands typed in another shell reach this moto only if told where it is.
 CMD=".venv/bin/python manage.py"
 [ "$DYNAMODB_ENDPOINT_URL" = "http://127.0.0.1:8001" ] || CMD="DYNAMODB_ENDPOINT_URL=$DYNAMODB_ENDPOINT_URL $CMD"
@@ -70,6 +91,8 @@ cat <<MSG
   DynamoDB (moto):   $DYNAMODB_ENDPOINT_URL   worker and beat logs: build/worker.log, build/beat.log
   A snapshot:        $CMD show_snapshot bob@demo.devshare.local
   The authorizer:    $CMD authorize --as bob@demo.devshare.local --action publish --topic dev/demo-front-lock/in/unlock
+  Local AWS IoT Core: CA build/local_iot/ca.pem, log build/local_iot.log; devices' log build/devices.log
+$IOT_URLS
 
 MSG
 $PY manage.py runserver "$HOST:$PORT"

@@ -81,7 +81,16 @@ class Credentials:
         # The signature is base64 (+ / =), so it is URL-encoded like the token.
         return (f"x-amz-customauthorizer-name={quote(self.authorizer_name, safe='')}"
                 f"&{quote(self.token_key_name, safe='')}={quote(self.token, safe='')}"
-                f"&x-amz-customauthorizer-signature={quote(self.token_signature, safe='')}")
+                f"&x-amz-customauthorizer-signature={self.token_signature_url_encoded}")
+
+    @property
+    def token_signature_url_encoded(self) -> str:
+        """The signature ready for a URL or an MQTT username. The JS SDK's
+        `newWebsocketMqttBuilderWithCustomAuth` copies `tokenSignature` into
+        the WebSocket URL as it is, so its `+` arrives as a space and AWS IoT
+        would not verify it; handed this field, such a client sends a valid URL
+        (docs/credentials.md#which-field-each-client-uses)."""
+        return quote(self.token_signature, safe="")
 
     @property
     def mqtt_username(self) -> str:

@@ -15,6 +15,8 @@ AWS_SECRET_ACCESS_KEY = AWS_SECRET_ACCESS_KEY or "local"  # noqa: F405
 # A fixed, public development key for signing keys at rest; production refuses it.
 SIGNING_KEY_ENCRYPTION_KEYS = SIGNING_KEY_ENCRYPTION_KEYS or [DEV_SIGNING_KEY_ENCRYPTION_KEY]  # noqa: F405
 
-# No AWS IoT here: credentials name a placeholder endpoint, and
-# `manage.py authorize` plays the connection against the local authorizer.
-IOT_ENDPOINT = IOT_ENDPOINT or "iot.devshare.localhost"  # noqa: F405
+# The local AWS IoT Core `make run` starts (`manage.py run_local_iot`,
+# docs/local-iot.md): its TLS port serves MQTT with ALPN `mqtt`, wss `/mqtt`
+# and HTTPS, as AWS's 443 does, so the credentials API's `endpoint`,
+# `mqttUsername` and `wssUrl` work against it unchanged.
+IOT_ENDPOINT = IOT_ENDPOINT or "localhost:18443"  # noqa: F405

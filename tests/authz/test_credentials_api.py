@@ -55,8 +55,8 @@ def test_a_person_gets_a_token_for_their_own_app(world, client_for, active_key):
     assert response.status_code == 201, response.content
     assert response["Cache-Control"] == "no-store"
     body = response.json()
-    assert set(body) == {"token", "tokenSignature", "authorizerName", "tokenKeyName", "endpoint", "clientId",
-                         "expiresAt", "mqttUsername", "wssUrl"}
+    assert set(body) == {"token", "tokenSignature", "tokenSignatureUrlEncoded", "authorizerName", "tokenKeyName",
+                         "endpoint", "clientId", "expiresAt", "mqttUsername", "wssUrl"}
     assert jwt.get_unverified_header(body["token"]) == {"alg": "RS256", "typ": "JWT", "kid": active_key.kid}
     claims = claims_of(body, active_key)
     tid, uid = world.tenant.pk, world.owner.pk
@@ -82,6 +82,25 @@ def test_mqtt_username_and_wss_url_carry_the_token_and_signature_url_encoded(wor
     url = urlsplit(body["wssUrl"])
     assert (url.scheme, url.hostname, url.path) == ("wss", django_settings.IOT_ENDPOINT, "/mqtt")
     assert authorizer_params(url.query) == expected
+
+
+def test_a_client_that_pastes_fields_into_a_url_as_given_needs_the_url_encoded_signature(world, client_for,
+                                                                                         active_key):
+    """What the JS SDK's newWebsocketMqttBuilderWithCustomAuth does: it joins
+    the fields into the WebSocket URL without encoding them (issue 14, 7a)."""
+    # Ask until a signature holds a `+`, the character a query parser turns into a space.
+    body = next(b for b in iter(lambda: ask(client_for, world.owner, world).json(), None)
+                if "+" in b["tokenSignature"])
+
+    def pasted(signature: str) -> str:
+        query = (f"x-amz-customauthorizer-name={body['authorizerName']}&{body['tokenKeyName']}={body['token']}"
+                 f"&x-amz-customauthorizer-signature={signature}")
+        return authorizer_params(query)["x-amz-customauthorizer-signature"]
+
+    assert pasted(body["tokenSignature"]) != body["tokenSignature"]
+    assert pasted(body["tokenSignatureUrlEncoded"]) == body["tokenSignature"]
+    assert not set(body["tokenSignatureUrlEncoded"]) & set("+/=")
+    assert f"x-amz-customauthorizer-signature={body['tokenSignatureUrlEncoded']}" in body["wssUrl"]
 
 
 def test_openssl_accepts_the_token_signature_and_refuses_it_for_another_token(world, client_for, active_key,

@@ -396,8 +396,13 @@ def _cases(private) -> list[tuple[str, str, str, dict]]:
         "no token anywhere": {"protocolData": {"mqtt": {"username": "phone", "clientId": "u1.7.app"}}},
         "password not base64": {"protocolData": {"mqtt": {"password": "not base64!"}}},
         "password not ASCII": {"protocolData": {"mqtt": {"password": base64.b64encode("é".encode()).decode()}}},
-        "two headers": {"protocolData": {"http": {"headers": {"devshare-token": good, "Devshare-Token": good}}}},
+        "two headers": {"protocolData": {"http": {"headers": {"devshare-token": good, "Devshare-Token": "b"}}}},
         "two query tokens": {"protocolData": {"http": {"queryString": f"?devshare-token={good}&devshare-token=b"}}},
+        # The same value twice is one token (docs/decisions/0006-a-repeated-token-parameter.md).
+        "the same header twice": {"protocolData": {"http": {"headers": {"devshare-token": good,
+                                                                        "Devshare-Token": good}}}},
+        "the same query token twice": {"protocolData": {"http": {
+            "queryString": f"?devshare-token={good}&devshare-token={good}"}}},
         "many headers": {"protocolData": {"http": {"headers": {f"h{i}": "x" for i in range(201)}}}},
         "empty password, token in username": {"protocolData": {"mqtt": {
             "password": "", "username": f"u?{KEY_NAME}={good}", "clientId": "u1.7.app"}}},

@@ -94,6 +94,8 @@ class Lambda:
             "token_urlencoded": quote(token, safe=""),
             "signature_urlencoded": quote(self.keys[key].sign(token), safe=""),
             "signature": self.keys[key].sign(token),
+            # As awsiotsdk's builders encode it: urllib.parse.quote, which leaves `/` as it is.
+            "signature_sdk_quoted": quote(self.keys[key].sign(token)),
             "client_id": client_id,
             "key_name": KEY_NAME,
         }
