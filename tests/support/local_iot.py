@@ -99,3 +99,83 @@ class RunningLocalIot:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ProbeBroker:
+    """Stands where local_iot.broker.Broker stands, for the listener tests
+    only: it records what each connection presented and the bytes of its
+    first MQTT packet, answers it with a CONNACK (accepted) of the CONNECT's
+    protocol level, then reads until the client leaves. Live MQTT tests use the
+    real broker through RunningLocalIot."""
+
+    CONNACK = b"\x20\x02\x00\x00"
+    CONNACK_5 = b"\x20\x03\x00\x00\x00"  # MQTT 5 adds an empty property length
+
+    def __init__(self):
+        self.presented = []
+        self.first_packets = []
+        self.rest = []
+        self.served = threading.Event()
+
+    async def serve(self, reader, writer, *, presented) -> None:
+        self.presented.append(presented)
+        packet = await _read_mqtt_packet(reader)
+        self.first_packets.append(packet)
+        self.served.set()
+        level = packet[packet.find(b"MQTT") + 4] if b"MQTT" in packet else 4
+        writer.write(self.CONNACK_5 if level == 5 else self.CONNACK)
+        await writer.drain()
+        rest = b""
+        while chunk := await reader.read(65536):
+            rest += chunk
+        self.rest.append(rest)
+
+
+async def _read_mqtt_packet(reader) -> bytes:
+    """One MQTT control packet: the fixed header byte, the variable-length
+    remaining length (MQTT 3.1.1, 2.2.3), then that many bytes."""
+    first = await reader.readexactly(1)
+    length_bytes, length, shift = b"", 0, 0
+    while True:
+        byte = await reader.readexactly(1)
+        length_bytes += byte
+        length |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80:
+            break
+    return first + length_bytes + await reader.readexactly(length)
+
+
+class RunningListeners:
+    """local_iot.listeners.Listeners on 127.0.0.1 (every kind on an ephemeral
+    port) on an event loop of its own in a background thread."""
+
+    def __init__(self, broker, *, dataplane=None, certificates=None):
+        from local_iot.listeners import Listeners
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="listeners", daemon=True)
+        self._thread.start()
+        context = certificates.server_context(Listeners.tls_alpn()) if certificates else None
+        self.listeners = Listeners(broker=broker, dataplane=dataplane, tls_context=context)
+        self.servers = {}
+        kinds = ("mqtt", "http", "tls") if certificates else ("mqtt", "http")
+        for kind in kinds:
+            self.servers[kind] = self.call(self.listeners.start(kind, "127.0.0.1", 0))
+        self.ports = {kind: server.sockets[0].getsockname()[1] for kind, server in self.servers.items()}
+
+    def call(self, coroutine, timeout: float = 30.0):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        async def close():
+            for server in self.servers.values():
+                server.close()
+            await self.listeners.close_connections()
+
+        try:
+            self.call(close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
