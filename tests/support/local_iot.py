@@ -45,13 +45,14 @@ class RunningLocalIot:
     background thread, so synchronous clients (paho, awsiotsdk, boto3, curl in
     a subprocess) can talk to it from the test's thread."""
 
-    def __init__(self, lambda_env: dict[str, str], *, time_scale: float = 1.0, cert_dir=None, **options):
+    def __init__(self, lambda_env: dict[str, str], *, time_scale: float = 1.0, cert_dir=None,
+                 hosts=("127.0.0.1",), **options):
         from local_iot.server import LocalIot
 
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="local_iot", daemon=True)
         self._thread.start()
-        self.iot = LocalIot(lambda_env=lambda_env, hosts=["127.0.0.1"], mqtt_port=0, tls_port=0, http_port=0,
+        self.iot = LocalIot(lambda_env=lambda_env, hosts=list(hosts), mqtt_port=0, tls_port=0, http_port=0,
                             cert_dir=cert_dir, time_scale=time_scale, **options)
         try:
             self.call(self.iot.start())

@@ -1,0 +1,147 @@
+"""LocalIot end to end: real clients (paho-mqtt 3.1.1 and 5) over each
+listener, the real lambda_bridge handler, real tokens and moto
+(docs/local-iot.md#running-it)."""
+import json
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from lambda_bridge import snapshot
+from lambda_bridge.snapshot import Entry
+from local_iot.broker import Broker
+from tests.support.lambda_env import KEY_NAME, lambda_env
+from tests.support.local_iot import RunningLocalIot, Signed
+
+
+def _broker_is_built() -> bool:
+    try:
+        Broker(gateway=None, region="eu-west-1", account="123456789012")
+    except NotImplementedError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _broker_is_built(), reason="the broker part of issue 14 is not merged yet")
+
+LAMP = "d-lamp00000001"
+
+
+@pytest.fixture
+def lam(cold_start):
+    started = cold_start()
+    started.put_keyring()
+    started.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL)])
+    return started
+
+
+@pytest.fixture
+def env(table, dynamodb_endpoint):
+    return lambda_env(table.name, dynamodb_endpoint)
+
+
+@pytest.fixture
+def iot(env, tmp_path):
+    with RunningLocalIot(env, cert_dir=tmp_path / "certs") as running:
+        yield running
+
+
+def signed(lam, *, sign_with=None, **claims) -> Signed:
+    token = lam.token(**claims)
+    return Signed(token, lam.keys[sign_with or "a"].sign(token), KEY_NAME)
+
+
+@dataclass
+class Outcome:
+    connected: bool
+    reason: str
+    messages: list = field(default_factory=list)
+
+
+def paho_session(iot, credentials: Signed, *, via: str, protocol=mqtt.MQTTv311, client_id="u1.7.app",
+                 exchange: tuple[str, str, bytes] | None = None) -> Outcome:
+    """Connect as a real client would; when connected and given `exchange`
+    (a filter, a topic, a payload), subscribe, publish and collect what
+    comes back."""
+    transport = "websockets" if via in ("ws", "wss") else "tcp"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                         transport=transport)
+    port = {"tcp": iot.mqtt_port, "tls": iot.tls_port, "ws": iot.http_port, "wss": iot.tls_port}[via]
+    if via in ("tls", "wss"):
+        context = ssl.create_default_context(cafile=iot.ca_file)
+        if via == "tls":
+            context.set_alpn_protocols(["mqtt"])
+        client.tls_set_context(context)
+    if transport == "websockets":
+        client.ws_set_options(path="/mqtt?" + credentials.query())
+    else:
+        client.username_pw_set(credentials.username())
+    answered, subscribed, received = threading.Event(), threading.Event(), threading.Event()
+    outcome = Outcome(False, "")
+
+    def on_connect(c, userdata, flags, reason, properties):
+        outcome.connected, outcome.reason = not reason.is_failure, str(reason)
+        answered.set()
+
+    def on_message(c, userdata, message):
+        outcome.messages.append((message.topic, message.payload))
+        received.set()
+
+    client.on_connect, client.on_message = on_connect, on_message
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_disconnect = lambda *args: answered.set()
+    client.connect("localhost", port, keepalive=30)
+    client.loop_start()
+    try:
+        assert answered.wait(15), "no CONNACK and no disconnect"
+        if outcome.connected and exchange:
+            subscription, topic, payload = exchange
+            client.subscribe(subscription, qos=1)
+            assert subscribed.wait(10)
+            client.publish(topic, payload, qos=1)
+            received.wait(10)
+        return outcome
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.mark.parametrize("via", ["tcp", "tls", "ws", "wss"])
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["3.1.1", "5"])
+def test_a_token_from_the_key_item_connects_over_every_listener(lam, iot, via, protocol):
+    # The lamp's controller may update its shadow and read the answer.
+    shadow = f"$aws/things/{LAMP}/shadow"
+    desired = json.dumps({"state": {"desired": {"on": True}}}).encode()
+    outcome = paho_session(iot, signed(lam), via=via, protocol=protocol,
+                           exchange=(f"{shadow}/update/accepted", f"{shadow}/update", desired))
+    assert outcome.connected, outcome.reason
+    (topic, payload), *_ = outcome.messages
+    assert topic == f"{shadow}/update/accepted"
+    assert json.loads(payload)["state"]["desired"] == {"on": True}
+
+
+@pytest.mark.parametrize("via", ["tcp", "wss"])
+def test_a_forged_signature_is_refused_at_connect(lam, iot, via):
+    outcome = paho_session(iot, signed(lam, sign_with="stranger"), via=via)
+    assert not outcome.connected
+
+
+def test_another_client_id_than_the_tokens_is_refused(lam, iot):
+    outcome = paho_session(iot, signed(lam), via="tls", client_id="u1.7.someone-else")
+    assert not outcome.connected
+
+
+def test_the_listeners_share_one_port_per_kind_on_both_loopback_addresses(env, tmp_path):
+    with RunningLocalIot(env, cert_dir=tmp_path / "certs", hosts=["127.0.0.1", "::1"]) as running:
+        for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            for port in running.iot.ports.values():
+                with socket.socket(family) as probe:
+                    probe.settimeout(5)
+                    probe.connect((address, port))
+        urls = running.urls
+    assert urls["mqtt"] == f"mqtt://127.0.0.1:{running.iot.ports['mqtt']}"
+    assert urls["wss"] == f"wss://127.0.0.1:{running.iot.ports['tls']}/mqtt"
+    assert urls["ca_file"].endswith("ca.pem") and json.dumps(urls)
