@@ -145,3 +145,78 @@ def test_the_listeners_share_one_port_per_kind_on_both_loopback_addresses(env, t
     assert urls["mqtt"] == f"mqtt://127.0.0.1:{running.iot.ports['mqtt']}"
     assert urls["wss"] == f"wss://127.0.0.1:{running.iot.ports['tls']}/mqtt"
     assert urls["ca_file"].endswith("ca.pem") and json.dumps(urls)
+
+
+# --- refresh and disconnect (time scaled) -----------------------------------------------
+
+
+class Calls:
+    """The real handler; every answer it gave is kept, in order."""
+
+    def __init__(self, handler):
+        self.handler, self.answers = handler, []
+        self.changed = threading.Condition()
+
+    def __call__(self, event, context):
+        answer = self.handler(event, context)
+        with self.changed:
+            self.answers.append(answer)
+            self.changed.notify_all()
+        return answer
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.answers) >= count, timeout)
+
+
+def connected_client(iot, credentials: Signed):
+    """A paho client connected over TLS, and an Event set when it is dropped."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="u1.7.app", protocol=mqtt.MQTTv5)
+    context = ssl.create_default_context(cafile=iot.ca_file)
+    context.set_alpn_protocols(["mqtt"])
+    client.tls_set_context(context)
+    client.username_pw_set(credentials.username())
+    connected, dropped = threading.Event(), threading.Event()
+    client.on_connect = lambda c, u, f, reason, p: connected.set() if not reason.is_failure else None
+    client.on_disconnect = lambda *args: dropped.set()
+    # Keep-alive 0 asks for the broker's longest (20 min, scaled like every
+    # other lifetime), so only the authorizer's lifetimes end these connections.
+    client.connect("localhost", iot.tls_port, keepalive=0)
+    client.loop_start()
+    assert connected.wait(15)
+    return client, dropped
+
+
+def test_a_refused_refresh_drops_the_connection(lam, table, dynamodb_endpoint, tmp_path):
+    from lambda_bridge.handler import build
+
+    env = lambda_env(table.name, dynamodb_endpoint)
+    calls = Calls(build(env))
+    # 300 s of refresh become 3 s.
+    with RunningLocalIot(env, cert_dir=tmp_path / "certs", time_scale=0.01, handler=calls) as iot:
+        client, dropped = connected_client(iot, signed(lam))
+        try:
+            lam.put_snapshot(principal="7", gone=True)  # the person was removed from the tenant
+            assert dropped.wait(20), "still connected after a refused refresh"
+        finally:
+            client.loop_stop()
+    assert [a["isAuthenticated"] for a in calls.answers] == [True, False]
+
+
+def test_a_connection_is_dropped_at_disconnect_after_in_seconds_even_when_refreshes_succeed(
+        lam, table, dynamodb_endpoint, tmp_path):
+    from lambda_bridge.handler import build
+
+    env = lambda_env(table.name, dynamodb_endpoint, DEVSHARE_DISCONNECT_SECONDS="900")
+    calls = Calls(build(env))
+    # Refresh every 300 s, disconnect at 900 s: 3 s and 9 s here.
+    with RunningLocalIot(env, cert_dir=tmp_path / "certs", time_scale=0.01, handler=calls) as iot:
+        client, dropped = connected_client(iot, signed(lam))
+        try:
+            assert calls.wait_for(2), "no refresh"
+            assert not dropped.is_set()  # a refresh that is allowed keeps the connection
+            assert dropped.wait(20), "still connected past disconnectAfterInSeconds"
+        finally:
+            client.loop_stop()
+    assert calls.answers[0]["disconnectAfterInSeconds"] == 900
+    assert all(a["isAuthenticated"] for a in calls.answers)
