@@ -126,3 +126,19 @@ def test_without_a_data_plane_every_request_is_not_found(certificates):
         started.stop()
     assert received.startswith(b"HTTP/1.1 404 Not Found\r\n")
     assert json.loads(received.split(b"\r\n\r\n", 1)[1]) == {"message": "Not Found"}
+
+
+class BrokenPlane:
+    async def handle(self, request):
+        raise RuntimeError("a bug in the data plane")
+
+
+def test_a_data_plane_failure_is_a_500_and_the_listener_keeps_serving(certificates, plane):
+    started = RunningListeners(ProbeBroker(), dataplane=BrokenPlane(), certificates=certificates)
+    try:
+        first = raw_exchange(started.ports["http"], b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        second = raw_exchange(started.ports["http"], b"GET /y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    finally:
+        started.stop()
+    assert first.startswith(b"HTTP/1.1 500 ") and second.startswith(b"HTTP/1.1 500 ")
+    assert json.loads(first.split(b"\r\n\r\n", 1)[1]) == {"message": "Internal failure"}
