@@ -295,7 +295,9 @@ class Gateway:
         self.region = config.region if config else ""
         self.account = config.account if config else ""
         self._keys = _KeyReader(config, self.lambda_env) if signing else None
-        self._handler: Callable | None = handler
+        # Built once, here, like a Lambda's cold start; a bad setting is logged
+        # by the handler now and every connection is refused until it is fixed.
+        self._handler: Callable = handler if handler is not None else _build_handler(self.lambda_env)
         # One invocation at a time, as the brief's "one call at a time"
         # (issue 14, item 3): a Lambda with reserved concurrency 1.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local_iot-authorizer")
@@ -365,8 +367,6 @@ class Gateway:
                 raise Refused(Reason.INVOKE_FAILED, exc.__class__.__name__) from None
 
     def _call(self, event: dict):
-        if self._handler is None:
-            self._handler = _build_handler(self.lambda_env)
         return self._handler(event, _Context(aws_request_id=str(uuid.uuid4())))
 
 

@@ -136,6 +136,15 @@ def test_a_browser_websocket_with_the_parameters_in_its_url_hands_over_the_token
     assert grant.principal_id == "u1x7"
 
 
+def test_by_default_the_real_handler_runs_built_from_the_lambda_env(lam, env, capsys):
+    capsys.readouterr()
+    grant = authorize(gateway(env), mqtt(signed(lam)), connection_id="c-default")
+    assert grant.principal_id == "u1x7"
+    # The handler's own log line, as the Lambda prints it for CloudWatch.
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(r["event"], r["connection"], r["reason"]) for r in lines] == [("authorize", "c-default", "ok")]
+
+
 def test_an_https_publish_with_the_parameters_in_headers_is_an_http_event(lam, env, recording):
     credentials = signed(lam)
     presented = Presented(protocol="http", tls=True, server_name=ENDPOINT, query_string="qos=1",

@@ -220,3 +220,50 @@ def test_a_connection_is_dropped_at_disconnect_after_in_seconds_even_when_refres
             client.loop_stop()
     assert calls.answers[0]["disconnectAfterInSeconds"] == 900
     assert all(a["isAuthenticated"] for a in calls.answers)
+
+
+# --- HTTPS publish through the TLS listener ---------------------------------------------
+
+
+def _data_plane_is_built() -> bool:
+    from local_iot import server
+
+    return server.DataPlane is not None
+
+
+@pytest.mark.skipif(not _data_plane_is_built(), reason="the data-plane part of issue 14 is not merged yet")
+def test_curl_publishes_over_https_with_the_authorizer_headers_to_a_subscribed_device(lam, iot):
+    import shutil
+    import subprocess
+    from urllib.parse import quote
+
+    lam.put_snapshot(kind=snapshot.DEVICE, principal=LAMP, entries=[Entry(LAMP, snapshot.OWNER)])
+    device = signed(lam, sub=f"device:{LAMP}")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=LAMP, protocol=mqtt.MQTTv311)
+    context = ssl.create_default_context(cafile=iot.ca_file)
+    context.set_alpn_protocols(["mqtt"])
+    client.tls_set_context(context)
+    client.username_pw_set(device.username())
+    subscribed, received = threading.Event(), []
+    got = threading.Event()
+    client.on_connect = lambda c, u, f, reason, p: c.subscribe(f"dev/{LAMP}/in/#", qos=1)
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_message = lambda c, u, message: (received.append((message.topic, message.payload)), got.set())
+    client.connect("localhost", iot.tls_port, keepalive=30)
+    client.loop_start()
+    try:
+        assert subscribed.wait(15)
+        person = signed(lam)  # user 7 controls the lamp
+        topic = f"dev/{LAMP}/in/power"
+        headers = [f"{name}: {value}" for name, value in person.headers().items()]
+        result = subprocess.run(
+            [shutil.which("curl"), "-sS", "--cacert", iot.ca_file, "-o", "/dev/null", "-w", "%{http_code}",
+             "-X", "POST", "--data-binary", '{"on": true}', *[arg for h in headers for arg in ("-H", h)],
+             f"https://localhost:{iot.tls_port}/topics/{quote(topic, safe='')}?qos=1"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert result.stdout == "200", result.stderr
+        assert got.wait(10)
+        assert received == [(topic, b'{"on": true}')]
+    finally:
+        client.disconnect()
+        client.loop_stop()
