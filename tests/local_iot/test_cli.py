@@ -36,6 +36,18 @@ def test_only_loopback_addresses_are_accepted(host):
     assert result.returncode == 2 and "not a loopback address" in result.stderr
 
 
+def test_what_it_runs_imports_no_django_and_none_of_the_platform():
+    # It stands where AWS stands: lambda_bridge and libraries only.
+    code = ("import sys, runpy; sys.argv = ['local_iot', '--help']\n"
+            "try:\n    runpy.run_module('local_iot', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'devices', 'authz', 'config', "
+            "'rest_framework'}), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,  # noqa: S603
+                            env={"PATH": os.environ["PATH"]}, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
 def test_a_time_scale_must_be_positive():
     result = local_iot("--time-scale", "0")
     assert result.returncode == 2 and "above 0" in result.stderr
