@@ -298,8 +298,8 @@ class Gateway:
         # Built once, here, like a Lambda's cold start; a bad setting is logged
         # by the handler now and every connection is refused until it is fixed.
         self._handler: Callable = handler if handler is not None else _build_handler(self.lambda_env)
-        # One invocation at a time, as the brief's "one call at a time"
-        # (issue 14, item 3): a Lambda with reserved concurrency 1.
+        # One invocation at a time, like a Lambda with one instance: decisions
+        # come in a fixed order, and the handler's caches see one thread.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local_iot-authorizer")
         self._turn = asyncio.Lock()
 

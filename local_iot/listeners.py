@@ -31,8 +31,8 @@ log = logging.getLogger("local_iot.listeners")
 ALPN_MQTT = "mqtt"
 ALPN_HTTP = "http/1.1"
 WEBSOCKET_PATH = "/mqtt"
-# An idle keep-alive HTTP connection is closed after this long (assumed;
-# AWS does not document its own).
+# An idle keep-alive HTTP connection, or a request that stalls, is closed
+# after this long (assumed; AWS does not document its own).
 HTTP_IDLE_SECONDS = 60.0
 
 
@@ -138,7 +138,7 @@ class Listeners:
                 if head.wants_websocket:
                     await self._serve_websocket(reader, writer, head, tls=tls, server_name=name)
                     return
-                body = await http1.read_body(reader, writer, head)
+                body = await asyncio.wait_for(http1.read_body(reader, writer, head), HTTP_IDLE_SECONDS)
             except TimeoutError:
                 return
             except http1.BadRequest as bad:
