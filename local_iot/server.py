@@ -60,7 +60,7 @@ class LocalIot:
         self.certificates: certs.Certificates | None = None
         self.listeners: Listeners | None = None
         self.ports: dict[str, int] = {}
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[asyncio.Server] = []
 
     async def start(self) -> None:
         self.certificates = await asyncio.to_thread(certs.ensure, self.cert_dir)
@@ -86,10 +86,7 @@ class LocalIot:
         for server in self._servers:
             server.close()
         self._servers.clear()
-        try:
-            await self.broker.close()
-        except NotImplementedError:  # pragma: no cover - only before the broker exists
-            pass
+        await self.broker.close()
         if self.listeners is not None:
             await self.listeners.close_connections()
         self.gateway.close()
