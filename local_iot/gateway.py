@@ -53,6 +53,9 @@ PRINCIPAL_ID = re.compile(r"[a-zA-Z0-9]{1,128}")
 MAX_DOCUMENTS = 10
 MAX_DOCUMENT_CHARS = 2048
 
+# Parameters read from one query string at most (assumed; AWS does not say).
+MAX_QUERY_FIELDS = 64
+
 # How long the token-signing keys read from the key item are trusted. AWS
 # reads an authorizer's keys from its own configuration; locally they are the
 # key item, and a rotation test must see a new key at once: one second.
@@ -90,6 +93,7 @@ class Reason:
     NO_AUTHORIZER_NAME = "no_authorizer_name"
     UNKNOWN_AUTHORIZER = "unknown_authorizer"
     REPEATED_PARAMETER = "repeated_parameter"
+    BAD_QUERY_STRING = "bad_query_string"
     NO_TOKEN = "no_token"  # noqa: S105 - a reason, not a secret
     NO_SIGNATURE = "no_signature"
     BAD_SIGNATURE = "bad_signature"
@@ -133,31 +137,38 @@ class Credentials:
 
 
 def find_credentials(presented: Presented, token_key_name: str) -> Credentials:
-    """MQTT: the username's query string (after the first `?`). WebSocket and
-    HTTPS: each parameter from a header if there is one, else from the URL's
-    query string (custom-auth.html). A parameter given twice in one place is
-    refused, even with the same value: a second token is a question the
-    gateway should not guess the answer to (assumed; AWS does not say)."""
+    """MQTT: the username's query string (after the first `?`). HTTPS: each
+    parameter from a header if there is one, else from the URL's query string
+    (custom-auth.html). WebSockets: the same, then the CONNECT's username, as
+    for MQTT: AWS's own browser SDK puts them there (assumed order; AWS does
+    not say which wins). A parameter given twice in one place is refused, even
+    with the same value: a second token is a question the gateway should not
+    guess the answer to (assumed; AWS does not say)."""
     names = (AUTHORIZER_NAME, token_key_name, SIGNATURE)
-    if presented.protocol == "mqtt":
+    places: list[Mapping[str, list[str]]] = []
+    if presented.protocol in ("ws", "http"):
+        headers: dict[str, list[str]] = {}
+        for name, value in presented.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        places += [{name: headers[name.lower()] for name in names if name.lower() in headers},
+                   _query(presented.query_string)]
+    if presented.protocol in ("ws", "mqtt"):
         username = presented.username or ""
-        query = _query(username.split("?", 1)[1]) if "?" in username else {}
-        return Credentials(*(_one(query, name) for name in names))
-    headers: dict[str, list[str]] = {}
-    for name, value in presented.headers.items():
-        headers.setdefault(name.lower(), []).append(value)
-    query = _query(presented.query_string)
+        places.append(_query(username.split("?", 1)[1]) if "?" in username else {})
     found = []
     for name in names:
-        from_header = _one(headers, name.lower())
-        found.append(from_header if from_header is not None else _one(query, name))
+        values = (_one(place, name) for place in places)
+        found.append(next((value for value in values if value is not None), None))
     return Credentials(*found)
 
 
 def _query(text: str) -> dict[str, list[str]]:
     # parse_qs turns `+` into a space, as AWS does: an SDK that sends a base64
     # signature without URL-encoding it sees its signature fail (issue 14, 7a).
-    return parse_qs(text, keep_blank_values=True, max_num_fields=64)
+    try:
+        return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        raise Refused(Reason.BAD_QUERY_STRING, f"more than {MAX_QUERY_FIELDS} parameters") from None
 
 
 def _one(values: Mapping[str, list[str]], name: str) -> str | None:

@@ -157,6 +157,30 @@ def test_an_https_publish_with_the_parameters_in_headers_is_an_http_event(lam, e
     assert event["protocolData"]["http"]["queryString"] == "?qos=1"
 
 
+def test_over_a_websocket_the_parameters_may_ride_in_the_username_as_aws_browser_sdk_sends_them(
+        lam, env, recording):
+    # AWS's browser SDK (aws-iot-device-sdk-v2 for JS) leaves the URL bare and
+    # builds the username itself: `?name=…&key=token&signature=…&SDK=…`.
+    credentials = signed(lam)
+    username = "?" + credentials.query() + "&SDK=NodeJSv2&Version=1.28.0"
+    presented = Presented(protocol="ws", tls=True, server_name=ENDPOINT, client_id="u1.7.app", username=username,
+                          headers=browser("").headers, query_string="")
+    grant = authorize(gateway(env, recording), presented)
+    (event,) = recording.events
+    assert event["token"] == credentials.token and event["signatureVerified"] is True
+    assert event["protocolData"]["http"]["queryString"] == ""
+    assert event["protocolData"]["mqtt"]["username"] == username
+    assert grant.principal_id == "u1x7"
+
+
+def test_over_a_websocket_the_url_wins_over_the_username(lam, env, recording):
+    good, forged = signed(lam), signed(lam, sign_with="stranger")
+    presented = Presented(protocol="ws", tls=True, server_name=ENDPOINT, client_id="u1.7.app",
+                          username="?" + forged.query(), query_string=good.query())
+    authorize(gateway(env, recording), presented)
+    assert recording.events[0]["token"] == good.token
+
+
 def test_headers_win_over_the_query_string(lam, env, recording):
     good = signed(lam)
     forged = signed(lam, sign_with="stranger")
@@ -204,7 +228,9 @@ def _username_without(credentials: Signed, name: str) -> str:
     # Issue 14, 7(e): even the same value twice is refused.
     (lambda c: c.username() + f"&{KEY_NAME}={quote(c.token, safe='')}", "repeated_parameter"),
     (lambda c: c.username() + "&x-amz-customauthorizer-name=devshare", "repeated_parameter"),
-], ids=["unknown name", "no name", "no query", "no token", "no signature", "token twice", "name twice"])
+    (lambda c: c.username() + "".join(f"&p{n}=x" for n in range(64)), "bad_query_string"),
+], ids=["unknown name", "no name", "no query", "no token", "no signature", "token twice", "name twice",
+        "too many parameters"])
 def test_what_the_gateway_refuses_without_invoking(lam, env, recording, username, reason):
     assert refusal(gateway(env, recording), mqtt(username=username(signed(lam)))) == reason
     assert recording.events == []
