@@ -144,3 +144,11 @@ def test_a_websocket_on_another_path_is_not_found(running, probe):
                     b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
         assert raw.recv(4096).startswith(b"HTTP/1.1 404")
     assert probe.presented == []
+
+
+def test_an_upgrade_without_a_websocket_key_is_a_bad_request(running, probe):
+    with socket.create_connection(("127.0.0.1", running.ports["http"])) as raw:
+        raw.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 400")
+    assert probe.presented == []
