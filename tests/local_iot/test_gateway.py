@@ -41,8 +41,9 @@ def env(table, dynamodb_endpoint):
 
 
 @pytest.fixture
-def lam(cold_start):
-    """Slot A active; user 7 of tenant 1 controls the lamp."""
+def fn(cold_start):
+    """The authorizer function, cold-started: slot A active, and user 7 of
+    tenant 1 controls the lamp. (Not `lam`: that is lambda_bridge's own.)"""
     started = cold_start()
     started.put_keyring()
     started.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL)])
@@ -58,9 +59,9 @@ def gateway(env, handler=None, **options) -> Gateway:
     return Gateway(lambda_env=env, authorizer_name="devshare", token_key_name=KEY_NAME, handler=handler, **options)
 
 
-def signed(lam, *, key="a", sign_with=None, **claims) -> Signed:
-    token = lam.token(key=key, **claims)
-    return Signed(token, lam.keys[sign_with or key].sign(token), KEY_NAME)
+def signed(fn, *, key="a", sign_with=None, **claims) -> Signed:
+    token = fn.token(key=key, **claims)
+    return Signed(token, fn.keys[sign_with or key].sign(token), KEY_NAME)
 
 
 def authorize(gw: Gateway, presented: Presented, connection_id: str = "c-1"):
@@ -98,8 +99,8 @@ def browser(query: str, *, headers=None, client_id="u1.7.app") -> Presented:
 # --- allowed, as AWS would send it ------------------------------------------------------
 
 
-def test_an_mqtt_connect_with_the_parameters_in_its_username_is_granted_what_the_lambda_answered(lam, env, recording):
-    credentials = signed(lam)
+def test_an_mqtt_connect_with_the_parameters_in_its_username_is_granted_what_the_lambda_answered(fn, env, recording):
+    credentials = signed(fn)
     sdk_username = credentials.username(extra="&SDK=Python&Version=1.31.0&Platform=Linux&Metadata=(a=b)")
     grant = authorize(gateway(env, recording), mqtt(username=sdk_username, password=b"\x00raw\xff"))
 
@@ -122,8 +123,8 @@ def test_an_mqtt_connect_with_the_parameters_in_its_username_is_granted_what_the
     assert connection.can("iot:Publish", f"dev/{LAMP}/in/on")
 
 
-def test_a_browser_websocket_with_the_parameters_in_its_url_hands_over_the_token_it_verified(lam, env, recording):
-    credentials = signed(lam)
+def test_a_browser_websocket_with_the_parameters_in_its_url_hands_over_the_token_it_verified(fn, env, recording):
+    credentials = signed(fn)
     presented = browser(credentials.query())
     grant = authorize(gateway(env, recording), presented)
 
@@ -136,17 +137,17 @@ def test_a_browser_websocket_with_the_parameters_in_its_url_hands_over_the_token
     assert grant.principal_id == "u1x7"
 
 
-def test_by_default_the_real_handler_runs_built_from_the_lambda_env(lam, env, capsys):
+def test_by_default_the_real_handler_runs_built_from_the_lambda_env(fn, env, capsys):
     capsys.readouterr()
-    grant = authorize(gateway(env), mqtt(signed(lam)), connection_id="c-default")
+    grant = authorize(gateway(env), mqtt(signed(fn)), connection_id="c-default")
     assert grant.principal_id == "u1x7"
     # The handler's own log line, as the Lambda prints it for CloudWatch.
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [(r["event"], r["connection"], r["reason"]) for r in lines] == [("authorize", "c-default", "ok")]
 
 
-def test_an_https_publish_with_the_parameters_in_headers_is_an_http_event(lam, env, recording):
-    credentials = signed(lam)
+def test_an_https_publish_with_the_parameters_in_headers_is_an_http_event(fn, env, recording):
+    credentials = signed(fn)
     presented = Presented(protocol="http", tls=True, server_name=ENDPOINT, query_string="qos=1",
                           headers={"host": ENDPOINT, "content-type": "application/json", **credentials.headers()})
     authorize(gateway(env, recording), presented)
@@ -158,10 +159,10 @@ def test_an_https_publish_with_the_parameters_in_headers_is_an_http_event(lam, e
 
 
 def test_over_a_websocket_the_parameters_may_ride_in_the_username_as_aws_browser_sdk_sends_them(
-        lam, env, recording):
+        fn, env, recording):
     # AWS's browser SDK (aws-iot-device-sdk-v2 for JS) leaves the URL bare and
     # builds the username itself: `?name=…&key=token&signature=…&SDK=…`.
-    credentials = signed(lam)
+    credentials = signed(fn)
     username = "?" + credentials.query() + "&SDK=NodeJSv2&Version=1.28.0"
     presented = Presented(protocol="ws", tls=True, server_name=ENDPOINT, client_id="u1.7.app", username=username,
                           headers=browser("").headers, query_string="")
@@ -173,36 +174,36 @@ def test_over_a_websocket_the_parameters_may_ride_in_the_username_as_aws_browser
     assert grant.principal_id == "u1x7"
 
 
-def test_over_a_websocket_the_url_wins_over_the_username(lam, env, recording):
-    good, forged = signed(lam), signed(lam, sign_with="stranger")
+def test_over_a_websocket_the_url_wins_over_the_username(fn, env, recording):
+    good, forged = signed(fn), signed(fn, sign_with="stranger")
     presented = Presented(protocol="ws", tls=True, server_name=ENDPOINT, client_id="u1.7.app",
                           username="?" + forged.query(), query_string=good.query())
     authorize(gateway(env, recording), presented)
     assert recording.events[0]["token"] == good.token
 
 
-def test_headers_win_over_the_query_string(lam, env, recording):
-    good = signed(lam)
-    forged = signed(lam, sign_with="stranger")
+def test_headers_win_over_the_query_string(fn, env, recording):
+    good = signed(fn)
+    forged = signed(fn, sign_with="stranger")
     authorize(gateway(env, recording), browser(forged.query(), headers=good.headers()))
     assert recording.events[0]["token"] == good.token
 
 
-def test_a_plain_listener_sends_no_tls_and_no_server_name(lam, env, recording):
-    authorize(gateway(env, recording), mqtt(signed(lam), tls=False))
+def test_a_plain_listener_sends_no_tls_and_no_server_name(fn, env, recording):
+    authorize(gateway(env, recording), mqtt(signed(fn), tls=False))
     (event,) = recording.events
     assert event["protocols"] == ["mqtt"] and "tls" not in event["protocolData"]
 
 
-def test_time_scale_shortens_refresh_and_disconnect(lam, env, recording):
-    grant = authorize(gateway(env, recording, time_scale=0.01), mqtt(signed(lam)))
+def test_time_scale_shortens_refresh_and_disconnect(fn, env, recording):
+    grant = authorize(gateway(env, recording, time_scale=0.01), mqtt(signed(fn)))
     (answer,) = recording.answers
     assert grant.refresh_in == pytest.approx(answer["refreshAfterInSeconds"] * 0.01)
     assert grant.disconnect_in == pytest.approx(answer["disconnectAfterInSeconds"] * 0.01)
 
 
-def test_unsigned_the_token_may_ride_in_the_password_and_is_not_verified(lam, env, recording):
-    token = lam.token()
+def test_unsigned_the_token_may_ride_in_the_password_and_is_not_verified(fn, env, recording):
+    token = fn.token()
     presented = mqtt(username="devshare?x-amz-customauthorizer-name=devshare", password=token.encode())
     grant = authorize(gateway(env, recording, signing=False), presented)
     (event,) = recording.events
@@ -231,37 +232,37 @@ def _username_without(credentials: Signed, name: str) -> str:
     (lambda c: c.username() + "".join(f"&p{n}=x" for n in range(64)), "bad_query_string"),
 ], ids=["unknown name", "no name", "no query", "no token", "no signature", "token twice", "name twice",
         "too many parameters"])
-def test_what_the_gateway_refuses_without_invoking(lam, env, recording, username, reason):
-    assert refusal(gateway(env, recording), mqtt(username=username(signed(lam)))) == reason
+def test_what_the_gateway_refuses_without_invoking(fn, env, recording, username, reason):
+    assert refusal(gateway(env, recording), mqtt(username=username(signed(fn)))) == reason
     assert recording.events == []
 
 
-def test_a_signature_by_a_key_not_in_the_key_item_never_reaches_the_lambda(lam, env, recording):
-    assert refusal(gateway(env, recording), mqtt(signed(lam, sign_with="stranger"))) == "bad_signature"
+def test_a_signature_by_a_key_not_in_the_key_item_never_reaches_the_lambda(fn, env, recording):
+    assert refusal(gateway(env, recording), mqtt(signed(fn, sign_with="stranger"))) == "bad_signature"
     assert recording.events == []
 
 
-def test_a_signature_sent_without_url_encoding_fails_as_on_aws(lam, env, recording):
+def test_a_signature_sent_without_url_encoding_fails_as_on_aws(fn, env, recording):
     # Issue 14, 7(a): `+` in a query string is a space, so a base64 signature
     # with a `+` that was not URL-encoded no longer decodes.
-    credentials = signed(lam)
+    credentials = signed(fn)
     while "+" not in credentials.signature:
-        credentials = signed(lam)
+        credentials = signed(fn)
     presented = browser(credentials.query(encode_signature=False))
     assert refusal(gateway(env, recording), presented) == "bad_signature"
     assert recording.events == []
 
 
-def test_a_key_staged_in_the_key_item_verifies_once_the_short_cache_has_passed(lam, env, recording):
+def test_a_key_staged_in_the_key_item_verifies_once_the_short_cache_has_passed(fn, env, recording):
     gw = gateway(env, recording)
-    with_b = signed(lam, key="b")
+    with_b = signed(fn, key="b")
 
     async def run():
         try:
             with pytest.raises(Refused) as caught:
                 await gw.authorize(mqtt(with_b), connection_id="c-1")
             assert caught.value.reason == "bad_signature"
-            lam.put_keyring(a="active", b="staged", version=2)
+            fn.put_keyring(a="active", b="staged", version=2)
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -277,16 +278,16 @@ def test_a_key_staged_in_the_key_item_verifies_once_the_short_cache_has_passed(l
 
 
 def test_no_key_item_means_no_connection(cold_start, env, recording):
-    lam = cold_start()  # no key item written
-    assert refusal(gateway(env, recording), mqtt(signed(lam))) == "keys_unavailable"
+    fn = cold_start()  # no key item written
+    assert refusal(gateway(env, recording), mqtt(signed(fn))) == "keys_unavailable"
     assert recording.events == []
 
 
 # --- the Lambda's answer ----------------------------------------------------------------
 
 
-def test_a_lambda_refusal_is_a_refusal(lam, env, recording):
-    credentials = signed(lam, cid="u1.7.other")
+def test_a_lambda_refusal_is_a_refusal(fn, env, recording):
+    credentials = signed(fn, cid="u1.7.other")
     assert refusal(gateway(env, recording), mqtt(credentials)) == "not_authenticated"
     assert recording.answers[0]["isAuthenticated"] is False
 
@@ -324,26 +325,26 @@ CONDITION = json.dumps({"Version": "2012-10-17", "Statement": [
 ], ids=["not a dict", "isAuthenticated string", "principal dash", "principal empty", "principal 129",
         "11 documents", "2049 characters", "document object", "not json", "condition", "documents string",
         "refresh 299", "refresh float", "refresh bool", "disconnect 86401", "disconnect missing"])
-def test_an_answer_outside_the_contract_is_refused(lam, env, answer):
-    assert refusal(gateway(env, lambda event, context: answer), mqtt(signed(lam))) == "bad_response"
+def test_an_answer_outside_the_contract_is_refused(fn, env, answer):
+    assert refusal(gateway(env, lambda event, context: answer), mqtt(signed(fn))) == "bad_response"
 
 
-def test_an_answer_at_the_contracts_edges_is_accepted(lam, env):
+def test_an_answer_at_the_contracts_edges_is_accepted(fn, env):
     document = _allowed()["policyDocuments"][0]
     edge = _allowed(principalId="A" * 128, refreshAfterInSeconds=300, disconnectAfterInSeconds=86_400,
                     policyDocuments=[document + " " * (2048 - len(document))] * 10)
-    grant = authorize(gateway(env, lambda event, context: edge), mqtt(signed(lam)))
+    grant = authorize(gateway(env, lambda event, context: edge), mqtt(signed(fn)))
     assert (grant.principal_id, len(grant.documents), grant.disconnect_in) == ("A" * 128, 10, 86_400)
 
 
-def test_a_lambda_that_raises_is_a_failed_invocation(lam, env):
+def test_a_lambda_that_raises_is_a_failed_invocation(fn, env):
     def broken(event, context):
         raise RuntimeError("boom")
 
-    assert refusal(gateway(env, broken), mqtt(signed(lam))) == "invoke_failed"
+    assert refusal(gateway(env, broken), mqtt(signed(fn))) == "invoke_failed"
 
 
-def test_a_lambda_slower_than_the_timeout_is_refused(lam, env):
+def test_a_lambda_slower_than_the_timeout_is_refused(fn, env):
     import threading
 
     release = threading.Event()
@@ -353,12 +354,12 @@ def test_a_lambda_slower_than_the_timeout_is_refused(lam, env):
         return _allowed()
 
     try:
-        assert refusal(gateway(env, stuck, invoke_timeout=0.2), mqtt(signed(lam))) == "invoke_timeout"
+        assert refusal(gateway(env, stuck, invoke_timeout=0.2), mqtt(signed(fn))) == "invoke_timeout"
     finally:
         release.set()
 
 
-def test_the_lambda_is_invoked_one_call_at_a_time(lam, env):
+def test_the_lambda_is_invoked_one_call_at_a_time(fn, env):
     import threading
 
     running, most = [0], [0]
@@ -377,7 +378,7 @@ def test_the_lambda_is_invoked_one_call_at_a_time(lam, env):
                 running[0] -= 1
 
     gw = gateway(env, counting)
-    credentials = [signed(lam) for _ in range(6)]
+    credentials = [signed(fn) for _ in range(6)]
 
     async def run():
         try:
@@ -394,9 +395,9 @@ def test_the_lambda_is_invoked_one_call_at_a_time(lam, env):
 # --- the log ----------------------------------------------------------------------------
 
 
-def test_each_decision_is_one_json_log_line_without_credentials(lam, env, recording, caplog):
+def test_each_decision_is_one_json_log_line_without_credentials(fn, env, recording, caplog):
     caplog.set_level(logging.INFO, logger="local_iot.gateway")
-    good, forged = signed(lam), signed(lam, sign_with="stranger")
+    good, forged = signed(fn), signed(fn, sign_with="stranger")
     authorize(gateway(env, recording), mqtt(good), connection_id="c-ok")
     with pytest.raises(Refused):
         authorize(gateway(env, recording), mqtt(forged), connection_id="c-forged")

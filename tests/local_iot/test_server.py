@@ -31,7 +31,9 @@ LAMP = "d-lamp00000001"
 
 
 @pytest.fixture
-def lam(cold_start):
+def fn(cold_start):
+    """The authorizer function, cold-started: slot A active, and user 7 of
+    tenant 1 controls the lamp."""
     started = cold_start()
     started.put_keyring()
     started.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL)])
@@ -49,9 +51,9 @@ def iot(env, tmp_path):
         yield running
 
 
-def signed(lam, *, sign_with=None, **claims) -> Signed:
-    token = lam.token(**claims)
-    return Signed(token, lam.keys[sign_with or "a"].sign(token), KEY_NAME)
+def signed(fn, *, sign_with=None, **claims) -> Signed:
+    token = fn.token(**claims)
+    return Signed(token, fn.keys[sign_with or "a"].sign(token), KEY_NAME)
 
 
 @dataclass
@@ -111,11 +113,11 @@ def paho_session(iot, credentials: Signed, *, via: str, protocol=mqtt.MQTTv311, 
 
 @pytest.mark.parametrize("via", ["tcp", "tls", "ws", "wss"])
 @pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["3.1.1", "5"])
-def test_a_token_from_the_key_item_connects_over_every_listener(lam, iot, via, protocol):
+def test_a_token_from_the_key_item_connects_over_every_listener(fn, iot, via, protocol):
     # The lamp's controller may update its shadow and read the answer.
     shadow = f"$aws/things/{LAMP}/shadow"
     desired = json.dumps({"state": {"desired": {"on": True}}}).encode()
-    outcome = paho_session(iot, signed(lam), via=via, protocol=protocol,
+    outcome = paho_session(iot, signed(fn), via=via, protocol=protocol,
                            exchange=(f"{shadow}/update/accepted", f"{shadow}/update", desired))
     assert outcome.connected, outcome.reason
     (topic, payload), *_ = outcome.messages
@@ -124,13 +126,13 @@ def test_a_token_from_the_key_item_connects_over_every_listener(lam, iot, via, p
 
 
 @pytest.mark.parametrize("via", ["tcp", "wss"])
-def test_a_forged_signature_is_refused_at_connect(lam, iot, via):
-    outcome = paho_session(iot, signed(lam, sign_with="stranger"), via=via)
+def test_a_forged_signature_is_refused_at_connect(fn, iot, via):
+    outcome = paho_session(iot, signed(fn, sign_with="stranger"), via=via)
     assert not outcome.connected
 
 
-def test_another_client_id_than_the_tokens_is_refused(lam, iot):
-    outcome = paho_session(iot, signed(lam), via="tls", client_id="u1.7.someone-else")
+def test_another_client_id_than_the_tokens_is_refused(fn, iot):
+    outcome = paho_session(iot, signed(fn), via="tls", client_id="u1.7.someone-else")
     assert not outcome.connected
 
 
@@ -187,16 +189,16 @@ def connected_client(iot, credentials: Signed):
     return client, dropped
 
 
-def test_a_refused_refresh_drops_the_connection(lam, table, dynamodb_endpoint, tmp_path):
+def test_a_refused_refresh_drops_the_connection(fn, table, dynamodb_endpoint, tmp_path):
     from lambda_bridge.handler import build
 
     env = lambda_env(table.name, dynamodb_endpoint)
     calls = Calls(build(env))
     # 300 s of refresh become 3 s.
     with RunningLocalIot(env, cert_dir=tmp_path / "certs", time_scale=0.01, handler=calls) as iot:
-        client, dropped = connected_client(iot, signed(lam))
+        client, dropped = connected_client(iot, signed(fn))
         try:
-            lam.put_snapshot(principal="7", gone=True)  # the person was removed from the tenant
+            fn.put_snapshot(principal="7", gone=True)  # the person was removed from the tenant
             assert dropped.wait(20), "still connected after a refused refresh"
         finally:
             client.loop_stop()
@@ -204,14 +206,14 @@ def test_a_refused_refresh_drops_the_connection(lam, table, dynamodb_endpoint, t
 
 
 def test_a_connection_is_dropped_at_disconnect_after_in_seconds_even_when_refreshes_succeed(
-        lam, table, dynamodb_endpoint, tmp_path):
+        fn, table, dynamodb_endpoint, tmp_path):
     from lambda_bridge.handler import build
 
     env = lambda_env(table.name, dynamodb_endpoint, DEVSHARE_DISCONNECT_SECONDS="900")
     calls = Calls(build(env))
     # Refresh every 300 s, disconnect at 900 s: 3 s and 9 s here.
     with RunningLocalIot(env, cert_dir=tmp_path / "certs", time_scale=0.01, handler=calls) as iot:
-        client, dropped = connected_client(iot, signed(lam))
+        client, dropped = connected_client(iot, signed(fn))
         try:
             assert calls.wait_for(2), "no refresh"
             assert not dropped.is_set()  # a refresh that is allowed keeps the connection
@@ -232,13 +234,13 @@ def _data_plane_is_built() -> bool:
 
 
 @pytest.mark.skipif(not _data_plane_is_built(), reason="the data-plane part of issue 14 is not merged yet")
-def test_curl_publishes_over_https_with_the_authorizer_headers_to_a_subscribed_device(lam, iot):
+def test_curl_publishes_over_https_with_the_authorizer_headers_to_a_subscribed_device(fn, iot):
     import shutil
     import subprocess
     from urllib.parse import quote
 
-    lam.put_snapshot(kind=snapshot.DEVICE, principal=LAMP, entries=[Entry(LAMP, snapshot.OWNER)])
-    device = signed(lam, sub=f"device:{LAMP}")
+    fn.put_snapshot(kind=snapshot.DEVICE, principal=LAMP, entries=[Entry(LAMP, snapshot.OWNER)])
+    device = signed(fn, sub=f"device:{LAMP}")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=LAMP, protocol=mqtt.MQTTv311)
     context = ssl.create_default_context(cafile=iot.ca_file)
     context.set_alpn_protocols(["mqtt"])
@@ -253,7 +255,7 @@ def test_curl_publishes_over_https_with_the_authorizer_headers_to_a_subscribed_d
     client.loop_start()
     try:
         assert subscribed.wait(15)
-        person = signed(lam)  # user 7 controls the lamp
+        person = signed(fn)  # user 7 controls the lamp
         topic = f"dev/{LAMP}/in/power"
         headers = [f"{name}: {value}" for name, value in person.headers().items()]
         result = subprocess.run(
