@@ -395,8 +395,15 @@ class _KeyReader:
     the Lambda's own store settings and kept for KEY_CACHE_SECONDS."""
 
     def __init__(self, config: Config | None, env: Mapping[str, str]):
-        self.config, self.env = config, env
+        # The client is made here, in the starting thread: boto3's default
+        # session is not safe to make clients from in several threads.
         self._store: DynamoStore | None = None
+        self._unusable = "the Lambda's settings do not parse" if config is None else ""
+        if config is not None:
+            try:
+                self._store = DynamoStore.from_config(config, credentials=_credentials(env))
+            except Exception as exc:  # noqa: BLE001  (e.g. botocore refusing the endpoint URL)
+                self._unusable = f"{exc.__class__.__name__} making the DynamoDB client"
         self._pems: list[str] = []
         self._read_at = float("-inf")
         self._reading = asyncio.Lock()
@@ -409,11 +416,9 @@ class _KeyReader:
             return self._pems
 
     def _read(self) -> list[str]:
-        if self.config is None:
-            raise Refused(Reason.KEYS_UNAVAILABLE, "the Lambda's settings do not parse")
+        if self._store is None:
+            raise Refused(Reason.KEYS_UNAVAILABLE, self._unusable)
         try:
-            if self._store is None:
-                self._store = DynamoStore.from_config(self.config, credentials=_credentials(self.env))
             item = self._store.get(keys.ITEM_KEY)
         except Exception as exc:  # noqa: BLE001  (network, missing table, permissions)
             raise Refused(Reason.KEYS_UNAVAILABLE, exc.__class__.__name__) from None

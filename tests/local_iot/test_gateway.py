@@ -410,3 +410,11 @@ def test_each_decision_is_one_json_log_line_without_credentials(fn, env, recordi
     for secret in (good.token, good.signature, forged.signature, quote(good.signature, safe=""),
                    good.token.rsplit(".", 1)[-1]):
         assert secret not in text
+
+
+def test_lambda_settings_that_do_not_parse_refuse_every_connection(fn, env, capsys):
+    broken = {**env, "DEVSHARE_AWS_ACCOUNT_ID": "not-an-account"}
+    assert refusal(gateway(broken), mqtt(signed(fn))) == "keys_unavailable"
+    # Unsigned, the Lambda itself is asked, and it refuses as misconfigured.
+    assert refusal(gateway(broken, signing=False), mqtt(signed(fn))) == "not_authenticated"
+    assert '"reason":"misconfigured"' in capsys.readouterr().out
