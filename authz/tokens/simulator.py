@@ -4,13 +4,12 @@ one invocation of the real handler, and the verdict on one action under the
 policies it answered with (docs/authorizer.md).
 
 Plain values in, plain values out, and no Django: `manage.py authorize` feeds
-it from Django's settings, and a local AWS IoT Core needs the same event
-building without Django.
+it from Django's settings. The signature check and the event are local_iot's
+gateway's own (local_iot/gateway.py), so the command and a live connection
+to `make run` send the Lambda the same event.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import io
 import json
@@ -19,13 +18,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
 from lambda_bridge import evaluator
 from lambda_bridge.vocabulary import Reason
+from local_iot.gateway import Presented, build_event, gateway_verifies
+
+__all__ = ["ACTIONS", "LambdaContext", "Report", "Token", "connection_event", "gateway_verifies", "invoke",
+           "lambda_environment"]
 
 ACTIONS = {"connect": "iot:Connect", "publish": "iot:Publish", "subscribe": "iot:Subscribe", "receive": "iot:Receive"}
 
@@ -53,48 +51,23 @@ def lambda_environment(*, table: str, issuer: str, audience: str, token_key_name
     return {name: str(value) for name, value in env.items()}
 
 
-def gateway_verifies(token: str, signature: str, public_pems: list[str]) -> bool:
-    """What the AWS IoT gateway checks before it invokes a signed authorizer:
-    base64(RSA-SHA256(token)), PKCS#1 v1.5, under any of the authorizer's
-    token-signing public keys (the live slots)."""
-    try:
-        raw = base64.b64decode(signature, validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    for pem in public_pems:
-        try:
-            load_pem_public_key(pem.encode()).verify(raw, token.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-            return True
-        except (InvalidSignature, ValueError, TypeError):
-            continue
-    return False
-
-
-def build_event(*, endpoint: str, via: str, client_id: str, token: str = "", mqtt_username: str = "",
-                query_string: str = "") -> dict:
-    """The event AWS IoT Core sends a signed custom authorizer (the canned
-    events in tests/lambda_bridge/events/). The gateway has verified the
-    signature, so `signatureVerified` is true. `via` "mqtt": MQTT over TLS,
-    the parameters in `mqtt_username`; "wss": a WebSocket, in `query_string`
-    (the URL's, without "?")."""
-    event = {"signatureVerified": True, "protocolData": {"tls": {"serverName": endpoint}},
-             "connectionMetadata": {"id": str(uuid.uuid4())}}
+def connection_event(*, endpoint: str, via: str, client_id: str, token: str, mqtt_username: str = "",
+                     query_string: str = "") -> dict:
+    """The event AWS IoT Core sends a signed custom authorizer for one
+    connection, built by local_iot's gateway. The caller has checked the
+    signature (`gateway_verifies`), so the gateway hands over the token it
+    found and `signatureVerified` is true, over either protocol. `via` "mqtt":
+    MQTT over TLS, the parameters in `mqtt_username`; "wss": a browser's
+    WebSocket, in `query_string` (the URL's, without "?")."""
     if via == "mqtt":
-        # MQTT over TLS on 443 (ALPN mqtt): the parameters ride in the username,
-        # and the gateway hands over the token it extracted and verified.
-        event["token"] = token
-        event["protocols"] = ["tls", "mqtt"]
-        event["protocolData"]["mqtt"] = {"username": mqtt_username, "clientId": client_id}
+        presented = Presented(protocol="mqtt", tls=True, server_name=endpoint, client_id=client_id,
+                              username=mqtt_username)
     else:
-        # A browser's WebSocket: the token is only in the URL's query string.
-        event["protocols"] = ["tls", "http", "mqtt"]
-        event["protocolData"]["http"] = {
-            "headers": {"host": endpoint, "sec-websocket-protocol": "mqtt", "sec-websocket-version": "13",
-                        "user-agent": "devshare-authorize"},
-            "queryString": "?" + query_string,
-        }
-        event["protocolData"]["mqtt"] = {"clientId": client_id}
-    return event
+        headers = {"host": endpoint, "sec-websocket-protocol": "mqtt", "sec-websocket-version": "13",
+                   "user-agent": "devshare-authorize"}
+        presented = Presented(protocol="ws", tls=True, server_name=endpoint, client_id=client_id, headers=headers,
+                              query_string=query_string)
+    return build_event(presented, connection_id=str(uuid.uuid4()), token=token, signature_verified=True)
 
 
 @dataclass(frozen=True)

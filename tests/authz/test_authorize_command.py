@@ -173,15 +173,17 @@ def test_a_device_thing_name_is_refused_as_a_persons_client_id(pushed, world):
     assert status == 1 and "reason=client_id_mismatch" in out
 
 
-def test_over_websocket_the_token_comes_from_the_query_string(pushed, world):
+def test_over_websocket_the_gateway_hands_over_the_token_it_found_in_the_query_string(pushed, world):
+    # Issue 14, 7(d): a signed authorizer gets the token the gateway verified,
+    # over a WebSocket as over MQTT, so the Lambda reads it from `token`.
     status, body, _ = as_json("--as", world.owner.email, "--via", "wss", "--action", "publish",
                               "--topic", f"dev/{world.lamp.thing_name}/in/power")
     assert status == 0
-    assert body["log"]["source"] == "query_string"
+    assert body["log"]["source"] == "token"
     assert as_json("--as", world.owner.email, "--action", "connect")[1]["log"]["source"] == "token"
     status, body, _ = as_json("--as", world.alice.email, "--via", "wss", "--action", "publish",
                               "--topic", f"dev/{world.lamp.thing_name}/in/power")
-    assert status == 1 and body["log"]["source"] == "query_string"
+    assert status == 1 and body["log"]["source"] == "token"
 
 
 def test_a_device_connects_as_itself_and_owns_its_topics(pushed, world):

@@ -87,8 +87,9 @@ class Command(BaseCommand):
             raise usage(f"the token's signature does not verify with the authorizer's public keys (kid "
                         f"{creds.kid}): AWS IoT would not invoke the authorizer")
         asked = creds.client_id if client_id is None else client_id
-        event = simulator.build_event(endpoint=creds.endpoint, via=via, client_id=asked, token=creds.token,
-                                      mqtt_username=creds.mqtt_username, query_string=urlsplit(creds.wss_url).query)
+        event = simulator.connection_event(endpoint=creds.endpoint, via=via, client_id=asked, token=creds.token,
+                                           mqtt_username=creds.mqtt_username,
+                                           query_string=urlsplit(creds.wss_url).query)
         response, log_line, cold_start = simulator.invoke(event, env)
 
         left = rotation.format_duration(creds.expires_at - timezone.now())
