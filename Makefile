@@ -25,7 +25,15 @@ demo: migrate
 run: migrate
 	@HOST=$(HOST) PORT=$(PORT) bash platform/run-local.sh
 
-test: $(VENV)/.installed
+# MQTT.js for the browser tests, exactly as tests/browser/package-lock.json pins it;
+# reinstalled when the lock file is newer than the install.
+BROWSER_JS := tests/browser/node_modules/.package-lock.json
+
+$(BROWSER_JS): tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: $(VENV)/.installed $(BROWSER_JS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
