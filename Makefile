@@ -33,8 +33,11 @@ $(BROWSER_JS): tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Two pytest-xdist workers (docs/testing.md#speed); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed $(BROWSER_JS)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
