@@ -88,6 +88,31 @@ def test_a_refused_connect_reports_the_return_or_reason_code(version, code):
     assert closed == {"type": "close"}
 
 
+@pytest.mark.parametrize("version", [4, 5])
+def test_a_denied_publish_is_puback_135_in_mqtt_5_and_silently_dropped_in_3_1_1(version):
+    require(OwnMosquitto.available(), "mosquitto")
+    reason = browser_mqtt.missing()
+    require(reason is None, reason or "")
+    with OwnMosquitto(acl=["topic readwrite harness/#", "topic read readonly/#"]) as broker, \
+            BrowserMqtt() as chromium:
+        client = chromium.client()
+        assert "connack" in client.connect(ws_url(broker), clientId="browser-acl", protocolVersion=version)
+        assert client.subscribe("readonly/#", qos=1) == {"granted": [1]}
+        assert client.subscribe("harness/#", qos=1) == {"granted": [1]}
+
+        denied = client.publish("readonly/state", "not allowed", qos=1)
+        allowed = client.publish("harness/state", "allowed", qos=1)
+        # One connection's messages are handled in order: had the first been
+        # delivered, it would have arrived before the second.
+        messages = client.wait_for_messages(1)
+    if version == 5:
+        assert denied["code"] == NOT_AUTHORIZED_5, denied
+    else:
+        assert denied["ok"] is True, denied  # MQTT 3.1.1's PUBACK has no way to say no
+    assert allowed["ok"] is True, allowed
+    assert [m["topic"] for m in messages] == ["harness/state"]
+
+
 def test_wss_is_refused_without_the_trust_parameter(mosquitto, tls):
     reason = browser_mqtt.missing()
     require(reason is None, reason or "")

@@ -33,10 +33,12 @@ def _listening(port: int) -> bool:
 class OwnMosquitto:
     """`with OwnMosquitto(tls=(cert, key)) as broker:` → broker.mqtt_port,
     broker.ws_port and (with tls) broker.wss_port, all on 127.0.0.1.
-    anonymous=False refuses every client (there are no passwords)."""
+    anonymous=False refuses every client (there are no passwords); `acl`
+    lines (e.g. "topic read harness/#") limit what anonymous clients may do."""
 
-    def __init__(self, *, tls: tuple[Path, Path] | None = None, anonymous: bool = True):
-        self.tls, self.anonymous = tls, anonymous
+    def __init__(self, *, tls: tuple[Path, Path] | None = None, anonymous: bool = True,
+                 acl: list[str] | None = None):
+        self.tls, self.anonymous, self.acl = tls, anonymous, acl
         self.mqtt_port, self.ws_port = free_port(), free_port()
         self.wss_port = free_port() if tls else None
         self.process = None
@@ -53,6 +55,10 @@ class OwnMosquitto:
                  "log_dest stderr", "log_type error", "log_type warning",
                  f"listener {self.mqtt_port} 127.0.0.1", "protocol mqtt",
                  f"listener {self.ws_port} 127.0.0.1", "protocol websockets"]
+        if self.acl is not None:
+            acl = Path(self._dir.name) / "acl"
+            acl.write_text("\n".join(self.acl) + "\n")
+            lines.insert(2, f"acl_file {acl}")
         if self.tls:
             cert, key = self.tls
             lines += [f"listener {self.wss_port} 127.0.0.1", "protocol websockets",
