@@ -62,7 +62,7 @@ class Race:
         self.statuses: Counter = Counter()
         self.errors: list[str] = []
         self.lock = threading.Lock()
-        self.start = threading.Barrier(CLIENTS)  # every client is writing before the first is done
+        self.start = threading.Barrier(CLIENTS)  # the clients start writing together
 
     def url(self, name, **kwargs):
         return tenant_url(name, self.world, **kwargs)
@@ -151,7 +151,9 @@ def test_concurrent_share_writes_on_one_device_never_deadlock_or_corrupt(
           f"responses by status {dict(race.statuses)}")
 
     assert race.errors == [], (race.statuses, race.errors[:5])
-    assert sum(race.statuses.values()) >= (CLIENTS if SECONDS else CLIENTS * REQUESTS), race.statuses
+    made = sum(race.statuses.values())
+    # The clients really did race: each made all its requests (racing for a time: more than one each).
+    assert (made > CLIENTS) if SECONDS else (made == CLIENTS * REQUESTS), race.statuses
     assert any(200 <= s < 300 for s in race.statuses), race.statuses
 
     shares = Share.objects.filter(device=race.device)
