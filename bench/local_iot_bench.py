@@ -3,12 +3,12 @@ the same run (docs/benchmarks.md#local_iot-beside-mosquitto).
 
 The client is paho-mqtt 2.2.0 speaking MQTT 3.1.1 over plain TCP on
 loopback; the reference is a Mosquitto started here (anonymous, no
-persistence, on a free port: never the system's 1883). local_iot runs as
-`python -m local_iot` with the Lambda's environment, a moto DynamoDB server
-(a process of its own) holding the key item and two snapshots, and real
-RS256 tokens signed as the credentials API signs them: every connect goes
-through the custom-authorizer contract and every publish and delivery
-through the policy check.
+persistence, no cap on queued QoS 1 messages, on a free port: never the
+system's 1883). local_iot runs as `python -m local_iot` with the Lambda's
+environment, a moto DynamoDB server (a process of its own) holding the key
+item and two snapshots, and real RS256 tokens signed as the credentials API
+signs them: every connect goes through the custom-authorizer contract and
+every publish and delivery through the policy check.
 
 - connect: TCP connect → CONNACK, a new client each time (the person's
   client id and token);
@@ -104,7 +104,9 @@ def mosquitto(tmp: Path):
     port = free_port()
     conf, log = tmp / "mosquitto.conf", tmp / "mosquitto.log"
     # Started as root, mosquitto would switch to the `mosquitto` user, which cannot read tmp.
-    conf.write_text(f"user {getpass.getuser()}\nallow_anonymous true\npersistence false\n"
+    # max_queued_messages 0: no cap on a subscriber's QoS 1 queue. Mosquitto's default (1,000) drops
+    # what a slower Python subscriber has not taken yet, and a rate of dropped messages compares nothing.
+    conf.write_text(f"user {getpass.getuser()}\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n"
                     f"log_dest stderr\nlog_type error\nlistener {port} 127.0.0.1\n")
     with open(log, "wb") as out:
         process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
