@@ -80,12 +80,15 @@ def test_a_refused_connect_reports_the_return_or_reason_code(version, code):
     require(OwnMosquitto.available(), "mosquitto")
     reason = browser_mqtt.missing()
     require(reason is None, reason or "")
-    with OwnMosquitto(anonymous=False) as broker, BrowserMqtt() as chromium:
+    with OwnMosquitto(anonymous=False) as broker, BrowserMqtt(call_timeout_ms=1000) as chromium:
         client = chromium.client()
         result = client.connect(ws_url(broker), clientId="browser-anonymous", protocolVersion=version)
         closed = client.wait_for_event("close")
+        # Without a connection MQTT.js would hold these forever; the harness answers.
+        after = client.subscribe("harness/#", qos=1), client.publish("harness/x", "late", qos=1)
     assert result["code"] == code, result
     assert closed == {"type": "close"}
+    assert [("error" in r, "granted" in r or "ok" in r) for r in after] == [(True, False)] * 2, after
 
 
 @pytest.mark.parametrize("version", [4, 5])

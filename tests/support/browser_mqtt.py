@@ -66,7 +66,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class MqttPage:
-    """One MQTT.js client in one page; every call returns what the client saw."""
+    """One MQTT.js client in one page; every call returns what the client saw,
+    or {"error": "timeout"} after the harness's call timeout (10 s)."""
 
     def __init__(self, page):
         self.page = page
@@ -78,7 +79,8 @@ class MqttPage:
         return self.page.evaluate("([url, options]) => window.mqttConnect(url, options)", [url, options])
 
     def subscribe(self, topic_filter: str, qos: int = 0) -> dict:
-        """{"granted": [QoS or failure code]} or {"error": ..., "code": ...}."""
+        """{"granted": [the SUBACK's code: QoS, or 128 and up]} (with "error"
+        when it is a failure), or {"error": ..., "code": ...} without a SUBACK."""
         return self.page.evaluate("([f, qos]) => window.mqttSubscribe(f, qos)", [topic_filter, qos])
 
     def publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False) -> dict:
@@ -137,8 +139,8 @@ class BrowserMqtt:
     """Chromium with the harness page served locally; `trust` is a PEM file
     (server certificate or chain) whose keys Chromium accepts for wss://."""
 
-    def __init__(self, *, trust: Path | None = None):
-        self.trust = trust
+    def __init__(self, *, trust: Path | None = None, call_timeout_ms: int = TIMEOUT_MS):
+        self.trust, self.call_timeout_ms = trust, call_timeout_ms
         self._server = self._playwright = self._browser = None
 
     def __enter__(self) -> "BrowserMqtt":
@@ -165,6 +167,7 @@ class BrowserMqtt:
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(f"{self.base_url}/{PAGE}")
         page.wait_for_function("() => typeof window.mqtt === 'object' && typeof window.mqttConnect === 'function'")
+        page.evaluate("(ms) => { window.mqttTimeoutMs = ms; }", self.call_timeout_ms)
         return MqttPage(page)
 
     def __exit__(self, *exc) -> None:
