@@ -2,7 +2,7 @@
 driven through Playwright: what a browser app does with `wssUrl`
 (docs/testing.md#mqttjs-in-chromium, docs/credentials.md).
 
-    with BrowserMqtt(trust=tls.ca) as browser:
+    with BrowserMqtt(trust=server_certificate_pem) as browser:
         client = browser.client()
         client.connect("wss://127.0.0.1:8443/mqtt?...", clientId="u1.2.app")
         client.subscribe("dev/lamp/out/#", qos=1)
