@@ -28,8 +28,19 @@ DEVICES ?= 1
 run: migrate
 	@HOST=$(HOST) PORT=$(PORT) DEVICES=$(DEVICES) bash platform/run-local.sh
 
-test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+# MQTT.js for the browser tests, exactly as tests/browser/package-lock.json pins it;
+# reinstalled when the lock file is newer than the install.
+BROWSER_JS := tests/browser/node_modules/.package-lock.json
+
+$(BROWSER_JS): tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Two pytest-xdist workers (docs/testing.md#speed); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
+test: $(VENV)/.installed $(BROWSER_JS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,8 @@
 """The authorizer zip, built once a session exactly as `make lambda-zip` builds it.
 The authorizer's own fixtures (`cold_start`, `signing_keys`) are tests/conftest.py's,
 so the zip is tested with exactly what the handler tests use."""
+import fcntl
+import os
 import zipfile
 from pathlib import Path
 
@@ -10,9 +12,20 @@ from tests.support.lambda_zip import BUILT_ZIP, run_build
 
 
 @pytest.fixture(scope="session")
-def authorizer_zip() -> Path:
-    """build/authorizer.zip, as `make lambda-zip` writes it."""
-    run_build()
+def authorizer_zip(tmp_path_factory) -> Path:
+    """build/authorizer.zip, as `make lambda-zip` writes it. Under pytest-xdist
+    the workers share one build: the first builds, the others wait on a lock
+    and use its zip (two builds writing build/ at once would clash)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        run_build()
+        return BUILT_ZIP
+    run_dir = tmp_path_factory.getbasetemp().parent  # this run's, shared by its workers
+    with open(run_dir / "authorizer-zip.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        built = run_dir / "authorizer-zip.built"
+        if not built.exists():
+            run_build()
+            built.touch()
     return BUILT_ZIP
 
 

@@ -14,4 +14,7 @@ imports a conftest or another test module (tests/test_architecture.py checks).
 - lambda_env.py: the authorizer's environment, identity constants, `SigningKey`, `Context`
 - authorizer.py: `Lambda`, a cold-started handler and the means to feed it; `assert_contract`
 - lambda_zip.py: `run_build`, the authorizer zip built as `make lambda-zip` builds it
+- mosquitto.py: `OwnMosquitto`, a reference broker of the test's own (MQTT, ws, wss), Django-free
+- local_ca.py: `write_local_ca`, a throw-away CA and a loopback server certificate
+- browser_mqtt.py: `BrowserMqtt`, MQTT.js in Chromium driven through Playwright (docs/testing.md#mqttjs-in-chromium)
 """
