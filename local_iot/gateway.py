@@ -7,7 +7,10 @@ broker, the listeners and the gateway; the bodies are to be written.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping
+
+from lambda_bridge import evaluator
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,27 @@ class Grant:
     documents: tuple[str, ...]
     refresh_in: float  # seconds of real time (already scaled) until the gateway asks again
     disconnect_in: float  # seconds of real time (already scaled) until the connection is closed
+    region: str  # where the policy ARNs point: arn:aws:iot:{region}:{account}:...
+    account: str
+    client_id: str  # the MQTT client id the documents are judged for (iot:Connect's default)
+
+    @cached_property
+    def _judge(self) -> evaluator.Connection | None:
+        # Built once per grant, so a PUBLISH or a delivery never re-parses policy JSON.
+        try:
+            return evaluator.Connection(self.documents, self.region, self.account, self.client_id)
+        except evaluator.PolicyError:
+            # AWS refuses an authorizer answer whose policy it cannot parse; a grant
+            # that slipped through anyway allows nothing.
+            return None
 
     def can(self, action: str, name: str) -> bool:
         """iot:Connect (name = client id), iot:Publish, iot:RetainPublish,
-        iot:Receive (name = topic), iot:Subscribe (name = topic filter)."""
-        raise NotImplementedError
+        iot:Receive (name = topic), iot:Subscribe (name = topic filter).
+        As the broker judges it: explicit Deny wins, and anything but
+        iot:Connect also needs iot:Connect on this grant's client id."""
+        judge = self._judge
+        return judge is not None and judge.can(action, name)
 
 
 class Gateway:
