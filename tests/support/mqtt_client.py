@@ -22,12 +22,12 @@ WAIT = 10  # seconds to wait for something that should happen
 class Client:
     def __init__(self, port: int, client_id: str, password: bytes | None = b"", *, version: int = 5,
                  clean: bool = True, keepalive: int = 60, session_expiry: int | None = None,
-                 will: tuple | None = None, will_properties: dict | None = None):
+                 will: tuple | None = None, will_properties: dict | None = None, manual_ack: bool = False):
         self.port, self.version, self.clean, self.keepalive = port, version, clean, keepalive
         self.session_expiry = session_expiry
         protocol = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
         self.paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                                clean_session=None if version == 5 else clean)
+                                clean_session=None if version == 5 else clean, manual_ack=manual_ack)
         if password is not None:
             self.paho.username_pw_set("user", password)
         if will is not None:  # (topic, payload, qos, retain)
@@ -152,3 +152,31 @@ class Client:
                 sock = self.paho.socket()
                 if sock is not None:
                     sock.close()
+
+
+class RawClient:
+    """Bytes over a socket, for what paho hides or will not send: a 3.1.1
+    CONNACK's return code, a malformed packet. Replies are read with the
+    codec's client-side decoder."""
+
+    def __init__(self, port: int, version: int):
+        from local_iot.mqtt.codec import ClientDecoder
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.decoder = ClientDecoder(version=version)
+        self._ready: list = []
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read(self):
+        """The next packet from the broker, or None once it has closed the connection."""
+        while not self._ready:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self._ready.extend(self.decoder.feed(data))
+        return self._ready.pop(0)
+
+    def close(self) -> None:
+        self.sock.close()
