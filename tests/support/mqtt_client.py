@@ -50,6 +50,7 @@ class Client:
         self.paho.on_message = lambda _c, _u, message: self.messages.put(message)
         self.paho.on_subscribe = lambda _c, _u, mid, codes, _p: self._ack(mid, list(codes))
         self.paho.on_publish = lambda _c, _u, mid, code, _p: self._ack(mid, code)
+        self.paho.on_unsubscribe = lambda _c, _u, mid, codes, _p: self._ack(mid, list(codes))
 
     # --- callbacks (paho's thread) ------------------------------------------------------
 
@@ -94,6 +95,11 @@ class Client:
     def subscribe(self, topic_filter: str, qos: int = 1) -> list:
         """The SUBACK's reason codes."""
         _, mid = self.paho.subscribe(topic_filter, qos)
+        return self._wait_ack(mid)
+
+    def unsubscribe(self, topic_filter: str) -> list:
+        """The UNSUBACK's reason codes (MQTT 5; paho reports success for 3.1.1)."""
+        _, mid = self.paho.unsubscribe(topic_filter)
         return self._wait_ack(mid)
 
     def publish(self, topic: str, payload: bytes = b"", qos: int = 0, retain: bool = False, properties=None):
