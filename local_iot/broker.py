@@ -401,7 +401,7 @@ class Broker:
         # (https://docs.aws.amazon.com/iot/latest/developerguide/iot-policy-actions.html).
         if not conn.grant.can("iot:Receive", message.topic):
             return
-        packet = message.packet(qos, retain, asyncio.get_running_loop().time())
+        packet = message.packet(qos, retain, asyncio.get_running_loop().time(), self.scale)
         if qos:
             packet.packet_id = session.packet_id()
             session.inflight[packet.packet_id] = packet
@@ -428,9 +428,10 @@ class Broker:
                 if sub.retain_handling == 0 or (sub.retain_handling == 1 and not existed):
                     granted.append(conn.session.subscriptions[sub.filter])
         conn.send(SubAck(s.packet_id, codes))
+        now = asyncio.get_running_loop().time()
         for sub in granted:  # retained messages follow the SUBACK, each judged by iot:Receive
             for message in list(self._retained.values()):
-                if topics.matches(sub.filter, message.topic):
+                if topics.matches(sub.filter, message.topic) and not message.expired(now):
                     self._send(conn, conn.session, message, min(message.qos, sub.qos), retain=True)
 
     def _subscription_code(self, conn: _Connection, sub: Subscription) -> int:

@@ -32,11 +32,11 @@ class Message:
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 
-    def packet(self, qos: int, retain: bool, now: float) -> Publish:
+    def packet(self, qos: int, retain: bool, now: float, time_scale: float) -> Publish:
         properties = dict(self.properties)
         if self.expires_at is not None:
-            # MQTT 5 3.3.2.3.3: the subscriber gets the time left, not the original.
-            properties["message_expiry_interval"] = max(0, int(self.expires_at - now))
+            # MQTT 5 3.3.2.3.3: the subscriber gets the time left (in AWS seconds), not the original.
+            properties["message_expiry_interval"] = max(0, int((self.expires_at - now) / time_scale))
         return Publish(self.topic, self.payload, qos, retain, properties=properties)
 
 

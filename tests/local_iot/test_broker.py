@@ -6,6 +6,7 @@ and AWS's limits (docs/local-iot.md#the-broker).
 "Not delivered" is shown without waiting on a clock: a later message from
 the same publisher, which the broker routes in order, arrives first."""
 import json
+import time
 
 import pytest
 from paho.mqtt.packettypes import PacketTypes
@@ -359,3 +360,21 @@ def test_malformed_bytes_end_the_connection_with_a_reason(gateway, server):
     assert isinstance(disconnect, Disconnect) and disconnect.code == 0x81
     assert raw.read() is None
     raw.close()
+
+
+def test_an_expired_retained_message_is_not_sent(gateway, serve, client):
+    allow(gateway)
+    server = serve(time_scale=0.01)  # 10 AWS seconds are 0.1 s
+    pub = client("pub", port=server.port, keepalive=1200)
+    short, long = Properties(PacketTypes.PUBLISH), Properties(PacketTypes.PUBLISH)
+    short.MessageExpiryInterval = 10
+    long.MessageExpiryInterval = 100_000
+    pub.publish("state/short", b"s", qos=1, retain=True, properties=short)
+    pub.publish("state/long", b"l", qos=1, retain=True, properties=long)
+    time.sleep(0.5)  # five times the short one's scaled interval
+    sub = client("sub", port=server.port, keepalive=1200)
+    sub.subscribe("state/+")
+    kept = sub.expect()
+    assert kept.topic == "state/long"
+    # The time left in AWS seconds: about 50 of the 100,000 have passed, not the original.
+    assert 90_000 < kept.properties.MessageExpiryInterval < 100_000
