@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -108,6 +109,7 @@ class _Connection:
         self.read_timeout: float = 0.0
         self.aliases: dict[int, str] = {}
         self.max_packet_out: int | None = None  # the client's own Maximum Packet Size (MQTT 5)
+        self.problems = True  # MQTT 5 Request Problem Information
         self.connected = self.ended = False
         self.connected_at = 0
         self.version_number = 0
@@ -117,6 +119,11 @@ class _Connection:
     @property
     def v5(self) -> bool:
         return self.version == MQTT5
+
+    def problem(self, text: str) -> dict:
+        """A reason string for an acknowledgement, unless the client asked for none
+        (MQTT 5 3.1.2.11.7: Request Problem Information 0)."""
+        return {"reason_string": text} if self.problems else {}
 
     def send(self, packet) -> None:
         if self.ended:
@@ -165,7 +172,8 @@ class Broker:
                 except TimeoutError:
                     # AWS closes after 1.5 × the keep-alive without a packet
                     # (https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits).
-                    return self._end(conn, MQTT_KEEP_ALIVE_TIMEOUT, KEEP_ALIVE_TIMEOUT)
+                    return self._end(conn, MQTT_KEEP_ALIVE_TIMEOUT, KEEP_ALIVE_TIMEOUT,
+                                     why=f"no packet for 1.5 × the keep-alive of {conn.keep_alive} s")
                 if not data:
                     return self._end(conn, CONNECTION_LOST)
                 for packet in decoder.feed(data):
@@ -182,7 +190,7 @@ class Broker:
             # with a DISCONNECT carrying the reason once CONNACK has been sent.
             conn.version = decoder.version or MQTT311
             log.info("connection %s: %s", conn.id, error)
-            self._end(conn, CLIENT_ERROR, error.code)
+            self._end(conn, CLIENT_ERROR, error.code, why=str(error))
         except ConnectionError:
             self._end(conn, CONNECTION_LOST)
 
@@ -214,26 +222,28 @@ class Broker:
             # MQTT lets the server assign an id (3.1.1 3.1.3-6, MQTT 5 3.1.3-6), except to a
             # 3.1.1 client asking to resume a session it could not name (3.1.3-8).
             if not c.version == MQTT5 and not c.clean_start:
-                return self._refuse(conn, V3_IDENTIFIER_REJECTED, CLIENT_ID_NOT_VALID)
+                return self._refuse(conn, V3_IDENTIFIER_REJECTED, CLIENT_ID_NOT_VALID, "empty client id")
             client_id = assigned = f"local-{uuid.uuid4().hex}"
         if len(client_id.encode("utf-8")) > MAX_CLIENT_ID_BYTES:
-            return self._refuse(conn, V3_IDENTIFIER_REJECTED, CLIENT_ID_NOT_VALID)
+            return self._refuse(conn, V3_IDENTIFIER_REJECTED, CLIENT_ID_NOT_VALID,
+                                f"client id over {MAX_CLIENT_ID_BYTES} bytes")
         presented = dataclasses.replace(conn.presented, client_id=client_id, username=c.username,
                                         password=c.password)
         try:
             grant = await self.gateway.authorize(presented, connection_id=conn.id)
         except Refused as refusal:
             log.info("connection %s refused: %s", conn.id, refusal)
-            return self._refuse(conn, V3_NOT_AUTHORIZED, NOT_AUTHORIZED)
+            return self._refuse(conn, V3_NOT_AUTHORIZED, NOT_AUTHORIZED, "the authorizer refused")
         if conn.ended:
             return
         if not grant.can("iot:Connect", client_id):
-            return self._refuse(conn, V3_NOT_AUTHORIZED, NOT_AUTHORIZED)
+            return self._refuse(conn, V3_NOT_AUTHORIZED, NOT_AUTHORIZED, f"iot:Connect not allowed for {client_id}")
 
         # https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-differences:
         # a second connection with a client id in use is accepted, the first one closed.
         if client_id in self._live:
-            self._end(self._live[client_id], DUPLICATE_CLIENTID, SESSION_TAKEN_OVER)
+            self._end(self._live[client_id], DUPLICATE_CLIENTID, SESSION_TAKEN_OVER,
+                      why="another connection with this client id")
         delayed_will = self._wills.pop(client_id, None)
         if delayed_will is not None:
             delayed_will.cancel()  # MQTT 5 3.1.3.2.2: a reconnect before the delay cancels the will
@@ -245,6 +255,7 @@ class Broker:
         conn.client_id, conn.grant, conn.session, conn.will = client_id, grant, session, c.will
         conn.keep_alive, conn.read_timeout = keep_alive, 1.5 * keep_alive * self.scale
         conn.max_packet_out = c.properties.get("maximum_packet_size")
+        conn.problems = c.properties.get("request_problem_information", 1) == 1
         conn.connected, conn.connected_at = True, _now_ms()
         session.owner = conn
         self._live[client_id] = conn
@@ -267,8 +278,11 @@ class Broker:
         self._start_timers(conn, presented, grant)
         self._resume(conn, session)
 
-    def _refuse(self, conn: _Connection, v3_code: int, v5_code: int) -> None:
-        conn.send(ConnAck(v5_code if conn.v5 else v3_code))
+    def _refuse(self, conn: _Connection, v3_code: int, v5_code: int, why: str) -> None:
+        if conn.v5:
+            conn.send(ConnAck(v5_code, properties={"reason_string": why}))
+        else:
+            conn.send(ConnAck(v3_code))
         self._end(conn, AUTH_ERROR)
 
     def _take_session(self, client_id: str, c: Connect) -> tuple[Session, bool]:
@@ -305,8 +319,8 @@ class Broker:
         # The gateway caches the policy for refreshAfterInSeconds, then asks again; the
         # connection ends at the first answer's disconnectAfterInSeconds
         # (https://docs.aws.amazon.com/iot/latest/developerguide/config-custom-auth.html).
-        conn.timers.append(loop.call_later(grant.disconnect_in, self._end, conn, CUSTOMAUTH_TTL_EXPIRATION,
-                                           MAXIMUM_CONNECT_TIME))
+        conn.timers.append(loop.call_later(grant.disconnect_in, functools.partial(
+            self._end, conn, CUSTOMAUTH_TTL_EXPIRATION, MAXIMUM_CONNECT_TIME, why="disconnectAfterInSeconds reached")))
         conn.timers.append(asyncio.create_task(self._refresh(conn, presented, grant.refresh_in)))
 
     async def _refresh(self, conn: _Connection, presented: Presented, wait: float) -> None:
@@ -316,9 +330,9 @@ class Broker:
                 grant = await self.gateway.authorize(presented, connection_id=conn.id)
             except Refused as refusal:
                 log.info("connection %s: refresh refused: %s", conn.id, refusal)
-                return self._end(conn, AUTH_ERROR, NOT_AUTHORIZED)
+                return self._end(conn, AUTH_ERROR, NOT_AUTHORIZED, why="the authorizer refused on refresh")
             if not grant.can("iot:Connect", conn.client_id):
-                return self._end(conn, AUTH_ERROR, NOT_AUTHORIZED)
+                return self._end(conn, AUTH_ERROR, NOT_AUTHORIZED, why="iot:Connect no longer allowed")
             conn.grant, wait = grant, grant.refresh_in
 
     # --- PUBLISH --------------------------------------------------------------------
@@ -328,23 +342,24 @@ class Broker:
         alias = p.properties.get("topic_alias")
         if alias is not None:
             if not 1 <= alias <= TOPIC_ALIAS_MAXIMUM:
-                return self._end(conn, CLIENT_ERROR, TOPIC_ALIAS_INVALID)
+                return self._end(conn, CLIENT_ERROR, TOPIC_ALIAS_INVALID, why=f"topic alias {alias}")
             if topic:
                 conn.aliases[alias] = topic
             elif alias in conn.aliases:
                 topic = conn.aliases[alias]
             else:
-                return self._end(conn, CLIENT_ERROR, ProtocolError.code)
+                return self._end(conn, CLIENT_ERROR, ProtocolError.code, why=f"unknown topic alias {alias}")
         if p.qos == 2:
             # AWS does not support QoS 2 (https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-qos);
             # closing the connection is assumed. MQTT 5 3.3.1-4 names the reason code.
-            return self._end(conn, CLIENT_ERROR, QOS_NOT_SUPPORTED)
-        if topics.name_problem(topic):
-            return self._end(conn, CLIENT_ERROR, TOPIC_NAME_INVALID)
+            return self._end(conn, CLIENT_ERROR, QOS_NOT_SUPPORTED, why="AWS IoT does not support QoS 2")
+        problem = topics.name_problem(topic)
+        if problem:
+            return self._end(conn, CLIENT_ERROR, TOPIC_NAME_INVALID, why=f"topic name: {problem}")
         if len(p.payload) > MAX_PAYLOAD:
             # CLIENT_ERROR, "Message payload exceeds size limit for message type"
             # (https://docs.aws.amazon.com/iot/latest/developerguide/topicdata.html).
-            return self._end(conn, CLIENT_ERROR, PACKET_TOO_LARGE)
+            return self._end(conn, CLIENT_ERROR, PACKET_TOO_LARGE, why=f"payload over {MAX_PAYLOAD} bytes")
         allowed = conn.grant.can("iot:Publish", topic) and (
             not p.retain or conn.grant.can("iot:RetainPublish", topic))
         if not allowed:
@@ -354,7 +369,7 @@ class Broker:
             if not conn.v5:
                 return self._end(conn, AUTH_ERROR)
             if p.qos:
-                conn.send(PubAck(p.packet_id, NOT_AUTHORIZED))
+                conn.send(PubAck(p.packet_id, NOT_AUTHORIZED, conn.problem(f"not allowed to publish to {topic}")))
             return
         if p.qos:
             conn.send(PubAck(p.packet_id))
@@ -417,7 +432,8 @@ class Broker:
         if "subscription_identifier" in s.properties:
             # AWS does not support subscription identifiers (CONNACK says so);
             # MQTT 5 3.8.2.1.2 asks for DISCONNECT 0xA1 when one is sent anyway.
-            return self._end(conn, CLIENT_ERROR, SUBSCRIPTION_IDS_NOT_SUPPORTED)
+            return self._end(conn, CLIENT_ERROR, SUBSCRIPTION_IDS_NOT_SUPPORTED,
+                             why="subscription identifiers are not supported")
         codes, granted = [], []
         for sub in s.subscriptions:
             code = self._subscription_code(conn, sub)
@@ -457,12 +473,14 @@ class Broker:
         self._end(conn, CLIENT_INITIATED_DISCONNECT, client_initiated=True, will=d.code == 0x04)
 
     def _end(self, conn: _Connection, reason: str, code: int | None = None, *,
-             client_initiated: bool = False, will: bool = True) -> None:
-        """Close the connection once, for this reason; the first reason wins."""
+             client_initiated: bool = False, will: bool = True, why: str = "") -> None:
+        """Close the connection once, for this reason; the first reason wins. An
+        MQTT 5 client gets a DISCONNECT with `code` and `why` as its reason string
+        (our wording: AWS's strings are not documented)."""
         if conn.ended:
             return
         if code is not None and conn.v5 and conn.connected:
-            conn.send(Disconnect(code))
+            conn.send(Disconnect(code, {"reason_string": why} if why else {}))
         conn.ended = True
         conn.writer.close()
         for timer in conn.timers:
@@ -535,7 +553,8 @@ class Broker:
             return False
         if clean_session:
             conn.session.expiry = 0
-        self._end(conn, API_INITIATED_DISCONNECT, ADMINISTRATIVE_ACTION, will=not prevent_will)
+        self._end(conn, API_INITIATED_DISCONNECT, ADMINISTRATIVE_ACTION, will=not prevent_will,
+                  why="DeleteConnection")
         return True
 
     def get_connection(self, client_id: str) -> dict | None:

@@ -73,6 +73,8 @@ def test_a_client_id_the_policy_does_not_allow_gets_not_authorized(gateway, clie
     assert client("device-1", version=version).accepted
     other = client("device-2", version=version)
     assert other.connack[0].getName() == "Not authorized"
+    if version == MQTT5:  # MQTT 5 can say why
+        assert "device-2" in other.connack[2].ReasonString
 
 
 @pytest.mark.parametrize(("version", "expected"), [(MQTT311, 5), (MQTT5, 0x87)])
@@ -358,6 +360,7 @@ def test_malformed_bytes_end_the_connection_with_a_reason(gateway, server):
     raw.send(b"\x36\x05\x00\x01a\x00\x01")  # PUBLISH with QoS 3
     disconnect = raw.read()
     assert isinstance(disconnect, Disconnect) and disconnect.code == 0x81
+    assert "QoS 3" in disconnect.properties["reason_string"]
     assert raw.read() is None
     raw.close()
 
