@@ -13,6 +13,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from local_iot.mqtt import MQTT5, MQTT311, ConnAck, Connect, Disconnect, Subscribe, Subscription, encode
+from local_iot.shadow import Shadows
 from tests.support.mqtt_client import RawClient
 from tests.support.policy_gateway import document
 
@@ -381,3 +382,35 @@ def test_an_expired_retained_message_is_not_sent(gateway, serve, client):
     assert kept.topic == "state/long"
     # The time left in AWS seconds: about 50 of the 100,000 have passed, not the original.
     assert 90_000 < kept.properties.MessageExpiryInterval < 100_000
+
+
+class AnsweringShadows(Shadows):
+    """Only the broker's side of the shadow interface: it records what reaches
+    on_publish and answers every request topic with one message. The shadow
+    service itself is tested on its own."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_publish(self, topic, payload):
+        self.seen.append((topic, payload))
+        return [(topic + "/accepted", b'{"answer": true}')] if topic.endswith("/get") else []
+
+
+def test_authorized_publishes_reach_the_shadow_service_and_its_answers_are_judged(gateway, serve, client):
+    shadows = AnsweringShadows()
+    server = serve(shadows=shadows)
+    gateway.allow(b"pw", document({**EVERYTHING, "iot:Publish": ["$aws/things/lamp/shadow/get"],
+                                   "iot:Receive": ["$aws/things/lamp/shadow/get/accepted", "mark"]}))
+    gateway.allow(b"other", document(EVERYTHING))
+    dev = client("dev", port=server.port)
+    dev.subscribe("$aws/things/+/shadow/#")
+    dev.subscribe("mark")
+    assert dev.publish("$aws/things/door/shadow/get", b"{}", qos=1).value == 0x87  # never reaches the service
+    assert dev.publish("$aws/things/lamp/shadow/get", b"{}", qos=1).value == 0
+    assert dev.expect("$aws/things/lamp/shadow/get/accepted").payload == b'{"answer": true}'
+    client("other", b"other", port=server.port).publish("$aws/things/door/shadow/get", b"{}", qos=1)
+    client("third", b"other", port=server.port).publish("mark", b"", qos=1)
+    assert dev.expect().topic == "mark"  # the door's answer was not for dev to receive
+    assert shadows.seen == [("$aws/things/lamp/shadow/get", b"{}"), ("$aws/things/door/shadow/get", b"{}"),
+                            ("mark", b"")]
