@@ -141,7 +141,7 @@ class Broker:
         self._live: dict[str, _Connection] = {}
         self._sessions: dict[str, Session] = {}
         self._retained: dict[str, Message] = {}
-        self._wills: dict[str, asyncio.TimerHandle] = {}  # MQTT 5 delayed wills, by client id
+        self._wills: dict[str, tuple] = {}  # MQTT 5 delayed wills by client id: (timer, publish it)
         self._versions: dict[str, int] = {}  # lifecycle versionNumber, by client id
         self._history: dict[str, dict] = {}  # the last disconnect, for GetConnection
 
@@ -246,7 +246,12 @@ class Broker:
                       why="another connection with this client id")
         delayed_will = self._wills.pop(client_id, None)
         if delayed_will is not None:
-            delayed_will.cancel()  # MQTT 5 3.1.3.2.2: a reconnect before the delay cancels the will
+            # MQTT 5 3.1.3.2.2: resuming the session before the delay cancels the will;
+            # a clean start ends the session, which publishes it now.
+            handle, publish_will = delayed_will
+            handle.cancel()
+            if c.clean_start:
+                publish_will()
 
         session, present = self._take_session(client_id, c)
         requested = c.keep_alive
@@ -530,7 +535,8 @@ class Broker:
             self._accept(message)
 
         if delay > 0:
-            self._wills[conn.client_id] = asyncio.get_running_loop().call_later(delay * self.scale, publish_will)
+            handle = asyncio.get_running_loop().call_later(delay * self.scale, publish_will)
+            self._wills[conn.client_id] = (handle, publish_will)
         else:
             publish_will()
 
@@ -572,7 +578,7 @@ class Broker:
     async def close(self) -> None:
         for conn in list(self._live.values()):
             self._end(conn, SERVER_INITIATED_DISCONNECT, SERVER_SHUTTING_DOWN)
-        for handle in self._wills.values():
+        for handle, _ in self._wills.values():
             handle.cancel()
         for session in self._sessions.values():
             if session.expiry_timer is not None:

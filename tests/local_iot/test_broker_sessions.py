@@ -171,6 +171,16 @@ def test_an_mqtt5_will_delay_is_cancelled_by_a_reconnect(everyone, serve, client
     assert watcher.expect("dev/status").payload == b"marker"
 
 
+def test_a_clean_start_publishes_a_delayed_will_at_once(everyone, client):
+    watcher = client("watcher", b"watch")
+    watcher.subscribe("dev/status")
+    dev = client("dev", version=MQTT5, clean=False, session_expiry=600,
+                 will=("dev/status", b"gone", 1, False), will_properties={"WillDelayInterval": 3000})
+    dev.kill()
+    client("dev", version=MQTT5, clean=True)  # ends the old session, and with it the delay
+    assert watcher.expect("dev/status").payload == b"gone"
+
+
 def test_an_mqtt5_will_delay_publishes_the_will_later(everyone, serve, client):
     server = serve(time_scale=0.01)
     watcher = client("watcher", b"watch", port=server.port, keepalive=1200)
