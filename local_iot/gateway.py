@@ -31,6 +31,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Mapping
 from urllib.parse import parse_qs
 
@@ -112,16 +113,35 @@ class Grant:
     documents: tuple[str, ...]
     refresh_in: float  # seconds of real time (already scaled) until the gateway asks again
     disconnect_in: float  # seconds of real time (already scaled) until the connection is closed
-    # Added for the broker's can() (owned by the broker helper): the ARNs'
-    # region and account, and the client id Connect is judged on.
-    region: str = ""
-    account: str = ""
-    client_id: str | None = None
+    region: str  # where the policy ARNs point: arn:aws:iot:{region}:{account}:...
+    account: str
+    # The MQTT client id iot:Connect is judged on; None for an HTTPS publish,
+    # which has no client id and so no Connect to require (docs/local-iot.md#the-data-plane).
+    client_id: str | None
+
+    @cached_property
+    def _judge(self) -> evaluator.Connection | None:
+        # Built once per grant, so a PUBLISH or a delivery never re-parses policy JSON.
+        try:
+            return evaluator.Connection(self.documents, self.region, self.account, self.client_id or "")
+        except evaluator.PolicyError:
+            # AWS refuses an authorizer answer whose policy it cannot parse; a grant
+            # that slipped through anyway allows nothing.
+            return None
 
     def can(self, action: str, name: str) -> bool:
         """iot:Connect (name = client id), iot:Publish, iot:RetainPublish,
-        iot:Receive (name = topic), iot:Subscribe (name = topic filter)."""
-        raise NotImplementedError
+        iot:Receive (name = topic), iot:Subscribe (name = topic filter).
+        As the broker judges it: explicit Deny wins, and anything but
+        iot:Connect also needs iot:Connect on this grant's client id."""
+        judge = self._judge
+        if judge is None:
+            return False
+        if self.client_id is None:
+            if action.lower() == "iot:retainpublish" and judge.decide("iot:Publish", name) != "allow":
+                return False
+            return judge.decide(action, name) == "allow"
+        return judge.can(action, name)
 
 
 # --- where the credentials travel -------------------------------------------------------

@@ -14,14 +14,10 @@ from typing import Mapping
 
 from local_iot import certs
 from local_iot.broker import Broker
+from local_iot.dataplane import DataPlane
 from local_iot.gateway import Gateway
 from local_iot.listeners import Listeners
 from local_iot.shadow import Shadows
-
-try:
-    from local_iot.dataplane import DataPlane
-except ImportError:  # the data plane is its own part of issue 14; until it is here, HTTP answers 404
-    DataPlane = None
 
 log = logging.getLogger("local_iot.server")
 
@@ -55,8 +51,7 @@ class LocalIot:
         self.shadows = Shadows()
         self.broker = Broker(gateway=self.gateway, region=self.gateway.region, account=self.gateway.account,
                              shadows=self.shadows, time_scale=time_scale)
-        self.dataplane = (DataPlane(broker=self.broker, shadows=self.shadows, gateway=self.gateway)
-                          if DataPlane is not None else None)
+        self.dataplane = DataPlane(broker=self.broker, shadows=self.shadows, gateway=self.gateway)
         self.certificates: certs.Certificates | None = None
         self.listeners: Listeners | None = None
         self.ports: dict[str, int] = {}
