@@ -235,6 +235,9 @@ class SimulatedDevice:
         self._lock = threading.Lock()  # paho's thread handles messages, ours ticks
         self._stop = threading.Event()
         self._lost = threading.Event()
+        # Set by a stop or a lost connection: the telemetry wait ends at once,
+        # so a dropped device reconnects now, not at its next tick.
+        self._wake = threading.Event()
         self._client = None
         self.thread = threading.Thread(target=self._run, name=f"device {thing}", daemon=True)
 
@@ -243,6 +246,7 @@ class SimulatedDevice:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self.thread.join(10)
 
     def _run(self) -> None:
@@ -273,7 +277,11 @@ class SimulatedDevice:
 
         connected = threading.Event()
         self._lost.clear()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=issued.client_id, protocol=mqtt.MQTTv5)
+        self._wake.clear()
+        # Reconnects are ours (_run), each with a fresh token: paho's own would
+        # present the token it had, the one the broker may have just refused.
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=issued.client_id, protocol=mqtt.MQTTv5,
+                             reconnect_on_failure=False)
         client.username_pw_set(issued.mqtt_username)
         context = ssl.create_default_context(cafile=self.endpoint.ca_file)
         context.set_alpn_protocols(["mqtt"])  # MQTT on the TLS port, as on AWS's 443
@@ -283,6 +291,7 @@ class SimulatedDevice:
             if reason.is_failure:
                 log.warning("%s: connect refused: %s", self.thing, reason)
                 self._lost.set()
+                self._wake.set()
                 return
             client.subscribe([(topic, 1) for topic in subscriptions(self.thing)])
             with self._lock:
@@ -295,7 +304,9 @@ class SimulatedDevice:
                 self._send(client, outgoing)
 
         def on_disconnect(client, userdata, flags, reason, properties):
+            log.info("%s: disconnected: %s", self.thing, reason)
             self._lost.set()
+            self._wake.set()
 
         client.on_connect, client.on_message, client.on_disconnect = on_connect, on_message, on_disconnect
         self._client = client
@@ -315,7 +326,7 @@ class SimulatedDevice:
             with self._lock:
                 self.state, outgoing = tick(self.thing, self.kind, self.state)
                 self._send(self._client, outgoing)
-            self._stop.wait(self.interval)
+            self._wake.wait(self.interval)
         return False
 
     def _send(self, client, messages: list[Message]) -> None:

@@ -1,20 +1,31 @@
 """The demo's simulated devices (authz/demo_devices.py): what each kind does
 with a command or a shadow delta, what it sends, that everything it sends is
 allowed by a device's own policy, when it renews its token; and the command
-that runs them."""
-import importlib.util
+that runs them, live through local_iot as `make run` runs them."""
 import json
+import logging
 import queue
-import ssl
-from pathlib import Path
+import time
 
+import boto3
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from authz import demo_devices as dd
+from authz.management.commands import run_local_iot
+from authz.snapshots import outbox
+from authz.tokens import credentials, rotation
+from devices import services
+from devices.models import Level, Tenant
 from lambda_bridge import policy
 from lambda_bridge.evaluator import Connection
+from tests.factories import DeviceTypeFactory
+from tests.support.api import tenant_url
+from tests.support.local_iot import RunningLocalIot
+from tests.support.mqtt_clients import PahoClient
 
 THING = "demo-front-lock"
 REGION, ACCOUNT = "eu-west-1", "123456789012"
@@ -215,60 +226,135 @@ def test_the_command_needs_local_iots_ca(world, tmp_path):
         call_command("simulate_devices", "--thing", world.lamp.thing_name, "--ca-file", str(tmp_path / "no.pem"))
 
 
-# --- live: through local_iot (issue 14, being written alongside) ----------------------------
+# --- live: through local_iot, as `make run` runs them --------------------------------------
 
 
-LIVE = (importlib.util.find_spec("local_iot.server") is not None
-        and (Path(__file__).parents[1] / "support" / "local_iot.py").exists())
-
-
-@pytest.mark.skipif(not LIVE, reason="local_iot.server and tests/support/local_iot.py are not here yet")
-@pytest.mark.django_db
-def test_a_simulated_lock_obeys_its_owners_app_through_local_iot(world, table, settings, tmp_path,
-                                                                 django_capture_on_commit_callbacks):
-    import paho.mqtt.client as mqtt
-
-    from authz.management.commands import run_local_iot
-    from authz.snapshots import outbox
-    from authz.tokens import credentials, rotation
-    from devices.models import Tenant
-    from tests.factories import DeviceTypeFactory
-    from tests.support.local_iot import RunningLocalIot
-
+@pytest.fixture
+def live(world, table, settings, tmp_path, django_capture_on_commit_callbacks):
+    """The world's lock is a lock; Bob may control it (a share), the owner
+    owns it; keys and snapshots are in moto, and local_iot runs in front with
+    the environment `manage.py run_local_iot` gives it."""
     world.lock.device_type = DeviceTypeFactory(tenant=world.tenant, slug=dd.LOCK)
     world.lock.save(update_fields=["device_type"])
     rotation.rotate(actor=None)
     with django_capture_on_commit_callbacks(execute=True):
+        services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.CONTROL)
         outbox.record_everyone(tenants=Tenant.objects.all())
     _, env = run_local_iot.command_line(hosts=["127.0.0.1"], extra=[])
     with RunningLocalIot(env, cert_dir=tmp_path) as iot:
+        # The credentials name it, as local settings name `make run`'s.
         settings.IOT_ENDPOINT = f"localhost:{iot.tls_port}"
-        endpoint = dd.Endpoint.parse(settings.IOT_ENDPOINT, iot.ca_file)
-        device_creds = credentials.issue_device_credentials(actor=None, device=world.lock, by_operator=True)
-        issued = dd.Issued(device_creds.client_id, device_creds.mqtt_username, 0.0, 1e12)
-        lock = dd.SimulatedDevice(thing=world.lock.thing_name, kind=dd.LOCK, issue=lambda: issued,
-                                  endpoint=endpoint, interval=0.5)
-        app_creds = credentials.issue_user_credentials(actor=world.owner, tenant=world.tenant)
-        states: queue.Queue[dict] = queue.Queue()
-        subscribed = queue.Queue()
-        app = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=app_creds.client_id, protocol=mqtt.MQTTv5)
-        app.username_pw_set(app_creds.mqtt_username)
-        context = ssl.create_default_context(cafile=iot.ca_file)
-        context.set_alpn_protocols(["mqtt"])
-        app.tls_set_context(context)
-        app.on_message = lambda c, u, message: states.put(json.loads(message.payload))
-        app.on_subscribe = lambda c, u, mid, codes, props: subscribed.put(codes)
-        app.connect(endpoint.host, endpoint.port)
-        app.loop_start()
+        yield iot
+
+
+def device_tokens(device, count: int) -> queue.Queue:
+    """`count` device tokens, issued here: the device's thread must not touch
+    the test's database transaction. Each is taken by one connection attempt."""
+    tokens = queue.Queue()
+    for _ in range(count):
+        creds = credentials.issue_device_credentials(actor=None, device=device, by_operator=True)
+        tokens.put(dd.Issued.of(creds, timezone.now()))
+    return tokens
+
+
+def simulated_lock(iot, thing: str, tokens: queue.Queue, **options) -> dd.SimulatedDevice:
+    endpoint = dd.Endpoint.parse(django_settings.IOT_ENDPOINT, iot.ca_file)
+    return dd.SimulatedDevice(thing=thing, kind=dd.LOCK, issue=lambda: tokens.get_nowait(), endpoint=endpoint,
+                              **options)
+
+
+def app(iot, client_for, person, world) -> PahoClient:
+    """A person's app: credentials from the API, paho over TLS with `mqttUsername`."""
+    response = client_for(person).post(tenant_url("iot-credentials", world), {}, format="json")
+    assert response.status_code == 201, response.content
+    client = PahoClient(iot, response.json(), via="tls", version=5)
+    assert client.connect()
+    return client
+
+
+def next_on(client: PahoClient, topic: str) -> dict:
+    """The next message on `topic` (others, such as telemetry, are passed over)."""
+    while True:
+        [(arrived, payload)] = client.received(1) or [(None, None)]
+        assert arrived is not None, f"nothing on {topic}"
+        if arrived == topic:
+            return json.loads(payload)
+
+
+def iot_data(iot):
+    return boto3.client("iot-data", endpoint_url=f"http://127.0.0.1:{iot.http_port}", region_name="us-east-1",
+                        aws_access_key_id="local", aws_secret_access_key="local")
+
+
+def shadow_state(iot, thing: str) -> dict:
+    return json.load(iot_data(iot).get_thing_shadow(thingName=thing)["payload"])["state"]
+
+
+@pytest.mark.django_db
+def test_a_simulated_lock_obeys_its_sharees_and_its_owners_apps_through_local_iot(live, world, client_for):
+    thing = world.lock.thing_name
+    bob, owner = app(live, client_for, world.bob, world), app(live, client_for, world.owner, world)
+    lock = simulated_lock(live, thing, device_tokens(world.lock, 1), interval=0.5)
+    try:
+        assert bob.subscribe(f"dev/{thing}/out/#") == [1]
+        assert bob.subscribe(f"dev/{world.lamp.thing_name}/out/#") == [0x87]  # not shared with Bob
         lock.start()
-        try:
-            app.subscribe(f"dev/{world.lock.thing_name}/out/state", qos=1)
-            assert not subscribed.get(timeout=10)[0].is_failure
-            assert states.get(timeout=10) == {"locked": True}  # announced (and retained) when it connected
-            app.publish(f"dev/{world.lock.thing_name}/in/unlock", b"{}", qos=1)
-            while (state := states.get(timeout=10)) != {"locked": False}:
-                assert state == {"locked": True}
-        finally:
-            lock.stop()
-            app.loop_stop()
-            app.disconnect()
+        assert next_on(bob, f"dev/{thing}/out/state") == {"locked": True}  # announced when it connected
+        assert next_on(bob, f"dev/{thing}/out/telemetry") == {"locked": True}
+
+        # Bob's command: the device honours it and reports it to its shadow.
+        assert bob.publish(f"dev/{thing}/in/unlock", b"{}") == 0
+        assert next_on(bob, f"dev/{thing}/out/state") == {"locked": False}
+        assert shadow_state(live, thing) == {"reported": {"locked": False}}
+        # A command it has no such thing as is refused, by the device, aloud.
+        assert bob.publish(f"dev/{thing}/in/on", b"{}") == 0
+        assert next_on(bob, f"dev/{thing}/out/events")["refused"] == "on"
+
+        # The owner's app asks through the shadow: the delta reaches the
+        # device, which locks and reports, so no delta is left.
+        update = json.dumps({"state": {"desired": {"locked": True}}}).encode()
+        assert owner.publish(f"$aws/things/{thing}/shadow/update", update) == 0
+        assert next_on(bob, f"dev/{thing}/out/state") == {"locked": True}
+        assert shadow_state(live, thing) == {"desired": {"locked": True}, "reported": {"locked": True}}
+        assert lock.state == {"locked": True}
+    finally:
+        lock.stop()
+        bob.close()
+        owner.close()
+
+
+@pytest.mark.django_db
+def test_a_simulated_device_reconnects_when_dropped_and_renews_its_token_in_time(live, world, client_for, caplog):
+    """A drop (iot-data DeleteConnection) and a token due for renewal each
+    give exactly one new connection, on a fresh token; the device never
+    reconnects on its own with the token it had (paho's own reconnect would)."""
+    caplog.set_level(logging.INFO)
+    thing = world.lock.thing_name
+    now = [time.time()]
+    tokens = device_tokens(world.lock, 3)
+    watcher = app(live, client_for, world.owner, world)
+    # The default interval: a device only notices a drop between ticks unless told.
+    lock = simulated_lock(live, thing, tokens, clock=lambda: now[0])
+    try:
+        assert watcher.subscribe(f"dev/{thing}/out/state") == [1]
+        lock.start()
+        assert next_on(watcher, f"dev/{thing}/out/state") == {"locked": True}
+        first = iot_data(live).get_connection(clientId=thing)["connectedSince"]
+
+        assert iot_data(live).delete_connection(clientId=thing)["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert next_on(watcher, f"dev/{thing}/out/state") == {"locked": True}  # back, announcing itself
+        assert tokens.qsize() == 1
+        again = iot_data(live).get_connection(clientId=thing)
+        assert again["connected"] is True and again["connectedSince"] > first
+
+        now[0] += 86_400  # a day later by the device's clock: its token is due
+        assert next_on(watcher, f"dev/{thing}/out/state") == {"locked": True}
+        assert tokens.qsize() == 0
+        assert any(r.getMessage() == f"{thing}: renewing its token" for r in caplog.records)
+        assert iot_data(live).get_connection(clientId=thing)["connected"] is True
+    finally:
+        lock.stop()
+        watcher.close()
+    # The gateway admitted the device three times, once per token.
+    admitted = [json.loads(r.getMessage()) for r in caplog.records if r.name == "local_iot.gateway"]
+    assert [(a["client_id"], a["decision"]) for a in admitted if a["client_id"] == thing] == [(thing, "allow")] * 3

@@ -1,14 +1,17 @@
 """`manage.py run_local_iot`: local_iot gets the Lambda's environment from
 Django's settings and nothing else of ours, listens where IOT_ENDPOINT
-points, and (once local_iot has its CLI) starts and says where it is."""
-import importlib.util
+points, and starts and says where it is."""
 import json
 import os
 import queue
+import socket
+import ssl
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
+import boto3
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
@@ -88,14 +91,17 @@ def _values(argv: list[str], option: str) -> list[str]:
     return [argv[i + 1] for i, arg in enumerate(argv) if arg == option]
 
 
-# --- live: needs local_iot's CLI (issue 14, being written alongside) -------------------
+# --- live: the command, run as `make run` runs it ------------------------------------------
 
 
-@pytest.mark.skipif(importlib.util.find_spec("local_iot.__main__") is None,
-                    reason="local_iot has no CLI yet (python -m local_iot)")
-def test_the_command_starts_local_iot_which_says_where_it_listens(tmp_path, table):
+def test_the_command_starts_local_iot_which_says_where_it_listens(tmp_path):
+    """`manage.py run_local_iot` becomes local_iot (same process), with the
+    Lambda's environment only, listening where its ready line says: MQTT on
+    TCP, MQTT on TLS with ALPN `mqtt` under a certificate from the CA it
+    names, and a data plane on HTTP; SIGTERM stops it cleanly."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
-           "DYNAMODB_ENDPOINT_URL": django_settings.DYNAMODB_ENDPOINT_URL}
+           "DYNAMODB_ENDPOINT_URL": django_settings.DYNAMODB_ENDPOINT_URL,
+           "DEVSHARE_REFRESH_SECONDS": "5"}  # left in a shell: would change the decisions
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and manage.py)
         [sys.executable, str(ROOT / "manage.py"), "run_local_iot", "--host", "127.0.0.1", "--",
          "--mqtt-port", "0", "--tls-port", "0", "--http-port", "0", "--cert-dir", str(tmp_path)],
@@ -108,8 +114,40 @@ def test_the_command_starts_local_iot_which_says_where_it_listens(tmp_path, tabl
             line = lines.get(timeout=30)
             if line.startswith("local_iot ready "):
                 ready = json.loads(line.removeprefix("local_iot ready "))
-        assert (tmp_path / "ca.pem").exists()
-        assert ready, "the ready line names its listeners"
+        ports = ready["ports"]
+
+        assert ready["hosts"] == ["127.0.0.1"]
+        assert ready["ca_file"] == str(tmp_path / "ca.pem") and (tmp_path / "ca.pem").exists()
+        assert 0 not in ports.values() and len(set(ports.values())) == 3
+        assert ready["mqtt"] == f"mqtt://127.0.0.1:{ports['mqtt']}"
+        assert ready["mqtts"] == f"mqtts://127.0.0.1:{ports['tls']}"
+        assert ready["wss"] == f"wss://127.0.0.1:{ports['tls']}/mqtt"
+
+        # It became local_iot, with the Lambda's settings and nothing else of ours.
+        assert Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", b"local_iot"]
+        environ = dict(item.split(b"=", 1) for item in
+                       Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0") if item)
+        assert environ[b"DEVSHARE_TABLE"] == b"devshare-test"  # config.settings.test's table
+        assert environ[b"DEVSHARE_DYNAMODB_ENDPOINT_URL"] == django_settings.DYNAMODB_ENDPOINT_URL.encode()
+        assert b"DEVSHARE_REFRESH_SECONDS" not in environ and b"DJANGO_SETTINGS_MODULE" not in environ
+
+        # MQTT over TLS, as on AWS's 443: ALPN mqtt, a certificate from its CA.
+        context = ssl.create_default_context(cafile=ready["ca_file"])
+        context.set_alpn_protocols(["mqtt"])
+        with (socket.create_connection(("127.0.0.1", ports["tls"]), timeout=10) as raw,
+              context.wrap_socket(raw, server_hostname="localhost") as tls):
+            assert tls.selected_alpn_protocol() == "mqtt"
+        # A CONNECT without credentials: refused by the gateway, MQTT 3.1.1's
+        # CONNACK 5 (not authorized), over plain TCP.
+        with socket.create_connection(("127.0.0.1", ports["mqtt"]), timeout=10) as mqtt:
+            mqtt.sendall(bytes([0x10, 13, 0, 4]) + b"MQTT" + bytes([4, 0x02, 0, 30, 0, 1]) + b"x")
+            assert mqtt.recv(4) == bytes([0x20, 2, 0, 5])
+        # The data plane answers boto3's iot-data on HTTP.
+        iot_data = boto3.client("iot-data", endpoint_url=ready["http"], region_name="us-east-1",
+                                aws_access_key_id="local", aws_secret_access_key="local")
+        with pytest.raises(iot_data.exceptions.ResourceNotFoundException):
+            iot_data.get_thing_shadow(thingName="nobody-here")
     finally:
         process.terminate()
-        process.wait(10)
+        code = process.wait(10)
+    assert code == 0
