@@ -115,13 +115,13 @@ def broker():
 
 
 @pytest.fixture
-def gateway():
+def token_gateway():
     return TokenGateway("devshare-token", {"owner": ListedGrant(frozenset({("iot:Publish", "dev/lamp/in/cmd")}))})
 
 
 @pytest.fixture
-def plane(broker, gateway):
-    return DataPlane(broker=broker, shadows=Shadows(clock=lambda: T), gateway=gateway)
+def plane(broker, token_gateway):
+    return DataPlane(broker=broker, shadows=Shadows(clock=lambda: T), gateway=token_gateway)
 
 
 def handle(plane, method, raw_path, *, headers=None, query="", body=b""):
@@ -137,17 +137,17 @@ def handle(plane, method, raw_path, *, headers=None, query="", body=b""):
     {"devshare-token": "stranger"},
     {"x-amz-customauthorizer-signature": "c2lnbmVk"},
 ])
-def test_authorizer_parameters_beside_a_valid_sigv4_still_go_through_the_authorizer(plane, broker, gateway,
+def test_authorizer_parameters_beside_a_valid_sigv4_still_go_through_the_authorizer(plane, broker, token_gateway,
                                                                                       parameters):
     status, body, _ = handle(plane, "POST", "/topics/dev%2Flamp%2Fin%2Fcmd",
                              headers={"authorization": sigv4("local"), **parameters}, body=b"on")
 
     assert (status, body["message"]) == (401, "Unauthorized")
-    assert len(gateway.calls) == 1
+    assert len(token_gateway.calls) == 1
     assert broker.published == []
 
 
-def test_authorizer_parameters_in_the_query_string_also_win_over_sigv4(plane, broker, gateway):
+def test_authorizer_parameters_in_the_query_string_also_win_over_sigv4(plane, broker):
     status, _, _ = handle(plane, "GET", "/things/lamp/shadow", headers={"authorization": sigv4("local")},
                           query="x-amz-customauthorizer-name=devshare&devshare-token=owner")
 
@@ -171,8 +171,8 @@ def test_a_presigned_url_under_another_access_key_id_is_refused(plane, broker):
     assert broker.published == []
 
 
-def test_boto3_signs_in_under_the_configured_access_key_id_only(broker, gateway):
-    served = DataPlaneServer(DataPlane(broker=broker, shadows=Shadows(clock=lambda: T), gateway=gateway,
+def test_boto3_signs_in_under_the_configured_access_key_id_only(broker, token_gateway):
+    served = DataPlaneServer(DataPlane(broker=broker, shadows=Shadows(clock=lambda: T), gateway=token_gateway,
                                        access_key_id="devshare-local"))
     try:
         def client(key_id):
