@@ -177,13 +177,17 @@ class Connection:
             raise ValueError(f"no resource type known for action {action!r}")
         return _decide(self.statements, action, arn(self.region, self.account, kind, name))
 
+    def permits(self, action: str, name: str) -> bool:
+        """The action with its own prerequisites (iot:RetainPublish needs
+        iot:Publish on the same topic) but not iot:Connect: for a request
+        that makes no MQTT CONNECT, such as an HTTPS publish."""
+        if action.lower() == "iot:retainpublish" and self.decide("iot:Publish", name) != "allow":
+            return False
+        return self.decide(action, name) == "allow"
+
     def can(self, action: str, name: str) -> bool:
         """Whether the broker lets this client do it. For iot:Connect, `name` is the
         client id asked about, so an audit can also probe other ids."""
         if action.lower() == "iot:connect":
             return self.decide(action, name) == "allow"
-        if not self.connects:
-            return False
-        if action.lower() == "iot:retainpublish" and self.decide("iot:Publish", name) != "allow":
-            return False
-        return self.decide(action, name) == "allow"
+        return self.connects and self.permits(action, name)

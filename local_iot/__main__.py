@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 
+from local_iot.dataplane import DEFAULT_ACCESS_KEY_ID
 from local_iot.server import AUTHORIZER_NAME, DEFAULT_PORTS, LOOPBACK, TOKEN_KEY_NAME, LocalIot
 
 
@@ -74,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
                         "(default: %(default)s).")
     p.add_argument("--token-key-name", default=None, metavar="NAME",
                    help=f"The authorizer's token key name (default: DEVSHARE_TOKEN_KEY_NAME, else {TOKEN_KEY_NAME}).")
+    p.add_argument("--access-key-id", default=DEFAULT_ACCESS_KEY_ID, metavar="ID",
+                   help="The access key id iot-data callers (boto3, the AWS CLI) sign with, with any secret; a "
+                        "request signed under another id is refused. There is no IAM here (default: %(default)s).")
     return p
 
 
@@ -81,7 +85,7 @@ async def run(args: argparse.Namespace, env) -> None:
     iot = LocalIot(lambda_env=env, hosts=args.host or list(LOOPBACK), mqtt_port=args.mqtt_port,
                    tls_port=args.tls_port, http_port=args.http_port, cert_dir=args.cert_dir,
                    time_scale=args.time_scale, authorizer_name=args.authorizer_name,
-                   token_key_name=args.token_key_name)
+                   token_key_name=args.token_key_name, access_key_id=args.access_key_id)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

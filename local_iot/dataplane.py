@@ -3,15 +3,18 @@ HTTPS publish by a device or app through the custom authorizer, and the
 AWS `iot-data` API as boto3 calls it with `endpoint_url`.
 
 Two kinds of caller share the paths:
-- a request carrying the custom authorizer's parameters (headers or query
-  string) goes through the gateway and may only publish; the custom
-  authorizer "for the HTTPS protocol only supports publish operations"
+- a request carrying any of the custom authorizer's parameters (its name,
+  the token key or the signature, in headers or the query string) goes
+  through the gateway, always, whatever else it carries, and may only
+  publish; the custom authorizer "for the HTTPS protocol only supports
+  publish operations"
   (https://docs.aws.amazon.com/iot/latest/developerguide/custom-auth.html);
-- a request signed with Signature Version 4 is an IAM caller. Like moto, any
-  SigV4-shaped signature is accepted and every operation is allowed: this
-  stand-in has no IAM.
-A request carrying both is taken as signed; one with neither is refused
-with 403.
+- any other request must be signed with Signature Version 4 under the one
+  local access key id (`--access-key-id`, default "local"). This stand-in
+  has no IAM and no secret keys: the signature's shape and the key id are
+  checked, not the signature itself, and every operation is allowed (as
+  moto does, but with one key id, so a stray client is not let in).
+One with neither is refused with 403.
 
 Routes, parameters and error shapes follow botocore's `iot-data` service
 model (rest-json: the error type in `x-amzn-ErrorType`, the text in the
@@ -26,19 +29,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import parse_qs, unquote
 
+from local_iot import topics
+from local_iot.authorizer_contract import AUTHORIZER_NAME, SIGNATURE
+from local_iot.broker import MAX_PAYLOAD
 from local_iot.gateway import Presented, Refused
 from local_iot.http import Request, Response
 from local_iot.shadow import ShadowError, encode, parse_payload
 
-# AWS IoT Core's message broker quotas:
-# https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits
-MAX_PAYLOAD_BYTES = 128 * 1024
-MAX_TOPIC_BYTES = 256
-MAX_TOPIC_SLASHES = 7
+# The access key id an iot-data caller signs with (docs/local-iot.md#the-data-plane).
+DEFAULT_ACCESS_KEY_ID = "local"
 
-_AUTHORIZER_PARAMETERS = ("x-amz-customauthorizer-name", "x-amz-customauthorizer-signature")
 _SIGV4_HEADER = re.compile(
-    r"AWS4-HMAC-SHA256 +Credential=[^/\s,]+/\d{8}/[^/\s,]+/[^/\s,]+/aws4_request, *"
+    r"AWS4-HMAC-SHA256 +Credential=(?P<key>[^/\s,]+)/\d{8}/[^/\s,]+/[^/\s,]+/aws4_request, *"
     r"SignedHeaders=[a-z0-9;._-]+, *Signature=[0-9a-f]{64}")
 _SIGV4_QUERY = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature")
 
@@ -71,14 +73,26 @@ def _traced(status: int, message: str) -> Response:
 
 
 class DataPlane:
-    def __init__(self, *, broker, shadows, gateway):
+    def __init__(self, *, broker, shadows, gateway, access_key_id: str = DEFAULT_ACCESS_KEY_ID):
         self._broker, self._shadows, self._gateway = broker, shadows, gateway
+        self.access_key_id = access_key_id
 
     async def handle(self, request: Request) -> Response:
         query = parse_qs(request.query_string, keep_blank_values=True)
         try:
             operation, argument = _route(request)
-            if _signed_with_sigv4(request, query):
+            # The authorizer's parameters come first: a SigV4 header beside
+            # them must not let a request skip the authorizer.
+            if self._carries_authorizer_parameters(request, query):
+                if operation != "publish":
+                    raise _error(403, "ForbiddenException", "Forbidden")
+                return await self._publish_with_authorizer(request, argument, query)
+            key_id = _sigv4_access_key_id(request, query)
+            if key_id is not None:
+                if key_id != self.access_key_id:
+                    # What AWS answers an unknown access key (assumed for this API).
+                    raise _error(403, "UnrecognizedClientException",
+                                 "The security token included in the request is invalid.")
                 operations = {"publish": self._publish, "get_connection": self._get_connection,
                               "delete_connection": self._delete_connection,
                               "get_thing_shadow": self._get_thing_shadow,
@@ -86,13 +100,13 @@ class DataPlane:
                               "delete_thing_shadow": self._delete_thing_shadow,
                               "list_named_shadows_for_thing": self._list_named_shadows_for_thing}
                 return await operations[operation](request, argument, query)
-            if any(name in request.headers or name in query for name in _AUTHORIZER_PARAMETERS):
-                if operation != "publish":
-                    raise _error(403, "ForbiddenException", "Forbidden")
-                return await self._publish_with_authorizer(request, argument, query)
             raise _error(403, "ForbiddenException", "Missing Authentication Token")
         except _Failure as failure:
             return failure.response
+
+    def _carries_authorizer_parameters(self, request: Request, query: dict) -> bool:
+        names = (AUTHORIZER_NAME, SIGNATURE, self._gateway.token_key_name)
+        return any(name.lower() in request.headers or name in query for name in names)
 
     # --- publish ------------------------------------------------------------------------
 
@@ -207,10 +221,15 @@ def _route(request: Request) -> tuple[str, str]:
     raise _error(404, "ResourceNotFoundException", "Not Found")
 
 
-def _signed_with_sigv4(request: Request, query: dict) -> bool:
-    if _SIGV4_HEADER.match(request.headers.get("authorization", "")):
-        return True
-    return _single(query, "X-Amz-Algorithm") == "AWS4-HMAC-SHA256" and all(name in query for name in _SIGV4_QUERY)
+def _sigv4_access_key_id(request: Request, query: dict) -> str | None:
+    """The access key id of a SigV4-shaped request (Authorization header or
+    presigned query string), else None."""
+    header = _SIGV4_HEADER.match(request.headers.get("authorization", ""))
+    if header:
+        return header["key"]
+    if _single(query, "X-Amz-Algorithm") == "AWS4-HMAC-SHA256" and all(name in query for name in _SIGV4_QUERY):
+        return _single(query, "X-Amz-Credential").split("/", 1)[0]
+    return None
 
 
 def _single(query: dict, name: str) -> str | None:
@@ -242,17 +261,15 @@ def _publish_options(query: dict) -> tuple[int, bool]:
 
 
 def _check_topic(topic: str) -> None:
-    # The message texts are ours (assumed); the limits are AWS's.
-    if "+" in topic or "#" in topic:
-        raise _error(400, "InvalidRequestException", "A topic to publish to cannot hold the wildcards + or #")
-    if len(topic.encode()) > MAX_TOPIC_BYTES:
-        raise _error(400, "InvalidRequestException", f"The topic is longer than {MAX_TOPIC_BYTES} bytes")
-    if topic.count("/") > MAX_TOPIC_SLASHES:
-        raise _error(400, "InvalidRequestException", f"The topic has more than {MAX_TOPIC_SLASHES} slashes")
+    # The broker's rules (local_iot/topics.py: AWS's limits, the Basic Ingest
+    # exemption); the message text is ours (assumed).
+    problem = topics.name_problem(topic)
+    if problem:
+        raise _error(400, "InvalidRequestException", f"Invalid topic: {problem}")
 
 
 def _check_payload(payload: bytes) -> None:
-    if len(payload) > MAX_PAYLOAD_BYTES:
+    if len(payload) > MAX_PAYLOAD:
         raise _error(413, "RequestEntityTooLargeException", "The payload exceeds the maximum size allowed")
 
 

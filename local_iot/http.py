@@ -1,7 +1,6 @@
-"""HTTP/1.1 on the HTTPS and HTTP listeners (docs/local-iot.md#listeners).
-
-SKELETON: the names below are the contract between the listeners, which
-read requests and upgrade `/mqtt` to a WebSocket, and the data plane.
+"""An HTTP request and its response as values (docs/local-iot.md#listeners):
+what the listeners hand the data plane, and what it answers. Reading and
+writing them on the wire is local_iot/http1.py's part.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from typing import Mapping
 
 from local_iot import certs
 from local_iot.broker import Broker
-from local_iot.dataplane import DataPlane
+from local_iot.dataplane import DEFAULT_ACCESS_KEY_ID, DataPlane
 from local_iot.gateway import Gateway
 from local_iot.listeners import Listeners
 from local_iot.shadow import Shadows
@@ -32,7 +32,7 @@ class LocalIot:
                  tls_port: int = DEFAULT_PORTS["tls"], http_port: int = DEFAULT_PORTS["http"],
                  cert_dir: Path | str | None = None, time_scale: float = 1.0,
                  authorizer_name: str = AUTHORIZER_NAME, token_key_name: str | None = None, signing: bool = True,
-                 handler=None):
+                 handler=None, access_key_id: str = DEFAULT_ACCESS_KEY_ID):
         if not hosts:
             raise ValueError("give at least one host to listen on")
         if not time_scale > 0:
@@ -51,7 +51,9 @@ class LocalIot:
         self.shadows = Shadows()
         self.broker = Broker(gateway=self.gateway, region=self.gateway.region, account=self.gateway.account,
                              shadows=self.shadows, time_scale=time_scale)
-        self.dataplane = DataPlane(broker=self.broker, shadows=self.shadows, gateway=self.gateway)
+        # iot-data callers (boto3) sign with this access key id; any secret.
+        self.dataplane = DataPlane(broker=self.broker, shadows=self.shadows, gateway=self.gateway,
+                                   access_key_id=access_key_id)
         self.certificates: certs.Certificates | None = None
         self.listeners: Listeners | None = None
         self.ports: dict[str, int] = {}
@@ -116,6 +118,7 @@ class LocalIot:
         lines.append(f"  {'CA certificate':<16} {urls['ca_file']}")
         lines.append(f"  listening on {', '.join(self.hosts)}; authorizer {self.gateway.authorizer_name!r}, "
                      f"token key {self.gateway.token_key_name!r}, time scale {self.time_scale:g}")
+        lines.append(f"  iot-data callers sign with access key id {self.dataplane.access_key_id!r} (any secret)")
         return "\n".join(lines)
 
 

@@ -30,6 +30,10 @@ from typing import Callable
 MAX_STATE_BYTES = 8 * 1024
 MAX_DEPTH = 6
 MAX_CLIENT_TOKEN_BYTES = 64
+# Shadows held per thing, classic and named, deleted ones (kept for their
+# version) included. AWS documents no such number that we could find: the
+# bound keeps one client from growing memory without end (assumed).
+MAX_SHADOWS_PER_THING = 100
 # The iot-data service model's patterns and lengths for thingName and shadowName.
 THING_NAME = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 SHADOW_NAME = re.compile(r"[$a-zA-Z0-9:_-]{1,64}")
@@ -70,7 +74,9 @@ def parse_payload(payload: bytes) -> object:
         raise ShadowError(415, "Unsupported documented encoding; supported encoding is UTF-8") from None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack; AWS allows
+        # six levels anyway, so it is just invalid JSON here.
         raise ShadowError(400, "Invalid JSON") from None
 
 
@@ -150,7 +156,8 @@ class Shadows:
         _check_names(thing, name)
         request = _validated_update(document)
         token = request.get("clientToken")
-        shadow = self._shadows.setdefault((thing, name), _Shadow())
+        # Stored only once the update is accepted: a refused one leaves nothing behind.
+        shadow = self._shadows.get((thing, name)) or _Shadow()
         if "version" in request and request["version"] != shadow.version:
             raise ShadowError(409, "Version conflict")
         now = self.now()
@@ -166,6 +173,9 @@ class Shadows:
         if len(encode(state)) > MAX_STATE_BYTES:
             raise ShadowError(413, "The payload exceeds the maximum size allowed")
 
+        if (thing, name) not in self._shadows:
+            self._make_room(thing)
+            self._shadows[(thing, name)] = shadow
         previous = _snapshot(shadow) if shadow.exists else None
         shadow.state, shadow.metadata = state, metadata
         shadow.version += 1
@@ -205,6 +215,18 @@ class Shadows:
                       if owner == thing and name is not None and shadow.exists)
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _make_room(self, thing: str) -> None:
+        """Room for one more shadow of this thing: the oldest deleted one is
+        forgotten (its version then starts again, as AWS's does after 48
+        hours), and with none deleted the update is refused (assumed)."""
+        held = [key for key in self._shadows if key[0] == thing]
+        if len(held) < MAX_SHADOWS_PER_THING:
+            return
+        deleted = [key for key in held if not self._shadows[key].exists]
+        if not deleted:
+            raise ShadowError(400, f"A thing may have at most {MAX_SHADOWS_PER_THING} shadows")
+        del self._shadows[deleted[0]]
 
     def _existing(self, thing: str, name: str | None) -> _Shadow:
         _check_names(thing, name)
@@ -260,20 +282,23 @@ def _validated_update(document: object) -> dict:
             raise ShadowError(400, "State contains an invalid node")
         if value is not None and not isinstance(value, dict):
             raise ShadowError(400, f"{section.capitalize()} node must be an object")
-        if value is not None and _depth(value) > MAX_DEPTH:
+        if value is not None and _deeper_than(value, MAX_DEPTH):
             raise ShadowError(400, f"JSON contains too many levels of nesting; maximum is {MAX_DEPTH}")
         if _has_null_in_array(value):
             raise ShadowError(400, "State contains an invalid node")
     return document
 
 
-def _depth(value: object) -> int:
-    """Levels of objects and arrays, the section itself being the first."""
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels, the section
+    itself being the first. Stops at the limit, so a deep document costs
+    no deeper a stack than a valid one."""
+    if not isinstance(value, (dict, list)):
+        return False
+    if limit == 0:
+        return True
+    children = value.values() if isinstance(value, dict) else value
+    return any(_deeper_than(child, limit - 1) for child in children)
 
 
 def _has_null_in_array(value: object, in_array: bool = False) -> bool:

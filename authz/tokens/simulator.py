@@ -5,7 +5,7 @@ policies it answered with (docs/authorizer.md).
 
 Plain values in, plain values out, and no Django: `manage.py authorize` feeds
 it from Django's settings. The signature check and the event are local_iot's
-gateway's own (local_iot/gateway.py), so the command and a live connection
+contract (local_iot/authorizer_contract.py), so the command and a live connection
 to `make run` send the Lambda the same event.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import datetime
 
 from lambda_bridge import evaluator
 from lambda_bridge.vocabulary import Reason
-from local_iot.gateway import Presented, build_event, gateway_verifies
+from local_iot.authorizer_contract import Presented, build_event, gateway_verifies
 
 __all__ = ["ACTIONS", "LambdaContext", "Report", "Token", "connection_event", "gateway_verifies", "invoke",
            "lambda_environment"]

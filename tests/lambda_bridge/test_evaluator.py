@@ -347,6 +347,18 @@ def test_retain_publish_also_needs_publish():
     assert both.can("iot:RetainPublish", "t")
 
 
+def test_permits_judges_without_connect_but_keeps_retain_publishs_prerequisite():
+    # An HTTPS publish makes no CONNECT: no Connect prerequisite, but
+    # RetainPublish still needs Publish (iot-policy-actions.html).
+    retain_only = Connection([allow("iot:RetainPublish", PREFIX + "topic/t")], REGION, ACCOUNT, "")
+    both = Connection([allow(["iot:RetainPublish", "iot:Publish"], PREFIX + "topic/t")], REGION, ACCOUNT, "")
+    assert not retain_only.connects and not both.connects
+    assert not retain_only.permits("iot:RetainPublish", "t")
+    assert both.permits("iot:RetainPublish", "t") and both.permits("iot:Publish", "t")
+    assert not both.can("iot:Publish", "t")
+    assert not both.permits("iot:Publish", "u")
+
+
 def test_can_takes_any_case_of_action_and_refuses_unknown_actions():
     c = Connection([CONNECT_C1, DEVICE], REGION, ACCOUNT, "c1")
     assert c.can("IOT:PUBLISH", "dev/X/out/t")
