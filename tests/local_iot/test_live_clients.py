@@ -229,7 +229,7 @@ def test_curl_publishes_over_https(live):
 
 def test_boto3_iot_data_against_the_data_plane(live):
     iot_data = boto3.client("iot-data", endpoint_url=f"http://localhost:{live.iot.http_port}", region_name="eu-west-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing",  # noqa: S106
+                            aws_access_key_id="local", aws_secret_access_key="local",  # noqa: S106
                             config=Config(retries={"max_attempts": 1}))
     device_creds = live.creds(live.world.owner, device=live.world.lamp)
     device = PahoClient(live.iot, device_creds, via="tcp", version=5)
