@@ -15,28 +15,12 @@ from paho.mqtt.properties import Properties
 from local_iot.mqtt import MQTT5, MQTT311, ConnAck, Connect, Disconnect, Subscribe, Subscription, encode
 from local_iot.shadow import Shadows
 from tests.support.mqtt_client import RawClient
-from tests.support.policy_gateway import document
-
-EVERYTHING = {"iot:Connect": ["*"], "iot:Publish": ["*"], "iot:RetainPublish": ["*"], "iot:Subscribe": ["*"],
-              "iot:Receive": ["*"]}
+from tests.support.policy_gateway import EVERYTHING, document
 
 
 def allow(gateway, password=b"pw", **grants):
     """Grant `password` what EVERYTHING grants, with the given actions replaced."""
     gateway.allow(password, document({**EVERYTHING, **grants}))
-
-
-@pytest.fixture
-def watcher(gateway, client):
-    """A client that sees every message, including the broker's own $aws ones."""
-    gateway.allow(b"watch", document(EVERYTHING))
-    seen = client("watcher", b"watch")
-    seen.subscribe("#")
-    seen.subscribe("$aws/events/presence/+/+")
-    return seen
-
-
-# --- CONNECT ------------------------------------------------------------------------------
 
 
 def test_an_allowed_client_connects_and_exchanges_messages(gateway, client, version):
