@@ -109,26 +109,18 @@ def test_mqtt_packets_may_span_websocket_messages(running, probe):
     assert probe.served.wait(10)
 
 
-def test_a_websocket_without_the_mqtt_subprotocol_is_refused(running, probe):
+UPGRADE = b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+MQTT_PROTOCOL = b"Sec-WebSocket-Protocol: mqtt\r\n"
+
+
+@pytest.mark.parametrize(("upgrade", "status"), [
+    (UPGRADE + KEY + b"\r\n", b"400"),
+    (UPGRADE.replace(b"/mqtt", b"/other") + KEY + MQTT_PROTOCOL + b"\r\n", b"404"),
+    (UPGRADE + MQTT_PROTOCOL + b"\r\n", b"400"),
+], ids=["without the mqtt subprotocol", "on another path", "without a websocket key"])
+def test_an_upgrade_the_listener_refuses_never_reaches_the_broker(running, probe, upgrade, status):
     with socket.create_connection(("127.0.0.1", running.ports["http"])) as raw:
-        raw.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        assert raw.recv(4096).startswith(b"HTTP/1.1 400")
-    assert probe.presented == []
-
-
-def test_a_websocket_on_another_path_is_not_found(running, probe):
-    with socket.create_connection(("127.0.0.1", running.ports["http"])) as raw:
-        raw.sendall(b"GET /other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                    b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
-        assert raw.recv(4096).startswith(b"HTTP/1.1 404")
-    assert probe.presented == []
-
-
-def test_an_upgrade_without_a_websocket_key_is_a_bad_request(running, probe):
-    with socket.create_connection(("127.0.0.1", running.ports["http"])) as raw:
-        raw.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
-        assert raw.recv(4096).startswith(b"HTTP/1.1 400")
+        raw.sendall(upgrade)
+        assert raw.recv(4096).startswith(b"HTTP/1.1 " + status)
     assert probe.presented == []
