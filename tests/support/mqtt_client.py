@@ -62,6 +62,10 @@ class Client:
         self._acks: dict[int, tuple] = {}
         self._acked = threading.Condition()
         self._stop = threading.Event()
+        self._looping = threading.Event()
+        # Only the loop thread writes to the socket: paho otherwise writes from
+        # the caller's thread too, and its WebSocket framing is not thread-safe.
+        self.paho.on_socket_register_write = lambda _client, _userdata, _sock: None
         self.paho.on_connect = self._on_connect
         self.paho.on_disconnect = self._on_disconnect
         self.paho.on_message = lambda _c, _u, message: self.messages.put(message)
@@ -100,6 +104,7 @@ class Client:
         except OSError:  # refused before MQTT: the TLS handshake or the WebSocket upgrade
             self.disconnected.set()
             return False
+        self._looping.set()
         threading.Thread(target=self._loop, daemon=True).start()
         self.wait(lambda: self.connected.is_set() or self.disconnected.is_set(), "a CONNACK")
         return self.accepted
@@ -189,14 +194,14 @@ class Client:
             sock.close()
 
     def close(self) -> None:
+        """A clean DISCONNECT when still connected, then the socket closed."""
+        if self._looping.is_set() and not self._stop.is_set() and not self.disconnected.is_set():
+            self.paho.disconnect()
+            self.disconnected.wait(WAIT)
         self._stop.set()
-        if not self.disconnected.is_set():
-            try:
-                self.paho.disconnect()
-            finally:
-                sock = self.paho.socket()
-                if sock is not None:
-                    sock.close()
+        sock = self.paho.socket()
+        if sock is not None:
+            sock.close()
 
 
 def over(iot, via: str, *, client_id: str, version: int, username: str | None = None, ws_query: str = "",
