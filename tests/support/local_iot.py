@@ -1,6 +1,8 @@
-"""local_iot as tests use it: the authorizer's parameters as clients send
-them, and a LocalIot running on its own event loop in a background thread
-(docs/local-iot.md, docs/testing.md)."""
+"""local_iot as tests use it (docs/local-iot.md, docs/testing.md#live-mqtt):
+tokens and the authorizer's parameters as clients send them, the real
+authorizer handler with what it was asked kept, the whole of local_iot or
+only its listeners running on a LoopThread, and the probe that stands for
+the broker in the listeners' own tests."""
 from __future__ import annotations
 
 import threading
