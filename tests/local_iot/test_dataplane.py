@@ -236,6 +236,8 @@ def test_get_connection_tells_the_live_client_and_leaves_socket_information_out(
 
 @pytest.mark.xfail(strict=True, reason="local_iot's Broker.get_connection gives no socket information (reported)")
 def test_get_connection_with_socket_information_names_both_ends(plane_server, gateway, client):
+    # includeSocketInformation=true adds sourceIp, sourcePort, targetIp, targetPort:
+    # https://docs.aws.amazon.com/iot/latest/apireference/API_iotdata_GetConnection.html
     app = connect_app(gateway, client, plane_server)
 
     _, full, _ = handle(plane_server, request("GET", "/connections/app-1", query="includeSocketInformation=true",
