@@ -130,3 +130,17 @@ def plane_watcher(gateway, client, plane_server) -> Client:
     """An MQTT 5 client of plane_server that receives every message, the
     shadows' included, retain flags as published (see broker_server.published)."""
     return _watching(gateway, client, plane_server.port, ("#", "$aws/things/#"), retain_as_published=True)
+
+
+@pytest.fixture
+def connect_app(gateway, client, plane_server):
+    """connect_app(**Client options) → client `app-1` of plane_server, connected;
+    it may leave a will on `wills/app-1`."""
+    gateway.allow(b"app", document({"iot:Connect": ["app-1"], "iot:Publish": ["wills/app-1"]}))
+
+    def connect(**options) -> Client:
+        app = client("app-1", b"app", port=plane_server.port, **options)
+        assert app.accepted
+        return app
+
+    return connect

@@ -20,7 +20,7 @@ from local_iot.http import Request
 from tests.support.broker_server import FROZEN_NOW as T
 from tests.support.broker_server import Published, published
 from tests.support.local_iot import LAMP, signed
-from tests.support.policy_gateway import ACCOUNT, REGION, document
+from tests.support.policy_gateway import ACCOUNT, REGION
 
 SIGV4 = ("AWS4-HMAC-SHA256 Credential=AKIDLOCAL/20261201/eu-west-1/iotdata/aws4_request, "
          "SignedHeaders=host;x-amz-date, Signature=" + "ab" * 32)
@@ -39,14 +39,6 @@ def handle(server, req):
 
 def signed_with_sigv4(**headers):
     return {"authorization": SIGV4, **headers}
-
-
-def connect_app(gateway, client, server, **options):
-    """Client `app-1`, allowed to connect and to leave a will on `wills/app-1`."""
-    gateway.allow(b"app", document({"iot:Connect": ["app-1"], "iot:Publish": ["wills/app-1"]}))
-    app = client("app-1", b"app", port=server.port, **options)
-    assert app.accepted
-    return app
 
 
 # --- HTTPS publish through the custom authorizer ----------------------------------------
@@ -138,8 +130,8 @@ def test_https_publish_does_not_ask_for_iot_connect(plane_server, fn, recording)
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/things/lamp/shadow"), ("POST", "/things/lamp/shadow"),
                                               ("GET", "/connections/app-1"), ("DELETE", "/connections/app-1")])
-def test_the_custom_authorizer_only_publishes(plane_server, gateway, client, fn, recording, method, path):
-    connect_app(gateway, client, plane_server)
+def test_the_custom_authorizer_only_publishes(plane_server, connect_app, fn, recording, method, path):
+    connect_app()
 
     status, _, headers = handle(plane_server, request(method, path, headers=signed(fn).headers(),
                                                       body=b'{"state": {"desired": {"a": 1}}}'))
@@ -224,8 +216,8 @@ def test_an_encoded_slash_stays_inside_the_thing_name(plane_server):
 SOCKET_INFORMATION = {"sourceIp", "sourcePort", "targetIp", "targetPort"}
 
 
-def test_get_connection_tells_the_live_client_and_leaves_socket_information_out(plane_server, gateway, client):
-    connect_app(gateway, client, plane_server, version=4, keepalive=45)
+def test_get_connection_tells_the_live_client_and_leaves_socket_information_out(plane_server, connect_app):
+    connect_app(version=4, keepalive=45)
 
     _, plain, _ = handle(plane_server, request("GET", "/connections/app-1", headers=signed_with_sigv4()))
 
@@ -235,10 +227,10 @@ def test_get_connection_tells_the_live_client_and_leaves_socket_information_out(
 
 
 @pytest.mark.xfail(strict=True, reason="local_iot's Broker.get_connection gives no socket information (reported)")
-def test_get_connection_with_socket_information_names_both_ends(plane_server, gateway, client):
+def test_get_connection_with_socket_information_names_both_ends(plane_server, connect_app):
     # includeSocketInformation=true adds sourceIp, sourcePort, targetIp, targetPort:
     # https://docs.aws.amazon.com/iot/latest/apireference/API_iotdata_GetConnection.html
-    app = connect_app(gateway, client, plane_server)
+    app = connect_app()
 
     _, full, _ = handle(plane_server, request("GET", "/connections/app-1", query="includeSocketInformation=true",
                                               headers=signed_with_sigv4()))
@@ -261,10 +253,9 @@ def test_connection_lookups_that_fail(plane_server, client_id, status, error):
     ("cleanSession=true&preventWillMessage=false", True, False),
     ("cleanSession=false&preventWillMessage=true", False, True),
 ])
-def test_delete_connection_passes_its_flags(plane_server, plane_watcher, gateway, client, query, will_sent,
-                                            session_kept):
+def test_delete_connection_passes_its_flags(plane_server, connect_app, plane_watcher, query, will_sent, session_kept):
     options = {"version": 4, "clean": False, "will": ("wills/app-1", b"gone", 1, False)}
-    app = connect_app(gateway, client, plane_server, **options)
+    app = connect_app(**options)
 
     status, body, _ = handle(plane_server, request("DELETE", "/connections/app-1", query=query,
                                                    headers=signed_with_sigv4()))
@@ -273,7 +264,7 @@ def test_delete_connection_passes_its_flags(plane_server, plane_watcher, gateway
     app.wait_disconnected()
     will = Published("wills/app-1", b"gone", 1, False)
     assert published(plane_server, plane_watcher) == ([will] if will_sent else [])
-    again = connect_app(gateway, client, plane_server, **options)
+    again = connect_app(**options)
     assert again.connack[1] is session_kept  # session present
 
 

@@ -17,7 +17,6 @@ from botocore.config import Config
 from tests.support.broker_server import FROZEN_NOW as T
 from tests.support.broker_server import Published, published
 from tests.support.local_iot import LAMP, signed
-from tests.support.policy_gateway import document
 
 COMMAND = f"dev/{LAMP}/in/cmd"  # user 7 controls the lamp
 
@@ -33,13 +32,8 @@ def payload_of(response) -> dict:
     return json.loads(response["payload"].read())
 
 
-def connect_app(gateway, client, server):
-    """Client `app-1`: MQTT 3.1.1, a persistent session, keep-alive 30 s, a will."""
-    gateway.allow(b"app", document({"iot:Connect": ["app-1"], "iot:Publish": ["wills/app-1"]}))
-    app = client("app-1", b"app", port=server.port, version=4, clean=False, keepalive=30,
-                 will=("wills/app-1", b"gone", 1, False))
-    assert app.accepted
-    return app
+# MQTT 3.1.1, a persistent session, keep-alive 30 s, a will.
+APP = {"version": 4, "clean": False, "keepalive": 30, "will": ("wills/app-1", b"gone", 1, False)}
 
 
 # --- shadows ----------------------------------------------------------------------------
@@ -132,8 +126,8 @@ def test_publish_to_a_wildcard_topic_is_an_invalid_request(iot_data, plane_serve
     assert published(plane_server, plane_watcher) == []
 
 
-def test_get_connection(iot_data, plane_server, gateway, client):
-    connect_app(gateway, client, plane_server)
+def test_get_connection(iot_data, connect_app):
+    connect_app(**APP)
 
     connection = iot_data.get_connection(clientId="app-1")
 
@@ -144,8 +138,8 @@ def test_get_connection(iot_data, plane_server, gateway, client):
         iot_data.get_connection(clientId="nobody")
 
 
-def test_delete_connection(iot_data, plane_server, plane_watcher, gateway, client):
-    app = connect_app(gateway, client, plane_server)
+def test_delete_connection(iot_data, connect_app, plane_server, plane_watcher):
+    app = connect_app(**APP)
 
     iot_data.delete_connection(clientId="app-1", cleanSession=True, preventWillMessage=True)
 
@@ -153,7 +147,7 @@ def test_delete_connection(iot_data, plane_server, plane_watcher, gateway, clien
     assert published(plane_server, plane_watcher) == []  # no will
     with pytest.raises(iot_data.exceptions.ResourceNotFoundException):
         iot_data.delete_connection(clientId="app-1")
-    assert connect_app(gateway, client, plane_server).connack[1] is False  # the session went with it
+    assert connect_app(**APP).connack[1] is False  # the session went with it
 
 
 def test_an_unsigned_client_is_forbidden(plane_server, plane_watcher):
