@@ -11,10 +11,7 @@ import time
 import pytest
 
 from local_iot.mqtt import MQTT5, MQTT311
-from tests.support.policy_gateway import document
-
-EVERYTHING = {"iot:Connect": ["*"], "iot:Publish": ["*"], "iot:RetainPublish": ["*"], "iot:Subscribe": ["*"],
-              "iot:Receive": ["*"]}
+from tests.support.policy_gateway import EVERYTHING, document
 
 
 def event(client, kind: str, client_id: str) -> dict:
@@ -24,15 +21,7 @@ def event(client, kind: str, client_id: str) -> dict:
 @pytest.fixture
 def everyone(gateway):
     gateway.allow(b"pw", document(EVERYTHING), principal_id="owner-principal")
-    gateway.allow(b"watch", document(EVERYTHING))
-
-
-@pytest.fixture
-def watcher(everyone, client):
-    seen = client("watcher", b"watch")
-    seen.subscribe("$aws/events/presence/+/+")
-    seen.subscribe("#")
-    return seen
+    gateway.allow(b"watch", document(EVERYTHING))  # for watchers of a server of the test's own
 
 
 # --- sessions -----------------------------------------------------------------------------
@@ -109,7 +98,7 @@ def test_session_expiry_above_the_aws_quota_is_capped(everyone, client):
 # --- takeover -----------------------------------------------------------------------------
 
 
-def test_a_second_connection_with_the_same_client_id_drops_the_first(watcher, client, version):
+def test_a_second_connection_with_the_same_client_id_drops_the_first(everyone, watcher, client, version):
     first = client("dev", version=version)
     second = client("dev", version=version)
     reason = first.wait_disconnected()
@@ -125,7 +114,7 @@ def test_a_second_connection_with_the_same_client_id_drops_the_first(watcher, cl
 # --- wills --------------------------------------------------------------------------------
 
 
-def test_the_will_is_published_when_a_client_vanishes(watcher, client, version):
+def test_the_will_is_published_when_a_client_vanishes(everyone, watcher, client, version):
     dev = client("dev", version=version, will=("dev/status", b"offline", 1, False))
     dev.kill()
     event(watcher, "connected", "dev")
@@ -133,7 +122,7 @@ def test_the_will_is_published_when_a_client_vanishes(watcher, client, version):
     assert event(watcher, "disconnected", "dev")["disconnectReason"] == "CONNECTION_LOST"
 
 
-def test_no_will_after_a_disconnect(watcher, client, version):
+def test_no_will_after_a_disconnect(everyone, watcher, client, version):
     dev = client("dev", version=version, will=("dev/status", b"offline", 1, False))
     dev.disconnect()
     event(watcher, "connected", "dev")
@@ -142,7 +131,7 @@ def test_no_will_after_a_disconnect(watcher, client, version):
     assert (gone["disconnectReason"], gone["clientInitiatedDisconnect"]) == ("CLIENT_INITIATED_DISCONNECT", True)
 
 
-def test_a_will_needs_publish_permission_on_its_topic(gateway, watcher, client):
+def test_a_will_needs_publish_permission_on_its_topic(everyone, gateway, watcher, client):
     gateway.allow(b"limited", document({**EVERYTHING, "iot:Publish": ["dev/data"]}))
     dev = client("dev", b"limited", will=("dev/status", b"offline", 1, False))
     dev.kill()
@@ -150,7 +139,7 @@ def test_a_will_needs_publish_permission_on_its_topic(gateway, watcher, client):
     assert event(watcher, "disconnected", "dev")["disconnectReason"] == "CONNECTION_LOST"
 
 
-def test_a_retained_will_needs_retain_publish(gateway, watcher, client):
+def test_a_retained_will_needs_retain_publish(everyone, gateway, watcher, client):
     gateway.allow(b"no-retain", document({**EVERYTHING, "iot:RetainPublish": ["other"]}))
     dev = client("dev", b"no-retain", will=("dev/status", b"offline", 1, True))
     dev.kill()
@@ -205,7 +194,7 @@ def test_silence_beyond_one_and_a_half_keep_alives_closes_the_connection(everyon
     assert event(watcher, "disconnected", "quiet")["disconnectReason"] == "MQTT_KEEP_ALIVE_TIMEOUT"
 
 
-def test_the_connection_ends_at_disconnect_after(gateway, watcher, client, version):
+def test_the_connection_ends_at_disconnect_after(everyone, gateway, watcher, client, version):
     gateway.allow(b"short", document(EVERYTHING), disconnect_in=0.3)
     dev = client("dev", b"short", version=version)
     reason = dev.wait_disconnected()
@@ -215,7 +204,7 @@ def test_the_connection_ends_at_disconnect_after(gateway, watcher, client, versi
     assert event(watcher, "disconnected", "dev")["disconnectReason"] == "CUSTOMAUTH_TTL_EXPIRATION"
 
 
-def test_a_refused_refresh_disconnects(gateway, watcher, client, version):
+def test_a_refused_refresh_disconnects(everyone, gateway, watcher, client, version):
     gateway.allow(b"token", document(EVERYTHING), refresh_in=0.2)
     dev = client("dev", b"token", version=version)
     gateway.revoke(b"token")
@@ -230,18 +219,18 @@ def test_a_refused_refresh_disconnects(gateway, watcher, client, version):
 def test_a_refreshed_grant_replaces_the_old_one(gateway, client):
     gateway.allow(b"token", document({**EVERYTHING, "iot:Publish": ["old"]}), refresh_in=0.1)
     dev = client("dev", b"token", version=MQTT5)
-    assert dev.publish("new", b"x", qos=1).value == 0x87
+    assert dev.publish("new", b"x", qos=1) == 0x87
     calls = len(gateway.calls)
     gateway.allow(b"token", document({**EVERYTHING, "iot:Publish": ["new"]}), refresh_in=0.1)
     dev.wait(lambda: len(gateway.calls) >= calls + 2, "two refreshes")  # one surely saw the new policy
-    assert dev.publish("new", b"x", qos=1).value == 0
-    assert dev.publish("old", b"x", qos=1).value == 0x87
+    assert dev.publish("new", b"x", qos=1) == 0
+    assert dev.publish("old", b"x", qos=1) == 0x87
 
 
 # --- lifecycle events and the data plane --------------------------------------------------
 
 
-def test_lifecycle_events_carry_aws_fields(watcher, client):
+def test_lifecycle_events_carry_aws_fields(everyone, watcher, client):
     dev = client("dev-1", version=MQTT5)
     dev.disconnect()
     came = event(watcher, "connected", "dev-1")
@@ -267,13 +256,13 @@ def test_lifecycle_events_are_judged_by_receive(gateway, client):
     assert seen.expect().topic == "$aws/events/presence/connected/mine"
 
 
-def test_client_ids_with_wildcards_get_no_lifecycle_events(watcher, client):
+def test_client_ids_with_wildcards_get_no_lifecycle_events(everyone, watcher, client):
     client("odd+id")
     client("plain")
     assert watcher.expect().topic == "$aws/events/presence/connected/plain"
 
 
-def test_delete_connection_disconnects_and_publishes_the_will(watcher, client, server, version):
+def test_delete_connection_disconnects_and_publishes_the_will(everyone, watcher, client, server, version):
     dev = client("dev", version=version, will=("dev/status", b"offline", 1, False))
     assert server.run(server.broker.delete_connection("dev")) is True
     reason = dev.wait_disconnected()
@@ -285,7 +274,7 @@ def test_delete_connection_disconnects_and_publishes_the_will(watcher, client, s
     assert server.run(server.broker.delete_connection("dev")) is False
 
 
-def test_delete_connection_can_prevent_the_will_and_clean_the_session(watcher, client, server):
+def test_delete_connection_can_prevent_the_will_and_clean_the_session(everyone, watcher, client, server):
     dev = persistent(client, "dev", MQTT5, will=("dev/status", b"offline", 1, False))
     dev.subscribe("q/1")
     server.run(server.broker.delete_connection("dev", clean_session=True, prevent_will=True))

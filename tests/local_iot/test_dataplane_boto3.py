@@ -1,10 +1,10 @@
 """Real boto3 `iot-data` and real curl against the data plane
-(docs/local-iot.md#the-data-plane), served over HTTP by the stand-in
-listener of tests/support/dataplane_http.py: botocore serializes the
-requests and parses the answers, modelled exceptions included.
-
-The broker and the gateway are the recording stand-ins of
-tests/support/iot_siblings.py until the parts are integrated.
+(docs/local-iot.md#the-data-plane) on local_iot's own HTTP listener:
+botocore serializes the requests and parses the answers, modelled
+exceptions included. Behind it the real broker (its clients admitted by a
+PolicyGateway) and shadow service, and for curl's HTTPS publish the gateway
+invoking the real authorizer handler on moto with real tokens. What was
+published is what a client watching every topic received.
 """
 import json
 import subprocess
@@ -14,43 +14,26 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from local_iot.dataplane import DataPlane
-from local_iot.shadow import Shadows
-from tests.support.dataplane_http import DataPlaneServer
-from tests.support.iot_siblings import ListedGrant, Published, RecordingBroker, TokenGateway
+from tests.support.broker_server import FROZEN_NOW as T
+from tests.support.broker_server import Published, published
+from tests.support.local_iot import LAMP, signed
 
-T = 1_700_000_000
-
-
-@pytest.fixture
-def broker():
-    return RecordingBroker({"app-1": {"connected": True, "clientId": "app-1", "thingName": "lamp",
-                                      "cleanSession": False, "keepAliveDuration": 30,
-                                      "connectedSince": 1_700_000_000_000,
-                                      "sourceIp": "127.0.0.1", "sourcePort": 50000}})
+COMMAND = f"dev/{LAMP}/in/cmd"  # user 7 controls the lamp
 
 
 @pytest.fixture
-def gateway():
-    return TokenGateway("devshare-token", {"owner": ListedGrant(frozenset({("iot:Publish", "dev/lamp/in/cmd")}))})
-
-
-@pytest.fixture
-def server(broker, gateway):
-    served = DataPlaneServer(DataPlane(broker=broker, shadows=Shadows(clock=lambda: T), gateway=gateway))
-    yield served
-    served.close()
-
-
-@pytest.fixture
-def iot_data(server):
-    return boto3.client("iot-data", endpoint_url=server.url, region_name="eu-west-1",
-                        aws_access_key_id="AKIDLOCAL", aws_secret_access_key="local-secret",
+def iot_data(plane_server):
+    return boto3.client("iot-data", endpoint_url=plane_server.http_url, region_name="eu-west-1",
+                        aws_access_key_id="AKIDLOCAL", aws_secret_access_key="local-secret",  # noqa: S106
                         config=Config(retries={"max_attempts": 1}))
 
 
 def payload_of(response) -> dict:
     return json.loads(response["payload"].read())
+
+
+# MQTT 3.1.1, a persistent session, keep-alive 30 s, a will.
+APP = {"version": 4, "clean": False, "keepalive": 30, "will": ("wills/app-1", b"gone", 1, False)}
 
 
 # --- shadows ----------------------------------------------------------------------------
@@ -100,14 +83,16 @@ def test_refused_updates_raise_the_modelled_exception(iot_data, payload, excepti
         iot_data.update_thing_shadow(thingName="lamp", payload=payload)
 
 
-def test_delete_returns_the_version_and_the_shadow_is_gone(iot_data, broker):
+def test_delete_returns_the_version_and_the_shadow_is_gone(iot_data, plane_server, plane_watcher):
     iot_data.update_thing_shadow(thingName="lamp", shadowName="config", payload=b'{"state": {"reported": {"a": 1}}}')
+    published(plane_server, plane_watcher)
 
     deleted = payload_of(iot_data.delete_thing_shadow(thingName="lamp", shadowName="config"))
 
     assert deleted == {"version": 1, "timestamp": T}
-    assert broker.published[-1] == Published("$aws/things/lamp/shadow/name/config/delete/accepted",
-                                             broker.published[-1].payload, 1, False)
+    [announced] = published(plane_server, plane_watcher)
+    assert (announced.topic, json.loads(announced.payload), announced.qos) == (
+        "$aws/things/lamp/shadow/name/config/delete/accepted", deleted, 1)
     with pytest.raises(iot_data.exceptions.ResourceNotFoundException):
         iot_data.delete_thing_shadow(thingName="lamp", shadowName="config")
 
@@ -127,41 +112,46 @@ def test_list_named_shadows_pages_through_the_names(iot_data):
 # --- publish and connections ------------------------------------------------------------
 
 
-def test_publish_reaches_the_broker_with_its_options(iot_data, broker):
+def test_publish_reaches_the_broker_with_its_options(iot_data, plane_server, plane_watcher):
     iot_data.publish(topic="dev/lamp/in/cmd", qos=1, retain=True, payload=b'{"on": true}',
                      contentType="application/json", userProperties=json.dumps([{"k": "v"}]),
                      payloadFormatIndicator="UTF8_DATA", messageExpiry=60)
 
-    assert broker.published == [Published("dev/lamp/in/cmd", b'{"on": true}', 1, True)]
+    assert published(plane_server, plane_watcher) == [Published("dev/lamp/in/cmd", b'{"on": true}', 1, True)]
 
 
-def test_publish_to_a_wildcard_topic_is_an_invalid_request(iot_data, broker):
+def test_publish_to_a_wildcard_topic_is_an_invalid_request(iot_data, plane_server, plane_watcher):
     with pytest.raises(iot_data.exceptions.InvalidRequestException):
         iot_data.publish(topic="dev/+/in/cmd", payload=b"x")
-    assert broker.published == []
+    assert published(plane_server, plane_watcher) == []
 
 
-def test_get_connection(iot_data):
+def test_get_connection(iot_data, connect_app):
+    connect_app(**APP)
+
     connection = iot_data.get_connection(clientId="app-1")
 
-    assert (connection["clientId"], connection["connected"], connection["thingName"]) == ("app-1", True, "lamp")
+    assert (connection["clientId"], connection["connected"]) == ("app-1", True)
     assert (connection["cleanSession"], connection["keepAliveDuration"]) == (False, 30)
     assert "sourceIp" not in connection
-    assert iot_data.get_connection(clientId="app-1", includeSocketInformation=True)["sourcePort"] == 50000
     with pytest.raises(iot_data.exceptions.ResourceNotFoundException):
         iot_data.get_connection(clientId="nobody")
 
 
-def test_delete_connection(iot_data, broker):
+def test_delete_connection(iot_data, connect_app, plane_server, plane_watcher):
+    app = connect_app(**APP)
+
     iot_data.delete_connection(clientId="app-1", cleanSession=True, preventWillMessage=True)
 
-    assert broker.deleted == [("app-1", True, True)]
+    app.wait_disconnected()
+    assert published(plane_server, plane_watcher) == []  # no will
     with pytest.raises(iot_data.exceptions.ResourceNotFoundException):
         iot_data.delete_connection(clientId="app-1")
+    assert connect_app(**APP).connack[1] is False  # the session went with it
 
 
-def test_an_unsigned_client_is_forbidden(server, broker):
-    unsigned = boto3.client("iot-data", endpoint_url=server.url, region_name="eu-west-1",
+def test_an_unsigned_client_is_forbidden(plane_server, plane_watcher):
+    unsigned = boto3.client("iot-data", endpoint_url=plane_server.http_url, region_name="eu-west-1",
                             config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}))
 
     with pytest.raises(unsigned.exceptions.ClientError) as refused:
@@ -169,34 +159,33 @@ def test_an_unsigned_client_is_forbidden(server, broker):
 
     assert refused.value.response["Error"]["Code"] == "ForbiddenException"
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    assert broker.published == []
+    assert published(plane_server, plane_watcher) == []
 
 
 # --- curl, as the seeds publish ---------------------------------------------------------
 
 
-def curl(url: str, *headers: str) -> tuple[int, dict]:
+def curl(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     arguments = ["curl", "-sS", "-X", "POST", "--data-binary", '{"on": 1}', "-w", "\n%{http_code}", url]
-    for header in headers:
-        arguments += ["-H", header]
+    for name, value in (headers or {}).items():
+        arguments += ["-H", f"{name}: {value}"]
     out = subprocess.run(arguments, capture_output=True, text=True, check=True, timeout=30).stdout
     body, status = out.rsplit("\n", 1)
     return int(status), json.loads(body)
 
 
-def test_curl_publishes_with_the_authorizers_headers(server, broker):
-    status, body = curl(f"{server.url}/topics/dev/lamp/in/cmd?qos=1", "x-amz-customauthorizer-name: devshare",
-                        "x-amz-customauthorizer-signature: c2ln", "devshare-token: owner")
+def test_curl_publishes_with_the_authorizers_headers(plane_server, plane_watcher, fn):
+    status, body = curl(f"{plane_server.http_url}/topics/{COMMAND}?qos=1", signed(fn).headers())
 
     assert (status, body["message"]) == (200, "OK")
-    assert broker.published == [Published("dev/lamp/in/cmd", b'{"on": 1}', 1, False)]
+    assert published(plane_server, plane_watcher) == [Published(COMMAND, b'{"on": 1}', 1, False)]
 
 
-def test_curl_is_refused_a_foreign_topic_and_an_unknown_token(server, broker):
-    foreign = curl(f"{server.url}/topics/dev/other/in/cmd", "x-amz-customauthorizer-name: devshare",
-                   "devshare-token: owner")
-    unknown = curl(f"{server.url}/topics/dev/lamp/in/cmd?x-amz-customauthorizer-name=devshare&devshare-token=nope")
+def test_curl_is_refused_a_foreign_topic_and_an_unknown_token(plane_server, plane_watcher, fn):
+    foreign = curl(f"{plane_server.http_url}/topics/dev/d-other0000001/in/cmd", signed(fn).headers())
+    unknown = curl(f"{plane_server.http_url}/topics/{COMMAND}?x-amz-customauthorizer-name=devshare"
+                   "&devshare-token=nope")
 
     assert (foreign[0], foreign[1]["message"]) == (403, "Forbidden")
     assert (unknown[0], unknown[1]["message"]) == (401, "Unauthorized")
-    assert broker.published == []
+    assert published(plane_server, plane_watcher) == []

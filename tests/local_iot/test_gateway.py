@@ -10,58 +10,17 @@ from urllib.parse import quote
 
 import pytest
 
-from lambda_bridge import snapshot
 from lambda_bridge.evaluator import Connection
 from lambda_bridge.handler import build
-from lambda_bridge.snapshot import Entry
 from local_iot.gateway import Gateway, Presented, Refused
-from tests.support.lambda_env import ACCOUNT, KEY_NAME, REGION, lambda_env
-from tests.support.local_iot import Signed
+from tests.support.lambda_env import ACCOUNT, KEY_NAME, REGION
+from tests.support.local_iot import LAMP, Signed, signed
 
-LAMP = "d-lamp00000001"
 ENDPOINT = "iot.devshare.localhost"
-
-
-class Recording:
-    """The real handler, with every event it was given and every answer kept."""
-
-    def __init__(self, handler):
-        self.handler, self.events, self.answers = handler, [], []
-
-    def __call__(self, event, context):
-        self.events.append(event)
-        answer = self.handler(event, context)
-        self.answers.append(answer)
-        return answer
-
-
-@pytest.fixture
-def env(table, dynamodb_endpoint):
-    return lambda_env(table.name, dynamodb_endpoint)
-
-
-@pytest.fixture
-def fn(cold_start):
-    """The authorizer function, cold-started: slot A active, and user 7 of
-    tenant 1 controls the lamp. (Not `lam`: that is lambda_bridge's own.)"""
-    started = cold_start()
-    started.put_keyring()
-    started.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL)])
-    return started
-
-
-@pytest.fixture
-def recording(env):
-    return Recording(build(env))
 
 
 def gateway(env, handler=None, **options) -> Gateway:
     return Gateway(lambda_env=env, authorizer_name="devshare", token_key_name=KEY_NAME, handler=handler, **options)
-
-
-def signed(fn, *, key="a", sign_with=None, **claims) -> Signed:
-    token = fn.token(key=key, **claims)
-    return Signed(token, fn.keys[sign_with or key].sign(token), KEY_NAME)
 
 
 def authorize(gw: Gateway, presented: Presented, connection_id: str = "c-1"):

@@ -4,22 +4,15 @@ what the client presented (docs/local-iot.md#listeners). Real clients
 broker is a probe that records and answers CONNACK."""
 import socket
 import ssl
-import threading
 
-import paho.mqtt.client as mqtt
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from local_iot import certs
 from tests.support.local_iot import ProbeBroker, RunningListeners
+from tests.support.mqtt_client import Client
 
 QUERY = "x-amz-customauthorizer-name=devshare&devshare-token=a.b.c&x-amz-customauthorizer-signature=s%2Bg%3D%3D"
 USERNAME = "devshare?" + QUERY + "&SDK=Python&Platform=Linux"
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory):
-    return certs.ensure(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture
@@ -34,26 +27,13 @@ def running(probe, certificates):
     started.stop()
 
 
-def paho_connects(port, *, transport="tcp", tls_context=None, host="127.0.0.1", path="/mqtt", headers=None,
-                  protocol=mqtt.MQTTv311) -> bool:
+def paho_connects(port, *, version: int = 4, **options) -> bool:
     """Whether paho gets its CONNACK: the bytes went both ways."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="u1.7.app", protocol=protocol,
-                         transport=transport)
-    client.username_pw_set(USERNAME, "secret")
-    if tls_context is not None:
-        client.tls_set_context(tls_context)
-    if transport == "websockets":
-        client.ws_set_options(path=path, headers=headers)
-    connected = threading.Event()
-    client.on_connect = lambda c, userdata, flags, reason, properties: connected.set() if not reason.is_failure \
-        else None
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
+    client = Client(port, "u1.7.app", b"secret", username=USERNAME, version=version, keepalive=30, **options)
     try:
-        return connected.wait(10)
+        return client.connect()
     finally:
-        client.disconnect()
-        client.loop_stop()
+        client.close()
 
 
 def test_mqtt_over_tcp_is_presented_as_plain_mqtt(running, probe):
@@ -96,10 +76,10 @@ def test_a_client_that_does_not_trust_the_local_ca_is_refused(running):
         context.wrap_socket(raw, server_hostname="localhost")
 
 
-@pytest.mark.parametrize("protocol", [mqtt.MQTTv311, mqtt.MQTTv5], ids=["3.1.1", "5"])
-def test_mqtt_over_a_websocket_carries_the_urls_query_string_and_the_headers(running, probe, protocol):
-    assert paho_connects(running.ports["http"], transport="websockets", path="/mqtt?" + QUERY,
-                         headers={"X-Custom": "yes"}, protocol=protocol)
+@pytest.mark.parametrize("version", [4, 5], ids=["3.1.1", "5"])
+def test_mqtt_over_a_websocket_carries_the_urls_query_string_and_the_headers(running, probe, version):
+    assert paho_connects(running.ports["http"], transport="websockets", ws_path="/mqtt?" + QUERY,
+                         ws_headers={"X-Custom": "yes"}, version=version)
     (presented,) = probe.presented
     assert (presented.protocol, presented.tls) == ("ws", False)
     assert presented.query_string == QUERY
@@ -111,7 +91,7 @@ def test_mqtt_over_a_websocket_carries_the_urls_query_string_and_the_headers(run
 
 def test_mqtt_over_a_secure_websocket_shares_the_tls_port(running, probe, certificates):
     assert paho_connects(running.ports["tls"], transport="websockets", tls_context=certificates.client_context(),
-                         host="localhost", path="/mqtt?" + QUERY)
+                         host="localhost", ws_path="/mqtt?" + QUERY)
     (presented,) = probe.presented
     assert (presented.protocol, presented.tls, presented.server_name) == ("ws", True, "localhost")
     assert presented.query_string == QUERY
@@ -129,26 +109,18 @@ def test_mqtt_packets_may_span_websocket_messages(running, probe):
     assert probe.served.wait(10)
 
 
-def test_a_websocket_without_the_mqtt_subprotocol_is_refused(running, probe):
+UPGRADE = b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+MQTT_PROTOCOL = b"Sec-WebSocket-Protocol: mqtt\r\n"
+
+
+@pytest.mark.parametrize(("upgrade", "status"), [
+    (UPGRADE + KEY + b"\r\n", b"400"),
+    (UPGRADE.replace(b"/mqtt", b"/other") + KEY + MQTT_PROTOCOL + b"\r\n", b"404"),
+    (UPGRADE + MQTT_PROTOCOL + b"\r\n", b"400"),
+], ids=["without the mqtt subprotocol", "on another path", "without a websocket key"])
+def test_an_upgrade_the_listener_refuses_never_reaches_the_broker(running, probe, upgrade, status):
     with socket.create_connection(("127.0.0.1", running.ports["http"])) as raw:
-        raw.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        assert raw.recv(4096).startswith(b"HTTP/1.1 400")
-    assert probe.presented == []
-
-
-def test_a_websocket_on_another_path_is_not_found(running, probe):
-    with socket.create_connection(("127.0.0.1", running.ports["http"])) as raw:
-        raw.sendall(b"GET /other HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                    b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
-        assert raw.recv(4096).startswith(b"HTTP/1.1 404")
-    assert probe.presented == []
-
-
-def test_an_upgrade_without_a_websocket_key_is_a_bad_request(running, probe):
-    with socket.create_connection(("127.0.0.1", running.ports["http"])) as raw:
-        raw.sendall(b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
-        assert raw.recv(4096).startswith(b"HTTP/1.1 400")
+        raw.sendall(upgrade)
+        assert raw.recv(4096).startswith(b"HTTP/1.1 " + status)
     assert probe.presented == []

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from local_iot import certs, http1
+from local_iot import http1
 from local_iot.http import Response
 from tests.support.local_iot import ProbeBroker, RunningListeners
 
@@ -22,11 +22,6 @@ class RecordingPlane:
         self.requests.append(request)
         body = json.dumps({"seen": request.path}).encode()
         return Response(200, body, {"content-type": "application/json", "x-amzn-requestid": "r-1"})
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory):
-    return certs.ensure(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests.support.api import tenant_url
 from tests.support.browser_mqtt import BrowserMqtt
 from tests.support.lambda_env import lambda_env
 from tests.support.local_iot import RunningLocalIot
-from tests.support.mqtt_clients import PahoClient, SdkClient
+from tests.support.mqtt_client import SdkClient, with_credentials
 from tests.support.services import require
 
 pytestmark = pytest.mark.django_db
@@ -112,14 +112,14 @@ def exchange_and_refusals(live: Live, make, version: int) -> None:
 @pytest.mark.parametrize("version", [4, 5], ids=["mqtt311", "mqtt5"])
 @pytest.mark.parametrize("via", ["tcp", "tls", "ws", "wss"])
 def test_paho(live, via, version):
-    exchange_and_refusals(live, lambda creds, client_id=None: PahoClient(
+    exchange_and_refusals(live, lambda creds, client_id=None: with_credentials(
         live.iot, creds, via=via, version=version, client_id=client_id), version)
 
 
 @pytest.mark.parametrize("version", [4, 5], ids=["mqtt311", "mqtt5"])
 def test_a_denied_publish_as_the_client_sees_it(live, version):
     """MQTT 5: PUBACK 0x87 and the connection stays; 3.1.1: the broker closes it."""
-    sharee = PahoClient(live.iot, live.creds(live.world.alice), via="tls", version=version)
+    sharee = with_credentials(live.iot, live.creds(live.world.alice), via="tls", version=version)
     assert sharee.connect()
     try:
         outcome = sharee.publish(f"dev/{live.foreign}/in/unlock", b"x")
@@ -134,7 +134,7 @@ def test_a_denied_publish_as_the_client_sees_it(live, version):
 
 
 def test_a_revoked_share_is_refused_on_the_next_connection(live, django_capture_on_commit_callbacks):
-    sharee = PahoClient(live.iot, live.creds(live.world.alice), via="tls", version=5)
+    sharee = with_credentials(live.iot, live.creds(live.world.alice), via="tls", version=5)
     assert sharee.connect()
     assert sharee.subscribe(f"dev/{live.lamp}/out/#") == [1]
     sharee.close()
@@ -142,7 +142,7 @@ def test_a_revoked_share_is_refused_on_the_next_connection(live, django_capture_
     with django_capture_on_commit_callbacks(execute=True):
         services.revoke_share(actor=live.world.owner, share=share)
 
-    again = PahoClient(live.iot, live.creds(live.world.alice), via="tls", version=5)
+    again = with_credentials(live.iot, live.creds(live.world.alice), via="tls", version=5)
     assert again.connect()
     try:
         assert again.subscribe(f"dev/{live.lamp}/out/#") == [SUBACK_REFUSED[5]]
@@ -155,7 +155,7 @@ def test_a_removed_member_cannot_connect(live, django_capture_on_commit_callback
     with django_capture_on_commit_callbacks(execute=True):
         services.remove_member(actor=live.world.admin,
                                membership=Membership.objects.get(tenant=live.world.tenant, user=live.world.alice))
-    assert PahoClient(live.iot, creds, via="tls", version=4).connect() is False
+    assert with_credentials(live.iot, creds, via="tls", version=4).connect() is False
 
 
 def test_the_aws_iot_device_sdk(live):
@@ -168,7 +168,7 @@ def test_mqtt_js_in_chromium_opens_wss_url(live, version):
     reason = browser_mqtt.missing()
     require(reason is None, reason or "")
     lamp, foreign = live.lamp, live.foreign
-    device = PahoClient(live.iot, live.creds(live.world.owner, device=live.world.lamp), via="tls", version=5)
+    device = with_credentials(live.iot, live.creds(live.world.owner, device=live.world.lamp), via="tls", version=5)
     assert device.connect()
     # Before the browser starts: Playwright's loop in this thread keeps Django's ORM out.
     sharee, expired = live.creds(live.world.alice), live.expired_creds(live.world.alice)
@@ -211,7 +211,7 @@ def curl_publish(live, creds: dict, topic: str, payload: str) -> int:
 
 
 def test_curl_publishes_over_https(live):
-    device = PahoClient(live.iot, live.creds(live.world.owner, device=live.world.lamp), via="tls", version=4)
+    device = with_credentials(live.iot, live.creds(live.world.owner, device=live.world.lamp), via="tls", version=4)
     assert device.connect()
     try:
         assert device.subscribe(f"dev/{live.lamp}/in/#") == [1]
@@ -232,7 +232,7 @@ def test_boto3_iot_data_against_the_data_plane(live):
                             aws_access_key_id="local", aws_secret_access_key="local",  # noqa: S106
                             config=Config(retries={"max_attempts": 1}))
     device_creds = live.creds(live.world.owner, device=live.world.lamp)
-    device = PahoClient(live.iot, device_creds, via="tcp", version=5)
+    device = with_credentials(live.iot, device_creds, via="tcp", version=5)
     assert device.connect()
     try:
         assert device.subscribe(f"dev/{live.lamp}/in/#") == [1]

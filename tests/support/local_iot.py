@@ -1,14 +1,19 @@
-"""local_iot as tests use it: the authorizer's parameters as clients send
-them, and a LocalIot running on its own event loop in a background thread
-(docs/local-iot.md, docs/testing.md)."""
+"""local_iot as tests use it (docs/local-iot.md, docs/testing.md#live-mqtt):
+tokens and the authorizer's parameters as clients send them, the real
+authorizer handler with what it was asked kept, the whole of local_iot or
+only its listeners running on a LoopThread, and the probe that stands for
+the broker in the listeners' own tests."""
 from __future__ import annotations
 
-import asyncio
 import threading
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from tests.support.event_loop import LoopThread
+from tests.support.lambda_env import KEY_NAME
+
 AUTHORIZER = "devshare"
+LAMP = "d-lamp00000001"  # the thing the cold-started authorizer's user 7 controls (tests/local_iot/conftest.py)
 
 
 @dataclass(frozen=True)
@@ -40,29 +45,30 @@ class Signed:
                 "x-amz-customauthorizer-signature": self.signature}
 
 
+def signed(fn, *, key: str = "a", sign_with: str | None = None, **claims) -> Signed:
+    """A token from `fn` (tests/support/authorizer.py Lambda) for user 7 of tenant
+    1 unless `claims` say otherwise, signed with slot `sign_with` (default: `key`)."""
+    token = fn.token(key=key, **claims)
+    return Signed(token, fn.keys[sign_with or key].sign(token), KEY_NAME)
+
+
 class RunningLocalIot:
-    """A started local_iot.server.LocalIot on an event loop of its own, in a
-    background thread, so synchronous clients (paho, awsiotsdk, boto3, curl in
-    a subprocess) can talk to it from the test's thread."""
+    """A started local_iot.server.LocalIot on a LoopThread, so synchronous
+    clients (paho, awsiotsdk, boto3, curl in a subprocess) can talk to it
+    from the test's thread."""
 
     def __init__(self, lambda_env: dict[str, str], *, time_scale: float = 1.0, cert_dir=None,
                  hosts=("127.0.0.1",), **options):
         from local_iot.server import LocalIot
 
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="local_iot", daemon=True)
-        self._thread.start()
+        self.thread = LoopThread("local_iot")
         self.iot = LocalIot(lambda_env=lambda_env, hosts=list(hosts), mqtt_port=0, tls_port=0, http_port=0,
                             cert_dir=cert_dir, time_scale=time_scale, **options)
         try:
-            self.call(self.iot.start())
+            self.thread.run(self.iot.start())
         except BaseException:
-            self._stop_loop()
+            self.thread.stop()
             raise
-
-    def call(self, coroutine, timeout: float = 30.0):
-        """Run a coroutine on local_iot's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     @property
     def mqtt_port(self) -> int:
@@ -86,14 +92,9 @@ class RunningLocalIot:
 
     def stop(self) -> None:
         try:
-            self.call(self.iot.stop())
+            self.thread.run(self.iot.stop())
         finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
+            self.thread.stop()
 
     def __enter__(self) -> RunningLocalIot:
         return self
@@ -149,34 +150,56 @@ async def _read_mqtt_packet(reader) -> bytes:
 
 class RunningListeners:
     """local_iot.listeners.Listeners on 127.0.0.1 (every kind on an ephemeral
-    port) on an event loop of its own in a background thread."""
+    port) in front of `broker` and `dataplane`, all on one LoopThread. `run`
+    and `call` reach that loop, where the broker and the data plane live."""
 
     def __init__(self, broker, *, dataplane=None, certificates=None):
         from local_iot.listeners import Listeners
 
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="listeners", daemon=True)
-        self._thread.start()
+        self.thread = LoopThread("listeners")
+        self.run, self.call = self.thread.run, self.thread.call
         context = certificates.server_context(Listeners.tls_alpn()) if certificates else None
         self.listeners = Listeners(broker=broker, dataplane=dataplane, tls_context=context)
         self.servers = {}
         kinds = ("mqtt", "http", "tls") if certificates else ("mqtt", "http")
         for kind in kinds:
-            self.servers[kind] = self.call(self.listeners.start(kind, "127.0.0.1", 0))
+            self.servers[kind] = self.run(self.listeners.start(kind, "127.0.0.1", 0))
         self.ports = {kind: server.sockets[0].getsockname()[1] for kind, server in self.servers.items()}
 
-    def call(self, coroutine, timeout: float = 30.0):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+    def stop(self, *, before=None) -> None:
+        """Close the listeners and their connections; `before`, a coroutine
+        function, runs first on the loop (the broker's close)."""
 
-    def stop(self) -> None:
         async def close():
+            if before is not None:
+                await before()
             for server in self.servers.values():
                 server.close()
             await self.listeners.close_connections()
 
         try:
-            self.call(close())
+            self.run(close())
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self.loop.close()
+            self.thread.stop()
+
+
+class RecordingHandler:
+    """The real authorizer handler, with every event it was given and every
+    answer it gave kept in order, so a test sees what the gateway asked."""
+
+    def __init__(self, handler):
+        self.handler, self.events, self.answers = handler, [], []
+        self._changed = threading.Condition()
+
+    def __call__(self, event, context):
+        self.events.append(event)
+        answer = self.handler(event, context)
+        with self._changed:
+            self.answers.append(answer)
+            self._changed.notify_all()
+        return answer
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> bool:
+        """Whether `count` answers were given within the timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.answers) >= count, timeout)

@@ -1,6 +1,9 @@
-"""A real paho-mqtt client for tests, driven on its own thread, that keeps
-what it observed (CONNACK, SUBACK and PUBACK codes, messages, the
-disconnect) for the test to wait on (docs/local-iot.md#the-broker).
+"""Real MQTT clients for tests (docs/testing.md#live-mqtt): paho-mqtt
+(3.1.1 and 5, over TCP, TLS, WebSockets) driven on a thread of its own,
+the AWS IoT Device SDK v2 for Python, and raw bytes for what paho will not
+send. Each keeps what it observed (CONNACK, SUBACK and PUBACK codes,
+messages, the disconnect) and every call waits for the broker's answer with
+a timeout: what the client observed is the verdict.
 
 paho's own loop_start() reconnects after a disconnect; this one never
 does, so a test sees exactly the connection the broker closed."""
@@ -8,28 +11,42 @@ from __future__ import annotations
 
 import queue
 import socket
+import ssl
 import struct
 import threading
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 WAIT = 10  # seconds to wait for something that should happen
 
 
 class Client:
-    def __init__(self, port: int, client_id: str, password: bytes | None = b"", *, version: int = 5,
+    """paho-mqtt 2. `username` and `password` go in the CONNECT (a password
+    alone is sent with the username "user": MQTT 3.1.1 wants one);
+    `transport="websockets"` opens `ws_path`; `tls_context` wraps the socket."""
+
+    def __init__(self, port: int, client_id: str, password: bytes | None = b"", *, username: str | None = None,
+                 version: int = 5, host: str = "127.0.0.1", transport: str = "tcp",
+                 tls_context: ssl.SSLContext | None = None, ws_path: str = "/mqtt", ws_headers: dict | None = None,
                  clean: bool = True, keepalive: int = 60, session_expiry: int | None = None,
                  will: tuple | None = None, will_properties: dict | None = None, manual_ack: bool = False):
-        self.port, self.version, self.clean, self.keepalive = port, version, clean, keepalive
+        self.host, self.port, self.version, self.clean, self.keepalive = host, port, version, clean, keepalive
         self.session_expiry = session_expiry
         protocol = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
         self.paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
-                                clean_session=None if version == 5 else clean, manual_ack=manual_ack)
-        if password is not None:
-            self.paho.username_pw_set("user", password)
+                                clean_session=None if version == 5 else clean, manual_ack=manual_ack,
+                                transport=transport)
+        if username is not None or password is not None:
+            self.paho.username_pw_set("user" if username is None else username, password)
+        if tls_context is not None:
+            self.paho.tls_set_context(tls_context)
+        if transport == "websockets":
+            self.paho.ws_set_options(path=ws_path, headers=ws_headers)
         if will is not None:  # (topic, payload, qos, retain)
             props = None
             if will_properties:
@@ -45,6 +62,10 @@ class Client:
         self._acks: dict[int, tuple] = {}
         self._acked = threading.Condition()
         self._stop = threading.Event()
+        self._looping = threading.Event()
+        # Only the loop thread writes to the socket: paho otherwise writes from
+        # the caller's thread too, and its WebSocket framing is not thread-safe.
+        self.paho.on_socket_register_write = lambda _client, _userdata, _sock: None
         self.paho.on_connect = self._on_connect
         self.paho.on_disconnect = self._on_disconnect
         self.paho.on_message = lambda _c, _u, message: self.messages.put(message)
@@ -70,17 +91,23 @@ class Client:
 
     # --- what a test does ---------------------------------------------------------------
 
-    def connect(self) -> Client:
-        """Connect and wait for the CONNACK (or the connection's end)."""
+    def connect(self) -> bool:
+        """Connect and wait for the CONNACK (or the connection's end):
+        whether the broker accepted. A refused connection is not retried."""
         properties = None
         if self.version == 5 and self.session_expiry is not None:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = self.session_expiry
         kwargs = {"clean_start": self.clean, "properties": properties} if self.version == 5 else {}
-        self.paho.connect("127.0.0.1", self.port, self.keepalive, **kwargs)
+        try:
+            self.paho.connect(self.host, self.port, self.keepalive, **kwargs)
+        except OSError:  # refused before MQTT: the TLS handshake or the WebSocket upgrade
+            self.disconnected.set()
+            return False
+        self._looping.set()
         threading.Thread(target=self._loop, daemon=True).start()
         self.wait(lambda: self.connected.is_set() or self.disconnected.is_set(), "a CONNACK")
-        return self
+        return self.accepted
 
     def _loop(self):
         while not self._stop.is_set():
@@ -92,18 +119,26 @@ class Client:
     def accepted(self) -> bool:
         return self.connack is not None and not self.connack[0].is_failure
 
-    def subscribe(self, topic_filter: str, qos: int = 1) -> list:
-        """The SUBACK's reason codes."""
-        _, mid = self.paho.subscribe(topic_filter, qos)
-        return self._wait_ack(mid)
+    def subscribe(self, topic_filter: str, qos: int = 1, *, retain_as_published: bool = False) -> list:
+        """The SUBACK's reason codes (paho's ReasonCode, equal to its
+        number): the QoS granted, or 128 and up for a refusal; [] when the
+        broker closed the connection instead. retain_as_published (MQTT 5)
+        keeps the retain flag on live deliveries."""
+        if retain_as_published:
+            _, mid = self.paho.subscribe(topic_filter, options=SubscribeOptions(qos, retainAsPublished=True))
+        else:
+            _, mid = self.paho.subscribe(topic_filter, qos)
+        return self._wait_ack(mid) or []
 
     def unsubscribe(self, topic_filter: str) -> list:
         """The UNSUBACK's reason codes (MQTT 5; paho reports success for 3.1.1)."""
         _, mid = self.paho.unsubscribe(topic_filter)
         return self._wait_ack(mid)
 
-    def publish(self, topic: str, payload: bytes = b"", qos: int = 0, retain: bool = False, properties=None):
-        """For QoS 1, the PUBACK's reason code (waits for it); else None."""
+    def publish(self, topic: str, payload: bytes = b"", qos: int = 1, retain: bool = False, properties=None):
+        """For QoS 1, the PUBACK's reason code (0 accepted, 135 not authorized
+        in MQTT 5), or None when the broker closed the connection instead (MQTT
+        3.1.1's answer to a denial). For QoS 0, None."""
         info = self.paho.publish(topic, payload, qos, retain, properties)
         return self._wait_ack(info.mid) if qos else None
 
@@ -122,6 +157,15 @@ class Client:
         if topic is not None:
             assert message.topic == topic, (message.topic, message.payload)
         return message
+
+    def received(self, count: int = 1, timeout: float = WAIT) -> list[tuple[str, bytes]]:
+        """(topic, payload) of the next `count` messages, or of as many as came within the timeout."""
+        return [(message.topic, message.payload) for message in _take(self.messages, count, timeout)]
+
+    def nothing_received(self, wait: float = 0.5) -> bool:
+        """No message within `wait`: used only after a message published
+        later has arrived, so that order, not the wait, proves the absence."""
+        return self.received(1, timeout=wait) == []
 
     def wait(self, condition, what: str) -> None:
         done = threading.Event()
@@ -150,14 +194,50 @@ class Client:
             sock.close()
 
     def close(self) -> None:
+        """A clean DISCONNECT when still connected, then the socket closed."""
+        if self._looping.is_set() and not self._stop.is_set() and not self.disconnected.is_set():
+            self.paho.disconnect()
+            self.disconnected.wait(WAIT)
         self._stop.set()
-        if not self.disconnected.is_set():
-            try:
-                self.paho.disconnect()
-            finally:
-                sock = self.paho.socket()
-                if sock is not None:
-                    sock.close()
+        sock = self.paho.socket()
+        if sock is not None:
+            sock.close()
+
+
+def over(iot, via: str, *, client_id: str, version: int, username: str | None = None, ws_query: str = "",
+         **options) -> Client:
+    """An unconnected Client of a running local_iot (tests/support/local_iot.py)
+    over `via`: "tcp", "tls" (ALPN mqtt, as AWS's port 443), "ws" or "wss".
+    Over TCP and TLS the authorizer's parameters ride in `username`, over
+    WebSockets in the URL's query string `ws_query` (docs/local-iot.md#listeners)."""
+    port = {"tcp": iot.mqtt_port, "tls": iot.tls_port, "ws": iot.http_port, "wss": iot.tls_port}[via]
+    context = None
+    if via in ("tls", "wss"):
+        context = ssl.create_default_context(cafile=iot.ca_file)
+        if via == "tls":
+            context.set_alpn_protocols(["mqtt"])
+    websocket = via in ("ws", "wss")
+    return Client(port, client_id, None, username=None if websocket else username, version=version,
+                  host="localhost", transport="websockets" if websocket else "tcp", tls_context=context,
+                  ws_path=f"/mqtt?{ws_query}", **options)
+
+
+def with_credentials(iot, creds: dict, *, via: str, version: int, client_id: str | None = None) -> Client:
+    """A Client with what the credentials API issued (docs/credentials.md#which-field-each-client-uses):
+    `mqttUsername` over TCP and TLS, `wssUrl`'s query string over WebSockets."""
+    return over(iot, via, client_id=client_id or creds["clientId"], version=version, keepalive=30,
+                username=creds["mqttUsername"], ws_query=urlsplit(creds["wssUrl"]).query)
+
+
+def _take(messages: queue.Queue, count: int, timeout: float) -> list:
+    """The next `count` items, or as many as came within the timeout."""
+    found = []
+    try:
+        while len(found) < count:
+            found.append(messages.get(timeout=timeout))
+    except queue.Empty:
+        pass
+    return found
 
 
 class RawClient:
@@ -186,3 +266,55 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class SdkClient:
+    """The AWS IoT Device SDK v2 for Python: its MQTT 5 client from
+    `mqtt5_client_builder.direct_with_custom_authorizer`, the builder AWS
+    documents for custom authentication, over TLS with ALPN `mqtt`."""
+
+    def __init__(self, iot, creds: dict, *, client_id: str | None = None):
+        from awscrt import mqtt5
+        from awsiot import mqtt5_client_builder
+
+        self.mqtt5 = mqtt5
+        self.connected, self.failed, self.stopped = threading.Event(), threading.Event(), threading.Event()
+        self.messages: queue.Queue = queue.Queue()
+        host = creds["endpoint"].rsplit(":", 1)[0]
+        self.client = mqtt5_client_builder.direct_with_custom_authorizer(
+            endpoint=host, port=iot.tls_port, ca_filepath=iot.ca_file, client_id=client_id or creds["clientId"],
+            auth_username="devshare", auth_authorizer_name=creds["authorizerName"],
+            auth_authorizer_signature=creds["tokenSignature"], auth_token_key_name=creds["tokenKeyName"],
+            auth_token_value=creds["token"],
+            on_lifecycle_connection_success=lambda data: self.connected.set(),
+            on_lifecycle_connection_failure=lambda data: self.failed.set(),
+            on_lifecycle_stopped=lambda data: self.stopped.set(),
+            on_publish_received=lambda data: self.messages.put((data.publish_packet.topic,
+                                                                bytes(data.publish_packet.payload))))
+
+    def connect(self) -> bool:
+        self.client.start()
+        for _ in range(int(WAIT * 10)):
+            if self.connected.wait(0.1) or self.failed.is_set():
+                break
+        if not self.connected.is_set():
+            self.close()
+        return self.connected.is_set()
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> list[int]:
+        packet = self.mqtt5.SubscribePacket(subscriptions=[
+            self.mqtt5.Subscription(topic_filter=topic_filter, qos=self.mqtt5.QoS(qos))])
+        suback = self.client.subscribe(packet).result(WAIT)
+        return [int(code) for code in suback.reason_codes]
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> int:
+        packet = self.mqtt5.PublishPacket(topic=topic, payload=payload, qos=self.mqtt5.QoS(qos))
+        result = self.client.publish(packet).result(WAIT)
+        return int(result.puback.reason_code) if result.puback else 0
+
+    def received(self, count: int = 1, timeout: float = WAIT) -> list[tuple[str, bytes]]:
+        return _take(self.messages, count, timeout)
+
+    def close(self) -> None:
+        self.client.stop()
+        self.stopped.wait(WAIT)

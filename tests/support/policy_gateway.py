@@ -17,6 +17,11 @@ _TYPES = {"iot:Connect": "client", "iot:Publish": "topic", "iot:RetainPublish": 
           "iot:Subscribe": "topicfilter"}
 
 
+# Every action on every resource: the grant of a client that only watches or only drives a test.
+EVERYTHING = {"iot:Connect": ["*"], "iot:Publish": ["*"], "iot:RetainPublish": ["*"], "iot:Subscribe": ["*"],
+              "iot:Receive": ["*"]}
+
+
 def document(allow: dict[str, list[str]], deny: dict[str, list[str]] | None = None) -> str:
     """An AWS IoT policy document: {action: [client id, topic or topic filter]} per effect."""
     statements = []
