@@ -22,7 +22,7 @@ from tests.support.broker_server import Published, published
 from tests.support.local_iot import LAMP, signed
 from tests.support.policy_gateway import ACCOUNT, REGION
 
-SIGV4 = ("AWS4-HMAC-SHA256 Credential=AKIDLOCAL/20261201/eu-west-1/iotdata/aws4_request, "
+SIGV4 = ("AWS4-HMAC-SHA256 Credential=local/20261201/eu-west-1/iotdata/aws4_request, "
          "SignedHeaders=host;x-amz-date, Signature=" + "ab" * 32)
 COMMAND = f"dev/{LAMP}/in/cmd"  # user 7 controls the lamp: iot:Publish, not iot:RetainPublish
 
@@ -159,7 +159,7 @@ def test_a_request_without_sigv4_or_authorizer_parameters_is_403(plane_server, p
 
 
 def test_a_presigned_url_counts_as_sigv4(plane_server, plane_watcher):
-    query = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20261201%2Feu-west-1%2Fiotdata%2Faws4_request"
+    query = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=local%2F20261201%2Feu-west-1%2Fiotdata%2Faws4_request"
              "&X-Amz-Date=20261201T000000Z&X-Amz-SignedHeaders=host&X-Amz-Signature=" + "0" * 64)
     status, _, _ = handle(plane_server, request("POST", "/topics/a/b", query=query, body=b"p"))
 

@@ -24,7 +24,7 @@ COMMAND = f"dev/{LAMP}/in/cmd"  # user 7 controls the lamp
 @pytest.fixture
 def iot_data(plane_server):
     return boto3.client("iot-data", endpoint_url=plane_server.http_url, region_name="eu-west-1",
-                        aws_access_key_id="AKIDLOCAL", aws_secret_access_key="local-secret",  # noqa: S106
+                        aws_access_key_id="local", aws_secret_access_key="local-secret",  # noqa: S106
                         config=Config(retries={"max_attempts": 1}))
 
 
