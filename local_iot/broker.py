@@ -8,20 +8,21 @@ grant, the way AWS IoT Core's message broker judges them:
 https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html
 
 This module reads packets and answers them. Where accepted messages go is
-local_iot/router.py, lifecycle events and wills local_iot/presence.py, the
-numbers local_iot/limits.py (documented and assumed ones marked there),
-the codes local_iot/reasons.py. Durations are AWS seconds multiplied by
+local_iot/router.py, lifecycle events and wills local_iot/presence.py, what
+a CONNECT or SUBSCRIBE is answered with local_iot/negotiation.py, the grant's
+refresh and expiry local_iot/grant_lifetime.py, the numbers
+local_iot/limits.py (documented and assumed ones marked there), the codes
+local_iot/reasons.py. Durations are AWS seconds multiplied by
 `time_scale`, so tests can run an hour of session expiry in a second.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import uuid
 
-from local_iot import limits, topics
+from local_iot import grant_lifetime, limits, negotiation
 from local_iot import reasons as r
 from local_iot.connection import Connection, Writer
 from local_iot.gateway import Gateway, Presented, Refused
@@ -40,7 +41,6 @@ from local_iot.mqtt import (
     Publish,
     SubAck,
     Subscribe,
-    Subscription,
     UnsubAck,
     Unsubscribe,
     UnsupportedProtocol,
@@ -179,33 +179,18 @@ class Broker:
         self.wills.reconnected(client_id, clean_start=c.clean_start)
 
         session, present = self._take_session(client_id, c)
-        low, high = limits.KEEP_ALIVE_RANGE
-        keep_alive = high if c.keep_alive == 0 else min(max(c.keep_alive, low), high)
+        keep_alive = negotiation.keep_alive_for(c.keep_alive)
         conn.client_id, conn.grant, conn.session, conn.will = client_id, grant, session, c.will
         conn.keep_alive, conn.read_timeout = keep_alive, 1.5 * keep_alive * self.scale
-        conn.max_packet_out = c.properties.get("maximum_packet_size")
-        conn.window = min(c.properties.get("receive_maximum", limits.OUTBOUND_IN_FLIGHT), limits.OUTBOUND_IN_FLIGHT)
-        conn.problems = c.properties.get("request_problem_information", 1) == 1
+        negotiation.take_client_options(conn, c)
         conn.connected, conn.connected_at = True, now_ms()
         session.owner = conn
         self._live[client_id] = conn
         conn.version_number = self.clients.next_version(client_id)
-
-        properties = {}
-        if conn.v5:
-            properties = {"receive_maximum": limits.RECEIVE_MAXIMUM, "maximum_qos": limits.MAXIMUM_QOS,
-                          "retain_available": 1, "maximum_packet_size": limits.MAXIMUM_PACKET_SIZE,
-                          "topic_alias_maximum": limits.TOPIC_ALIAS_MAXIMUM, "wildcard_subscription_available": 1,
-                          "subscription_identifier_available": 0, "shared_subscription_available": 0}
-            if keep_alive != c.keep_alive:
-                properties["server_keep_alive"] = keep_alive
-            if assigned:
-                properties["assigned_client_identifier"] = assigned
-            if c.properties.get("session_expiry_interval", 0) > session.expiry:
-                properties["session_expiry_interval"] = int(session.expiry)
-        conn.send(ConnAck(r.SUCCESS, present, properties))
+        conn.send(ConnAck(r.SUCCESS, present, negotiation.connack_properties(
+            c, keep_alive=keep_alive, assigned=assigned, session_expiry=session.expiry)))
         self._lifecycle(conn, "connected")
-        self._start_timers(conn, presented, grant)
+        grant_lifetime.start(conn, presented, grant, gateway=self.gateway, end=self._end)
         self.router.resume(conn)
 
     def _refuse(self, conn: Connection, v3_code: int, v5_code: int, why: str) -> None:
@@ -214,10 +199,6 @@ class Broker:
 
     def _take_session(self, client_id: str, c: Connect) -> tuple[Session, bool]:
         """(the session, whether it was resumed: CONNACK's session present flag)."""
-        if c.version == MQTT5:
-            expiry = min(c.properties.get("session_expiry_interval", 0), limits.PERSISTENT_SESSION_EXPIRY)
-        else:
-            expiry = 0 if c.clean_start else limits.PERSISTENT_SESSION_EXPIRY
         sessions = self.router.sessions
         session = sessions.get(client_id)
         if session is not None and session.expiry_timer is not None:
@@ -225,65 +206,17 @@ class Broker:
         present = session is not None and not c.clean_start
         if not present:
             session = sessions[client_id] = Session(client_id)
-        session.expiry, session.clean, session.expiry_timer = expiry, c.clean_start, None
+        session.expiry, session.clean, session.expiry_timer = negotiation.session_expiry_for(c), c.clean_start, None
         return session, present
-
-    def _start_timers(self, conn: Connection, presented: Presented, grant) -> None:
-        # The gateway caches the policy for refreshAfterInSeconds, then asks again; the
-        # connection ends at the first answer's disconnectAfterInSeconds
-        # (https://docs.aws.amazon.com/iot/latest/developerguide/config-custom-auth.html).
-        conn.timers.append(asyncio.get_running_loop().call_later(grant.disconnect_in, functools.partial(
-            self._end, conn, r.CUSTOMAUTH_TTL_EXPIRATION, r.MAXIMUM_CONNECT_TIME,
-            why="disconnectAfterInSeconds reached")))
-        conn.timers.append(asyncio.create_task(self._refresh(conn, presented, grant.refresh_in)))
-
-    async def _refresh(self, conn: Connection, presented: Presented, wait: float) -> None:
-        """Ask the gateway again every refresh_in. Any failure ends the connection,
-        without its will: no grant is left to judge the will by."""
-        while not conn.ended:
-            await asyncio.sleep(wait)
-            try:
-                grant = await self.gateway.authorize(presented, connection_id=conn.id)
-            except Refused as refusal:
-                log.info("connection %s: refresh refused: %s", conn.id, refusal)
-                return self._end(conn, r.AUTH_ERROR, r.NOT_AUTHORIZED, will=False,
-                                 why="the authorizer refused on refresh")
-            except Exception:  # noqa: BLE001  (keeping the old grant would outlive the authorizer's say)
-                log.exception("connection %s: refresh failed", conn.id)
-                return self._end(conn, r.SERVER_ERROR, r.UNSPECIFIED_ERROR, will=False, why="refresh failed")
-            if not grant.can("iot:Connect", conn.client_id):
-                return self._end(conn, r.AUTH_ERROR, r.NOT_AUTHORIZED, will=False,
-                                 why="iot:Connect no longer allowed")
-            conn.grant, wait = grant, grant.refresh_in
 
     # --- PUBLISH --------------------------------------------------------------------
 
     def _on_publish(self, conn: Connection, p: Publish) -> None:
-        topic = p.topic
-        alias = p.properties.get("topic_alias")
-        if alias is not None:
-            if not 1 <= alias <= limits.TOPIC_ALIAS_MAXIMUM:
-                return self._end(conn, r.CLIENT_ERROR, r.TOPIC_ALIAS_INVALID, why=f"topic alias {alias}")
-            if topic:
-                conn.aliases[alias] = topic
-            elif alias in conn.aliases:
-                topic = conn.aliases[alias]
-            else:
-                return self._end(conn, r.CLIENT_ERROR, ProtocolError.code, why=f"unknown topic alias {alias}")
-        if p.qos > limits.MAXIMUM_QOS:
-            # AWS does not support QoS 2 (https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-qos);
-            # closing the connection is assumed. MQTT 5 3.3.1-4 names the reason code.
-            return self._end(conn, r.CLIENT_ERROR, r.QOS_NOT_SUPPORTED, why="AWS IoT does not support QoS 2")
-        problem = topics.name_problem(topic)
-        if problem:
-            return self._end(conn, r.CLIENT_ERROR, r.TOPIC_NAME_INVALID, why=f"topic name: {problem}")
-        if len(p.payload) > limits.MAX_PAYLOAD:
-            # CLIENT_ERROR, "Message payload exceeds size limit for message type"
-            # (https://docs.aws.amazon.com/iot/latest/developerguide/topicdata.html).
-            return self._end(conn, r.CLIENT_ERROR, r.PACKET_TOO_LARGE, why=f"payload over {limits.MAX_PAYLOAD} bytes")
-        allowed = topics.client_may_publish(topic) and conn.grant.can("iot:Publish", topic) and (
-            not p.retain or conn.grant.can("iot:RetainPublish", topic))
-        if not allowed:
+        try:
+            topic = negotiation.publish_topic(conn, p)
+        except negotiation.Malformed as error:
+            return self._end(conn, r.CLIENT_ERROR, error.code, why=error.why)
+        if not negotiation.may_publish(conn, topic, p.retain):
             # MQTT 3.1.1 has no way to say no but to disconnect, and AWS does
             # (lifecycle reason AUTH_ERROR). MQTT 5 answers a QoS 1 PUBLISH with
             # PUBACK 0x87 and keeps the connection; a QoS 0 one is dropped (assumed).
@@ -327,7 +260,7 @@ class Broker:
         subscriptions = conn.session.subscriptions
         codes, granted = [], []
         for index, sub in enumerate(s.subscriptions):
-            code = self._subscription_code(conn, sub, index)
+            code = negotiation.subscription_code(conn, sub, index)
             codes.append(code)
             if r.is_failure(code):
                 continue
@@ -337,25 +270,6 @@ class Broker:
                 granted.append(subscriptions[sub.filter])
         conn.send(SubAck(s.packet_id, codes))
         self.router.retained_for(conn, granted)  # each judged by iot:Receive
-
-    def _subscription_code(self, conn: Connection, sub: Subscription, index: int) -> int:
-        """The SUBACK code for one filter: the granted QoS, or a failure."""
-        failure = None
-        if topics.filter_problem(sub.filter):
-            failure = r.TOPIC_FILTER_INVALID
-        elif sub.filter.startswith("$share/"):
-            failure = r.SHARED_NOT_SUPPORTED
-        elif index >= limits.FILTERS_PER_SUBSCRIBE or (
-                sub.filter not in conn.session.subscriptions
-                and len(conn.session.subscriptions) >= limits.SUBSCRIPTIONS_PER_CONNECTION):
-            failure = r.QUOTA_EXCEEDED  # AWS's quotas; the code is assumed
-        elif not conn.grant.can("iot:Subscribe", sub.filter):
-            # https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt5-reason-codes:
-            # 0x87 on SUBACK in MQTT 5; 3.1.1 has only the failure code 0x80.
-            failure = r.NOT_AUTHORIZED
-        if failure is not None:
-            return failure if conn.v5 else r.V3_SUBACK_FAILURE
-        return min(sub.qos, limits.MAXIMUM_QOS)  # QoS 2 is granted as QoS 1 (assumed; AWS has no QoS 2)
 
     # --- the end of a connection ----------------------------------------------------
 

@@ -30,7 +30,7 @@ EVERYTHING = {"iot:Connect": ["*"], "iot:Publish": ["*"], "iot:RetainPublish": [
 
 
 @pytest.fixture
-def everyone(gateway):
+def full_grant(gateway):
     """Password b"pw" may do anything."""
     gateway.allow(b"pw", document(EVERYTHING))
 
@@ -58,7 +58,7 @@ def session_of(server: BrokerServer, client_id: str):
 
 # --- QoS 1 flow control -------------------------------------------------------------------
 
-def test_a_subscriber_that_never_acknowledges_does_not_break_the_publisher(everyone, server, client):
+def test_a_subscriber_that_never_acknowledges_does_not_break_the_publisher(full_grant, server, client):
     """65,536 QoS 1 messages to a subscriber that acknowledges none: once broke the publisher
     (packet ids ran out inside its PUBLISH). Now AWS's window of 100 holds the rest back."""
     stuck = raw_client(server.port, "stuck", MQTT311)
@@ -88,7 +88,7 @@ def test_a_subscriber_that_never_acknowledges_does_not_break_the_publisher(every
     publisher.close()
 
 
-def test_messages_beyond_the_window_wait_for_acknowledgements(everyone, server, client):
+def test_messages_beyond_the_window_wait_for_acknowledgements(full_grant, server, client):
     slow = client("slow", version=5, manual_ack=True)
     slow.subscribe("w", 1)
     publisher = client("publisher")
@@ -103,7 +103,7 @@ def test_messages_beyond_the_window_wait_for_acknowledgements(everyone, server, 
     assert rest == [str(n).encode() for n in range(limits.OUTBOUND_IN_FLIGHT, limits.OUTBOUND_IN_FLIGHT + 5)]
 
 
-def test_a_client_that_stops_reading_is_closed_not_its_publisher(everyone, server, client):
+def test_a_client_that_stops_reading_is_closed_not_its_publisher(full_grant, server, client):
     server.broker.router.write_buffer_limit = 256 * 1024
     reader = raw_client(server.port, "never-reads", MQTT311)
     reader.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -119,7 +119,7 @@ def test_a_client_that_stops_reading_is_closed_not_its_publisher(everyone, serve
     reader.close()
 
 
-def test_a_qos_1_message_too_big_for_the_client_does_not_take_a_place_in_its_window(everyone, server, client):
+def test_a_qos_1_message_too_big_for_the_client_does_not_take_a_place_in_its_window(full_grant, server, client):
     """MQTT 5 3.1.2-25: discarded as if sent. Were it kept in flight, 100 of them would
     stop every later message."""
     small = raw_client(server.port, "small", MQTT5, maximum_packet_size=256)
@@ -136,7 +136,7 @@ def test_a_qos_1_message_too_big_for_the_client_does_not_take_a_place_in_its_win
 
 # --- a CONNECT that never comes, too many connections -------------------------------------
 
-def test_a_connect_trickled_in_is_cut_off_at_the_deadline(everyone, server):
+def test_a_connect_trickled_in_is_cut_off_at_the_deadline(full_grant, server):
     server.broker.connect_timeout = 0.5
     data = encode(Connect("trickle", MQTT311, username="u", password=b"pw"), MQTT311)
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
@@ -157,7 +157,7 @@ def test_a_connect_trickled_in_is_cut_off_at_the_deadline(everyone, server):
     assert closed_after is not None and closed_after < len(data)
 
 
-def test_connections_beyond_the_cap_are_closed_at_once(everyone, server, client):
+def test_connections_beyond_the_cap_are_closed_at_once(full_grant, server, client):
     server.broker.max_connections = 2
     client("one")
     client("two")
@@ -173,14 +173,14 @@ def test_connections_beyond_the_cap_are_closed_at_once(everyone, server, client)
 # --- subscription and retained quotas -----------------------------------------------------
 
 @pytest.mark.parametrize(("version", "failure"), [(MQTT311, 0x80), (MQTT5, 0x97)], ids=["mqtt311", "mqtt5"])
-def test_at_most_8_filters_per_subscribe(everyone, server, version, failure):
+def test_at_most_8_filters_per_subscribe(full_grant, server, version, failure):
     raw = raw_client(server.port, "many", version)
     raw.send(encode(Subscribe(1, [Subscription(f"f/{n}") for n in range(9)]), version))
     assert read_until(raw, SubAck).codes == [0] * 8 + [failure]
     raw.close()
 
 
-def test_at_most_50_subscriptions_per_connection(everyone, client):
+def test_at_most_50_subscriptions_per_connection(full_grant, client):
     subscriber = client("subscriber")
     for n in range(limits.SUBSCRIPTIONS_PER_CONNECTION):
         assert subscriber.subscribe(f"s/{n}", 1) == [1]
@@ -188,7 +188,7 @@ def test_at_most_50_subscriptions_per_connection(everyone, client):
     assert subscriber.subscribe("s/0", 0) == [0]  # replacing one is no new subscription
 
 
-def test_retained_topics_beyond_the_store_are_routed_but_not_kept(everyone, server, client):
+def test_retained_topics_beyond_the_store_are_routed_but_not_kept(full_grant, server, client):
     server.broker.router.max_retained = 2
     publisher = client("publisher")
     live = client("live")
@@ -202,7 +202,7 @@ def test_retained_topics_beyond_the_store_are_routed_but_not_kept(everyone, serv
     assert [later.expect().topic for _ in range(3)] == ["r/0", "r/1", "r/marker"]
 
 
-def test_only_recent_client_ids_are_remembered(everyone, server, client, monkeypatch):
+def test_only_recent_client_ids_are_remembered(full_grant, server, client, monkeypatch):
     monkeypatch.setattr(limits, "REMEMBERED_CLIENTS", 2)
     watcher = client("watcher")
     watcher.subscribe("$aws/events/presence/disconnected/+")
@@ -222,7 +222,7 @@ ANSWER_TOPICS = ["$aws/things/lamp/shadow/update/accepted", "$aws/things/lamp/sh
 
 
 @pytest.mark.parametrize("topic", ANSWER_TOPICS)
-def test_a_client_may_not_publish_where_only_aws_publishes(everyone, client, topic):
+def test_a_client_may_not_publish_where_only_aws_publishes(full_grant, client, topic):
     watcher = client("watcher")
     watcher.subscribe(topic)
     watcher.subscribe("marker")
@@ -232,20 +232,20 @@ def test_a_client_may_not_publish_where_only_aws_publishes(everyone, client, top
     assert watcher.expect().topic == "marker"
 
 
-def test_a_311_client_publishing_where_only_aws_publishes_is_disconnected(everyone, client):
+def test_a_311_client_publishing_where_only_aws_publishes_is_disconnected(full_grant, client):
     device = client("device", version=4)
     device.publish("$aws/things/lamp/shadow/update/accepted", b"{}", qos=1)
     device.wait_disconnected()
 
 
-def test_a_client_still_publishes_shadow_requests(everyone, client):
+def test_a_client_still_publishes_shadow_requests(full_grant, client):
     device = client("device", version=5)
     assert device.publish("$aws/things/lamp/shadow/update", b"{}", qos=1).value == 0
 
 
 # --- No Local -----------------------------------------------------------------------------
 
-def test_no_local_on_one_subscription_leaves_an_overlapping_one_to_deliver(everyone, client):
+def test_no_local_on_one_subscription_leaves_an_overlapping_one_to_deliver(full_grant, client):
     """The No Local subscription has the higher QoS; it once won the choice and dropped the message."""
     me = client("me", version=5)
     me.paho.subscribe("n/#", options=SubscribeOptions(qos=1, noLocal=True))
@@ -257,7 +257,7 @@ def test_no_local_on_one_subscription_leaves_an_overlapping_one_to_deliver(every
 
 # --- the grant ends at refresh ------------------------------------------------------------
 
-def test_a_refused_refresh_publishes_no_will(gateway, everyone, client):
+def test_a_refused_refresh_publishes_no_will(gateway, full_grant, client):
     gateway.allow(b"dev", document(EVERYTHING), refresh_in=0.2)
     watcher = client("watcher")
     watcher.subscribe("dev/+/in/unlock")
@@ -309,7 +309,7 @@ def test_a_refresh_that_fails_ends_the_connection_without_its_will():
 # --- the WebSocket path -------------------------------------------------------------------
 
 @pytest.fixture
-def websocket_broker(gateway, everyone):
+def websocket_broker(gateway, full_grant):
     """The real listeners and broker (with the policy gateway) on loopback."""
     running = RunningListeners(Broker(gateway=gateway, region=REGION, account=ACCOUNT))
     yield running
