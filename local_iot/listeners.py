@@ -134,7 +134,10 @@ class Listeners:
                 head = await asyncio.wait_for(http1.read_head(reader), HTTP_IDLE_SECONDS)
                 if head is None:
                     return
-                name = server_name or head.host_name
+                # tls.serverName is the TLS SNI only, as AWS sends it
+                # (https://docs.aws.amazon.com/iot/latest/developerguide/custom-authorizer.html);
+                # the Host header does not stand in for it.
+                name = server_name
                 if head.wants_websocket:
                     await self._serve_websocket(reader, writer, head, tls=tls, server_name=name)
                     return
@@ -173,9 +176,9 @@ class Listeners:
             return
         presented = Presented(protocol="ws", tls=tls, server_name=server_name, headers=dict(head.headers),
                               query_string=head.query_string, source_ip=_peer(writer))
-        stream = asyncio.StreamReader()
+        stream, valve = websocket.message_stream()
         ws_writer = websocket.WebSocketWriter(protocol, writer)
-        pumping = asyncio.create_task(websocket.pump(reader, protocol, ws_writer, stream))
+        pumping = asyncio.create_task(websocket.pump(reader, protocol, ws_writer, stream, valve))
         try:
             await self.broker.serve(stream, ws_writer, presented=presented)
         finally:

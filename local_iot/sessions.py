@@ -11,6 +11,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
+from local_iot import limits
 from local_iot.mqtt import Publish, Subscription
 
 # Properties a broker passes from publisher to subscriber (MQTT 5 3.3.2.3);
@@ -46,23 +47,30 @@ class Session:
     expiry: float = 0.0  # AWS seconds it outlives its connection; 0: it ends with it
     clean: bool = True  # as the client asked, for GetConnection's cleanSession
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
-    pending: deque = field(default_factory=deque)  # (Message, qos, retain) owed while offline
+    # QoS 1 messages owed, (Message, qos, retain): while the client is away, or
+    # while its in-flight window is full. Bounded; the oldest go first (assumed).
+    pending: deque = field(default_factory=lambda: deque(maxlen=limits.QUEUED_PER_SESSION))
     inflight: dict[int, Publish] = field(default_factory=dict)  # sent at QoS 1, not yet acknowledged
     owner: object | None = None  # the live connection, if any
     expiry_timer: asyncio.TimerHandle | None = None
     _last_id: int = 0
 
     def packet_id(self) -> int:
-        for _ in range(65535):
+        """A packet id no message in flight uses. The in-flight window
+        (limits.OUTBOUND_IN_FLIGHT) keeps far fewer than 65,535 in use."""
+        while True:
             self._last_id = self._last_id % 65535 + 1
             if self._last_id not in self.inflight:
                 return self._last_id
-        raise RuntimeError("65,535 messages in flight")
 
-    def best_subscription(self, topic: str, matches) -> Subscription | None:
-        """MQTT 3.1.1 3.3.5 / MQTT 5 3.3.4: overlapping subscriptions deliver once, at the highest QoS."""
+    def best_subscription(self, topic: str, matches, *, own_message: bool) -> Subscription | None:
+        """MQTT 3.1.1 3.3.5 / MQTT 5 3.3.4: overlapping subscriptions deliver once, at the
+        highest QoS. A No Local subscription does not count for the client's own
+        message (MQTT 5 3.8.3.1), so another matching one may still deliver it."""
         best = None
         for sub in self.subscriptions.values():
+            if own_message and sub.no_local:
+                continue
             if matches(sub.filter, topic) and (best is None or sub.qos > best.qos):
                 best = sub
         return best

@@ -11,6 +11,13 @@ forward slashes. Both limits exclude the first three mandatory segments of
 a Basic Ingest topic (`$aws/rules/rule-name/`). Reserved topics such as
 shadow topics count like any other: the longest named-shadow topic,
 `$aws/things/T/shadow/name/N/update/documents`, has exactly 7 slashes.
+
+Some reserved topics are AWS's to publish on and a client's only to
+subscribe to ("Client operations allowed: Subscribe" on
+https://docs.aws.amazon.com/iot/latest/developerguide/reserved-topics.html):
+the Device Shadow service's answers and the lifecycle events. The page
+warns that an unsupported publish "can result in a terminated connection";
+the broker treats it as a publish the policy does not allow.
 """
 from __future__ import annotations
 
@@ -19,6 +26,10 @@ import re
 MAX_TOPIC_BYTES = 256
 MAX_SLASHES = 7
 _BASIC_INGEST = re.compile(r"\$aws/rules/[^/]+/", re.IGNORECASE)
+_SUBSCRIBE_ONLY = re.compile(
+    r"\$aws/things/[^/]+/shadow(/name/[^/]+)?/"
+    r"((get|update|delete)/(accepted|rejected)|update/(delta|documents))"
+    r"|\$aws/events/.*")
 
 
 def _counted(topic: str) -> str:
@@ -44,6 +55,11 @@ def name_problem(topic: str) -> str | None:
     if "+" in topic or "#" in topic:
         return "wildcard in a topic name"
     return limit_problem(topic)
+
+
+def client_may_publish(topic: str) -> bool:
+    """False for a reserved topic only AWS publishes on (see the module's docstring)."""
+    return _SUBSCRIBE_ONLY.fullmatch(topic) is None
 
 
 def filter_problem(topic_filter: str) -> str | None:

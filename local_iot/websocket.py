@@ -6,6 +6,11 @@ The handshake and framing are the `websockets` library's sans-I/O
 ServerProtocol; this module only moves bytes between it and the socket.
 AWS: https://docs.aws.amazon.com/iot/latest/developerguide/protocols.html
 (MQTT over WSS, path /mqtt, subprotocol mqtt).
+
+MQTT travels in binary frames only: "If any other type of data frame is
+received the recipient MUST close the Network Connection" (MQTT 5 section
+6.0, [MQTT-6.0.0-1]; MQTT 3.1.1 section 6.0 alike), so a TEXT frame closes.
+Reading pauses while the broker has more than READ_AHEAD bytes unread.
 """
 from __future__ import annotations
 
@@ -18,11 +23,17 @@ from websockets.frames import Opcode
 from websockets.server import ServerProtocol
 
 log = logging.getLogger("local_iot.websocket")
+# The library logs the upgrade request line and headers at DEBUG through this
+# logger, and they carry the authorizer's token and signature: never log them,
+# whatever level the application configures.
+log.setLevel(logging.INFO)
 
 SUBPROTOCOL = "mqtt"
 # A frame may carry a whole 128 KB publish and its MQTT header.
 MAX_MESSAGE = 256 * 1024
-_DATA = (Opcode.BINARY, Opcode.CONT, Opcode.TEXT)
+_DATA = (Opcode.BINARY, Opcode.CONT)
+READ_AHEAD = 256 * 1024  # assumed: bytes received but not yet read by the broker before reading pauses
+_UNSUPPORTED_DATA = 1003  # RFC 6455 7.4.1 close code
 
 
 class WebSocketWriter:
@@ -96,13 +107,36 @@ def _send(protocol: ServerProtocol, transport: asyncio.StreamWriter) -> None:
             transport.write(chunk)
 
 
+class _Valve:
+    """The transport a StreamReader pauses and resumes (asyncio.StreamReader
+    does so above twice its limit): here it only tells pump() when to read."""
+
+    def __init__(self):
+        self.open = asyncio.Event()
+        self.open.set()
+
+    def pause_reading(self) -> None:
+        self.open.clear()
+
+    def resume_reading(self) -> None:
+        self.open.set()
+
+
+def message_stream() -> tuple[asyncio.StreamReader, _Valve]:
+    """The stream the broker reads a WebSocket's bytes from, and its valve."""
+    stream, valve = asyncio.StreamReader(limit=READ_AHEAD // 2), _Valve()
+    stream.set_transport(valve)
+    return stream, valve
+
+
 async def pump(reader: asyncio.StreamReader, protocol: ServerProtocol, writer: WebSocketWriter,
-               stream: asyncio.StreamReader) -> None:
+               stream: asyncio.StreamReader, valve: _Valve) -> None:
     """Feed the socket's bytes to the protocol and the messages' bytes to
     `stream`, until either side closes. MQTT packets may span messages and a
     message may hold several (MQTT 5, 6.0), so bytes are all that matter."""
     try:
         while True:
+            await valve.open.wait()
             data = await reader.read(65536)
             if data:
                 protocol.receive_data(data)
@@ -111,6 +145,11 @@ async def pump(reader: asyncio.StreamReader, protocol: ServerProtocol, writer: W
             for frame in protocol.events_received():
                 if frame.opcode in _DATA:
                     stream.feed_data(frame.data)
+                elif frame.opcode == Opcode.TEXT:
+                    log.info("a TEXT frame: closing (MQTT 5 6.0)")
+                    protocol.fail(_UNSUPPORTED_DATA, "MQTT needs binary frames")
+                    writer.flush()
+                    return
             writer.flush()  # pongs and the answer to a close
             if not data or protocol.close_expected() or protocol.state.name == "CLOSED":
                 break
