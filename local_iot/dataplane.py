@@ -31,9 +31,9 @@ from urllib.parse import parse_qs, unquote
 
 from local_iot import topics
 from local_iot.authorizer_contract import AUTHORIZER_NAME, SIGNATURE
-from local_iot.broker import MAX_PAYLOAD
 from local_iot.gateway import Presented, Refused
 from local_iot.http import Request, Response
+from local_iot.limits import MAX_PAYLOAD
 from local_iot.shadow import ShadowError, encode, parse_payload
 
 # The access key id an iot-data caller signs with (docs/local-iot.md#the-data-plane).

@@ -25,7 +25,7 @@ from lambda_bridge.evaluator import Connection
 from tests.factories import DeviceTypeFactory
 from tests.support.api import tenant_url
 from tests.support.local_iot import RunningLocalIot
-from tests.support.mqtt_clients import PahoClient
+from tests.support.mqtt_client import Client, with_credentials
 
 THING = "demo-front-lock"
 REGION, ACCOUNT = "eu-west-1", "123456789012"
@@ -263,16 +263,16 @@ def simulated_lock(iot, thing: str, tokens: queue.Queue, **options) -> dd.Simula
                               **options)
 
 
-def app(iot, client_for, person, world) -> PahoClient:
+def app(iot, client_for, person, world) -> Client:
     """A person's app: credentials from the API, paho over TLS with `mqttUsername`."""
     response = client_for(person).post(tenant_url("iot-credentials", world), {}, format="json")
     assert response.status_code == 201, response.content
-    client = PahoClient(iot, response.json(), via="tls", version=5)
+    client = with_credentials(iot, response.json(), via="tls", version=5)
     assert client.connect()
     return client
 
 
-def next_on(client: PahoClient, topic: str) -> dict:
+def next_on(client: Client, topic: str) -> dict:
     """The next message on `topic` (others, such as telemetry, are passed over)."""
     while True:
         [(arrived, payload)] = client.received(1) or [(None, None)]

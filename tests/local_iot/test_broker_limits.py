@@ -291,13 +291,16 @@ def test_a_refresh_that_fails_ends_the_connection_without_its_will():
     server = BrokerServer(gateway)
     made = []
     try:
-        made.append(watcher := Client(server.port, "watcher", b"pw").connect())
+        made.append(watcher := Client(server.port, "watcher", b"pw"))
+        assert watcher.connect()
         watcher.subscribe("will/topic")
         watcher.subscribe("marker")
-        made.append(device := Client(server.port, "dev", b"dev", will=("will/topic", b"boom", 0, False)).connect())
+        made.append(device := Client(server.port, "dev", b"dev", will=("will/topic", b"boom", 0, False)))
+        assert device.connect()
         assert device.wait_disconnected() is not None
         assert server.call(server.broker.get_connection, "dev")["disconnectReason"] == "SERVER_ERROR"
-        made.append(marker := Client(server.port, "marker", b"pw").connect())
+        made.append(marker := Client(server.port, "marker", b"pw"))
+        assert marker.connect()
         marker.publish("marker", b"", qos=1)
         assert watcher.expect().topic == "marker"
     finally:
