@@ -62,6 +62,11 @@ class Presented:
     headers: Mapping[str, str] = field(default_factory=dict)  # HTTP / upgrade request, names lower-case
     query_string: str = ""  # the request URL's, without "?"
     source_ip: str = ""
+    # The socket's other numbers, for GetConnection's includeSocketInformation;
+    # the authorizer's event carries none of them.
+    source_port: int | None = None
+    target_ip: str = ""
+    target_port: int | None = None
 
 
 class Refused(Exception):

@@ -346,9 +346,13 @@ class Broker:
         conn = self._live.get(client_id)
         if conn is None:
             return self.clients.last_disconnect(client_id)
+        presented = conn.presented
         return {"clientId": client_id, "connected": True, "cleanSession": conn.session.clean,
                 "keepAliveDuration": conn.keep_alive, "connectedSince": conn.connected_at,
-                "sessionExpiry": int(conn.session.expiry)}
+                "sessionExpiry": int(conn.session.expiry),
+                # The data plane leaves these out unless asked (includeSocketInformation).
+                "sourceIp": presented.source_ip, "sourcePort": presented.source_port,
+                "targetIp": presented.target_ip, "targetPort": presented.target_port}
 
     async def close(self) -> None:
         for conn in list(self._live.values()):

@@ -111,14 +111,14 @@ class Listeners:
     # --- per connection -----------------------------------------------------------------
 
     async def on_mqtt(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        presented = Presented(protocol="mqtt", tls=False, source_ip=_peer(writer))
+        presented = Presented(protocol="mqtt", tls=False, **socket_ends(writer))
         await self.broker.serve(reader, writer, presented=presented)
 
     async def on_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         server_name = self._server_names.get(ssl_object) if ssl_object is not None else None
         if ssl_object is not None and ssl_object.selected_alpn_protocol() == ALPN_MQTT:
-            presented = Presented(protocol="mqtt", tls=True, server_name=server_name, source_ip=_peer(writer))
+            presented = Presented(protocol="mqtt", tls=True, server_name=server_name, **socket_ends(writer))
             await self.broker.serve(reader, writer, presented=presented)
         else:
             await self._serve_http(reader, writer, tls=True, server_name=server_name)
@@ -128,7 +128,7 @@ class Listeners:
 
     async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool,
                           server_name: str | None) -> None:
-        source_ip = _peer(writer)
+        source_ip = socket_ends(writer)["source_ip"]
         while True:
             try:
                 head = await asyncio.wait_for(http1.read_head(reader), HTTP_IDLE_SECONDS)
@@ -175,7 +175,7 @@ class Listeners:
         if protocol is None:
             return
         presented = Presented(protocol="ws", tls=tls, server_name=server_name, headers=dict(head.headers),
-                              query_string=head.query_string, source_ip=_peer(writer))
+                              query_string=head.query_string, **socket_ends(writer))
         stream, valve = websocket.message_stream()
         ws_writer = websocket.WebSocketWriter(protocol, writer)
         pumping = asyncio.create_task(websocket.pump(reader, protocol, ws_writer, stream, valve))
@@ -188,6 +188,9 @@ class Listeners:
                 await pumping
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    return peer[0] if isinstance(peer, tuple) and peer else ""
+def socket_ends(writer: asyncio.StreamWriter) -> dict:
+    """Presented's source and target address and port."""
+    peer, own = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+    peer = peer if isinstance(peer, tuple) and peer else ("", None)
+    own = own if isinstance(own, tuple) and own else ("", None)
+    return {"source_ip": peer[0], "source_port": peer[1], "target_ip": own[0], "target_port": own[1]}

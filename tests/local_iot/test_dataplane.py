@@ -226,7 +226,6 @@ def test_get_connection_tells_the_live_client_and_leaves_socket_information_out(
     assert not SOCKET_INFORMATION & plain.keys()
 
 
-@pytest.mark.xfail(strict=True, reason="local_iot's Broker.get_connection gives no socket information (reported)")
 def test_get_connection_with_socket_information_names_both_ends(plane_server, connect_app):
     # includeSocketInformation=true adds sourceIp, sourcePort, targetIp, targetPort:
     # https://docs.aws.amazon.com/iot/latest/apireference/API_iotdata_GetConnection.html
@@ -235,8 +234,14 @@ def test_get_connection_with_socket_information_names_both_ends(plane_server, co
     _, full, _ = handle(plane_server, request("GET", "/connections/app-1", query="includeSocketInformation=true",
                                               headers=signed_with_sigv4()))
 
+    _, plain, _ = handle(plane_server, request("GET", "/connections/app-1", headers=signed_with_sigv4()))
+
     source_ip, source_port = app.paho.socket().getsockname()[:2]
-    assert (full["sourceIp"], full["sourcePort"], full["targetPort"]) == (source_ip, source_port, plane_server.port)
+    target_ip = app.paho.socket().getpeername()[0]
+    assert (full["sourceIp"], full["sourcePort"], full["targetIp"], full["targetPort"]) == (
+        source_ip, source_port, target_ip, plane_server.port)
+    assert {"sourceIp", "sourcePort", "targetIp", "targetPort"} & set(plain) == set()
+    assert plain["connected"] is True
 
 
 @pytest.mark.parametrize(("client_id", "status", "error"), [("nobody", 404, "ResourceNotFoundException"),
