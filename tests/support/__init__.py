@@ -17,4 +17,9 @@ imports a conftest or another test module (tests/test_architecture.py checks).
 - mosquitto.py: `OwnMosquitto`, a reference broker of the test's own (MQTT, ws, wss), Django-free
 - local_ca.py: `write_local_ca`, a throw-away CA and a loopback server certificate
 - browser_mqtt.py: `BrowserMqtt`, MQTT.js in Chromium driven through Playwright (docs/testing.md#mqttjs-in-chromium)
+- ports.py: `free_port`, `listening`, for servers of the test's own, Django-free
+- event_loop.py: `LoopThread`, an asyncio loop on a background thread for the servers under test
+- local_iot.py: `RunningLocalIot`, `RunningListeners`, tokens as clients present them (docs/testing.md#live-mqtt)
+- broker_server.py, policy_gateway.py: the broker and data plane behind real listeners, with exact policies
+- mqtt_client.py: the paho-mqtt `Client`, the AWS IoT Device SDK's `SdkClient`, `RawClient` for raw bytes
 """

@@ -7,27 +7,14 @@ is given. Anonymous clients are allowed unless asked otherwise; no persistence. 
 """
 import getpass
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from tests.support.ports import free_port, listening
+
 MOSQUITTO = "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 class OwnMosquitto:
@@ -74,7 +61,7 @@ class OwnMosquitto:
             self.process = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
         ports = [p for p in (self.mqtt_port, self.ws_port, self.wss_port) if p]
         deadline = time.monotonic() + 15
-        while not all(map(_listening, ports)):
+        while not all(map(listening, ports)):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 output = self.log.read_text(errors="replace")
                 self.stop()

@@ -4,7 +4,6 @@ bounded wait for what another process does."""
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,8 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from tests.support.paths import ROOT
+from tests.support.ports import free_port, listening
 from tests.support.services import require
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(condition, timeout=20.0, what="condition", interval=0.05):
@@ -32,14 +26,6 @@ def wait_until(condition, timeout=20.0, what="condition", interval=0.05):
             return
         time.sleep(interval)
     raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 class OwnRedis:
@@ -86,7 +72,7 @@ class OwnMoto:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: _listening(self.port), timeout=30, what="moto server start")
+        wait_until(lambda: listening(self.port), timeout=30, what="moto server start")
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:
