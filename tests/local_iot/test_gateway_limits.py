@@ -4,9 +4,16 @@
 bounded queue; SigV4 only under the local access key id, and never instead
 of the authorizer; the broker's topic rules for HTTPS publish; shadow
 requests that cannot exhaust the stack or memory.
+
+The parts are real: the gateway invokes the real authorizer handler on the
+session's moto table with real tokens; the data plane runs in front of the
+real broker (tests/support/broker_server.py), and what it published is what
+a client watching every topic received (`published`); boto3 talks to a whole
+local_iot on its own HTTP listener.
 """
 import asyncio
 import json
+import logging
 import threading
 from urllib.parse import quote, unquote
 
@@ -15,17 +22,17 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from lambda_bridge.handler import build
 from local_iot.__main__ import parser
-from local_iot.dataplane import DataPlane
 from local_iot.gateway import Gateway, Presented, Reason, Refused
 from local_iot.http import Request
 from local_iot.shadow import MAX_SHADOWS_PER_THING, Shadows
-from tests.support.dataplane_http import DataPlaneServer
-from tests.support.iot_siblings import ListedGrant, Published, RecordingBroker, TokenGateway
+from tests.support.broker_server import FROZEN_NOW as T
+from tests.support.broker_server import Published, published
+from tests.support.lambda_env import KEY_NAME
+from tests.support.local_iot import LAMP, RecordingHandler, RunningLocalIot, signed
 
-T = 1_700_000_000
-ALLOW = {"isAuthenticated": True, "principalId": "p1", "policyDocuments": [],
-         "refreshAfterInSeconds": 300, "disconnectAfterInSeconds": 3600}
+APP = "u1.7.app"  # the client id of user 7's tokens (tests/support/authorizer.py)
 
 
 def sigv4(key_id: str) -> str:
@@ -33,161 +40,189 @@ def sigv4(key_id: str) -> str:
             "SignedHeaders=host;x-amz-date, Signature=" + "ab" * 32)
 
 
-def connect_with(token: str) -> Presented:
-    return Presented(protocol="mqtt", tls=True, client_id="c1",
-                     username=f"?x-amz-customauthorizer-name=devshare&devshare-token={token}")
-
-
-class SlowFirstHandler:
-    """The authorizer's handler as the gateway calls it: records each token
-    it is called with and holds the call for the token "slow" until told."""
-
-    def __init__(self):
-        self.seen: list[str] = []
-        self.entered, self.release = threading.Event(), threading.Event()
-
-    def __call__(self, event, context):
-        self.seen.append(event["token"])
-        if event["token"] == "slow":
-            self.entered.set()
-            self.release.wait(30)
-        return ALLOW
-
-
-def gateway_with(handler, **options) -> Gateway:
-    return Gateway(lambda_env={}, authorizer_name="devshare", token_key_name="devshare-token", signing=False,
-                   handler=handler, **options)
-
-
 # --- the invocation ---------------------------------------------------------------------
 
 
-def test_a_call_that_runs_out_of_time_waiting_for_its_turn_never_reaches_the_handler():
-    handler = SlowFirstHandler()
+class HoldsOneToken:
+    """The real handler, except that the call for `token` waits until
+    `release` is set, as a Lambda stuck on a slow read would."""
+
+    def __init__(self, handler, token: str):
+        self.handler, self.token = handler, token
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, event, context):
+        if event.get("token") == self.token:
+            self.entered.set()
+            self.release.wait(30)
+        return self.handler(event, context)
+
+
+def unsigned_gateway(env, handler, **options) -> Gateway:
+    # Unsigned, authorize() reaches the queue without awaiting anything (the
+    # key item's read is the only await before it), so one turn of the loop
+    # puts a new call there.
+    return Gateway(lambda_env=env, authorizer_name="devshare", token_key_name=KEY_NAME, signing=False,
+                   handler=handler, **options)
+
+
+def connecting(token: str) -> Presented:
+    return Presented(protocol="mqtt", tls=True, client_id=APP,
+                     username=f"?x-amz-customauthorizer-name=devshare&{KEY_NAME}={quote(token, safe='')}")
+
+
+def tokens_seen(recording: RecordingHandler) -> list[str]:
+    return [event["token"] for event in recording.events]
+
+
+def test_a_call_that_runs_out_of_time_waiting_for_its_turn_never_reaches_the_handler(fn, env):
+    slow, queued, after = fn.token(), fn.token(), fn.token()
+    held = HoldsOneToken(build(env), slow)
+    lam = RecordingHandler(held)
 
     async def scenario():
-        gateway = gateway_with(handler, invoke_timeout=0.5)
-        slow = asyncio.create_task(gateway.authorize(connect_with("slow"), connection_id="1"))
-        assert await asyncio.to_thread(handler.entered.wait, 10)
-        with pytest.raises(Refused) as queued:
-            await gateway.authorize(connect_with("queued"), connection_id="2")
-        handler.release.set()
-        with pytest.raises(Refused):
-            await slow
-        after = await gateway.authorize(connect_with("after"), connection_id="3")
-        gateway.close()
-        return queued.value, after.principal_id
+        # Long enough for the real handler's call after the slow one is
+        # released, short enough to wait out.
+        gateway = unsigned_gateway(env, lam, invoke_timeout=2)
+        try:
+            slow_call = asyncio.create_task(gateway.authorize(connecting(slow), connection_id="1"))
+            assert await asyncio.to_thread(held.entered.wait, 10)
+            with pytest.raises(Refused) as refused:
+                await gateway.authorize(connecting(queued), connection_id="2")
+            held.release.set()
+            with pytest.raises(Refused):
+                await slow_call
+            served = await gateway.authorize(connecting(after), connection_id="3")
+        finally:
+            held.release.set()
+            gateway.close()
+        return refused.value.reason, served.principal_id
 
-    queued, after = asyncio.run(scenario())
-    # Refused while still waiting for the turn (the 5 s limit covers the
-    # wait), so its event never reached the handler.
-    assert (queued.reason, queued.detail, after) == (Reason.INVOKE_TIMEOUT, "no turn in 0.5 s", "p1")
-    assert handler.seen == ["slow", "after"]
+    reason, principal = asyncio.run(scenario())
+
+    # Refused while still waiting for its turn (the 5 s limit covers the
+    # wait), so its event never reached the handler; the gateway serves
+    # the next call once the slow one has ended.
+    assert reason == Reason.INVOKE_TIMEOUT
+    assert tokens_seen(lam) == [slow, after]
+    assert principal == "u1x7"
 
 
-def test_past_the_waiting_bound_a_call_is_refused_at_once():
-    handler = SlowFirstHandler()
+def test_past_the_waiting_bound_a_call_is_refused_at_once(fn, env):
+    slow, waiting, third = fn.token(), fn.token(), fn.token()
+    held = HoldsOneToken(build(env), slow)
+    lam = RecordingHandler(held)
 
     async def scenario():
-        gateway = gateway_with(handler, invoke_timeout=30, max_waiting=1)
-        slow = asyncio.create_task(gateway.authorize(connect_with("slow"), connection_id="1"))
-        assert await asyncio.to_thread(handler.entered.wait, 10)
-        waiting = asyncio.create_task(gateway.authorize(connect_with("waiting"), connection_id="2"))
-        for _ in range(3):
-            await asyncio.sleep(0)  # lets it reach the queue
-        with pytest.raises(Refused) as third:
-            await gateway.authorize(connect_with("third"), connection_id="3")
-        handler.release.set()
-        grants = await asyncio.gather(slow, waiting)
-        gateway.close()
-        return third.value.reason, [grant.principal_id for grant in grants]
+        gateway = unsigned_gateway(env, lam, invoke_timeout=30, max_waiting=1)
+        try:
+            slow_call = asyncio.create_task(gateway.authorize(connecting(slow), connection_id="1"))
+            assert await asyncio.to_thread(held.entered.wait, 10)
+            waiting_call = asyncio.create_task(gateway.authorize(connecting(waiting), connection_id="2"))
+            for _ in range(3):
+                await asyncio.sleep(0)  # lets it reach the queue
+            with pytest.raises(Refused) as refused:
+                await gateway.authorize(connecting(third), connection_id="3")
+            held.release.set()
+            grants = await asyncio.gather(slow_call, waiting_call)
+        finally:
+            held.release.set()
+            gateway.close()
+        return refused.value.reason, [grant.principal_id for grant in grants]
 
-    assert asyncio.run(scenario()) == (Reason.INVOKE_THROTTLED, ["p1", "p1"])
-    assert handler.seen == ["slow", "waiting"]
+    assert asyncio.run(scenario()) == (Reason.INVOKE_THROTTLED, ["u1x7", "u1x7"])
+    assert tokens_seen(lam) == [slow, waiting]
 
 
 # --- who may use the data plane ---------------------------------------------------------
 
 
-@pytest.fixture
-def broker():
-    return RecordingBroker()
+def request(method, raw_path, *, query="", headers=None, body=b""):
+    return Request(method=method, path=unquote(raw_path), raw_path=raw_path, query_string=query,
+                   headers=dict(headers or {}), body=body, tls=True, server_name="localhost", source_ip="127.0.0.9")
 
 
-@pytest.fixture
-def token_gateway():
-    return TokenGateway("devshare-token", {"owner": ListedGrant(frozenset({("iot:Publish", "dev/lamp/in/cmd")}))})
+def handle(server, req):
+    response = server.run(server.plane.handle(req))
+    return response.status, (json.loads(response.body) if response.body else None), response.headers
 
 
-@pytest.fixture
-def plane(broker, token_gateway):
-    return DataPlane(broker=broker, shadows=Shadows(clock=lambda: T), gateway=token_gateway)
+def decisions(caplog) -> list[dict]:
+    """The gateway's decision lines (one per authorize call)."""
+    return [json.loads(record.getMessage()) for record in caplog.records if record.name == "local_iot.gateway"]
 
 
-def handle(plane, method, raw_path, *, headers=None, query="", body=b""):
-    request = Request(method=method, path=unquote(raw_path), raw_path=raw_path, query_string=query,
-                      headers=dict(headers or {}), body=body, tls=True, server_name="localhost",
-                      source_ip="127.0.0.9")
-    response = asyncio.run(plane.handle(request))
-    return response.status, json.loads(response.body) if response.body else None, response.headers
+COMMAND = f"dev/{LAMP}/in/cmd"  # user 7 controls the lamp
 
 
-@pytest.mark.parametrize("parameters", [
-    {"x-amz-customauthorizer-name": "devshare", "devshare-token": "stranger"},
-    {"devshare-token": "stranger"},
-    {"x-amz-customauthorizer-signature": "c2lnbmVk"},
-])
-def test_authorizer_parameters_beside_a_valid_sigv4_still_go_through_the_authorizer(plane, broker, token_gateway,
-                                                                                      parameters):
-    status, body, _ = handle(plane, "POST", "/topics/dev%2Flamp%2Fin%2Fcmd",
-                             headers={"authorization": sigv4("local"), **parameters}, body=b"on")
+@pytest.mark.parametrize(("parameters", "reason"), [
+    ({"x-amz-customauthorizer-name": "devshare", KEY_NAME: "stranger"}, Reason.NO_SIGNATURE),
+    ({KEY_NAME: "stranger"}, Reason.NO_AUTHORIZER_NAME),
+    ({"x-amz-customauthorizer-signature": "c2lnbmVk"}, Reason.NO_AUTHORIZER_NAME),
+], ids=["name and token", "token", "signature"])
+def test_authorizer_parameters_beside_a_valid_sigv4_still_go_through_the_authorizer(
+        plane_server, plane_watcher, recording, caplog, parameters, reason):
+    with caplog.at_level(logging.INFO, logger="local_iot.gateway"):
+        status, body, _ = handle(plane_server, request("POST", "/topics/" + quote(COMMAND, safe=""),
+                                                       headers={"authorization": sigv4("local"), **parameters},
+                                                       body=b"on"))
 
     assert (status, body["message"]) == (401, "Unauthorized")
-    assert len(token_gateway.calls) == 1
-    assert broker.published == []
+    # The gateway judged the request, once, and refused it before the Lambda.
+    assert [(line["decision"], line["reason"]) for line in decisions(caplog)] == [("deny", reason)]
+    assert recording.events == []
+    assert published(plane_server, plane_watcher) == []
 
 
-def test_authorizer_parameters_in_the_query_string_also_win_over_sigv4(plane, broker):
-    status, _, _ = handle(plane, "GET", "/things/lamp/shadow", headers={"authorization": sigv4("local")},
-                          query="x-amz-customauthorizer-name=devshare&devshare-token=owner")
+def test_authorizer_parameters_in_the_query_string_also_win_over_sigv4(plane_server, fn, recording):
+    status, _, headers = handle(plane_server, request("GET", "/things/lamp/shadow", query=signed(fn).query(),
+                                                      headers={"authorization": sigv4("local")}))
 
     # The custom authorizer over HTTPS only publishes, whatever else is signed.
-    assert status == 403
+    assert (status, headers["x-amzn-ErrorType"]) == (403, "ForbiddenException")
+    assert recording.events == []
 
 
 @pytest.mark.parametrize("key_id", ["AKIDOTHER", "testing"])
-def test_sigv4_under_another_access_key_id_is_refused(plane, broker, key_id):
-    status, _, headers = handle(plane, "POST", "/topics/a/b", headers={"authorization": sigv4(key_id)}, body=b"p")
+def test_sigv4_under_another_access_key_id_is_refused(plane_server, plane_watcher, key_id):
+    status, _, headers = handle(plane_server, request("POST", "/topics/a/b", headers={"authorization": sigv4(key_id)},
+                                                      body=b"p"))
 
     assert (status, headers["x-amzn-ErrorType"]) == (403, "UnrecognizedClientException")
-    assert broker.published == []
+    assert published(plane_server, plane_watcher) == []
 
 
-def test_a_presigned_url_under_another_access_key_id_is_refused(plane, broker):
+def test_a_presigned_url_under_another_access_key_id_is_refused(plane_server, plane_watcher):
     query = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=other%2F20261201%2Feu-west-1%2Fiotdata%2Faws4_request"
              "&X-Amz-Date=20261201T000000Z&X-Amz-SignedHeaders=host&X-Amz-Signature=" + "0" * 64)
 
-    assert handle(plane, "POST", "/topics/a/b", query=query, body=b"p")[0] == 403
-    assert broker.published == []
+    assert handle(plane_server, request("POST", "/topics/a/b", query=query, body=b"p"))[0] == 403
+    assert published(plane_server, plane_watcher) == []
 
 
-def test_boto3_signs_in_under_the_configured_access_key_id_only(broker, token_gateway):
-    served = DataPlaneServer(DataPlane(broker=broker, shadows=Shadows(clock=lambda: T), gateway=token_gateway,
-                                       access_key_id="devshare-local"))
-    try:
-        def client(key_id):
-            return boto3.client("iot-data", endpoint_url=served.url, region_name="eu-west-1",
-                                aws_access_key_id=key_id, aws_secret_access_key="any-secret",
+def test_boto3_signs_in_under_the_configured_access_key_id_only(env, fn, client, tmp_path):
+    state, other, fence = (f"dev/{LAMP}/out/{name}" for name in ("state", "other", "fence"))
+    with RunningLocalIot(env, cert_dir=tmp_path / "certs", access_key_id="devshare-local") as iot:
+        # The owner of the lamp, through the real authorizer, sees what the broker routes.
+        owner = client(APP, None, port=iot.mqtt_port, username=signed(fn).username())
+        assert owner.subscribe(f"dev/{LAMP}/out/#") == [1]
+
+        def iot_data(key_id):
+            return boto3.client("iot-data", endpoint_url=f"http://127.0.0.1:{iot.http_port}",
+                                region_name="eu-west-1", aws_access_key_id=key_id,
+                                aws_secret_access_key="any-secret",  # noqa: S106
                                 config=Config(retries={"max_attempts": 1}))
 
-        client("devshare-local").publish(topic="a/b", qos=1, payload=b"p")
+        iot_data("devshare-local").publish(topic=state, qos=1, payload=b"p")
         with pytest.raises(ClientError) as refused:
-            client("local").publish(topic="a/c", qos=1, payload=b"q")
-    finally:
-        served.close()
+            iot_data("local").publish(topic=other, qos=1, payload=b"q")
+        # Routed in order: the refused publish, had it been routed, would come before this.
+        iot_data("devshare-local").publish(topic=fence, qos=1, payload=b"")
+        first, second = owner.expect(), owner.expect()
 
     assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"
-    assert broker.published == [Published("a/b", b"p", 1, False)]
+    assert (first.topic, first.payload, first.qos, first.retain) == (state, b"p", 1, False)
+    assert second.topic == fence
 
 
 def test_the_cli_takes_the_access_key_id():
@@ -198,16 +233,21 @@ def test_the_cli_takes_the_access_key_id():
 # --- the broker's topic rules -----------------------------------------------------------
 
 
-def test_a_basic_ingest_topic_may_be_longer_than_other_topics(plane, broker):
+def test_a_basic_ingest_topic_may_be_longer_than_other_topics(plane_server, plane_watcher):
     # AWS's limits exclude the $aws/rules/rule-name/ prefix (local_iot/topics.py).
     ingest = "$aws/rules/telemetry/" + "/".join("abcdefgh")
     plain = "x/y/z/" + "/".join("abcdefgh")
+    # "#" does not match a topic beginning with "$". (AWS has no subscribers
+    # for Basic Ingest topics, only rules; local_iot, without a rules engine,
+    # routes them like any other, which shows what the data plane handed over.)
+    assert plane_watcher.subscribe("$aws/rules/#", retain_as_published=True) == [1]
 
-    assert handle(plane, "POST", "/topics/" + quote(ingest, safe=""), headers={"authorization": sigv4("local")},
-                  body=b"1")[0] == 200
-    assert handle(plane, "POST", "/topics/" + quote(plain, safe=""), headers={"authorization": sigv4("local")},
-                  body=b"2")[0] == 400
-    assert broker.published == [Published(ingest, b"1", 0, False)]
+    signed_v4 = {"authorization": sigv4("local")}
+    assert handle(plane_server, request("POST", "/topics/" + quote(ingest, safe=""), headers=signed_v4,
+                                        body=b"1"))[0] == 200
+    assert handle(plane_server, request("POST", "/topics/" + quote(plain, safe=""), headers=signed_v4,
+                                        body=b"2"))[0] == 400
+    assert published(plane_server, plane_watcher) == [Published(ingest, b"1", 0, False)]
 
 
 # --- shadows ----------------------------------------------------------------------------
@@ -222,12 +262,12 @@ def test_json_nested_past_the_parsers_stack_is_rejected_as_invalid_json_over_mqt
     assert json.loads(payload) == {"code": 400, "message": "Invalid JSON", "timestamp": T}
 
 
-def test_json_nested_past_the_parsers_stack_is_400_over_rest(plane, broker):
-    status, body, headers = handle(plane, "POST", "/things/lamp/shadow", headers={"authorization": sigv4("local")},
-                                   body=DEEP)
+def test_json_nested_past_the_parsers_stack_is_400_over_rest(plane_server, plane_watcher):
+    status, body, headers = handle(plane_server, request("POST", "/things/lamp/shadow",
+                                                         headers={"authorization": sigv4("local")}, body=DEEP))
 
     assert (status, headers["x-amzn-ErrorType"], body) == (400, "InvalidRequestException", {"message": "Invalid JSON"})
-    assert broker.published == []
+    assert published(plane_server, plane_watcher) == []
 
 
 def update(shadows, name, **request):
