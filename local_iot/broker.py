@@ -46,6 +46,7 @@ from local_iot.mqtt import (
     UnsupportedProtocol,
 )
 from local_iot.presence import Clients, Wills, forwarded, lifecycle_message, now_ms
+from local_iot.read_deadline import ReadDeadline
 from local_iot.router import Router
 from local_iot.sessions import Message, Session
 
@@ -93,19 +94,15 @@ class Broker:
         decoder = Decoder(max_packet_size=limits.MAXIMUM_PACKET_SIZE)
         loop = asyncio.get_running_loop()
         # The whole CONNECT must arrive within connect_timeout, however it trickles in.
-        connect_by = loop.time() + self.connect_timeout
+        deadline = ReadDeadline(loop, loop.time() + self.connect_timeout, lambda: self._read_timed_out(conn))
+        conn.timers.append(deadline)
         try:
             while not conn.ended:
-                timeout = conn.read_timeout if conn.connected else connect_by - loop.time()
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), max(timeout, 0))
-                except TimeoutError:
-                    if not conn.connected:
-                        return self._end(conn, r.CLIENT_ERROR)
-                    # AWS closes after 1.5 × the keep-alive without a packet
-                    # (https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits).
-                    return self._end(conn, r.MQTT_KEEP_ALIVE_TIMEOUT, r.KEEP_ALIVE_TIMEOUT,
-                                     why=f"no packet for 1.5 × the keep-alive of {conn.keep_alive} s")
+                if conn.connected:
+                    deadline.connected(conn.read_timeout)
+                deadline.reading()
+                data = await reader.read(65536)
+                deadline.handling()
                 if not data:
                     return self._end(conn, r.CONNECTION_LOST)
                 for packet in decoder.feed(data):
@@ -125,6 +122,14 @@ class Broker:
             self._end(conn, r.CLIENT_ERROR, error.code, why=str(error))
         except ConnectionError:
             self._end(conn, r.CONNECTION_LOST)
+
+    def _read_timed_out(self, conn: Connection) -> None:
+        if not conn.connected:
+            return self._end(conn, r.CLIENT_ERROR)
+        # AWS closes after 1.5 × the keep-alive without a packet
+        # (https://docs.aws.amazon.com/general/latest/gr/iot-core.html#message-broker-limits).
+        self._end(conn, r.MQTT_KEEP_ALIVE_TIMEOUT, r.KEEP_ALIVE_TIMEOUT,
+                  why=f"no packet for 1.5 × the keep-alive of {conn.keep_alive} s")
 
     async def _handle(self, conn: Connection, packet) -> None:
         if isinstance(packet, Connect):

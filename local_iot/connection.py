@@ -55,17 +55,17 @@ class Connection:
         (MQTT 5 3.1.2.11.7: Request Problem Information 0)."""
         return {"reason_string": text} if self.problems else {}
 
-    def fits(self, packet) -> bool:
-        """Whether the client accepts a packet this big (MQTT 5 3.1.2.11.4)."""
-        return self.max_packet_out is None or len(encode(packet, self.version)) <= self.max_packet_out
-
-    def send(self, packet) -> None:
+    def send(self, packet) -> bool:
+        """Write the packet; False when it was not sent: the connection has
+        ended, or the packet is bigger than the client's Maximum Packet Size
+        (MQTT 5 3.1.2.11.4). Encoded once: the size is the encoded one."""
         if self.ended:
-            return
+            return False
         data = encode(packet, self.version)
         if self.max_packet_out is not None and len(data) > self.max_packet_out:
-            return  # MQTT 5 3.1.2-25: a packet too big for the client is dropped, not sent
+            return False  # MQTT 5 3.1.2-25: a packet too big for the client is dropped, not sent
         self.writer.write(data)
+        return True
 
     def unsent_bytes(self) -> int:
         """What the client has not yet read off its socket, as far as this process holds it."""

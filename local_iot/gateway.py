@@ -32,6 +32,7 @@ from typing import Callable, Mapping
 from lambda_bridge import evaluator, keys
 from lambda_bridge.config import Config, ConfigError
 from lambda_bridge.store import DynamoStore
+from local_iot import limits
 from local_iot.authorizer_contract import (
     Presented,
     Reason,
@@ -89,6 +90,23 @@ class Grant:
         As the broker judges it: explicit Deny wins, iot:RetainPublish also
         needs iot:Publish, and anything but iot:Connect also needs iot:Connect
         on this grant's client id (lambda_bridge.evaluator.Connection)."""
+        # A grant's documents never change, so neither does a verdict: every PUBLISH
+        # and every delivery asks again about the same few topics, and matching
+        # the policy's globs each time was a third of the broker's time per message.
+        verdicts = self._verdicts
+        key = (action, name)
+        verdict = verdicts.get(key)
+        if verdict is None:
+            if len(verdicts) >= limits.VERDICTS_PER_GRANT:
+                verdicts.clear()  # a client walking endless topics costs evaluation, not memory
+            verdict = verdicts[key] = self._judged(action, name)
+        return verdict
+
+    @cached_property
+    def _verdicts(self) -> dict[tuple[str, str], bool]:
+        return {}
+
+    def _judged(self, action: str, name: str) -> bool:
         judge = self._judge
         if judge is None:
             return False

@@ -29,4 +29,5 @@ MAX_RETAINED = 10_000  # retained topics; a new one beyond this is routed but no
 # Bytes a connection may leave unread before it is closed as a slow consumer. Above
 # OUTBOUND_IN_FLIGHT × MAXIMUM_PACKET_SIZE, so the QoS 1 window alone never reaches it.
 MAX_WRITE_BUFFER = 16 * 1024 * 1024
+VERDICTS_PER_GRANT = 1_024  # policy verdicts a grant remembers (gateway.Grant.can); then it starts over
 REMEMBERED_CLIENTS = 10_000  # client ids whose last disconnect and version number are kept

@@ -100,13 +100,12 @@ class Router:
         packet = message.packet(qos, retain, self.now(), self.scale)
         if qos:
             packet.packet_id = conn.session.packet_id()  # taken only once it is in flight
-        if not conn.fits(packet):
+        if not conn.send(packet):
             # MQTT 5 3.1.2-25: too big for the client is discarded "as if it had completed
             # sending": not sent, and not kept in flight to be sent again.
             return
         if qos:
             conn.session.inflight[packet.packet_id] = packet
-        conn.send(packet)
         if conn.unsent_bytes() > self.write_buffer_limit:
             self.end(conn, reasons.THROTTLED, why="the client is not reading its messages")
 

@@ -194,6 +194,20 @@ def test_silence_beyond_one_and_a_half_keep_alives_closes_the_connection(everyon
     assert event(watcher, "disconnected", "quiet")["disconnectReason"] == "MQTT_KEEP_ALIVE_TIMEOUT"
 
 
+def test_the_keep_alive_deadline_moves_with_every_packet(everyone, serve, client, version):
+    server = serve(time_scale=0.04)  # keep-alive 30 s: closed after 1.8 s without a packet
+    watcher = client("watcher", b"watch", port=server.port, keepalive=1200)
+    watcher.subscribe("$aws/events/presence/disconnected/+")
+    busy = client("busy", version=version, keepalive=30, port=server.port)
+    for n in range(20):  # 4 s of traffic: over two deadlines, never one without a packet
+        assert busy.publish("busy/tick", str(n).encode(), qos=1) == 0  # a PUBACK, not None: still connected
+        time.sleep(0.2)
+    reason = busy.wait_disconnected()  # then silence, and the deadline passes
+    if version == MQTT5:
+        assert reason.value == 0x8D
+    assert event(watcher, "disconnected", "busy")["disconnectReason"] == "MQTT_KEEP_ALIVE_TIMEOUT"
+
+
 def test_the_connection_ends_at_disconnect_after(everyone, gateway, watcher, client, version):
     gateway.allow(b"short", document(EVERYTHING), disconnect_in=0.3)
     dev = client("dev", b"short", version=version)
