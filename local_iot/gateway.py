@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Mapping
 
@@ -73,6 +73,8 @@ class Grant:
     # The MQTT client id iot:Connect is judged on; None for an HTTPS publish,
     # which has no client id and so no Connect to require (docs/local-iot.md#the-data-plane).
     client_id: str | None
+    # Verdicts already given, (action, name) -> allowed; see can().
+    _verdicts: dict[tuple[str, str], bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
     def _judge(self) -> evaluator.Connection | None:
@@ -101,10 +103,6 @@ class Grant:
                 verdicts.clear()  # a client walking endless topics costs evaluation, not memory
             verdict = verdicts[key] = self._judged(action, name)
         return verdict
-
-    @cached_property
-    def _verdicts(self) -> dict[tuple[str, str], bool]:
-        return {}
 
     def _judged(self, action: str, name: str) -> bool:
         judge = self._judge

@@ -61,16 +61,6 @@ class Head:
         upgrade = {t.strip().lower() for t in self.headers.get("upgrade", "").split(",")}
         return self.method == "GET" and "websocket" in upgrade
 
-    @property
-    def host_name(self) -> str | None:
-        """The Host header without its port (an IPv6 literal keeps no brackets)."""
-        host = self.headers.get("host", "").strip()
-        if not host:
-            return None
-        if host.startswith("["):
-            return host[1:host.find("]")] if "]" in host else None
-        return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
 
 async def read_head(reader: asyncio.StreamReader) -> Head | None:
     """The next request's head; None when the client closed between requests."""

@@ -23,14 +23,16 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from lambda_bridge.handler import build
+from local_iot import limits
 from local_iot.__main__ import parser
-from local_iot.gateway import Gateway, Presented, Reason, Refused
+from local_iot.gateway import Gateway, Grant, Presented, Reason, Refused
 from local_iot.http import Request
 from local_iot.shadow import MAX_SHADOWS_PER_THING, Shadows
 from tests.support.broker_server import FROZEN_NOW as T
 from tests.support.broker_server import Published, published
 from tests.support.lambda_env import KEY_NAME
 from tests.support.local_iot import LAMP, RecordingHandler, RunningLocalIot, signed
+from tests.support.policy_gateway import ACCOUNT, REGION, document
 
 APP = "u1.7.app"  # the client id of user 7's tokens (tests/support/authorizer.py)
 
@@ -309,3 +311,21 @@ def test_refused_updates_leave_nothing_behind():
 
     assert shadows.names("lamp") == []
     assert update(shadows, "real")[0][0].endswith("/update/accepted")
+
+
+# --- the grant's remembered verdicts -------------------------------------------------------
+
+
+def test_a_grant_asked_about_more_topics_than_it_remembers_still_answers_each_rightly():
+    grant = Grant(principal_id="p1", documents=(document({"iot:Connect": ["app"], "iot:Publish": ["dev/lamp/in/*"]},
+                                                         {"iot:Publish": ["dev/lamp/in/secret"]}),),
+                  refresh_in=300, disconnect_in=3600, region=REGION, account=ACCOUNT, client_id="app")
+    asked = [f"dev/lamp/in/{n}" for n in range(limits.VERDICTS_PER_GRANT + 10)]
+
+    first = [grant.can("iot:Publish", topic) for topic in asked]
+    again = [grant.can("iot:Publish", topic) for topic in reversed(asked)]
+
+    assert first == again[::-1] == [True] * len(asked)
+    assert [grant.can("iot:Publish", t) for t in ("dev/lamp/in/secret", "dev/fan/in/on", "dev/lamp/in/secret")] == [
+        False, False, False]
+    assert grant.can("iot:Receive", "dev/lamp/in/0") is False  # another action, another verdict
