@@ -5,11 +5,26 @@ so every such call goes through this class and its tests drive it with
 botocore's Stubber, which checks each request against AWS's own API model.
 """
 import functools
+from dataclasses import dataclass
+from datetime import datetime
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+
+
+@dataclass(frozen=True)
+class LiveConnection:
+    """iot-data GetConnection's answer, the fields the platform shows."""
+
+    client_id: str
+    connected: bool
+    connected_since: datetime | None = None
+    disconnected_at: datetime | None = None
+    disconnect_reason: str = ""
+    clean_session: bool | None = None
+    keep_alive: int | None = None
 
 
 class IotError(RuntimeError):
@@ -47,8 +62,17 @@ class IotGateway:
         except BotoCoreError as exc:
             raise IotError(f"UpdateAuthorizer {authorizer_name}: {exc.__class__.__name__}: {exc}"[:300]) from None
 
-    # Later: delete_connection(client_id) through an `iot-data` client, for
-    # force-disconnecting a revoked principal's connections.
+    # --- the data plane (iot-data): live connections, docs/live-access.md ---------
+
+    def delete_connection(self, client_id: str, *, clean_session: bool = True, prevent_will: bool = True) -> bool:
+        """Close `client_id`'s connection: True when one was closed, False when
+        AWS IoT knows no such connection (ResourceNotFoundException). Raises
+        IotError for anything else, so that the caller retries."""
+        raise NotImplementedError
+
+    def get_connection(self, client_id: str) -> LiveConnection | None:
+        """What AWS IoT knows about `client_id`'s connection, or None."""
+        raise NotImplementedError
 
 
 @functools.cache

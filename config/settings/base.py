@@ -133,7 +133,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "authz.tasks.reconcile_snapshots",
         "schedule": float(os.environ.get("SNAPSHOT_RECONCILE_SECONDS", "15")),
     },
-    "sweep-expired-shares": {"task": "authz.tasks.sweep_expired_shares", "schedule": 60.0},
+    # Every few seconds: a share's end closes its grantee's live connections
+    # at the edge (docs/live-access.md#exact-ends).
+    "sweep-expired-shares": {
+        "task": "authz.tasks.sweep_expired_shares",
+        "schedule": float(os.environ.get("SHARE_SWEEP_SECONDS", "5")),
+    },
+    "reconcile-session-cuts": {
+        "task": "authz.tasks.reconcile_session_cuts",
+        "schedule": float(os.environ.get("SESSION_CUT_RECONCILE_SECONDS", "15")),
+    },
     # Anti-entropy: a lost table, key item or snapshot item comes back without an operator.
     "check-snapshot-table": {
         "task": "authz.tasks.check_snapshot_table",
@@ -167,6 +176,10 @@ SNAPSHOT_RECONCILE_GRACE_SECONDS = int(os.environ.get("SNAPSHOT_RECONCILE_GRACE_
 SNAPSHOT_RECONCILE_LIMIT = int(os.environ.get("SNAPSHOT_RECONCILE_LIMIT", "10000"))
 SNAPSHOT_RECONCILE_LEASE_SECONDS = int(os.environ.get("SNAPSHOT_RECONCILE_LEASE_SECONDS", "120"))
 SNAPSHOT_SWEEP_LOOKBACK_SECONDS = 180
+# Session cuts (authz/live/): closing live connections once access narrows.
+SESSION_CUT_RETRY_BASE_SECONDS = float(os.environ.get("SESSION_CUT_RETRY_BASE_SECONDS", "1"))
+SESSION_CUT_RETRY_MAX_SECONDS = float(os.environ.get("SESSION_CUT_RETRY_MAX_SECONDS", "300"))
+SESSION_CUT_RECONCILE_LIMIT = int(os.environ.get("SESSION_CUT_RECONCILE_LIMIT", "1000"))
 SNAPSHOT_TOMBSTONE_DAYS = 30
 # Outbox rows each anti-entropy beat compares with the table (BatchGetItem of pk and version).
 SNAPSHOT_VERIFY_BATCH = int(os.environ.get("SNAPSHOT_VERIFY_BATCH", "1000"))
@@ -205,6 +218,10 @@ IOT_CLIENT_AUTHORIZER_NAME = IOT_AUTHORIZER_NAME or "devshare"
 # credentials endpoint answers 503.
 IOT_ENDPOINT = os.environ.get("IOT_ENDPOINT", "")
 IOT_REGION = os.environ.get("IOT_REGION") or AWS_REGION
+# Where iot-data's DeleteConnection and GetConnection go (docs/live-access.md):
+# AWS serves them on the account's data endpoint. Empty: no live connection
+# can be closed, and cuts wait in their outbox until it is set.
+IOT_DATA_ENDPOINT_URL = os.environ.get("IOT_DATA_ENDPOINT_URL") or (f"https://{IOT_ENDPOINT}" if IOT_ENDPOINT else "")
 # Goes into policy ARNs only where Django evaluates policies itself (the fit
 # check on credentials, `manage.py authorize`); any 12 digits fit the same.
 AWS_ACCOUNT_ID = os.environ.get("AWS_ACCOUNT_ID", "000000000000")

@@ -1,4 +1,6 @@
 """Development settings: `make run` and manage.py default to these."""
+import os
+
 from .base import *  # noqa: F403
 from .base import SECRET_KEY, env_bool
 
@@ -20,3 +22,6 @@ SIGNING_KEY_ENCRYPTION_KEYS = SIGNING_KEY_ENCRYPTION_KEYS or [DEV_SIGNING_KEY_EN
 # and HTTPS, as AWS's 443 does, so the credentials API's `endpoint`,
 # `mqttUsername` and `wssUrl` work against it unchanged.
 IOT_ENDPOINT = IOT_ENDPOINT or "localhost:18443"  # noqa: F405
+# local_iot's data plane (plain HTTP on its --http-port); it takes SigV4 under
+# the access key id `local`, as set above.
+IOT_DATA_ENDPOINT_URL = os.environ.get("IOT_DATA_ENDPOINT_URL") or "http://127.0.0.1:18080"

@@ -17,5 +17,8 @@ LOGGING["loggers"] = {"werkzeug": {"level": "WARNING"}}  # noqa: F405  (the moto
 # A fixed, public development key for signing keys at rest; production refuses it.
 SIGNING_KEY_ENCRYPTION_KEYS = SIGNING_KEY_ENCRYPTION_KEYS or [DEV_SIGNING_KEY_ENCRYPTION_KEY]  # noqa: F405
 IOT_ENDPOINT = "a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com"
+# No data plane unless a test brings one (a Stubber, or a running local_iot).
+IOT_DATA_ENDPOINT_URL = ""
+SESSION_CUT_RETRY_BASE_SECONDS = 0.01
 IOT_TOKEN_ISSUER = "https://devshare.test"  # noqa: S105  (an issuer URL, not a password)
 AWS_ACCOUNT_ID = "123456789012"
