@@ -2,10 +2,22 @@ from django.apps import AppConfig
 
 
 def _record_in_outbox(change) -> None:
-    """The snapshot outbox as an access-change receiver (devices/access.py)."""
+    """The snapshot outbox as an access-change receiver (devices/access.py);
+    a narrowing also bumps the disconnect outbox and joins the write's
+    receipt, and revoked tokens get their cut-off (docs/live-access.md)."""
+    from django.utils import timezone
+
+    from .live import cutoffs, receipts
+    from .live import outbox as cut_outbox
     from .snapshots import outbox
 
-    outbox.record(tenant_id=change.tenant_id, users=change.users, devices=change.devices)
+    if change.tokens_revoked:
+        cutoffs.set_cutoffs(tenant_id=change.tenant_id, users=change.users, devices=change.devices,
+                            now=timezone.now())
+    ids = outbox.record(tenant_id=change.tenant_id, users=change.users, devices=change.devices)
+    if change.narrowed or change.tokens_revoked:
+        cuts = cut_outbox.record(snapshot_ids=ids)
+        receipts.attach(tenant_id=change.tenant_id, actor_id=change.actor_id, cuts=cuts)
 
 
 class AuthzConfig(AppConfig):

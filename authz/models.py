@@ -160,3 +160,121 @@ class IssuedCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class TokenCutoff(models.Model):
+    """Tokens of one principal issued before `not_before` are refused
+    (docs/live-access.md#token-cut-offs). Set on transfer, removal,
+    deactivation and by "sign out" / "revoke credentials"; it only moves forward."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=1, choices=PrincipalSync.Kind.choices)
+    principal = models.CharField(max_length=128)
+    # A whole second: the one after the revoking write (tokens carry whole-second `iat`).
+    not_before = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "token cut-off"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "kind", "principal"], name="cutoff_one_row_per_principal"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{snapshot.item_key(self.kind, self.tenant_id, self.principal)} before {self.not_before:%H:%M:%S}"
+
+
+class SessionCutQuerySet(VersionedOutboxQuerySet, TenantScopedQuerySet):
+    def ready(self):
+        """Those whose snapshot, as of the narrowing, is already in DynamoDB:
+        a cut before that would let the client reconnect on the old grants."""
+        written = PrincipalSync.objects.filter(
+            tenant_id=models.OuterRef("tenant_id"), kind=models.OuterRef("kind"),
+            principal=models.OuterRef("principal"), pushed_version__gte=models.OuterRef("snapshot_version"),
+        )
+        return self.filter(models.Exists(written))
+
+
+class SessionCut(VersionedOutbox):
+    """The disconnect outbox (authz/versioned_outbox.py): a principal whose
+    live connections must be closed once its snapshot at `snapshot_version`
+    is written (docs/live-access.md#the-disconnect-outbox). `desired_version`
+    moves with each narrowing, `pushed_version` when a cut has run."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=1, choices=PrincipalSync.Kind.choices)
+    principal = models.CharField(max_length=128)
+    # The PrincipalSync desired version the cut waits for (the latest narrowing's).
+    snapshot_version = models.BigIntegerField(default=0)
+
+    objects = SessionCutQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "session cut"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "kind", "principal"], name="cut_one_row_per_principal"),
+        ]
+        indexes = [
+            models.Index(fields=["retry_after"], condition=Q(pushed_version__lt=F("desired_version")),
+                         name="cut_lagging"),
+        ]
+
+    def __str__(self) -> str:
+        return snapshot.item_key(self.kind, self.tenant_id, self.principal)
+
+
+class AccessReceiptQuerySet(TenantScopedQuerySet):
+    def _personal_q(self, user) -> Q:
+        return Q(actor=user)
+
+
+class AccessReceipt(models.Model):
+    """What one narrowing write did to live connections: it waits for the
+    session cuts the write caused and then says how many connections they
+    closed (docs/live-access.md#receipts)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    actor = models.ForeignKey("devices.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    closed = models.PositiveIntegerField(default=0)
+    client_ids = models.JSONField(default=list, blank=True)
+
+    objects = AccessReceiptQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "access receipt"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"receipt {self.pk}: {self.closed if self.finished_at else 'pending'}"
+
+    @property
+    def done(self) -> bool:
+        return self.finished_at is not None
+
+
+class ReceiptItem(models.Model):
+    """One session cut a receipt waits for, at the cut version the write made."""
+
+    receipt = models.ForeignKey(AccessReceipt, on_delete=models.CASCADE, related_name="items")
+    cut = models.ForeignKey(SessionCut, on_delete=models.PROTECT, related_name="+")
+    version = models.BigIntegerField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    client_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["receipt", "cut"], name="receipt_item_one_per_cut")]
+        indexes = [models.Index(fields=["cut", "version"], condition=Q(done_at__isnull=True), name="receipt_item_open")]
+
+
+class ShareSweep(models.Model):
+    """How far the sweep of ended shares has come, so that each share's end
+    closes its grantee's connections once, not at every beat."""
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON)
+    swept_until = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="sharesweep_singleton")]

@@ -7,13 +7,11 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from devices import access
-from devices.models import Share
-
-from .models import PrincipalSync
+from .live import cut, sweep
+from .live import outbox as live_outbox
+from .models import PrincipalSync, SessionCut
 from .snapshots import outbox
 from .snapshots.push import backoff, push
 
@@ -23,6 +21,8 @@ log = logging.getLogger(__name__)
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=5)
 def push_snapshots(self, ids: list[int]) -> dict:
     result = push(ids)
+    # Cuts waiting for these snapshots may run now (docs/live-access.md).
+    live_outbox.queue_ready(snapshot_ids=result.written + result.stale)
     if result.retryable and self.request.retries < self.max_retries:
         # Only what failed for a reason that may pass (throttling, network).
         raise self.retry(args=(result.retryable,), countdown=backoff(self.request.retries + 1))
@@ -75,18 +75,31 @@ def check_snapshot_table() -> dict:
 
 @shared_task(ignore_result=True)
 def sweep_expired_shares() -> int:
-    """Re-push principals whose shares just ended. The authorizer already
-    drops an ended entry by its own window; this keeps items small and exact."""
+    """Shares that ended since the last sweep (beat, every few seconds): their
+    grantees' snapshots are re-pushed and their live connections closed, so a
+    share's end takes effect at the edge (docs/live-access.md#exact-ends)."""
+    return sweep.sweep_ended_shares(now=timezone.now())
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def cut_sessions(self, ids: list[int]) -> dict:
+    """Close the live connections of principals whose access narrowed, for
+    the cuts among `ids` whose snapshot is written. A failure waits for its
+    backoff and the reconciler, not for this task's retry."""
+    result = cut.run(ids)
+    return {"done": len(result.done), "failed": len(result.failed), "waiting": len(result.waiting),
+            "closed": sum(map(len, result.closed.values()))}
+
+
+@shared_task(ignore_result=True)
+def reconcile_session_cuts() -> int:
+    """Queue every cut that lags, is past its backoff and whose snapshot is
+    written: a lost task, a crashed worker or a data plane that was down."""
+    if not live_outbox.enabled():
+        return 0
     now = timezone.now()
-    since = now - timedelta(seconds=settings.SNAPSHOT_SWEEP_LOOKBACK_SECONDS)
-    ended = Share.objects.filter(revoked_at__isnull=True, expires_at__gt=since, expires_at__lte=now)
-    by_tenant: dict[int, set[int]] = {}
-    for tenant_id, grantee_id in ended.values_list("tenant_id", "grantee_id"):
-        by_tenant.setdefault(tenant_id, set()).add(grantee_id)
-    with transaction.atomic():
-        for tenant_id, users in by_tenant.items():
-            access.changed(tenant_id=tenant_id, users=users, narrowed=True)
-    return sum(map(len, by_tenant.values()))
+    due = SessionCut.objects.due(now).ready().order_by("pk")
+    return live_outbox.enqueue(list(due.values_list("pk", flat=True)[:settings.SESSION_CUT_RECONCILE_LIMIT]))
 
 
 @shared_task(ignore_result=True)

@@ -15,12 +15,17 @@ from dataclasses import dataclass
 class AccessChange:
     """Users (by id) and devices (by thing name) of one tenant whose access
     changed. `narrowed` is True when some access may have been removed or
-    reduced, False when the write only added to it."""
+    reduced, False when the write only added to it; narrowing also ends the
+    principals' live connections (docs/live-access.md). `tokens_revoked`:
+    every token issued to them until now stops working. `actor_id` is whoever
+    made the change (None: the platform itself, such as a share's end)."""
 
     tenant_id: int
     users: frozenset[int]
     devices: frozenset[str]
     narrowed: bool
+    tokens_revoked: bool = False
+    actor_id: int | None = None
 
 
 Receiver = Callable[[AccessChange], None]
@@ -39,9 +44,11 @@ def disconnect(receiver: Receiver) -> None:
         _receivers.remove(receiver)
 
 
-def changed(*, tenant_id: int, users: Iterable[int] = (), devices: Iterable[str] = (), narrowed: bool) -> None:
-    """Report a change made in the current transaction to every receiver."""
-    change = AccessChange(tenant_id=tenant_id, users=frozenset(users), devices=frozenset(devices), narrowed=narrowed)
+def changed(*, actor, tenant_id: int, users: Iterable[int] = (), devices: Iterable[str] = (), narrowed: bool,
+            tokens_revoked: bool = False) -> None:
+    """Report a change `actor` made in the current transaction to every receiver."""
+    change = AccessChange(tenant_id=tenant_id, users=frozenset(users), devices=frozenset(devices), narrowed=narrowed,
+                          tokens_revoked=tokens_revoked, actor_id=getattr(actor, "pk", None))
     if not change.users and not change.devices:
         return
     if not _receivers:

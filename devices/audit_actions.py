@@ -16,6 +16,8 @@ class Action(models.TextChoices):
     MEMBERSHIP_CREATE = "membership.create", "membership.create"
     MEMBERSHIP_UPDATE = "membership.update", "membership.update"
     MEMBERSHIP_DELETE = "membership.delete", "membership.delete"
+    # "revoke everything this person holds here", one emergency action
+    MEMBERSHIP_REVOKE_ACCESS = "membership.revoke_access", "membership.revoke_access"
     USER_CREATE = "user.create", "user.create"
     USER_UPDATE = "user.update", "user.update"
     USER_ACTIVATE = "user.activate", "user.activate"
@@ -50,6 +52,11 @@ class Action(models.TextChoices):
     INVITATION_LAPSED = "invitation.lapsed", "invitation.lapsed"
     # authz: credentials, signing keys (one per rotation step), snapshots
     IOT_CREDENTIALS_ISSUE = "iot_credentials.issue", "iot_credentials.issue"
+    # "sign out all my apps", "revoke this device's credentials": a token cut-off
+    IOT_CREDENTIALS_REVOKE = "iot_credentials.revoke", "iot_credentials.revoke"
+    # live connections (authz/live/): a receipt's cuts ran; one session ended by hand
+    SESSIONS_CLOSE = "sessions.close", "sessions.close"
+    SESSION_END = "session.end", "session.end"
     SIGNING_KEY_BOOTSTRAP = "signing_key.bootstrap", "signing_key.bootstrap"
     SIGNING_KEY_STAGE = "signing_key.stage", "signing_key.stage"
     SIGNING_KEY_PROMOTE = "signing_key.promote", "signing_key.promote"

@@ -69,6 +69,7 @@ class Snapshot:
     # device deleted). Kept as an item, not deleted, so that the version check
     # still stops an older push from bringing its access back.
     gone: bool = False
+    cutoff: int | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property

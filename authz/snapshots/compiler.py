@@ -10,6 +10,7 @@ from datetime import datetime
 
 from django.db.models import Q
 
+from authz.live.cutoffs import cutoffs_of
 from devices.models import Device, Level, Membership, Share
 from lambda_bridge import snapshot
 from lambda_bridge.snapshot import Entry, Snapshot
@@ -39,11 +40,13 @@ def compile_snapshots(principals: list[Principal], *, now: datetime) -> dict[tup
             found = {str(user_id): entries for user_id, entries in found.items()}
         else:
             found = _device_entries(tenant_id, names)
+        cutoffs = cutoffs_of(tenant_id=tenant_id, kind=kind, principals=names)
         for p in group:
             entries = found.get(p.principal)
             out[(tenant_id, kind, p.principal)] = Snapshot(
                 kind=kind, tenant=tenant_id, principal=p.principal, version=p.version,
                 generated_at=generated_at, entries=tuple(entries or ()), gone=entries is None,
+                cutoff=cutoffs.get(p.principal),
             )
     return out
 

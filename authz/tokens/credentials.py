@@ -31,6 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from authz.live import cutoffs
 from authz.models import IssuedCredential
 from authz.snapshots.compiler import Principal, compile_snapshots
 from devices import audit
@@ -190,8 +191,11 @@ def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, cli
         key = signing_keys.active_signing_key()
     except signing_keys.SigningError as exc:
         raise CredentialsUnavailable(str(exc)) from None
-    issued_at = int(now.timestamp())
-    expires = issued_at + lifetime
+    # Never before the principal's cut-off: a token issued in the very second
+    # of a revocation would otherwise be refused (authz/live/cutoffs.py).
+    floor = cutoffs.issue_floor(tenant_id=tenant.pk, kind=kind, principal=principal)
+    issued_at = max(int(now.timestamp()), floor or 0)
+    expires = int(now.timestamp()) + lifetime
     jti = uuid.uuid4().hex
     claims = {"iss": settings.IOT_TOKEN_ISSUER, "aud": settings.IOT_TOKEN_AUDIENCE,
               "sub": f"{'user' if kind == snapshot.USER else 'device'}:{principal}", "tid": tenant.pk,

@@ -36,8 +36,8 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
                  f"Thing name {device.thing_name} is already registered.")
     audit.record(actor=actor, action=Action.DEVICE_REGISTER, obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "owner": owner.email, "type": device_type.slug})
-    access_changed(tenant_id=tenant.pk, users=access_audience(devices=[device]), devices=[device.thing_name],
-                   narrowed=False)
+    access_changed(actor=actor, tenant_id=tenant.pk, users=access_audience(devices=[device]),
+                   devices=[device.thing_name], narrowed=False)
     return device
 
 
@@ -79,7 +79,11 @@ def transfer_device(*, actor: User, device: Device, new_owner: User, keep_shares
     device.save(update_fields=["owner", "group"])
     audit.record(actor=actor, action=Action.DEVICE_TRANSFER, obj=device, device_id=device.pk,
                  changes={"owner": [old_owner.email, new_owner.email], "keep_shares": keep_shares})
-    access_changed(tenant_id=device.tenant_id, users=audience | access_audience(devices=[device]), narrowed=True)
+    access_changed(actor=actor, tenant_id=device.tenant_id, users=audience | access_audience(devices=[device]),
+                   narrowed=True)
+    # The device now answers to someone else: tokens its old owner issued stop working.
+    access_changed(actor=actor, tenant_id=device.tenant_id, devices=[device.thing_name], narrowed=True,
+                   tokens_revoked=True)
     return device
 
 
@@ -89,7 +93,7 @@ def delete_device(*, actor: User, device: Device) -> None:
     grantees = sorted(set(Share.objects.live().filter(device=device).values_list("grantee__email", flat=True)))
     audit.record(actor=actor, action=Action.DEVICE_DELETE, obj=device, device_id=device.pk,
                  changes={"thing_name": device.thing_name, "had_shares_with": grantees})
-    access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]),
+    access_changed(actor=actor, tenant_id=device.tenant_id, users=access_audience(devices=[device]),
                    devices=[device.thing_name], narrowed=True)
     RetiredThingName.objects.get_or_create(thing_name=device.thing_name)
     _delete_shares_of(device)

@@ -40,7 +40,8 @@ def delete_group(*, actor: User, group: DeviceGroup) -> None:
     """Delete a group: its devices stay (ungrouped), its shares are revoked."""
     _require(owns_or_administers(actor, group), "Only the group owner or a tenant admin may delete it.")
     # Everyone holding one of its devices: their entries lose the group.
-    access_changed(tenant_id=group.tenant_id, users=access_audience(devices=group.devices.all()), narrowed=True)
+    access_changed(actor=actor, tenant_id=group.tenant_id, users=access_audience(devices=group.devices.all()),
+                   narrowed=True)
     _revoke_many(actor=actor, shares=list(group.shares.filter(revoked_at__isnull=True)), reason="group.delete")
     _cancel_pending_invitations(actor=actor, invitations=group.invitations.all())
     audit.record(actor=actor, action=Action.GROUP_DELETE, obj=group,
@@ -63,7 +64,7 @@ def add_device_to_group(*, actor: User, group: DeviceGroup, device: Device) -> D
     device.group = group
     device.save(update_fields=["group"])
     # Leaving its old group was reported above; joining only adds the group's sharees.
-    access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]), narrowed=False)
+    access_changed(actor=actor, tenant_id=device.tenant_id, users=access_audience(devices=[device]), narrowed=False)
     audit.record(actor=actor, action=Action.GROUP_ADD_DEVICE, obj=group, device_id=device.pk,
                  changes={"device": device.thing_name})
     return device
@@ -78,7 +79,7 @@ def remove_device_from_group(*, actor: User, device: Device) -> Device:
     # Re-shares of this device made through a group share lose their basis.
     orphaned = Share.objects.filter(device=device, parent__group=group, revoked_at__isnull=True)
     _revoke_many(actor=actor, shares=list(orphaned), reason="group.remove_device")
-    access_changed(tenant_id=device.tenant_id, users=access_audience(devices=[device]), narrowed=True)
+    access_changed(actor=actor, tenant_id=device.tenant_id, users=access_audience(devices=[device]), narrowed=True)
     device.group = None
     device.save(update_fields=["group"])
     audit.record(actor=actor, action=Action.GROUP_REMOVE_DEVICE, obj=group, device_id=device.pk,

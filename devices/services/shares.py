@@ -79,7 +79,7 @@ def _grant(*, actor: User, sharer: User, grantee: User, device: Device | None, g
     _save_unique(share, ErrorCode.SHARE_EXISTS, "grantee", f"{grantee.email} already has a share here.")
     audit.record(actor=actor, action=Action.SHARE_CREATE, obj=share, device_id=share.device_id,
                  changes={**_share_fields(share), "reason": reason})
-    access_changed(tenant_id=share.tenant_id, users=[grantee.pk], narrowed=False)
+    access_changed(actor=actor, tenant_id=share.tenant_id, users=[grantee.pk], narrowed=False)
     return share
 
 
@@ -150,7 +150,8 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
     share.save(update_fields=["level", "starts_at", "expires_at", "can_reshare", "updated_at"])
     audit.record(actor=actor, action=Action.SHARE_UPDATE, obj=share, device_id=share.device_id,
                  changes={"before": before, "after": _share_fields(share)})
-    access_changed(tenant_id=share.tenant_id, users=[share.grantee_id], narrowed=not terms.covers(old_terms))
+    access_changed(actor=actor, tenant_id=share.tenant_id, users=[share.grantee_id],
+                   narrowed=not terms.covers(old_terms))
 
     children = list(share.reshares.filter(revoked_at__isnull=True).select_related("grantee"))
     if not (share.level == Level.MANAGE and share.can_reshare):
@@ -183,7 +184,7 @@ def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime)
     child.save(update_fields=["starts_at", "expires_at", "updated_at"])
     audit.record(actor=actor, action=Action.SHARE_UPDATE, obj=child, device_id=child.device_id,
                  changes={"reason": "share.parent_narrowed", "before": before, "after": _share_fields(child)})
-    access_changed(tenant_id=child.tenant_id, users=[child.grantee_id], narrowed=True)
+    access_changed(actor=actor, tenant_id=child.tenant_id, users=[child.grantee_id], narrowed=True)
     for grandchild in child.reshares.filter(revoked_at__isnull=True).select_related("grantee"):
         _clamp_to_parent(actor=actor, child=grandchild, parent=child, now=now)
 
@@ -233,8 +234,8 @@ def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share
                                                **_share_fields(share)}))
         audit.record_many(events)
         for tenant_id in {s.tenant_id for s in batch}:
-            access_changed(tenant_id=tenant_id, users={s.grantee_id for s in batch if s.tenant_id == tenant_id},
-                           narrowed=True)
+            grantees = {s.grantee_id for s in batch if s.tenant_id == tenant_id}
+            access_changed(actor=actor, tenant_id=tenant_id, users=grantees, narrowed=True)
         revoked.extend(batch)
         children = dict(
             Share.objects.filter(parent_id__in=batch_ids, revoked_at__isnull=True).values_list("pk", "parent_id")

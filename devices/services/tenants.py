@@ -61,7 +61,7 @@ def add_member(*, actor: User, tenant: Tenant, user: User, role: str = Membershi
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
     audit.record(actor=actor, action=Action.MEMBERSHIP_CREATE, obj=membership, tenant=tenant,
                  changes={"user": user.email, "role": role})
-    access_changed(tenant_id=tenant.pk, users=[user.pk], narrowed=False)
+    access_changed(actor=actor, tenant_id=tenant.pk, users=[user.pk], narrowed=False)
     return membership
 
 
@@ -112,7 +112,8 @@ def remove_member(*, actor: User, membership: Membership) -> None:
     )
     audit.record(actor=actor, action=Action.MEMBERSHIP_DELETE, obj=membership, changes={"user": user.email})
     membership.delete()
-    access_changed(tenant_id=membership.tenant_id, users=[user.pk], narrowed=True)
+    # Tokens they hold stay dead even if they are let back in later.
+    access_changed(actor=actor, tenant_id=membership.tenant_id, users=[user.pk], narrowed=True, tokens_revoked=True)
 
 
 @transaction.atomic
@@ -156,6 +157,7 @@ def set_user_active(*, actor: User, user: User, is_active: bool) -> User:
         made = Share.objects.filter(parent__grantee=user, revoked_at__isnull=True)
         _revoke_many(actor=actor, shares=list(made), reason="user.deactivate")
     for tenant_id in user.memberships.values_list("tenant_id", flat=True):
-        access_changed(tenant_id=tenant_id, users=[user.pk], narrowed=not is_active)
+        access_changed(actor=actor, tenant_id=tenant_id, users=[user.pk], narrowed=not is_active,
+                       tokens_revoked=not is_active)
     audit.record(actor=actor, action=Action.USER_ACTIVATE if is_active else "user.deactivate", obj=user, tenant=None)
     return user

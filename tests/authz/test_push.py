@@ -102,7 +102,8 @@ def test_transfer_moves_the_device_between_owners_and_cuts_sharees(synced, world
     synced(lambda: grant(world, world.alice, device=world.lamp))
     move = lambda: services.transfer_device(actor=world.owner, device=world.lamp, new_owner=world.carol)  # noqa: E731
     synced_keys = synced(move)
-    assert synced_keys == {ukey(world, u) for u in (world.owner, world.carol, world.alice)}
+    assert synced_keys == {ukey(world, u) for u in (world.owner, world.carol, world.alice)} | {
+        dkey(world, world.lamp.thing_name)}
     assert world.lamp.thing_name not in levels(table, ukey(world, world.owner))
     assert levels(table, ukey(world, world.carol)) == {world.lamp.thing_name: snapshot.OWNER}
 

@@ -6,6 +6,7 @@ from django.db import connection
 from devices import access, services
 from devices.access import AccessChange
 from devices.models import AuditEvent, Level, Share
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,11 +28,28 @@ def heard():
 def test_a_second_receiver_hears_widening_and_narrowing_writes(world, heard):
     share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     assert [change for change, _ in heard] == [
-        AccessChange(tenant_id=world.tenant.pk, users=frozenset({world.alice.pk}), devices=frozenset(), narrowed=False)
+        AccessChange(tenant_id=world.tenant.pk, users=frozenset({world.alice.pk}), devices=frozenset(), narrowed=False,
+                     actor_id=world.owner.pk)
     ]
     heard.clear()
     services.revoke_share(actor=world.owner, share=share)
     assert [(change.users, change.narrowed) for change, _ in heard] == [(frozenset({world.alice.pk}), True)]
+
+
+def test_transfer_removal_and_deactivation_revoke_tokens_and_nothing_else_does(world, heard):
+    share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
+    services.revoke_share(actor=world.owner, share=share)
+    assert not any(change.tokens_revoked for change, _ in heard)
+    heard.clear()
+    services.transfer_device(actor=world.owner, device=world.lock, new_owner=world.alice)
+    revoked = [(change.users, change.devices) for change, _ in heard if change.tokens_revoked]
+    # The device's tokens go; the people who lost or gained it keep theirs.
+    assert revoked == [(frozenset(), frozenset({world.lock.thing_name}))]
+    heard.clear()
+    root = UserFactory(is_superuser=True)
+    services.set_user_active(actor=root, user=world.bob, is_active=False)
+    assert {(change.users, change.tokens_revoked, change.actor_id) for change, _ in heard} == {
+        (frozenset({world.bob.pk}), True, root.pk)}
 
 
 @pytest.mark.parametrize("before, after, narrowed", [
@@ -81,5 +99,5 @@ def test_a_receiver_that_raises_rolls_the_write_back(world):
 def test_reporting_with_nobody_listening_is_an_error(world, monkeypatch):
     monkeypatch.setattr(access, "_receivers", [])
     with pytest.raises(RuntimeError, match="No outbox listens"):
-        access.changed(tenant_id=world.tenant.pk, users=[world.alice.pk], narrowed=False)
-    access.changed(tenant_id=world.tenant.pk, narrowed=False)  # nothing changed: nothing to report
+        access.changed(actor=None, tenant_id=world.tenant.pk, users=[world.alice.pk], narrowed=False)
+    access.changed(actor=None, tenant_id=world.tenant.pk, narrowed=False)  # nothing changed: nothing to report
