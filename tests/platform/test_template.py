@@ -170,7 +170,11 @@ def check_django_policies(template: dict) -> None:
     rotation = {("dynamodb:PutItem", on_table), ("dynamodb:GetItem", on_table),
                 ("iot:UpdateAuthorizer", str(get_att(authorizer))),
                 ("iot:DescribeAuthorizer", str(get_att(authorizer)))}
-    assert grants == {"SnapshotWriterPolicy": writer, "KeyRotationPolicy": rotation}
+    # iot-data's connection calls take the client's ARN (docs/deploy.md#8-the-data-plane):
+    # this stack's region and account only.
+    clients = str({"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:client/*"})
+    sessions = {("iot:DeleteConnection", clients), ("iot:GetConnection", clients)}
+    assert grants == {"SnapshotWriterPolicy": writer, "KeyRotationPolicy": rotation, "LiveSessionsPolicy": sessions}
     outputs = {o["Value"].get("Ref") for o in template["Outputs"].values() if "Export" in o}
     assert set(policies) <= outputs, "both policy ARNs are exported"
 
@@ -228,6 +232,10 @@ def _authorizer(t):
 
 def _permission(t):
     return t["Resources"]["AuthorizerInvokePermission"]["Properties"]
+
+
+def _sessions(t):
+    return t["Resources"]["LiveSessionsPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
 
 
 def _statement(t, sid):
@@ -291,6 +299,11 @@ BREAKAGES = {
                                      lambda t: t["Resources"]["KeyRotationPolicy"]["Properties"]["PolicyDocument"]
                                      ["Statement"][0].update(Resource="*")),
     "policy not exported": (check_django_policies, lambda t: t["Outputs"].pop("KeyRotationPolicyArn")),
+    "sessions policy not exported": (check_django_policies, lambda t: t["Outputs"].pop("LiveSessionsPolicyArn")),
+    "sessions in every region and account": (check_django_policies,
+                                             lambda t: _sessions(t).update(Resource="arn:aws:iot:*:*:client/*")),
+    "sessions may publish": (check_django_policies, lambda t: _sessions(t)["Action"].append("iot:Publish")),
+    "no GetConnection": (check_django_policies, lambda t: _sessions(t).update(Action=["iot:DeleteConnection"])),
     "no ttl": (check_table, lambda t: t["Resources"]["Table"]["Properties"].pop("TimeToLiveSpecification")),
     "no pitr": (check_table, lambda t: t["Resources"]["Table"]["Properties"].update(
         PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False})),
