@@ -170,7 +170,8 @@ def refresh_after(snap: snapshot.Snapshot, *, until_expiry: int, now: int, confi
     AWS's bounds; moved to the token's expiry when the call it schedules
     would find too little of the token left to be accepted."""
     next_change = snap.next_change(now)
-    refresh = _clamp(min(config.refresh_seconds, *([next_change - now] if next_change else [])))
+    wanted = config.refresh_seconds if next_change is None else min(config.refresh_seconds, next_change - now)
+    refresh = _clamp(wanted)
     if until_expiry - refresh >= MIN_TTL + REFRESH_SLACK:
         return refresh
     if until_expiry <= MAX_TTL:

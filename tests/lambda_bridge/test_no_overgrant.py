@@ -139,7 +139,7 @@ class Judge:
 
     def compare(self, who, *, expect, cid, **claims):
         response = self.lam.invoke(self.lam.event("test_invoke", self.lam.token(cid=cid, **claims)))
-        assert response["isAuthenticated"], self.lam.last_log
+        assert response["isAuthenticated"], (self.lam.last_log["reason"], self.lam.last_log["detail"])
         connection = Connection(response["policyDocuments"], REGION, ACCOUNT, cid)
         differences = [
             (action, name, allowed)
