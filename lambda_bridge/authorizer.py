@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from lambda_bridge import events, policy, snapshot, tokens
-from lambda_bridge.config import MAX_TTL, MIN_TTL, Config
+from lambda_bridge.config import MAX_TTL, MIN_TTL, REFRESH_SLACK, Config
 from lambda_bridge.refusal import Refused
 from lambda_bridge.vocabulary import Reason
 
 REFUSED_PRINCIPAL = "refused"
+# Seconds before its end that a grant is left out of a new answer
+# (docs/decisions/0007-exact-ends.md).
+GRANT_END_MARGIN = 10
 
 
 class Store(Protocol):
@@ -83,6 +86,8 @@ class Authorizer:
         if asked is not None and asked != claims.client_id:
             raise Refused(Reason.CLIENT_ID_MISMATCH)
         snap = self._snapshot(claims)
+        if revoked(snap, claims):
+            raise Refused(Reason.TOKEN_REVOKED, "issued before the principal's cut-off")
         levels = usable_levels(snap, claims, now)
         decision.devices = len(levels)
         try:
@@ -116,6 +121,8 @@ class Authorizer:
             raise Refused(Reason.BAD_SNAPSHOT, str(exc)[:200]) from None
         if (snap.kind, snap.tenant, snap.principal) != (claims.kind, claims.tenant, claims.principal):
             raise Refused(Reason.BAD_SNAPSHOT, "item does not belong to the token's principal")
+        # Before the cut-off: a tombstone's answer is principal_gone whatever
+        # cut-off it carries (docs/authorizer.md#one-read).
         if snap.gone:
             raise Refused(Reason.PRINCIPAL_GONE)
         return snap
@@ -124,12 +131,12 @@ class Authorizer:
 def usable_levels(snap: snapshot.Snapshot, claims: tokens.Claims, now: int) -> dict[str, int]:
     """Thing → level for the grants in force now, narrowed by the token's scope.
 
-    The gateway keeps a policy for at least MIN_TTL seconds, so a grant that
-    ends sooner than that (plus a margin) is left out now rather than
-    outliving its end."""
+    A grant ending within GRANT_END_MARGIN is left out: the platform ends live
+    connections at a grant's end, and a connect in flight at that edge must
+    not slip past the disconnect it triggers (docs/decisions/0007-exact-ends.md)."""
     levels: dict[str, int] = {}
     for entry in snap.entries:
-        if not entry.active(now) or (entry.expires is not None and entry.expires - now < tokens.POLICY_MIN_LIFE):
+        if not entry.active(now) or (entry.expires is not None and entry.expires - now < GRANT_END_MARGIN):
             continue
         if claims.scope_things is not None and entry.thing not in claims.scope_things:
             continue
@@ -139,15 +146,39 @@ def usable_levels(snap: snapshot.Snapshot, claims: tokens.Claims, now: int) -> d
     return levels
 
 
+def revoked(snap: snapshot.Snapshot, claims: tokens.Claims) -> bool:
+    """Whether the token was issued before the principal's cut-off
+    (docs/snapshots.md#the-token-cut-off). A token whose issue time is
+    unknown is taken as issued before it."""
+    if snap.cutoff is None:
+        return False
+    return claims.issued_at is None or claims.issued_at < snap.cutoff
+
+
 def lifetimes(snap: snapshot.Snapshot, claims: tokens.Claims, now: int, config: Config) -> tuple[int, int]:
-    """(refresh, disconnect) in seconds. Refresh comes at the next start or end
-    of a grant, or at token expiry, whichever is first; the connection lasts
-    until the token expires. AWS accepts 300..86,400 for both."""
+    """(refresh, disconnect) in seconds, as docs/decisions/0007-exact-ends.md
+    decides: the connection ends exactly at the token's expiry, and no
+    refresh lands in the token's last MIN_TTL + REFRESH_SLACK seconds."""
     until_expiry = claims.expires - now
-    next_change = snap.next_change(now)
-    refresh = min(config.refresh_seconds, until_expiry, *([next_change - now] if next_change else []))
+    # Never clamped upwards: every accepted call has at least MIN_TTL left.
     disconnect = min(config.disconnect_seconds, until_expiry)
-    return _clamp(refresh), _clamp(disconnect)
+    return refresh_after(snap, until_expiry=until_expiry, now=now, config=config), disconnect
+
+
+def refresh_after(snap: snapshot.Snapshot, *, until_expiry: int, now: int, config: Config) -> int:
+    """The next start or end of a grant, or the configured refresh, within
+    AWS's bounds; moved to the token's expiry when the call it schedules
+    would find too little of the token left to be accepted."""
+    next_change = snap.next_change(now)
+    wanted = config.refresh_seconds if next_change is None else min(config.refresh_seconds, next_change - now)
+    refresh = _clamp(wanted)
+    if until_expiry - refresh >= MIN_TTL + REFRESH_SLACK:
+        return refresh
+    if until_expiry <= MAX_TTL:
+        # The disconnect ends the connection at expiry, before this call is made.
+        return until_expiry
+    # Expiry is beyond AWS's longest refresh: call back while enough is left.
+    return until_expiry - (MIN_TTL + REFRESH_SLACK)
 
 
 def _clamp(seconds: int) -> int:

@@ -14,6 +14,9 @@ from lambda_bridge import vocabulary
 # AWS allows 300..86,400 for both TTLs (docs/authorizer.md).
 MIN_TTL = 300
 MAX_TTL = 86_400
+# How late a gateway may call back at a refresh and still find the token
+# usable (docs/decisions/0007-exact-ends.md).
+REFRESH_SLACK = 30
 
 
 class ConfigError(ValueError):

@@ -6,11 +6,18 @@ Stdlib only, because the Lambda ships this module as it is.
 An item is a handful of plain attributes (key, format, principal, version,
 time) plus the entries, one per grant a principal holds on a device:
 
-- format 2 (current) packs entries into a binary attribute, about 20 bytes per
-  entry for a generated thing name;
-- format 1 (previous) is the same entries as a JSON list. Readers accept both,
-  and the writer's format is a setting, so readers are upgraded first and
-  writers flipped after; an operator can flip writers back during a rollback.
+- format 3 (current) is format 2 plus the principal's token cut-off `c`, a
+  number, when there is one: tokens issued before that second are refused;
+- format 2 packs entries into a binary attribute, about 20 bytes per entry
+  for a generated thing name;
+- format 1 is the same entries as a JSON list.
+
+Readers accept all three, and the writer's format is a setting, so readers
+are upgraded first and writers flipped after; an operator can flip writers
+back during a rollback, as long as no principal has a cut-off (formats 1 and
+2 cannot say it, so writing one there is refused rather than dropped).
+A reader here reads `c` in every format: an item carrying it is never read as
+if it had none (docs/snapshots.md#format).
 
 Times are whole seconds since the epoch. An entry carries its own window so
 the authorizer drops it the moment it ends, whether or not a push ran.
@@ -18,12 +25,15 @@ the authorizer drops it the moment it ends, whether or not a push ran.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from lambda_bridge import vocabulary
 
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+# The formats that can carry a token cut-off.
+CUTOFF_FORMATS = (3,)
 
 USER = "u"
 DEVICE = "d"
@@ -69,6 +79,8 @@ class Snapshot:
     # device deleted). Kept as an item, not deleted, so that the version check
     # still stops an older push from bringing its access back.
     gone: bool = False
+    # Epoch second: every token of this principal issued (`iat`) before it is
+    # refused (docs/snapshots.md#the-token-cut-off). A tombstone may carry one.
     cutoff: int | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -101,6 +113,9 @@ def to_item(snapshot: Snapshot, *, fmt: int = FORMAT) -> dict:
     """The DynamoDB item in the low-level AttributeValue shape boto3 clients use."""
     if snapshot.kind not in KINDS:
         raise SnapshotError(f"unknown principal kind {snapshot.kind!r}")
+    if snapshot.cutoff is not None and fmt not in CUTOFF_FORMATS:
+        # A reader of that format would let the revoked tokens in.
+        raise SnapshotError(f"snapshot format {fmt} cannot carry a token cut-off; write format {FORMAT}")
     entries = sorted(snapshot.entries, key=_entry_order)
     item = {
         "pk": {"S": snapshot.key},
@@ -111,7 +126,7 @@ def to_item(snapshot: Snapshot, *, fmt: int = FORMAT) -> dict:
         "v": {"N": str(snapshot.version)},
         "g": {"N": str(snapshot.generated_at)},
     }
-    if fmt == 2:
+    if fmt in (2, 3):
         item["e"] = {"B": _pack(entries, snapshot.generated_at)}
     elif fmt == 1:
         rows = [[e.thing, e.level, e.not_before, e.expires, e.group] for e in entries]
@@ -120,6 +135,8 @@ def to_item(snapshot: Snapshot, *, fmt: int = FORMAT) -> dict:
         raise SnapshotError(f"cannot write snapshot format {fmt}; this code writes {READABLE_FORMATS}")
     if snapshot.gone:
         item["gone"] = {"BOOL": True}
+    if snapshot.cutoff is not None:
+        item["c"] = {"N": str(_cutoff(snapshot.cutoff))}
     return item
 
 
@@ -189,7 +206,7 @@ def from_item(item: dict) -> Snapshot:
             raise SnapshotError(f"unknown principal kind {kind!r}")
         generated_at = int(item["g"]["N"])
         raw = item["e"]
-        entries = _unpack(raw["B"], generated_at) if fmt == 2 else _from_json(raw["S"])
+        entries = _unpack(raw["B"], generated_at) if fmt in (2, 3) else _from_json(raw["S"])
         return Snapshot(
             kind=kind,
             tenant=int(item["t"]["N"]),
@@ -198,6 +215,7 @@ def from_item(item: dict) -> Snapshot:
             generated_at=generated_at,
             entries=entries,
             gone=_gone(item.get("gone")),
+            cutoff=_read_cutoff(item.get("c")),
             extra={k: v for k, v in item.items() if k not in _KNOWN_ATTRIBUTES},
         )
     except SnapshotError:
@@ -206,7 +224,25 @@ def from_item(item: dict) -> Snapshot:
         raise SnapshotError(f"malformed snapshot item: {exc.__class__.__name__}") from None
 
 
-_KNOWN_ATTRIBUTES = {"pk", "f", "k", "t", "p", "v", "g", "e", "gone"}
+_KNOWN_ATTRIBUTES = {"pk", "f", "k", "t", "p", "v", "g", "e", "gone", "c"}
+_WHOLE_SECONDS = re.compile(r"[0-9]{1,19}")
+
+
+def _cutoff(value) -> int:
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise SnapshotError(f"cut-off {value!r} is not a whole second")
+    return value
+
+
+def _read_cutoff(value) -> int | None:
+    # Read in every format: a writer that put one in an older format meant it,
+    # and ignoring it would let revoked tokens in.
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"N"} or not isinstance(value["N"], str) \
+            or not _WHOLE_SECONDS.fullmatch(value["N"]):
+        raise SnapshotError("cut-off is not a whole number of seconds")
+    return _cutoff(int(value["N"]))
 
 
 def _gone(value) -> bool:

@@ -41,9 +41,6 @@ MAX_INTEGER = 2**63 - 1
 # Longer-lived tokens would outlast the rotation plan, which retires a key
 # once the longest token signed with it has expired.
 MAX_LIFETIME = 31 * 86400
-# The gateway keeps an answer at least MIN_TTL seconds (and may refresh a
-# little late): a token or grant that ends sooner would outlive its end.
-POLICY_MIN_LIFE = MIN_TTL + 30
 KINDS = {"user": snapshot.USER, "device": snapshot.DEVICE}
 
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "nbf", "iat", "jti")
@@ -59,6 +56,9 @@ class Claims:
     expires: int
     scope_things: frozenset[str] | None = None
     scope_group: int | None = None
+    # `iat`, judged against the snapshot's cut-off; None only for claims built
+    # outside `verify` (the cut-off then refuses them).
+    issued_at: int | None = None
 
     @property
     def label(self) -> str:
@@ -201,10 +201,12 @@ def _registered(claims: dict, *, issuer: str, audience: str) -> None:
 
 def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
     exp, nbf, iat = (_integer(claims.get(name), name) for name in ("exp", "nbf", "iat"))
-    # No leeway on expiry: the connection already outlives it by the policy's minimum life.
+    # No leeway on expiry. Under MIN_TTL left, a connection made now could not
+    # be made to end at expiry: AWS keeps one at least MIN_TTL seconds
+    # (docs/decisions/0007-exact-ends.md).
     if now >= exp:
         raise Refused(Reason.EXPIRED)
-    if exp - now < POLICY_MIN_LIFE:
+    if exp - now < MIN_TTL:
         raise Refused(Reason.EXPIRES_TOO_SOON, f"{exp - now} s left; ask for a fresh token")
     if nbf > now + leeway or iat > now + leeway:
         raise Refused(Reason.NOT_YET_VALID)
@@ -226,7 +228,7 @@ def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
         raise Refused(Reason.INVALID_CLAIMS, "a person's cid is u<tenant>.<user id>.<letters, digits, _ or ->")
     things, group = _scope(claims.get("scope"), kind)
     return Claims(kind=kind, principal=principal, tenant=tenant, client_id=client_id, expires=exp,
-                  scope_things=things, scope_group=group)
+                  scope_things=things, scope_group=group, issued_at=iat)
 
 
 def _own_app_id(client_id, tenant: int, user: str) -> bool:

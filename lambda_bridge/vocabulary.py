@@ -61,6 +61,7 @@ class Reason:
     # the snapshot
     NO_SNAPSHOT = "no_snapshot"
     PRINCIPAL_GONE = "principal_gone"
+    TOKEN_REVOKED = "token_revoked"  # noqa: S105 - a reason, not a secret; issued before the cut-off
     BAD_SNAPSHOT = "bad_snapshot"
     SCOPE_REQUIRED = "scope_required"
     # the setup: nothing the client did; an operator has to act

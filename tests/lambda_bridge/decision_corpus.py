@@ -119,9 +119,9 @@ def _keyring_item(private, *, a=keys.ACTIVE, b=keys.STAGED) -> dict:
     return keys.to_item(keys.Keyring(version=1, slots=slots, active=active))
 
 
-def _snap(kind, tenant, principal, entries=(), *, gone=False, fmt=2) -> tuple[str, dict]:
+def _snap(kind, tenant, principal, entries=(), *, gone=False, fmt=2, cutoff=None) -> tuple[str, dict]:
     snap = snapshot.Snapshot(kind=kind, tenant=tenant, principal=principal, version=7, generated_at=NOW - 100,
-                             entries=tuple(entries), gone=gone)
+                             entries=tuple(entries), gone=gone, cutoff=cutoff)
     return snap.key, snapshot.to_item(snap, fmt=fmt)
 
 
@@ -167,14 +167,29 @@ def _stores(private) -> dict[str, dict]:
         _snap("d", 1, LOCK, gone=True),
         _snap("d", 1, OVEN, [Entry(LAMP, OWNER)]),
         _snap("d", 1, "x" * 128, [Entry("x" * 128, OWNER)]),
+        # Token cut-offs (format 3) around the corpus tokens' iat, NOW - 60.
+        _snap("u", 1, "29", [Entry(LAMP, CONTROL)], fmt=3, cutoff=NOW - 61),
+        _snap("u", 1, "30", [Entry(LAMP, CONTROL)], fmt=3, cutoff=NOW - 60),
+        _snap("u", 1, "31", [Entry(LAMP, CONTROL)], fmt=3, cutoff=NOW - 59),
+        _snap("u", 1, "32", gone=True, fmt=3, cutoff=NOW),
+        _snap("d", 1, "d-moved00001", [Entry("d-moved00001", OWNER)], fmt=3, cutoff=NOW - 10),
+        # A grant ending at the edge: within GRANT_END_MARGIN (10 s) and just past it.
+        _snap("u", 1, "35", [Entry(LAMP, CONTROL, expires=NOW + 9), Entry(LOCK, VIEW, expires=NOW + 10)], fmt=3),
     ])
     main["u#1#16"] = _snap("u", 1, "99", [Entry(LAMP, OWNER)])[1]  # someone else's item under 16's key
     bad_level = _snap("u", 1, "20", [Entry(LAMP, VIEW)], fmt=1)[1]
     bad_level["e"] = {"S": json.dumps([[LAMP, 9, None, None, None]])}
     main["u#1#20"] = bad_level
     future = _snap("u", 1, "21", [Entry(LAMP, VIEW)])[1]
-    future["f"] = {"N": "3"}
+    future["f"] = {"N": "4"}
     main["u#1#21"] = future
+    # A cut-off in a format-2 item is still a cut-off; a malformed one is a bad snapshot.
+    older = _snap("u", 1, "33", [Entry(LAMP, VIEW)])[1]
+    older["c"] = {"N": str(NOW)}
+    main["u#1#33"] = older
+    malformed = _snap("u", 1, "34", [Entry(LAMP, VIEW)], fmt=3)[1]
+    malformed["c"] = {"S": str(NOW)}
+    main["u#1#34"] = malformed
     bad_header = _snap("u", 1, "22", [Entry(LAMP, VIEW)])[1]
     bad_header["e"] = {"B": b"\xc1\x01x"}
     main["u#1#22"] = bad_header
@@ -258,7 +273,7 @@ def _cases(private) -> list[tuple[str, str, str, dict]]:
     add("client id mismatch", _event("token", t.token(), client_id="u1.7.other"))
     add("no client id in the event", _event("token", t.token(cid="u1.7.phone-1"), client_id=None))
     for user in ("8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18", "19", "20", "21", "22", "23",
-                 "24", "25", "26", "27", "28", "404"):
+                 "24", "25", "26", "27", "28", "29", "30", "31", "32", "33", "34", "35", "404"):
         for config in CONFIGS:
             add(f"user {user}, {config}", _event("token", t.token(sub=f"user:{user}"), client_id=None),
                 config=config)
@@ -281,6 +296,10 @@ def _cases(private) -> list[tuple[str, str, str, dict]]:
     # devices
     add("device lamp", _event("token", t.token(sub=f"device:{LAMP}"), client_id=LAMP))
     add("device lamp, tuned", _event("mqtt_password", t.token(sub=f"device:{LAMP}"), client_id=LAMP), config="tuned")
+    add("device moved (cut-off after its token)", _event("token", t.token(sub="device:d-moved00001"),
+                                                          client_id=None))
+    add("device moved, token issued after the cut-off",
+        _event("token", t.token(sub="device:d-moved00001", iat=NOW - 5, nbf=NOW - 5), client_id=None))
     add("device with a window", _event("token", t.token(sub="device:d-window0001"), client_id=None))
     add("device gone", _event("token", t.token(sub=f"device:{LOCK}"), client_id=None))
     add("device not in its snapshot", _event("token", t.token(sub=f"device:{OVEN}"), client_id=None))
@@ -304,7 +323,9 @@ def _cases(private) -> list[tuple[str, str, str, dict]]:
         "audience list of us": dict(aud=[AUDIENCE]), "empty audience": dict(aud=""), "audience number": dict(aud=5),
         "wrong issuer": dict(iss="https://evil.test"), "issuer number": dict(iss=5),
         "expired": dict(exp=NOW - 120), "expired a moment ago": dict(exp=NOW - 2), "expires now": dict(exp=NOW),
-        "expires too soon": dict(exp=NOW + 329), "expires just in time": dict(exp=NOW + 330),
+        "expires too soon": dict(exp=NOW + 299), "expires just in time": dict(exp=NOW + 300),
+        "a refresh 20 s late": dict(exp=NOW + 310), "330 s left": dict(exp=NOW + 330),
+        "630 s left": dict(exp=NOW + 630), "629 s left": dict(exp=NOW + 629),
         "expires in 10 min": dict(exp=NOW + 600), "expires in 2 days": dict(exp=NOW + 2 * 86400),
         "lifetime 31 days": dict(iat=NOW, nbf=NOW, exp=NOW + 31 * 86400),
         "lifetime over 31 days": dict(iat=NOW, nbf=NOW, exp=NOW + 31 * 86400 + 1),

@@ -22,6 +22,7 @@ def test_the_corpus_covers_what_it_claims():
     assert reasons.count("ok") >= 50
     assert {"malformed_token", "bad_signature", "unsupported_alg", "unknown_kid", "wrong_audience", "wrong_issuer",
             "expired", "not_yet_valid", "invalid_claims", "token_too_large", "scope_required", "bad_snapshot",
-            "principal_gone", "no_snapshot", "keys_unavailable", "client_id_mismatch"} <= set(reasons)
+            "principal_gone", "no_snapshot", "keys_unavailable", "client_id_mismatch", "token_revoked",
+            "expires_too_soon"} <= set(reasons)
     assert sources == {"token", "mqtt_password", "mqtt_username", "http_header", "query_string"}
     assert {0, 1, 10, 40} <= devices

@@ -99,7 +99,9 @@ REFUSALS = {
     "wrong issuer": (lambda lam: lam.token(iss="https://evil.test"), "wrong_issuer"),
     "expired": (lambda lam: lam.token(exp=int(time.time()) - 120), "expired"),
     "expired a moment ago (no leeway on expiry)": (lambda lam: lam.token(exp=int(time.time()) - 2), "expired"),
-    "expiring before the policy's shortest life": (lambda lam: lam.token(lifetime=200), "expires_too_soon"),
+    "expiring before AWS's shortest answer": (lambda lam: lam.token(lifetime=200), "expires_too_soon"),
+    "a second short of AWS's shortest answer": (lambda lam: lam.token(exp=int(time.time()) + 299),
+                                                "expires_too_soon"),
     "lifetime over 31 days": (lambda lam: lam.token(lifetime=40 * 86400), "invalid_claims"),
     "audience list naming us among others": (lambda lam: lam.token(aud=["other", "devshare-iot"]), "wrong_audience"),
     "tenant given as true": (lambda lam: lam.token(tid=True, cid="u1.7.app"), "invalid_claims"),
@@ -286,13 +288,13 @@ def test_refresh_comes_when_the_next_grant_starts_or_ends(cold_start):
     assert response["disconnectAfterInSeconds"] == pytest.approx(7200, abs=2)
 
 
-def test_a_grant_ending_within_the_shortest_refresh_is_left_out(lam):
-    """The gateway keeps a policy at least 300 s and may ask again a little
-    late: a grant ending in 320 s would outlive its end, one ending in 345 s
-    (past the 30 s margin) is in."""
+def test_a_grant_is_in_until_ten_seconds_before_its_end(lam):
+    """The platform disconnects at a grant's end (docs/decisions/0007-exact-ends.md):
+    a grant ending in a minute is in, one ending within the 10 s edge is not,
+    and the refresh still comes at the next change, no sooner than AWS allows."""
     now = int(time.time())
-    lam.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL, expires=now + 320),
-                                             Entry(LOCK, snapshot.VIEW, expires=now + 345)])
+    lam.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL, expires=now + 5),
+                                             Entry(LOCK, snapshot.VIEW, expires=now + 60)])
 
     response = lam.invoke(lam.event("test_invoke", lam.token()))
     can = connection(response).can
@@ -300,6 +302,59 @@ def test_a_grant_ending_within_the_shortest_refresh_is_left_out(lam):
     assert not can("iot:Publish", f"dev/{LAMP}/in/power")
     assert can("iot:Subscribe", f"dev/{LOCK}/out/#")
     assert response["refreshAfterInSeconds"] == 300
+
+
+def test_a_600_second_token_is_never_refreshed_and_ends_at_expiry(alice):
+    """A refresh at 300 s would find 300 s left, under 300 + 30: the answer
+    carries the connection to its expiry instead."""
+    response = alice.invoke(alice.event("test_invoke", alice.token(exp=int(time.time()) + 600)))
+
+    assert response["isAuthenticated"] is True
+    assert response["refreshAfterInSeconds"] == pytest.approx(600, abs=2)
+    assert response["disconnectAfterInSeconds"] == response["refreshAfterInSeconds"]
+
+
+# --- the token cut-off (docs/snapshots.md#the-token-cut-off) ----------------------------
+
+
+@pytest.mark.parametrize("issued, allowed", [(-1, False), (0, True), (1, True)], ids=["before", "at", "after"])
+def test_a_token_issued_before_the_cut_off_is_revoked(lam, issued, allowed):
+    cutoff = int(time.time()) - 100
+    lam.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL)], cutoff=cutoff, fmt=3)
+
+    response = lam.invoke(lam.event("test_invoke", lam.token(iat=cutoff + issued)))
+
+    assert response["isAuthenticated"] is allowed
+    assert lam.last_log["reason"] == ("ok" if allowed else "token_revoked")
+
+
+def test_a_device_token_from_before_a_transfer_is_revoked(lam):
+    now = int(time.time())
+    lam.put_snapshot(kind=snapshot.DEVICE, principal=LAMP, entries=[Entry(LAMP, snapshot.OWNER)], cutoff=now - 10)
+
+    old = lam.invoke(lam.event("test_invoke", lam.token(sub=f"device:{LAMP}", iat=now - 3600)))
+    assert (old["isAuthenticated"], lam.last_log["reason"]) == (False, "token_revoked")
+    fresh = lam.invoke(lam.event("test_invoke", lam.token(sub=f"device:{LAMP}", iat=now - 10)))
+    assert fresh["isAuthenticated"] is True
+
+
+def test_a_tombstone_refuses_as_principal_gone_whatever_its_cut_off(lam):
+    now = int(time.time())
+    lam.put_snapshot(principal="7", gone=True, cutoff=now)
+
+    response = lam.invoke(lam.event("test_invoke", lam.token(iat=now - 60)))
+
+    assert response["isAuthenticated"] is False
+    assert lam.last_log["reason"] == "principal_gone"
+
+
+def test_a_cut_off_in_a_format_2_item_still_revokes(lam):
+    now = int(time.time())
+    item = snapshot.to_item(snapshot.Snapshot("u", 1, "7", 1, now, entries=(Entry(LAMP, snapshot.VIEW),)), fmt=2)
+    lam.put_item({**item, "c": {"N": str(now)}})
+
+    assert lam.invoke(lam.event("test_invoke", lam.token(iat=now - 60)))["isAuthenticated"] is False
+    assert lam.last_log["reason"] == "token_revoked"
 
 
 @pytest.mark.parametrize("lifetime, expected", [(400, 400), (100_000, 86_400)])

@@ -3,10 +3,15 @@ shares in PostgreSQL; the snapshots the pipeline computes; the policies the
 handler answers with; every action on every resource, judged by the IoT
 policy evaluator, against what Django's `effective_access` says.
 
+Each principal may also carry a token cut-off before, at or after its
+token's issue time (docs/snapshots.md#the-token-cut-off): a token issued
+before it is refused with `token_revoked`, any other is judged as above.
+
 The expectation (`tests/lambda_bridge/spec.py`) is the docs/topics-and-policies.md table written
 out independently of `lambda_bridge.policy`.
 """
 import time
+from dataclasses import replace
 from datetime import timedelta
 
 from django.db import transaction
@@ -37,6 +42,7 @@ WINDOWS = {  # offsets in days from now: (starts, expires)
 }
 
 ACTIONS = tuple(RESOURCE_TYPES)  # every IoT data action the evaluator knows a resource type for
+CUTOFFS = (None, -60, 0, 1, 60)  # seconds after the token's iat: before it, at it, after it
 
 
 @st.composite
@@ -53,7 +59,10 @@ def worlds(draw):
         max_size=8,
     ))
     scope = draw(st.lists(st.integers(0, 5), max_size=3))  # a scoped token for the first person
-    return {"home": home, "away": away, "shares": shares, "scope": scope}
+    # Per principal (people, outsider, devices in order): no cut-off, or one
+    # this many seconds after the token's iat.
+    cutoffs = draw(st.lists(st.sampled_from(CUTOFFS), min_size=12, max_size=12))
+    return {"home": home, "away": away, "shares": shares, "scope": scope, "cutoffs": cutoffs}
 
 
 class Rollback(Exception):
@@ -102,13 +111,23 @@ def _check(lam, world):
     principals = [Principal(home.pk, snapshot.USER, str(p.pk), time.time_ns()) for p in people]
     principals.append(Principal(away.pk, snapshot.USER, str(outsider.pk), time.time_ns()))
     principals += [Principal(home.pk, snapshot.DEVICE, d.thing_name, time.time_ns()) for d in devices]
-    for snap in compile_snapshots(principals, now=now).values():
-        lam.put_item(snapshot.to_item(snap))
+    # The tokens' issue time: a past second, so that a cut-off after it is still in the past.
+    issued = int(time.time()) - 120
+    revoked = set()
+    compiled = compile_snapshots(principals, now=now)
+    for principal, offset in zip(principals, world["cutoffs"], strict=False):
+        snap = compiled[(principal.tenant_id, principal.kind, principal.principal)]
+        if offset is not None:
+            # The compiler does not set cut-offs yet; the writer will, in format 3.
+            snap = replace(snap, cutoff=issued + offset)
+            if offset > 0:
+                revoked.add((principal.tenant_id, principal.kind, principal.principal))
+        lam.put_item(snapshot.to_item(snap, fmt=3))
 
     every_thing = [d.thing_name for d in devices + foreign] + HOSTILE
     app_ids = {p: f"u{home.pk if p != outsider else away.pk}.{p.pk}.app" for p in people + [outsider]}
     client_ids = [*app_ids.values(), f"u{away.pk}.{people[0].pk}.app", *HOSTILE, *THING_NAMES]
-    judge = Judge(lam, client_ids, every_thing)
+    judge = Judge(lam, client_ids, every_thing, issued=issued, revoked=revoked)
 
     scope = [devices[i % len(devices)].thing_name for i in world["scope"]] if world["scope"] else None
     for person, tenant in [(p, home) for p in people] + [(outsider, away)]:
@@ -132,14 +151,19 @@ class Judge:
     """Asks the handler for one principal's policies and compares every
     action on every probe with what the rules expect."""
 
-    def __init__(self, lam, client_ids, things):
-        self.lam = lam
+    def __init__(self, lam, client_ids, things, *, issued, revoked):
+        self.lam, self.issued, self.revoked = lam, issued, revoked
         topics = probes(things)
         self.names = {"client": client_ids, "thing": things, "topic": topics, "topicfilter": topics}
 
     def compare(self, who, *, expect, cid, **claims):
-        response = self.lam.invoke(self.lam.event("test_invoke", self.lam.token(cid=cid, **claims)))
-        assert response["isAuthenticated"], self.lam.last_log
+        token = self.lam.token(cid=cid, iat=self.issued, nbf=self.issued, **claims)
+        response = self.lam.invoke(self.lam.event("test_invoke", token))
+        kind, _, principal = claims["sub"].partition(":")
+        if (claims["tid"], snapshot.USER if kind == "user" else snapshot.DEVICE, principal) in self.revoked:
+            assert (response["isAuthenticated"], self.lam.last_log["reason"]) == (False, "token_revoked"), who
+            return
+        assert response["isAuthenticated"], (self.lam.last_log["reason"], self.lam.last_log["detail"])
         connection = Connection(response["policyDocuments"], REGION, ACCOUNT, cid)
         differences = [
             (action, name, allowed)

@@ -59,17 +59,19 @@ class Lambda:
         active = next((name for name, slot in slots.items() if slot.state == keys.ACTIVE), None)
         self.put_item(keys.to_item(keys.Keyring(version=version, slots=slots, active=active)))
 
-    def put_snapshot(self, *, kind=snapshot.USER, tenant=1, principal="7", entries=(), gone=False) -> None:
+    def put_snapshot(self, *, kind=snapshot.USER, tenant=1, principal="7", entries=(), gone=False, cutoff=None,
+                     fmt=snapshot.FORMAT) -> None:
         snap = snapshot.Snapshot(kind=kind, tenant=tenant, principal=principal, version=time.time_ns(),
-                                 generated_at=int(time.time()), entries=tuple(entries), gone=gone)
-        self.put_item(snapshot.to_item(snap))
+                                 generated_at=int(time.time()), entries=tuple(entries), gone=gone, cutoff=cutoff)
+        self.put_item(snapshot.to_item(snap, fmt=fmt))
 
     # --- tokens and events ----------------------------------------------------
 
     def token(self, *, key="a", sub="user:7", tid=1, cid=None, lifetime=3600, headers=None,
               algorithm="RS256", signing_key=None, **claims) -> str:
         """A platform token; by default for user 7 of tenant 1 as client `u1.7.app`
-        (a device's client id is its thing name)."""
+        (a device's client id is its thing name). `iat=` (a claim like any
+        other) says when it was issued, as the snapshot's cut-off judges it."""
         now = int(time.time())
         if cid is None:
             kind, _, principal = sub.partition(":")
