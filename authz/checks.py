@@ -17,7 +17,7 @@ def token_settings(app_configs, **kwargs):
         if not MIN_LIFETIME_SECONDS <= value <= tokens.MAX_LIFETIME:
             errors.append(checks.Error(
                 f"{name} is {value}; it must be {MIN_LIFETIME_SECONDS}..{tokens.MAX_LIFETIME} seconds",
-                hint="The authorizer refuses tokens with under 330 s left and lifetimes over 31 days.",
+                hint="The authorizer refuses tokens with under 300 s left and lifetimes over 31 days.",
                 id="authz.E001"))
     if not re.fullmatch(vocabulary.TOKEN_KEY_NAME, settings.IOT_TOKEN_KEY_NAME):
         errors.append(checks.Error("IOT_TOKEN_KEY_NAME must be letters, digits, _ or - (as AWS IoT requires)",

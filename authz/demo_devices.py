@@ -174,13 +174,13 @@ def _number(value) -> bool:
 
 
 RENEW_BEFORE = 900.0  # a long token is renewed 15 minutes before it expires
-RENEW_AT_LEAST = 360.0  # the authorizer refuses a token with under 330 s left (docs/authorizer.md)
+RENEW_AT_LEAST = 360.0  # the authorizer refuses a token with under 300 s left (docs/authorizer.md)
 
 
 def renew_at(issued: float, expires: float) -> float:
     """When to fetch a fresh token: halfway through a short one, 15 minutes
     before the end of a long one, and never so late that the old one has
-    under 330 s left, when the authorizer would refuse it at a refresh."""
+    under 300 s left, when the authorizer would refuse a new connection with it."""
     return expires - max(RENEW_AT_LEAST, min(RENEW_BEFORE, (expires - issued) / 2))
 
 

@@ -43,8 +43,9 @@ from lambda_bridge import authorizer, events, policy, snapshot, tokens
 
 from . import signing_keys
 
-# The authorizer refuses a token with under POLICY_MIN_LIFE (330 s) left, so
-# a shorter lifetime would leave a client almost no time to connect.
+# The authorizer refuses a token with under MIN_TTL (300 s) left
+# (docs/decisions/0007-exact-ends.md), so a shorter lifetime would leave a
+# client almost no time to connect.
 MIN_LIFETIME_SECONDS = 600
 MAX_LIFETIME_SECONDS = tokens.MAX_LIFETIME
 APP_SUFFIX_BYTES = 9  # 12 URL-safe characters: fresh for every token

@@ -383,10 +383,11 @@ def test_the_environment_is_left_as_it_was(pushed, world, monkeypatch):
     monkeypatch.setenv("DEVSHARE_TABLE", "somebody-elses")
     monkeypatch.delenv("DEVSHARE_TOKEN_ISSUER", raising=False)
     # Left in the shell, not one of the Django-made settings: the Lambda must not see it.
-    monkeypatch.setenv("DEVSHARE_REFRESH_SECONDS", "86400")
+    # (Were it seen, the 600 s token's connection would end at 300 s.)
+    monkeypatch.setenv("DEVSHARE_DISCONNECT_SECONDS", "300")
     status, body, _ = as_json("--as", world.owner.email, "--action", "connect")
     assert status == 0
-    assert body["authorizer"]["refreshAfterInSeconds"] == 300
+    assert body["authorizer"]["disconnectAfterInSeconds"] == 600
     assert os.environ["DEVSHARE_TABLE"] == "somebody-elses"
-    assert os.environ["DEVSHARE_REFRESH_SECONDS"] == "86400"
+    assert os.environ["DEVSHARE_DISCONNECT_SECONDS"] == "300"
     assert "DEVSHARE_TOKEN_ISSUER" not in os.environ
