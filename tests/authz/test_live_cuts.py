@@ -401,18 +401,6 @@ def test_two_concurrent_transactions_get_two_receipts_on_one_cut(world):
         assert [item.cut_id for item in AccessReceipt.objects.get(pk=pk).items.all()] == [row.pk]
 
 
-def test_collecting_hands_over_only_the_receipts_of_its_block(world):
-    before, inside = share(world, world.alice), share(world, world.bob)
-    services.revoke_share(actor=world.owner, share=before)
-    with receipts.collecting() as found:
-        pass
-    assert found == []
-    # One test transaction: the write below joins the receipt already pending.
-    with receipts.collecting() as found:
-        services.revoke_share(actor=world.owner, share=inside)
-    assert found == []
-
-
 @pytest.mark.django_db(transaction=True)
 def test_collecting_hands_the_view_its_committed_receipt(world):
     granted = share(world, world.alice)
