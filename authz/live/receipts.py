@@ -10,7 +10,6 @@ import contextvars
 from contextlib import contextmanager
 
 from django.db import transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from authz.models import AccessReceipt, ReceiptItem, SessionCut
@@ -76,11 +75,16 @@ def settle(*, cut: SessionCut, version: int, closed: list[str]) -> list[AccessRe
     items = ReceiptItem.objects.filter(cut=cut, version__lte=version, done_at__isnull=True)
     receipt_ids = set(items.values_list("receipt_id", flat=True))
     items.update(done_at=now, client_ids=closed)
-    finished = list(
-        AccessReceipt.objects.select_for_update(of=("self",)).filter(pk__in=receipt_ids, finished_at__isnull=True)
-        .annotate(open_items=Count("items", filter=Q(items__done_at__isnull=True)))
-        .filter(open_items=0).select_related("tenant", "actor").order_by("pk")
-    )
+    # Lock first, count after, in two statements: PostgreSQL refuses FOR
+    # UPDATE with an aggregate, and the count must be read after the lock is
+    # held, so that of two cuts settling one receipt at once the second sees
+    # the first's item done and finishes it.
+    locked = list(AccessReceipt.objects.select_for_update().filter(pk__in=receipt_ids, finished_at__isnull=True)
+                  .order_by("pk").values_list("pk", flat=True))
+    still_open = set(ReceiptItem.objects.filter(receipt_id__in=locked, done_at__isnull=True)
+                     .values_list("receipt_id", flat=True))
+    finished = list(AccessReceipt.objects.filter(pk__in=set(locked) - still_open)
+                    .select_related("tenant", "actor").order_by("pk"))
     for receipt in finished:
         _finish(receipt, now)
     return finished

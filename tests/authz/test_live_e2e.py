@@ -1,0 +1,137 @@
+"""Issue 15's acceptance as live clients see it (docs/live-access.md): a
+real Celery worker on Redis pushes the snapshots to moto and cuts sessions
+through local_iot's iot-data; local_iot runs the real authorizer on that
+table; paho clients connect with credentials from the API. The verdict is
+what a client observes: a disconnect, a CONNACK, a SUBACK, which messages
+arrive."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from authz import tasks
+from authz.models import AccessReceipt, PrincipalSync, SessionCut
+from authz.snapshots import outbox
+from devices import services
+from devices.models import Level, Membership, Tenant
+from tests.support.api import tenant_url
+from tests.support.live_access import Telemetry, live_platform
+from tests.support.processes import test_database_url, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ADMINISTRATIVE_ACTION = 0x98  # MQTT 5's DISCONNECT reason for a connection ended by the server's operator
+
+
+@pytest.fixture
+def live(world, table, shared_redis, dynamodb_endpoint, settings, client_for, tmp_path):
+    test_database_url()  # the worker must see the test database: PostgreSQL only
+    with live_platform(world=world, table=table, redis_url=shared_redis, dynamodb_endpoint=dynamodb_endpoint,
+                       settings=settings, client_for=client_for, tmp_path=tmp_path) as platform:
+        platform.start_worker()
+        outbox.record_everyone(tenants=Tenant.objects.all())  # the devices' own snapshots
+        written()
+        yield platform
+
+
+def written():
+    """Until every snapshot the database wants is in DynamoDB."""
+    wait_until(lambda: not PrincipalSync.objects.lagging().exists(), what="the snapshot pushes")
+
+
+def telemetry_of(device) -> str:
+    return f"dev/{device.thing_name}/out/#"
+
+
+def receipt_of(actor) -> AccessReceipt:
+    """The receipt of `actor`'s latest narrowing, once it is done."""
+    wait_until(lambda: AccessReceipt.objects.filter(actor=actor, finished_at__isnull=False).exists(),
+               what="the receipt")
+    return AccessReceipt.objects.filter(actor=actor).latest("created_at")
+
+
+def test_a_revoked_sharee_stops_receiving_is_disconnected_and_cannot_come_back(live, world):
+    granted = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
+    written()
+    device = live.connected(live.creds(world.owner, device=world.lock))
+    alices = live.creds(world.alice)
+    sharee = live.connected(alices, telemetry_of(world.lock))
+    telemetry = Telemetry(device, world.lock.thing_name).start()
+    try:
+        sharee.expect(f"dev/{world.lock.thing_name}/out/telemetry")
+
+        response = live.client_for(world.owner).post(tenant_url("share-revoke", world, pk=granted.pk))
+        assert response.status_code == 200, response.content
+        assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
+
+        # The device goes on publishing; nothing more reaches the sharee.
+        seen, sent = sharee.messages.qsize(), telemetry.sent
+        wait_until(lambda: telemetry.sent >= sent + 10, what="ten more telemetry messages")
+        assert sharee.messages.qsize() == seen
+        assert not device.disconnected.is_set()  # the device lost nothing: it was not cut
+    finally:
+        telemetry.stop()
+
+    receipt = receipt_of(world.owner)
+    assert receipt.closed >= 1 and alices["clientId"] in receipt.client_ids
+    assert not live.reaches(alices, telemetry_of(world.lock))
+
+
+def test_a_transferred_device_is_disconnected_its_old_token_refused_and_a_new_one_admitted(live, world):
+    old = live.creds(world.owner, device=world.lock)
+    device = live.connected(old, f"dev/{world.lock.thing_name}/in/#")
+
+    services.transfer_device(actor=world.owner, device=world.lock, new_owner=world.bob)
+    assert device.wait_disconnected() == ADMINISTRATIVE_ACTION
+    # Refused at connect (token_revoked: the cut-off in the device's snapshot).
+    assert live.client(old).connect() is False
+
+    new = live.creds(world.bob, device=world.lock)
+    assert live.reaches(new, f"dev/{world.lock.thing_name}/in/#")
+
+
+def test_a_removed_member_is_disconnected_and_refused(live, world):
+    services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL)
+    written()
+    alices = live.creds(world.alice)
+    sharee = live.connected(alices, telemetry_of(world.lock))
+
+    services.remove_member(actor=world.admin, membership=Membership.objects.get(tenant=world.tenant,
+                                                                                user=world.alice))
+    assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
+    assert live.client(alices).connect() is False
+    assert receipt_of(world.admin).client_ids == [alices["clientId"]]
+
+
+def test_a_new_share_disconnects_nobody(live, world):
+    services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
+    written()
+    device = live.connected(live.creds(world.owner, device=world.lock))
+    sharee = live.connected(live.creds(world.alice), telemetry_of(world.lock))
+
+    services.create_share(actor=world.owner, grantee=world.alice, device=world.lamp, level=Level.CONTROL)
+    written()
+    # Published after the widening's snapshot is in DynamoDB: it still arrives.
+    device.publish(f"dev/{world.lock.thing_name}/out/telemetry", b"after")
+    assert sharee.received() == [(f"dev/{world.lock.thing_name}/out/telemetry", b"after")]
+    assert not sharee.disconnected.is_set()
+    assert not SessionCut.objects.exists()
+
+
+def test_a_share_that_ends_while_connected_drops_the_client_at_its_end(live, world):
+    ends = timezone.now() + timedelta(seconds=20)
+    services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW,
+                          expires_at=ends)
+    written()
+    alices = live.creds(world.alice)
+    sharee = live.connected(alices, telemetry_of(world.lock))
+
+    # The sweep as beat runs it, every half second here, until the client is dropped.
+    def swept_and_dropped() -> bool:
+        tasks.sweep_expired_shares()
+        return sharee.disconnected.is_set()
+
+    wait_until(swept_and_dropped, timeout=60, interval=0.5, what="the disconnect at the share's end")
+    assert timezone.now() >= ends  # not before its end
+    assert sharee.disconnect_reason == ADMINISTRATIVE_ACTION
+    assert not live.reaches(alices, telemetry_of(world.lock))
