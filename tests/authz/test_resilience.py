@@ -3,14 +3,10 @@ the snapshots in DynamoDB still end up right."""
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 
-import kombu.pools
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
@@ -22,31 +18,11 @@ from config.celery_app import app
 from devices import services
 from devices.models import Level
 from lambda_bridge import snapshot
+from tests.support.live_access import BlackHole, broker
 from tests.support.paths import ROOT
 from tests.support.processes import CeleryProcess, OwnRedis, test_database_url, unit_celery_args, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@contextmanager
-def broker(url: str):
-    """Send and consume through `url` for real, instead of running tasks inline."""
-    saved = app.conf.broker_url, app.conf.task_always_eager
-    _drop_connections()
-    app.conf.broker_url, app.conf.task_always_eager = url, False
-    try:
-        yield
-    finally:
-        _drop_connections()
-        app.conf.broker_url, app.conf.task_always_eager = saved
-
-
-def _drop_connections():
-    # What Celery does after a fork, plus kombu's process-wide producer pools:
-    # otherwise publishing reuses connections to the previous broker.
-    app._pool = None
-    app.amqp._producer_pool = None
-    kombu.pools.reset()
 
 
 def alice_levels(table, world):
@@ -95,34 +71,6 @@ def test_changes_made_while_the_broker_is_down_are_pushed_by_the_reconciler(worl
     assert alice_levels(table, world) == {world.lock.thing_name: snapshot.MANAGE}
     bob = table.snapshot(snapshot.item_key(snapshot.USER, world.tenant.pk, str(world.bob.pk)))
     assert bob.levels_at(int(timezone.now().timestamp())) == {world.lamp.thing_name: snapshot.VIEW}
-
-
-class BlackHole:
-    """A TCP endpoint that accepts and never answers: a push into it hangs,
-    so the worker can be killed while it is inside PutItem."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted = threading.Event()
-        self.held = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-            self.accepted.set()
-
-    def close(self):
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
 
 
 def test_a_worker_killed_mid_push_is_reconciled(world, table, shared_redis, settings):
