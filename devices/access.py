@@ -59,7 +59,7 @@ def changed(*, actor, tenant_id: int, users: Iterable[int] = (), devices: Iterab
 
 
 # What a write did to live connections is authz's to say (its receipt,
-# docs/live-access.md#receipts); a view of the devices API that answers with
+# docs/api.md#receipts); a view of the devices API that answers with
 # it wraps the write in `receipt()`, and authz connects the source at start.
 ReceiptSource = Callable[[], AbstractContextManager[Callable[[], dict | None]]]
 
