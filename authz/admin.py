@@ -4,16 +4,19 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import CharField, OuterRef, Subquery
 from django.db.models.functions import Cast
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
 from config.console import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
-from devices.models import Device, User
+from devices.models import Device, Membership, User
 
-from .models import IssuedCredential, PrincipalSync, SigningKey
+from .live import selectors as live_selectors
+from .live import services as live_services
+from .models import AccessReceipt, IssuedCredential, PrincipalSync, SigningKey
 from .snapshots import outbox
-from .tokens import credentials, rotation
+from .tokens import credentials, iot, rotation
 
 
 def _with_email(queryset):
@@ -229,3 +232,110 @@ class IssuedCredentialAdmin(ReadOnlyTenantAdmin):
             message = f"Credentials cannot be issued right now: {error}"
         self.message_user(request, f"Nothing issued: {message}", messages.ERROR)
         return None
+
+
+# --- live access: receipts, a device's sessions, revokes (docs/console.md#live-access) ---
+
+
+@admin.register(AccessReceipt)
+class AccessReceiptAdmin(ReadOnlyTenantAdmin):
+    """What each narrowing did to live connections. The pages that end
+    sessions and revoke credentials or a member's access hang here (the
+    Device and Membership lists reach them by URL name: devices does not
+    import authz)."""
+
+    list_display = ["id", "tenant", "actor", "state", "closed_count", "created_at", "finished_at"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["tenant", "actor"]
+
+    def get_queryset(self, request):
+        # Its actor sees a receipt too, like the API (visible_to, not administered_by).
+        return AccessReceipt.objects.visible_to(request.user)
+
+    @admin.display(description="state")
+    def state(self, obj):
+        return "done" if obj.done else "pending"
+
+    @admin.display(description="closed")
+    def closed_count(self, obj):
+        return obj.closed if obj.done else "-"
+
+    def get_urls(self):
+        def page(view, route, name):
+            return path(route, self.admin_site.admin_view(view), name=f"authz_accessreceipt_{name}")
+
+        return [
+            page(self.device_sessions_view, "device/<int:device>/sessions/", "device_sessions"),
+            page(self.revoke_device_view, "device/<int:device>/revoke-credentials/", "revoke_device"),
+            page(self.revoke_member_view, "membership/<int:membership>/revoke-access/", "revoke_member"),
+            *super().get_urls(),
+        ]
+
+    def _device(self, request, pk) -> Device:
+        return get_object_or_404(Device.objects.administered_by(request.user).select_related("tenant"), pk=pk)
+
+    def _page(self, request, template, **context):
+        context = {**self.admin_site.each_context(request), "opts": self.opts, **context}
+        return TemplateResponse(request, f"admin/authz/accessreceipt/{template}", context)
+
+    def _refused(self, request, error) -> None:
+        message = "; ".join(error.messages) if isinstance(error, ValidationError) else (str(error) or "Not allowed.")
+        self.message_user(request, f"Nothing done: {message}", messages.ERROR)
+
+    def device_sessions_view(self, request, device):
+        device = self._device(request, device)
+        if request.method == "POST":
+            self._end_session(request, device, request.POST.get("client_id", ""))
+            return redirect(request.path)
+        sessions, unavailable = [], ""
+        try:
+            sessions = live_selectors.device_sessions(actor=request.user, device=device)
+        except PermissionDenied as error:
+            self._refused(request, error)
+        except iot.IotError as error:
+            unavailable = str(error)
+        return self._page(request, "device_sessions.html", title=f"Live sessions of {device.name}", device=device,
+                          sessions=sessions, unavailable=unavailable)
+
+    def _end_session(self, request, device, client_id: str) -> None:
+        try:
+            closed = live_services.end_session(actor=request.user, device=device, client_id=client_id)
+        except (ValidationError, PermissionDenied) as error:
+            self._refused(request, error)
+        except iot.IotError as error:
+            self.message_user(request, f"AWS IoT could not be asked: {error}", messages.ERROR)
+        else:
+            done = "ended" if closed else "had already ended"
+            self.message_user(request, f"The session {client_id} {done}. It may reconnect: revoke to keep it out.",
+                              messages.SUCCESS)
+
+    def revoke_device_view(self, request, device):
+        device = self._device(request, device)
+        if request.method == "POST":
+            return self._confirmed(request, live_services.revoke_device_credentials, device=device,
+                                   done=f"{device.name}'s credentials are revoked; it needs new ones to connect.")
+        return self._page(request, "confirm.html", title=f"Revoke {device.name}'s credentials",
+                          question=f"Every token issued for {device.name} ({device.thing_name}) stops working and "
+                                   "its live connection closes.", button="Revoke the device's credentials")
+
+    def revoke_member_view(self, request, membership):
+        membership = get_object_or_404(Membership.objects.administered_by(request.user).select_related("user"),
+                                       pk=membership)
+        who = membership.user.email
+        if request.method == "POST":
+            return self._confirmed(request, live_services.revoke_member_access, membership=membership,
+                                   done=f"Everything {who} held here is revoked; they stay a member.")
+        return self._page(request, "confirm.html", title=f"Revoke everything {who} holds here",
+                          question=f"Every share {who} received here (and what they re-shared) is revoked and every "
+                                   "token they hold here stops working. They stay a member and keep what they own.",
+                          button="Revoke everything")
+
+    def _confirmed(self, request, write, *, done: str, **kwargs):
+        try:
+            # Audited with source "admin" by AuditContextMiddleware, like every console write.
+            write(actor=request.user, **kwargs)
+        except (ValidationError, PermissionDenied) as error:
+            self._refused(request, error)
+        else:
+            self.message_user(request, done, messages.SUCCESS)
+        return redirect("admin:authz_accessreceipt_changelist")

@@ -20,6 +20,12 @@ def _record_in_outbox(change) -> None:
         receipts.attach(tenant_id=change.tenant_id, actor_id=change.actor_id, cuts=cuts)
 
 
+def _receipt_body():
+    from .live.api import receipt_body
+
+    return receipt_body()
+
+
 class AuthzConfig(AppConfig):
     name = "authz"
     verbose_name = "Authorization snapshots"
@@ -30,3 +36,5 @@ class AuthzConfig(AppConfig):
         from . import checks  # noqa: F401  (checks registers itself)
 
         access.connect(_record_in_outbox)
+        # The devices API answers a narrowing with its receipt (docs/api.md#receipts).
+        access.show_receipts_with(_receipt_body)

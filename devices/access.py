@@ -8,6 +8,7 @@ the write. Reporting with nobody listening is an error, not a no-op: a
 change that reaches no outbox would never reach the authorizer.
 """
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 
@@ -55,3 +56,26 @@ def changed(*, actor, tenant_id: int, users: Iterable[int] = (), devices: Iterab
         raise RuntimeError("No outbox listens for access changes; is 'authz' in INSTALLED_APPS?")
     for receiver in tuple(_receivers):
         receiver(change)
+
+
+# What a write did to live connections is authz's to say (its receipt,
+# docs/api.md#receipts); a view of the devices API that answers with
+# it wraps the write in `receipt()`, and authz connects the source at start.
+ReceiptSource = Callable[[], AbstractContextManager[Callable[[], dict | None]]]
+
+_receipt_source: list[ReceiptSource] = []
+
+
+def show_receipts_with(source: ReceiptSource) -> None:
+    _receipt_source[:] = [source]
+
+
+@contextmanager
+def receipt():
+    """Yields a function that, called after the block, gives the receipt of
+    the writes made inside it as the API shows it (None: nothing narrowed)."""
+    if not _receipt_source:
+        yield lambda: None
+        return
+    with _receipt_source[0]() as body:
+        yield body

@@ -11,6 +11,7 @@ from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.shortcuts import redirect
 from django.utils.html import format_html, format_html_join
 
 from config.console import (
@@ -161,6 +162,14 @@ class MembershipAdmin(TenantScopedAdmin):
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "role"]
     search_fields = ["user__email", "tenant__name"]
+    actions = ["revoke_everything"]
+
+    @admin.action(description="Revoke everything this person holds here")
+    def revoke_everything(self, request, queryset):
+        # An emergency action on one person, confirmed on authz's page (its
+        # service is authz's, reached by URL name: devices does not import
+        # authz; docs/console.md#revoke-everything-this-person-holds-here).
+        return _one_at_a_time(self, request, queryset, "admin:authz_accessreceipt_revoke_member")
 
     def get_fields(self, request, obj=None):
         return ["tenant", "email", "role"] if obj is None else ["role"]
@@ -184,6 +193,15 @@ class MembershipAdmin(TenantScopedAdmin):
 
     def remove(self, request, obj):
         services.remove_member(actor=request.user, membership=obj)
+
+
+def _one_at_a_time(model_admin, request, queryset, page: str):
+    """Go to `page` for the one selected object; several at once is refused."""
+    chosen = list(queryset.values_list("pk", flat=True)[:2])
+    if len(chosen) != 1:
+        model_admin.message_user(request, "Select exactly one.", messages.ERROR)
+        return None
+    return redirect(page, chosen[0])
 
 
 # --- catalogue, groups and devices -------------------------------------------
@@ -264,6 +282,16 @@ class DeviceAdmin(TenantScopedAdmin):
     search_fields = ["name", "thing_name", "owner__email"]
     list_select_related = ["owner", "device_type", "group", "tenant"]
     inlines = [ShareInline]
+    actions = ["revoke_credentials", "show_live_sessions"]
+
+    # Live access pages are authz's, reached by URL name (docs/console.md#live-access).
+    @admin.action(description="Revoke the device's credentials")
+    def revoke_credentials(self, request, queryset):
+        return _one_at_a_time(self, request, queryset, "admin:authz_accessreceipt_revoke_device")
+
+    @admin.action(description="Show live sessions")
+    def show_live_sessions(self, request, queryset):
+        return _one_at_a_time(self, request, queryset, "admin:authz_accessreceipt_device_sessions")
 
     def get_fields(self, request, obj=None):
         if obj is None:

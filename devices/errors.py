@@ -44,6 +44,7 @@ class ErrorCode(str, Enum):
     ALREADY_OWNER = "already_owner", Kind.INVALID
     NOT_IN_GROUP = "not_in_group", Kind.INVALID
     CANNOT_DEACTIVATE_SELF = "cannot_deactivate_self", Kind.INVALID
+    REVOKE_OWN_ACCESS = "revoke_own_access", Kind.INVALID
     # The terms of a grant (devices/services/terms.py).
     GRANTEE_IS_OWNER = "grantee_is_owner", Kind.INVALID
     SHARE_WITH_SELF = "share_with_self", Kind.INVALID
@@ -62,6 +63,8 @@ class ErrorCode(str, Enum):
     SCOPE_UNKNOWN = "scope_unknown", Kind.INVALID
     TOKEN_TOO_LARGE = "token_too_large", Kind.INVALID
     LIFETIME_OUT_OF_RANGE = "lifetime_out_of_range", Kind.INVALID
+    # Live sessions (authz/live/): a client id that may not reach the device.
+    NO_SUCH_SESSION = "no_such_session", Kind.INVALID
 
     # Valid, but the current state says no.
     ALREADY_MEMBER = "already_member", Kind.CONFLICT

@@ -236,9 +236,27 @@ class ShareUpdateSerializer(serializers.Serializer):
     can_reshare = serializers.BooleanField(required=False)
 
 
+# The receipt is authz's (docs/api.md#receipts), defined once there as the
+# `Receipt` component; devices names it without importing authz.
+@extend_schema_field({"allOf": [{"$ref": "#/components/schemas/Receipt"}], "nullable": True,
+                      "description": "What the write did to live connections; null when nothing narrowed."})
+class ReceiptField(serializers.DictField):
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, allow_null=True, **kwargs)
+
+
 class RevokedSerializer(serializers.Serializer):
     revoked = serializers.ListField(child=serializers.IntegerField(),
                                     help_text="Ids of every share revoked, re-shares included.")
+    receipt = ReceiptField()
+
+
+class TransferredSerializer(DeviceSerializer):
+    receipt = ReceiptField()
+
+    class Meta(DeviceSerializer.Meta):
+        fields = [*DeviceSerializer.Meta.fields, "receipt"]
+        read_only_fields = fields
 
 
 class InvitationSerializer(serializers.ModelSerializer):

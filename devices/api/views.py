@@ -21,8 +21,8 @@ from rest_framework_simplejwt.tokens import AccessToken, UntypedToken
 from config.api.errors import LockedOut
 from config.api.throttling import ScopedWriteThrottle
 from config.api.views import ApiView, TenantView
+from devices import access, services, signin
 from devices import selectors as domain
-from devices import services, signin
 from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Membership, Share, Tenant, User
 
 from . import filters, selectors
@@ -235,11 +235,11 @@ class DeviceDetailView(DeviceRendering, TenantView, generics.RetrieveAPIView):
 
 
 @extend_schema(tags=["devices"], summary="Hand the device to another member (owner or tenant admin); "
-               "its shares are revoked unless keep_shares", request=s.TransferSerializer,
-               responses={200: s.DeviceSerializer})
+               "its shares are revoked unless keep_shares; the receipt says which live connections closed",
+               request=s.TransferSerializer, responses={200: s.TransferredSerializer})
 class DeviceTransferView(DeviceRendering, TenantView):
     model = Device
-    serializer_class = s.DeviceSerializer
+    serializer_class = s.TransferredSerializer
 
     def post(self, request, tenant, device):
         device = self.visible_device(device)
@@ -250,9 +250,10 @@ class DeviceTransferView(DeviceRendering, TenantView):
         new_owner = selectors.member_by_email(tenant=self.tenant, email=data["new_owner"])
         if new_owner is None:
             raise ValidationError({"new_owner": "No member of this tenant has this email."})
-        device = services.transfer_device(actor=request.user, device=device, new_owner=new_owner,
-                                          keep_shares=data["keep_shares"])
-        return Response(self.render_device(device))
+        with access.receipt() as receipt:
+            device = services.transfer_device(actor=request.user, device=device, new_owner=new_owner,
+                                              keep_shares=data["keep_shares"])
+        return Response({**self.render_device(device), "receipt": receipt()})
 
 
 @extend_schema(tags=["access"], summary="Your effective access to the device, and what grants it",
@@ -420,7 +421,8 @@ class ShareDetailView(SharesThrottled, ShareObjectView, generics.RetrieveAPIView
         return Response(s.ShareSerializer(share).data)
 
 
-@extend_schema(tags=["shares"], summary="Revoke (or, as its grantee, leave) a share; its re-shares go too",
+@extend_schema(tags=["shares"], summary="Revoke (or, as its grantee, leave) a share; its re-shares go too; "
+               "the receipt says which live connections closed",
                request=None, responses={200: s.RevokedSerializer})
 class ShareRevokeView(SharesThrottled, ShareObjectView):
     serializer_class = s.RevokedSerializer
@@ -428,8 +430,9 @@ class ShareRevokeView(SharesThrottled, ShareObjectView):
 
     def post(self, request, tenant, pk):
         share = self.get_object()
-        revoked = services.revoke_share(actor=request.user, share=share)
-        return Response({"revoked": [each.pk for each in revoked]})
+        with access.receipt() as receipt:
+            revoked = services.revoke_share(actor=request.user, share=share)
+        return Response({"revoked": [each.pk for each in revoked], "receipt": receipt()})
 
 
 # --- groups --------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from authz.models import IssuedCredential
+from authz.live import services as live
+from authz.models import AccessReceipt, IssuedCredential, TokenCutoff
 from devices import services
 from devices.models import AuditEvent, Device, DeviceGroup, Invitation, Level, Membership, Share
 from tests.support.api import url
@@ -74,6 +75,13 @@ ENDPOINTS = {
     "invitation-cancel": Endpoint({"post": None}, objects=lambda w: {"pk": w.invitation.pk}),
     "iot-credentials": Endpoint({"post": lambda w: {"scope": {"devices": [w.lock.pk]}}}, objects=none),
     "device-credentials": Endpoint({"post": None}, objects=device),
+    "iot-credentials-revoke": Endpoint({"post": None}, objects=none),
+    "device-credentials-revoke": Endpoint({"post": None}, objects=device),
+    "device-sessions": Endpoint({"get": None}, objects=device),
+    "device-session": Endpoint({"delete": None},
+                               objects=lambda w: {"device": w.lock.pk, "client_id": w.lock.thing_name}),
+    "member-revoke-access": Endpoint({"post": None}, objects=lambda w: {"user": w.bob.pk}),
+    "receipt-detail": Endpoint({"get": None}, objects=lambda w: {"pk": w.receipt.pk}),
 }
 
 
@@ -114,12 +122,14 @@ def test_every_endpoint_and_method_is_covered():
 
 
 def populate(world):
-    """Give a world a share, invitations and audit history to aim at."""
+    """Give a world a share, invitations, a receipt and audit history to aim at."""
     world.share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     world.invitation = services.create_invitation(actor=world.owner, email=f"new@{world.tenant.slug}.test",
                                                   device=world.lamp, level=Level.VIEW)
     world.invitation_to_member = services.create_invitation(actor=world.owner, email=world.carol.email,
                                                             device=world.lamp, level=Level.CONTROL)
+    live.sign_out_apps(actor=world.admin, tenant=world.tenant)
+    world.receipt = AccessReceipt.objects.get(tenant=world.tenant, actor=world.admin)
     return world
 
 
@@ -133,6 +143,8 @@ def fingerprint():
         sorted(Membership.objects.values_list("pk", "role")),
         AuditEvent.objects.count(),
         IssuedCredential.objects.count(),
+        sorted(TokenCutoff.objects.values_list("pk", "not_before")),
+        AccessReceipt.objects.count(),
     )
 
 

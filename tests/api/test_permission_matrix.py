@@ -10,16 +10,25 @@
 - a group is seen by its owner, its sharees and tenant admins, and changed
   by its owner and tenant admins only;
 - whoever cannot see an object gets 404, whoever can see it but may not do
-  the action gets 403.
+  the action gets 403;
+- live access (docs/api.md#live-access): a device's credentials are revoked,
+  and its live sessions seen and ended, by its owner and tenant admins; any
+  member signs their own apps out; only tenant admins revoke everything a
+  member holds (members see no one's membership but their own); a receipt
+  is seen by its actor and tenant admins.
 
 The expectations below are written from those rules, not read off the code.
 """
 import pytest
 
+from authz.live import services as live
+from authz.models import AccessReceipt
+from authz.tokens import iot
 from devices import services
 from devices.models import AuditEvent, Device, DeviceGroup, Level, Share
 from tests.factories import member
 from tests.support.api import tenant_url
+from tests.support.live_sessions import StubbedDataPlane
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +57,8 @@ class Cast:
         self.control_share = grant("control", Level.CONTROL)
         grant("view", Level.VIEW)
         services.create_share(actor=world.owner, grantee=self.users["view"], group=world.group, level=Level.VIEW)
+        live.sign_out_apps(actor=world.owner, tenant=world.tenant)
+        self.receipt = AccessReceipt.objects.get(actor=world.owner)
 
 
 def lock(c):
@@ -102,6 +113,32 @@ ACTIONS = {
                                                                        "device": c.world.lamp.pk}, None,
                                  dict(owner=204, manage_reshare=404, manage=404, control=404, view=403, stranger=404,
                                       admin=204)),
+    "revoke the lock's credentials": ("post", "device-credentials-revoke", lock, None,
+                                      dict(owner=200, manage_reshare=403, manage=403, control=403, view=403,
+                                           stranger=404, admin=200)),
+    "see the lock's live sessions": ("get", "device-sessions", lock, None,
+                                     dict(owner=200, manage_reshare=403, manage=403, control=403, view=403,
+                                          stranger=404, admin=200)),
+    "end the lock's own session": ("delete", "device-session",
+                                   lambda c: {"device": c.world.lock.pk, "client_id": c.world.lock.thing_name}, None,
+                                   dict(owner=200, manage_reshare=403, manage=403, control=403, view=403,
+                                        stranger=404, admin=200)),
+    "sign out all my apps": ("post", "iot-credentials-revoke", lambda c: {}, None,
+                             dict(owner=200, manage_reshare=200, manage=200, control=200, view=200, stranger=200,
+                                  admin=200)),
+    "revoke everything the control sharee holds": ("post", "member-revoke-access",
+                                                   lambda c: {"user": c.users["control"].pk}, None,
+                                                   dict(owner=404, manage_reshare=404, manage=404, control=403,
+                                                        view=404, stranger=404, admin=200)),
+    "read the owner's receipt": ("get", "receipt-detail", lambda c: {"pk": c.receipt.pk}, None,
+                                 dict(owner=200, manage_reshare=404, manage=404, control=404, view=404, stranger=404,
+                                      admin=200)),
+}
+
+# AWS IoT answers the sessions rows (a real gateway, its iot-data client stubbed).
+AWS_IOT_ANSWERS = {
+    "device-sessions": lambda plane, c: plane.expect_unknown(c.world.lock.thing_name),
+    "device-session": lambda plane, c: plane.expect_delete(c.world.lock.thing_name),
 }
 
 
@@ -116,9 +153,14 @@ def state():
 
 @pytest.mark.parametrize("actor", ACTORS)
 @pytest.mark.parametrize("action", list(ACTIONS))
-def test_permission_matrix(world, client_for, action, actor):
+def test_permission_matrix(world, client_for, monkeypatch, action, actor):
     cast = Cast(world)
     method, name, kwargs, body, expected = ACTIONS[action]
+    plane = StubbedDataPlane()
+    monkeypatch.setattr(iot, "gateway", lambda: plane.gateway)
+    if name in AWS_IOT_ANSWERS:
+        AWS_IOT_ANSWERS[name](plane, cast)
+    plane.stub.activate()
     body = body(cast) if callable(body) else body
     before = state()
     response = getattr(client_for(cast.users[actor]), method)(tenant_url(name, world, **kwargs(cast)), body or {})

@@ -17,10 +17,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from authz.tokens import rotation
+from authz.tokens import iot, rotation
 from config.wsgi import application
 from devices import services
 from devices.models import Level
+from tests.support.lambda_env import lambda_env
+from tests.support.local_iot import RunningLocalIot
 from tests.support.world import World
 
 ERROR_REF = "#/components/schemas/Error"
@@ -88,7 +90,19 @@ def wsgi_in_test_transaction():
 
 
 @pytest.fixture
-def seeded(db, settings, wsgi_in_test_transaction, table):
+def data_plane(settings, table, dynamodb_endpoint, tmp_path):
+    """A whole local AWS IoT Core, so that the live-sessions endpoints ask a
+    real data plane (docs/api.md#live-sessions) rather than answer 503."""
+    with RunningLocalIot(lambda_env(table.name, dynamodb_endpoint), cert_dir=tmp_path / "certs",
+                         access_key_id=settings.AWS_ACCESS_KEY_ID) as running:
+        settings.IOT_DATA_ENDPOINT_URL = f"http://127.0.0.1:{running.http_port}"
+        iot.gateway.cache_clear()
+        yield running
+    iot.gateway.cache_clear()
+
+
+@pytest.fixture
+def seeded(db, settings, wsgi_in_test_transaction, table, data_plane):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
         "auth": "100000/minute", "shares": "100000/minute", "iot_credentials": "100000/minute"}}
     rotation.rotate(actor=None)  # so that credentials can be issued
