@@ -11,10 +11,13 @@ def _record_in_outbox(change) -> None:
     from .live import outbox as cut_outbox
     from .snapshots import outbox
 
+    now = timezone.now()
+    devices = set(change.devices)
+    if change.issued_tokens_revoked:
+        devices |= cutoffs.devices_with_tokens_issued_by(tenant_id=change.tenant_id, users=change.users, now=now)
     if change.tokens_revoked:
-        cutoffs.set_cutoffs(tenant_id=change.tenant_id, users=change.users, devices=change.devices,
-                            now=timezone.now())
-    ids = outbox.record(tenant_id=change.tenant_id, users=change.users, devices=change.devices)
+        cutoffs.set_cutoffs(tenant_id=change.tenant_id, users=change.users, devices=devices, now=now)
+    ids = outbox.record(tenant_id=change.tenant_id, users=change.users, devices=devices)
     if change.narrowed or change.tokens_revoked:
         cuts = cut_outbox.record(snapshot_ids=ids)
         receipts.attach(tenant_id=change.tenant_id, actor_id=change.actor_id, cuts=cuts)

@@ -98,8 +98,18 @@ def reconcile_session_cuts() -> int:
     if not live_outbox.enabled():
         return 0
     now = timezone.now()
-    due = SessionCut.objects.due(now).ready().order_by("pk")
-    return live_outbox.enqueue(list(due.values_list("pk", flat=True)[:settings.SESSION_CUT_RECONCILE_LIMIT]))
+    # Settled for longer than a push and a cut take, so that what the push
+    # task has just queued is not queued twice (a second DeleteConnection
+    # could knock off a reconnect already judged on the new snapshot).
+    settled = now - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
+    due = SessionCut.objects.due(now).ready().filter(changed_at__lte=settled).order_by("pk")
+    ids = list(due.values_list("pk", flat=True)[:settings.SESSION_CUT_RECONCILE_LIMIT])
+    lease = now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS)
+    SessionCut.objects.filter(pk__in=ids).lease(until=lease)
+    queued = live_outbox.enqueue(ids)
+    if queued < len(ids):
+        SessionCut.objects.filter(pk__in=ids).end_lease(until=lease)
+    return queued
 
 
 @shared_task(ignore_result=True)

@@ -18,14 +18,17 @@ class AccessChange:
     changed. `narrowed` is True when some access may have been removed or
     reduced, False when the write only added to it; narrowing also ends the
     principals' live connections (docs/live-access.md). `tokens_revoked`:
-    every token issued to them until now stops working. `actor_id` is whoever
-    made the change (None: the platform itself, such as a share's end)."""
+    every token issued to them until now stops working; `issued_tokens_revoked`:
+    so does every device token these users issued (they lost the authority
+    to). `actor_id` is whoever made the change (None: the platform itself,
+    such as a share's end)."""
 
     tenant_id: int
     users: frozenset[int]
     devices: frozenset[str]
     narrowed: bool
     tokens_revoked: bool = False
+    issued_tokens_revoked: bool = False
     actor_id: int | None = None
 
 
@@ -46,10 +49,11 @@ def disconnect(receiver: Receiver) -> None:
 
 
 def changed(*, actor, tenant_id: int, users: Iterable[int] = (), devices: Iterable[str] = (), narrowed: bool,
-            tokens_revoked: bool = False) -> None:
+            tokens_revoked: bool = False, issued_tokens_revoked: bool = False) -> None:
     """Report a change `actor` made in the current transaction to every receiver."""
     change = AccessChange(tenant_id=tenant_id, users=frozenset(users), devices=frozenset(devices), narrowed=narrowed,
-                          tokens_revoked=tokens_revoked, actor_id=getattr(actor, "pk", None))
+                          tokens_revoked=tokens_revoked, issued_tokens_revoked=issued_tokens_revoked,
+                          actor_id=getattr(actor, "pk", None))
     if not change.users and not change.devices:
         return
     if not _receivers:

@@ -33,8 +33,10 @@ class Config:
     table_region: str  # where the Lambda and its table run
     token_key_name: str = "devshare-token"  # noqa: S105  (a header name, not a secret)
     endpoint_url: str | None = None
-    # Policies are cached by the gateway for this long at most, so it bounds how
-    # long a revoked share keeps working on an open MQTT connection.
+    # Policies are cached by the gateway for this long at most (or until the
+    # token's expiry in its last 630 s), so, should the platform's disconnect
+    # fail, it bounds how long a revoked share keeps working on an open MQTT
+    # connection (docs/decisions/0007-exact-ends.md).
     refresh_seconds: int = MIN_TTL
     disconnect_seconds: int = MAX_TTL
     leeway_seconds: int = 30

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from authz.models import IssuedCredential, SessionCut
@@ -50,8 +51,11 @@ def run(ids: list[int], *, gateway: iot.IotGateway | None = None) -> CutResult:
                 error=str(exc), retry_after=now + timedelta(seconds=backoff(row.attempts + 1)))
             log.warning("session cut %s failed (attempt %d): %s", row, row.attempts + 1, exc)
             continue
-        SessionCut.objects.mark_pushed({row.pk: row.desired_version}, now=timezone.now())
-        receipts.settle(cut=row, version=row.desired_version, closed=closed)
+        # Together: a cut marked done is never queued again, so its receipts
+        # must settle in the same commit or never.
+        with transaction.atomic():
+            SessionCut.objects.mark_pushed({row.pk: row.desired_version}, now=timezone.now())
+            receipts.settle(cut=row, version=row.desired_version, closed=closed)
         result.done.append(row.pk)
         result.closed[row.pk] = closed
         log.info("session cut %s: closed %d of its connections", row, len(closed))

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Max
 
-from authz.models import TokenCutoff
+from authz.models import IssuedCredential, TokenCutoff
 from lambda_bridge import snapshot
 
 
@@ -29,6 +29,14 @@ def set_cutoffs(*, tenant_id: int, users=(), devices=(), now: datetime) -> None:
         if not created and row.not_before < not_before:
             row.not_before = not_before
             row.save(update_fields=["not_before"])
+
+
+def devices_with_tokens_issued_by(*, tenant_id: int, users, now: datetime) -> set[str]:
+    """Thing names holding an unexpired token that one of `users` issued.
+    A cut-off is per principal, so revoking these ends the device's other
+    tokens too; its owner issues a new one (docs/live-access.md#token-cut-offs)."""
+    issued = IssuedCredential.objects.filter(tenant_id=tenant_id, kind=snapshot.DEVICE, issued_by_id__in=users)
+    return set(issued.live(now).values_list("principal", flat=True))
 
 
 def cutoffs_of(*, tenant_id: int, kind: str, principals) -> dict[str, int]:

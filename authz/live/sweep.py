@@ -20,8 +20,9 @@ def sweep_ended_shares(*, now: datetime) -> int:
     mark, _ = ShareSweep.objects.select_for_update().get_or_create(pk=ShareSweep.SINGLETON,
                                                                    defaults={"swept_until": lookback})
     # A mark left far behind (the beat was down for a day) looks back no
-    # further than the lookback: older ends were already enforced by the
-    # authorizer's own windows and by pushes since.
+    # further than the lookback, which is longer than any open connection
+    # holds a grant (docs/live-access.md#exact-ends): an older end has
+    # reached every connection through its refreshes already.
     since = max(mark.swept_until, lookback)
     if since >= now:
         return 0

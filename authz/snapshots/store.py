@@ -98,7 +98,12 @@ def put_if_newer(item: dict, version: int) -> bool:
 
 
 def put_snapshot(snap: Snapshot) -> Outcome:
-    item = snapshot.to_item(snap, fmt=settings.SNAPSHOT_WRITE_FORMAT)
+    try:
+        item = snapshot.to_item(snap, fmt=settings.SNAPSHOT_WRITE_FORMAT)
+    except snapshot.SnapshotError as exc:
+        # Such as a cut-off under a format-2 writer: this principal fails, with
+        # the reason, and the rest of its batch is written (docs/snapshots.md).
+        return Outcome(error=str(exc)[:500])
     if snap.gone:
         # DynamoDB's TTL removes tombstones once no older push can be in flight.
         item[TTL_ATTRIBUTE] = {"N": str(snap.generated_at + settings.SNAPSHOT_TOMBSTONE_DAYS * 86400)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -32,7 +33,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from authz.live import cutoffs
-from authz.models import IssuedCredential
+from authz.models import IssuedCredential, PrincipalSync
 from authz.snapshots.compiler import Principal, compile_snapshots
 from devices import audit
 from devices.audit_actions import Action
@@ -128,9 +129,9 @@ def issue_user_credentials(*, actor: User, tenant: Tenant, scope_devices: list[D
         scope = {"group": scope_group.pk}
     lifetime = _lifetime(lifetime, settings.USER_TOKEN_LIFETIME_SECONDS)
     client_id = f"u{tenant.pk}.{actor.pk}.{secrets.token_urlsafe(APP_SUFFIX_BYTES)}"
-    _check_fit(actor=actor, tenant=tenant, client_id=client_id, scope=scope, now=now)
     return _issue(actor=actor, tenant=tenant, kind=snapshot.USER, principal=str(actor.pk), client_id=client_id,
-                  scope=scope, lifetime=lifetime, now=now)
+                  scope=scope, lifetime=lifetime, now=now,
+                  check=lambda: _check_fit(actor=actor, tenant=tenant, client_id=client_id, scope=scope, now=now))
 
 
 def issue_device_credentials(*, actor: User | None, device: Device, lifetime: int | None = None,
@@ -144,15 +145,22 @@ def issue_device_credentials(*, actor: User | None, device: Device, lifetime: in
     is recorded and audited like any other, with no actor. Only that command
     passes the flag; a None actor without it is refused, so a missing user
     elsewhere can never issue."""
-    if actor is None:
-        if not by_operator:
-            raise PermissionDenied("Device credentials need an acting user.")
-    elif not owns_or_administers(actor, device):
-        raise PermissionDenied("Only the device's owner or a tenant admin may issue its credentials.")
+    if actor is None and not by_operator:
+        raise PermissionDenied("Device credentials need an acting user.")
+
+    def check():
+        # The device as it is now, not as the caller loaded it: a transfer
+        # that committed meanwhile has taken the old owner's right away.
+        current = Device.objects.filter(pk=device.pk).first()
+        if current is None:
+            raise PermissionDenied("The device no longer exists.")
+        if actor is not None and not owns_or_administers(actor, current):
+            raise PermissionDenied("Only the device's owner or a tenant admin may issue its credentials.")
+
     lifetime = _lifetime(lifetime, settings.DEVICE_TOKEN_LIFETIME_SECONDS)
     return _issue(actor=actor, tenant=device.tenant, kind=snapshot.DEVICE, principal=device.thing_name,
                   client_id=device.thing_name, scope=None, lifetime=lifetime, now=now or timezone.now(),
-                  device=device)
+                  device=device, check=check)
 
 
 def _lifetime(asked: int | None, configured: int) -> int:
@@ -185,18 +193,39 @@ def _check_fit(*, actor: User, tenant: Tenant, client_id: str, scope: dict | Non
 
 @sensitive_variables("token", "signature", "key")
 def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, client_id: str, scope: dict | None,
-           lifetime: int, now: datetime, device: Device | None = None) -> Credentials:
+           lifetime: int, now: datetime, check: Callable[[], None], device: Device | None = None) -> Credentials:
     if not settings.IOT_ENDPOINT:
         raise CredentialsUnavailable("IOT_ENDPOINT is not set: there is nowhere to connect to.")
     try:
         key = signing_keys.active_signing_key()
     except signing_keys.SigningError as exc:
         raise CredentialsUnavailable(str(exc)) from None
-    # Never before the principal's cut-off: a token issued in the very second
-    # of a revocation would otherwise be refused (authz/live/cutoffs.py).
-    floor = cutoffs.issue_floor(tenant_id=tenant.pk, kind=kind, principal=principal)
-    issued_at = max(int(now.timestamp()), floor or 0)
-    expires = int(now.timestamp()) + lifetime
+    with transaction.atomic():
+        _wait_for_narrowings(tenant_id=tenant.pk, kind=kind, principal=principal)
+        check()
+        # Never before the principal's cut-off: a token issued in the very
+        # second of a revocation would otherwise be refused.
+        floor = cutoffs.issue_floor(tenant_id=tenant.pk, kind=kind, principal=principal)
+        return _sign_and_record(actor=actor, tenant=tenant, kind=kind, principal=principal, client_id=client_id,
+                                scope=scope, now=now, issued_at=max(int(now.timestamp()), floor or 0),
+                                expires=int(now.timestamp()) + lifetime, key=key, device=device)
+
+
+def _wait_for_narrowings(*, tenant_id: int, kind: str, principal: str) -> None:
+    """A narrowing of this principal in flight (a transfer, a removal, a
+    sign-out) holds its snapshot row, or the unique slot of a row it is
+    creating, until it commits. Waiting for it, then checking the right,
+    then reading the cut-off makes issuance come wholly before or wholly
+    after it (docs/live-access.md#token-cut-offs). A row made here is empty
+    (versions 0): nothing to push, nothing for anti-entropy to check."""
+    row, _ = PrincipalSync.objects.get_or_create(tenant_id=tenant_id, kind=kind, principal=principal)
+    list(PrincipalSync.objects.select_for_update(no_key=True).filter(pk=row.pk).values_list("pk", flat=True))
+
+
+@sensitive_variables("token", "signature", "key")
+def _sign_and_record(*, actor: User | None, tenant: Tenant, kind: str, principal: str, client_id: str,
+                     scope: dict | None, now: datetime, issued_at: int, expires: int, key,
+                     device: Device | None) -> Credentials:
     jti = uuid.uuid4().hex
     claims = {"iss": settings.IOT_TOKEN_ISSUER, "aud": settings.IOT_TOKEN_AUDIENCE,
               "sub": f"{'user' if kind == snapshot.USER else 'device'}:{principal}", "tid": tenant.pk,
@@ -209,14 +238,13 @@ def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, cli
                           f"{events.MAX_TOKEN} characters); name fewer.", field="scope")
     signature = key.private_key.sign(token.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
     expires_at = datetime.fromtimestamp(expires, tz=dt_timezone.utc)
-    with transaction.atomic():
-        record = IssuedCredential.objects.create(
-            tenant=tenant, kind=kind, principal=principal, client_id=client_id, jti=jti, kid=key.kid, scope=scope,
-            issued_by=actor, issued_at=now, expires_at=expires_at,
-        )
-        audit.record(actor=actor, action=Action.IOT_CREDENTIALS_ISSUE, obj=record, tenant=tenant,
-                     device_id=device.pk if device else None,
-                     changes={"client_id": client_id, "kid": key.kid, "expires_at": expires_at, "scope": scope})
+    record = IssuedCredential.objects.create(
+        tenant=tenant, kind=kind, principal=principal, client_id=client_id, jti=jti, kid=key.kid, scope=scope,
+        issued_by=actor, issued_at=now, expires_at=expires_at,
+    )
+    audit.record(actor=actor, action=Action.IOT_CREDENTIALS_ISSUE, obj=record, tenant=tenant,
+                 device_id=device.pk if device else None,
+                 changes={"client_id": client_id, "kid": key.kid, "expires_at": expires_at, "scope": scope})
     return Credentials(
         token=token, token_signature=base64.b64encode(signature).decode("ascii"), client_id=client_id,
         expires_at=expires_at, kid=key.kid, authorizer_name=settings.IOT_CLIENT_AUTHORIZER_NAME,

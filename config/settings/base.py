@@ -175,7 +175,9 @@ SNAPSHOT_RETRY_MAX_SECONDS = float(os.environ.get("SNAPSHOT_RETRY_MAX_SECONDS", 
 SNAPSHOT_RECONCILE_GRACE_SECONDS = int(os.environ.get("SNAPSHOT_RECONCILE_GRACE_SECONDS", "10"))
 SNAPSHOT_RECONCILE_LIMIT = int(os.environ.get("SNAPSHOT_RECONCILE_LIMIT", "10000"))
 SNAPSHOT_RECONCILE_LEASE_SECONDS = int(os.environ.get("SNAPSHOT_RECONCILE_LEASE_SECONDS", "120"))
-SNAPSHOT_SWEEP_LOOKBACK_SECONDS = 180
+# How far back the first sweep, or one after a beat outage, looks for ended
+# shares: well past the longest an open connection can hold a grant (630 s).
+SNAPSHOT_SWEEP_LOOKBACK_SECONDS = 3600
 # Session cuts (authz/live/): closing live connections once access narrows.
 SESSION_CUT_RETRY_BASE_SECONDS = float(os.environ.get("SESSION_CUT_RETRY_BASE_SECONDS", "1"))
 SESSION_CUT_RETRY_MAX_SECONDS = float(os.environ.get("SESSION_CUT_RETRY_MAX_SECONDS", "300"))

@@ -112,8 +112,10 @@ def remove_member(*, actor: User, membership: Membership) -> None:
     )
     audit.record(actor=actor, action=Action.MEMBERSHIP_DELETE, obj=membership, changes={"user": user.email})
     membership.delete()
-    # Tokens they hold stay dead even if they are let back in later.
-    access_changed(actor=actor, tenant_id=membership.tenant_id, users=[user.pk], narrowed=True, tokens_revoked=True)
+    # Tokens they hold stay dead even if they are let back in later, and
+    # device tokens they issued (as an admin) die with their authority.
+    access_changed(actor=actor, tenant_id=membership.tenant_id, users=[user.pk], narrowed=True, tokens_revoked=True,
+                   issued_tokens_revoked=True)
 
 
 @transaction.atomic
@@ -158,6 +160,6 @@ def set_user_active(*, actor: User, user: User, is_active: bool) -> User:
         _revoke_many(actor=actor, shares=list(made), reason="user.deactivate")
     for tenant_id in user.memberships.values_list("tenant_id", flat=True):
         access_changed(actor=actor, tenant_id=tenant_id, users=[user.pk], narrowed=not is_active,
-                       tokens_revoked=not is_active)
+                       tokens_revoked=not is_active, issued_tokens_revoked=not is_active)
     audit.record(actor=actor, action=Action.USER_ACTIVATE if is_active else "user.deactivate", obj=user, tenant=None)
     return user

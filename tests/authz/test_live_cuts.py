@@ -554,3 +554,91 @@ def test_two_cuts_settling_one_receipt_at_once_finish_it(world, keys):
     receipt = AccessReceipt.objects.get(pk=found[0].pk)
     assert receipt.done and receipt.closed == 2
     assert AuditEvent.objects.filter(action=Action.SESSIONS_CLOSE).count() == 1
+
+
+# --- what a review found (docs/live-access.md) ---------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_crash_between_marking_a_cut_done_and_settling_its_receipt_undoes_both(world, keys, data_plane,
+                                                                                   monkeypatch):
+    granted = share(world, world.alice)
+    phone = app_token(world, world.alice)
+    with receipts.collecting() as found:
+        services.revoke_share(actor=world.owner, share=granted)
+    push_lagging()
+    row = cut_of(world, world.alice)
+    data_plane.closes(phone.client_id)
+
+    def crash(**kwargs):
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(receipts, "settle", crash)
+    with pytest.raises(RuntimeError):
+        cut.run([row.pk], gateway=data_plane.gateway)
+    row.refresh_from_db()
+    # Still lagging, so the reconciler runs it again and the receipt can finish.
+    assert not row.in_sync
+    assert row.pk in set(SessionCut.objects.lagging().ready().values_list("pk", flat=True))
+    monkeypatch.undo()
+    data_plane.stub.activate()
+    data_plane.not_connected(phone.client_id)
+    cut.run([row.pk], gateway=data_plane.gateway)
+    assert AccessReceipt.objects.get(pk=found[0].pk).done
+
+
+def test_a_snapshot_the_writer_format_cannot_say_fails_alone_and_its_batch_is_written(world, table, settings):
+    services.transfer_device(actor=world.owner, device=world.lock, new_owner=world.alice)  # a device cut-off
+    share(world, world.bob, device=world.lamp)
+    settings.SNAPSHOT_WRITE_FORMAT = 2
+    ids = list(PrincipalSync.objects.lagging().values_list("pk", flat=True))
+    result = push(ids)
+    device_row = PrincipalSync.objects.get(tenant=world.tenant, kind=DEVICE, principal=world.lock.thing_name)
+    assert list(result.failed) == [device_row.pk] and "cut-off" in result.failed[device_row.pk]
+    assert device_row.pk not in result.retryable
+    assert set(result.written) == set(ids) - {device_row.pk}
+    device_row.refresh_from_db()
+    assert not device_row.in_sync and device_row.retry_after is not None  # backs off, tells the operator why
+    assert "format 3" in device_row.last_error
+
+
+def test_removing_an_admin_revokes_the_device_tokens_they_issued(world, keys):
+    issued = credentials.issue_device_credentials(actor=world.admin, device=world.lock)
+    credentials.issue_device_credentials(actor=world.owner, device=world.lamp)
+    membership = Membership.objects.get(tenant=world.tenant, user=world.admin)
+    root = UserFactory(is_superuser=True)
+    bumped = cuts_bumped_by(lambda: services.remove_member(actor=root, membership=membership))
+    assert bumped == person(world, world.admin) | thing(world, world.lock)
+    lock_floor = cutoffs.issue_floor(tenant_id=world.tenant.pk, kind=DEVICE, principal=world.lock.thing_name)
+    assert lock_floor > jwt.decode(issued.token, options={"verify_signature": False})["iat"]
+    assert cutoffs.issue_floor(tenant_id=world.tenant.pk, kind=DEVICE, principal=world.lamp.thing_name) is None
+
+
+def test_sign_out_leaves_the_device_tokens_a_person_issued_alone(world, keys):
+    from authz.live import services as live_services
+
+    credentials.issue_device_credentials(actor=world.owner, device=world.lock)
+    bumped = cuts_bumped_by(lambda: live_services.sign_out_apps(actor=world.owner, tenant=world.tenant))
+    assert bumped == person(world, world.owner)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cut_reconciler_leaves_fresh_cuts_to_the_push_and_leases_what_it_queues(world, table, settings,
+                                                                                  monkeypatch):
+    from authz import tasks
+
+    settings.IOT_DATA_ENDPOINT_URL = DATA_ENDPOINT
+    queued = []
+    monkeypatch.setattr(cut_outbox, "enqueue", lambda ids: queued.append(list(ids)) or len(ids))
+    granted = share(world, world.alice)
+    services.revoke_share(actor=world.owner, share=granted)
+    push_lagging()
+    row = cut_of(world, world.alice)
+    assert queued[-1] == [row.pk]  # the push task queued it after writing its snapshot
+    queued.clear()
+    assert tasks.reconcile_session_cuts() == 0 and queued == [[]]  # so the reconciler leaves it alone for now
+    SessionCut.objects.filter(pk=row.pk).update(changed_at=timezone.now() - timedelta(minutes=1))
+    assert tasks.reconcile_session_cuts() == 1 and queued[-1] == [row.pk]
+    assert tasks.reconcile_session_cuts() == 0  # leased: not queued again at the next beat
+    row.refresh_from_db()
+    assert row.retry_after is not None and row.retry_after > timezone.now()
