@@ -8,25 +8,39 @@ from lambda_bridge import keys, snapshot
 from .versioned_outbox import VersionedOutbox, VersionedOutboxQuerySet
 
 
+class PrincipalKind(models.TextChoices):
+    USER = snapshot.USER, "user"
+    DEVICE = snapshot.DEVICE, "device"
+
+
+class OfPrincipal(models.Model):
+    """A row about one principal of one tenant, named as its snapshot is."""
+
+    # PROTECT: a tenant's rows (and tombstones) outlive nothing but the tenant.
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=1, choices=PrincipalKind.choices)
+    # A user's id or a device's thing name: both survive the thing they name,
+    # so a deleted device or removed user still gets its tombstone pushed.
+    principal = models.CharField(max_length=128)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def key(self) -> str:
+        return snapshot.item_key(self.kind, self.tenant_id, self.principal)
+
+
 class PrincipalSyncQuerySet(VersionedOutboxQuerySet, TenantScopedQuerySet):
     pass
 
 
-class PrincipalSync(VersionedOutbox):
+class PrincipalSync(VersionedOutbox, OfPrincipal):
     """The outbox row of one principal's snapshot: the version the database
     wants in DynamoDB and the version known to be there (authz/versioned_outbox.py).
     """
 
-    class Kind(models.TextChoices):
-        USER = snapshot.USER, "user"
-        DEVICE = snapshot.DEVICE, "device"
-
-    # PROTECT: a tenant's rows (and tombstones) outlive nothing but the tenant.
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
-    kind = models.CharField(max_length=1, choices=Kind.choices)
-    # A user's id or a device's thing name: both survive the thing they name,
-    # so a deleted device or removed user still gets its tombstone pushed.
-    principal = models.CharField(max_length=128)
+    Kind = PrincipalKind
 
     objects = PrincipalSyncQuerySet.as_manager()
 
@@ -42,10 +56,6 @@ class PrincipalSync(VersionedOutbox):
 
     def __str__(self) -> str:
         return self.key
-
-    @property
-    def key(self) -> str:
-        return snapshot.item_key(self.kind, self.tenant_id, self.principal)
 
 
 class SigningKey(models.Model):
@@ -129,15 +139,11 @@ class IssuedCredentialQuerySet(TenantScopedQuerySet):
         return self.filter(expires_at__gt=now)
 
 
-class IssuedCredential(models.Model):
+class IssuedCredential(OfPrincipal):
     """One IoT token handed out: which principal it lets connect, as which
     client id, until when. Never the token itself. Kept so that taking access
     away can also disconnect the client ids still connected with it."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
-    kind = models.CharField(max_length=1, choices=PrincipalSync.Kind.choices)
-    # Like PrincipalSync.principal: a user's id or a thing name, outliving both.
-    principal = models.CharField(max_length=128)
     client_id = models.CharField(max_length=128)
     jti = models.CharField(max_length=32, unique=True)
     kid = models.CharField(max_length=64)
@@ -162,14 +168,11 @@ class IssuedCredential(models.Model):
         return f"{self.client_id} until {self.expires_at:%Y-%m-%d %H:%M}"
 
 
-class TokenCutoff(models.Model):
+class TokenCutoff(OfPrincipal):
     """Tokens of one principal issued before `not_before` are refused
     (docs/live-access.md#token-cut-offs). Set on transfer, removal,
     deactivation and by "sign out" / "revoke credentials"; it only moves forward."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
-    kind = models.CharField(max_length=1, choices=PrincipalSync.Kind.choices)
-    principal = models.CharField(max_length=128)
     # A whole second: the one after the revoking write (tokens carry whole-second `iat`).
     not_before = models.DateTimeField()
 
@@ -180,7 +183,7 @@ class TokenCutoff(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{snapshot.item_key(self.kind, self.tenant_id, self.principal)} before {self.not_before:%H:%M:%S}"
+        return f"{self.key} before {self.not_before:%H:%M:%S}"
 
 
 class SessionCutQuerySet(VersionedOutboxQuerySet, TenantScopedQuerySet):
@@ -194,15 +197,12 @@ class SessionCutQuerySet(VersionedOutboxQuerySet, TenantScopedQuerySet):
         return self.filter(models.Exists(written))
 
 
-class SessionCut(VersionedOutbox):
+class SessionCut(VersionedOutbox, OfPrincipal):
     """The disconnect outbox (authz/versioned_outbox.py): a principal whose
     live connections must be closed once its snapshot at `snapshot_version`
     is written (docs/live-access.md#the-disconnect-outbox). `desired_version`
     moves with each narrowing, `pushed_version` when a cut has run."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
-    kind = models.CharField(max_length=1, choices=PrincipalSync.Kind.choices)
-    principal = models.CharField(max_length=128)
     # The PrincipalSync desired version the cut waits for (the latest narrowing's).
     snapshot_version = models.BigIntegerField(default=0)
 
@@ -219,7 +219,7 @@ class SessionCut(VersionedOutbox):
         ]
 
     def __str__(self) -> str:
-        return snapshot.item_key(self.kind, self.tenant_id, self.principal)
+        return self.key
 
 
 class AccessReceiptQuerySet(TenantScopedQuerySet):
