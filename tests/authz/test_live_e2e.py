@@ -13,7 +13,7 @@ from authz import tasks
 from authz.models import AccessReceipt, PrincipalSync, SessionCut
 from authz.snapshots import outbox
 from devices import services
-from devices.models import Level, Membership, Tenant
+from devices.models import Level, Membership, Share, Tenant
 from tests.factories import DeviceFactory
 from tests.support.api import tenant_url
 from tests.support.live_access import Telemetry, live_platform
@@ -207,6 +207,7 @@ def test_revoking_everything_a_member_holds_leaves_them_only_what_they_own(live,
     assert response.status_code == 200, response.content
     body = response.json()
     assert sorted(body["revoked"]) == sorted(share.pk for share in received)
+    assert not Share.objects.live().filter(grantee=world.alice).exists()
     assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
     assert receipt_done(admins_api, body["receipt"])["clientIds"] == [alices["clientId"]]
     assert live.client(alices).connect() is False

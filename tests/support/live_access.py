@@ -135,7 +135,8 @@ class LivePlatform:
     def paused(self):
         """The workers stopped (SIGSTOP) inside the block: tasks queued there
         wait in Redis, so a test sees what a write answers before any push or
-        cut has run. They continue (SIGCONT) on the way out."""
+        cut has run. They continue (SIGCONT) on the way out. Pause idle
+        workers only: a paused one keeps whatever row locks it holds."""
         for worker in self.workers:
             os.kill(worker.pid, signal.SIGSTOP)
         try:
