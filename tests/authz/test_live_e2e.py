@@ -13,7 +13,8 @@ from authz import tasks
 from authz.models import AccessReceipt, PrincipalSync, SessionCut
 from authz.snapshots import outbox
 from devices import services
-from devices.models import Level, Membership, Tenant
+from devices.models import Level, Membership, Share, Tenant
+from tests.factories import DeviceFactory
 from tests.support.api import tenant_url
 from tests.support.live_access import Telemetry, live_platform
 from tests.support.processes import test_database_url, wait_until
@@ -50,6 +51,17 @@ def receipt_of(actor) -> AccessReceipt:
     return AccessReceipt.objects.filter(actor=actor).latest("created_at")
 
 
+def receipt_done(api, receipt: dict) -> dict:
+    """The receipt a write answered with, read again at its url until it is done."""
+    def read() -> dict:
+        response = api.get(receipt["url"])
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    wait_until(lambda: read()["state"] == "done", what="the receipt")
+    return read()
+
+
 def test_a_revoked_sharee_stops_receiving_is_disconnected_and_cannot_come_back(live, world):
     granted = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     written()
@@ -57,11 +69,17 @@ def test_a_revoked_sharee_stops_receiving_is_disconnected_and_cannot_come_back(l
     alices = live.creds(world.alice)
     sharee = live.connected(alices, telemetry_of(world.lock))
     telemetry = Telemetry(device, world.lock.thing_name).start()
+    owners_api = live.client_for(world.owner)
     try:
         sharee.expect(f"dev/{world.lock.thing_name}/out/telemetry")
 
-        response = live.client_for(world.owner).post(tenant_url("share-revoke", world, pk=granted.pk))
-        assert response.status_code == 200, response.content
+        with live.paused():  # so the answer comes before any push or cut has run
+            response = owners_api.post(tenant_url("share-revoke", world, pk=granted.pk))
+            assert response.status_code == 200, response.content
+            receipt = response.json()["receipt"]
+            assert (receipt["state"], receipt["closed"], receipt["clientIds"]) == ("pending", None, [])
+            assert receipt["url"] == tenant_url("receipt-detail", world, pk=receipt["id"])
+            assert not sharee.disconnected.is_set()
         assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
 
         # The device goes on publishing; nothing more reaches the sharee.
@@ -72,8 +90,8 @@ def test_a_revoked_sharee_stops_receiving_is_disconnected_and_cannot_come_back(l
     finally:
         telemetry.stop()
 
-    receipt = receipt_of(world.owner)
-    assert receipt.closed >= 1 and alices["clientId"] in receipt.client_ids
+    done = receipt_done(owners_api, receipt)
+    assert done["closed"] >= 1 and alices["clientId"] in done["clientIds"]
     assert not live.reaches(alices, telemetry_of(world.lock))
 
 
@@ -135,3 +153,93 @@ def test_a_share_that_ends_while_connected_drops_the_client_at_its_end(live, wor
     assert timezone.now() >= ends  # not before its end
     assert sharee.disconnect_reason == ADMINISTRATIVE_ACTION
     assert not live.reaches(alices, telemetry_of(world.lock))
+
+
+def test_revoking_a_devices_credentials_disconnects_it_refuses_its_old_token_and_admits_a_new_one(live, world):
+    old = live.creds(world.owner, device=world.lock)
+    device = live.connected(old, f"dev/{world.lock.thing_name}/in/#")
+    owners_api = live.client_for(world.owner)
+
+    response = owners_api.post(tenant_url("device-credentials-revoke", world, device=world.lock.pk))
+    assert response.status_code == 200, response.content
+    assert device.wait_disconnected() == ADMINISTRATIVE_ACTION
+    assert live.client(old).connect() is False  # token_revoked: the cut-off in the device's snapshot
+    assert receipt_done(owners_api, response.json()["receipt"])["clientIds"] == [world.lock.thing_name]
+
+    new = live.creds(world.owner, device=world.lock)
+    assert live.reaches(new, f"dev/{world.lock.thing_name}/in/#")
+
+
+def test_signing_out_all_apps_disconnects_and_refuses_both_of_a_persons_apps_and_nobody_else(live, world):
+    services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
+    written()
+    phone, browser = live.creds(world.alice), live.creds(world.alice)
+    alices = [live.connected(phone, telemetry_of(world.lock)), live.connected(browser, telemetry_of(world.lock))]
+    owner = live.connected(live.creds(world.owner), telemetry_of(world.lock))
+    alices_api = live.client_for(world.alice)
+
+    response = alices_api.post(tenant_url("iot-credentials-revoke", world))
+    assert response.status_code == 200, response.content
+    assert [client.wait_disconnected() for client in alices] == [ADMINISTRATIVE_ACTION] * 2
+    receipt = receipt_done(alices_api, response.json()["receipt"])
+    assert sorted(receipt["clientIds"]) == sorted([phone["clientId"], browser["clientId"]])
+    assert live.client(phone).connect() is False
+    assert live.client(browser).connect() is False
+
+    # Every cut the sign-out caused has run: the owner's connection is still open and still answers.
+    assert not owner.disconnected.is_set()
+    assert owner.subscribe(f"dev/{world.lamp.thing_name}/out/#") == [1]
+    # Alice's access stays: new credentials connect.
+    assert live.reaches(live.creds(world.alice), telemetry_of(world.lock))
+
+
+def test_revoking_everything_a_member_holds_leaves_them_only_what_they_own(live, world):
+    own = DeviceFactory(tenant=world.tenant, owner=world.alice, device_type=world.type, name="Alice's plug")
+    outbox.record_everyone(tenants=Tenant.objects.all())
+    received = [services.create_share(actor=world.owner, grantee=world.alice, device=d, level=Level.CONTROL)
+                for d in (world.lock, world.lamp)]
+    written()
+    alices = live.creds(world.alice)
+    sharee = live.connected(alices, telemetry_of(world.lock))
+    admins_api = live.client_for(world.admin)
+
+    response = admins_api.post(tenant_url("member-revoke-access", world, user=world.alice.pk))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert sorted(body["revoked"]) == sorted(share.pk for share in received)
+    assert not Share.objects.live().filter(grantee=world.alice).exists()
+    assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
+    assert receipt_done(admins_api, body["receipt"])["clientIds"] == [alices["clientId"]]
+    assert live.client(alices).connect() is False
+
+    new = live.creds(world.alice)
+    assert live.reaches(new, telemetry_of(own))
+    assert not live.reaches(new, telemetry_of(world.lock))
+    assert not live.reaches(new, telemetry_of(world.lamp))
+
+
+def test_an_owner_sees_who_is_connected_and_ends_a_session_without_revoking_it(live, world):
+    for grantee in (world.alice, world.bob):
+        services.create_share(actor=world.owner, grantee=grantee, device=world.lock, level=Level.VIEW)
+    written()
+    live.connected(live.creds(world.owner, device=world.lock))
+    alices = live.creds(world.alice)
+    sharee = live.connected(alices, telemetry_of(world.lock))
+    live.creds(world.bob)  # a live token, never connected: not a session
+    owners_api = live.client_for(world.owner)
+
+    response = owners_api.get(tenant_url("device-sessions", world, device=world.lock.pk))
+    assert response.status_code == 200, response.content
+    sessions = {s["clientId"]: s for s in response.json()["results"]}
+    assert set(sessions) == {world.lock.thing_name, alices["clientId"]}
+    assert (sessions[world.lock.thing_name]["kind"], sessions[world.lock.thing_name]["user"]) == ("device", None)
+    assert sessions[alices["clientId"]]["kind"] == "user"
+    assert sessions[alices["clientId"]]["user"]["email"] == world.alice.email
+    assert all(s["connectedSince"] for s in sessions.values())
+
+    ended = owners_api.delete(tenant_url("device-session", world, device=world.lock.pk,
+                                         client_id=alices["clientId"]))
+    assert (ended.status_code, ended.json()) == (200, {"closed": True})
+    assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
+    # A kick, not a revoke: the same credentials connect again.
+    assert live.reaches(alices, telemetry_of(world.lock))

@@ -9,6 +9,8 @@ The worker's data plane is a parameter: local_iot's own, a closed port
 fault it is about."""
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 from contextlib import contextmanager
@@ -129,6 +131,20 @@ class LivePlatform:
         wait_until(lambda: "ready." in worker.output(), timeout=60, what="the worker's start")
         return worker
 
+    @contextmanager
+    def paused(self):
+        """The workers stopped (SIGSTOP) inside the block: tasks queued there
+        wait in Redis, so a test sees what a write answers before any push or
+        cut has run. They continue (SIGCONT) on the way out. Pause idle
+        workers only: a paused one keeps whatever row locks it holds."""
+        for worker in self.workers:
+            os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for worker in self.workers:
+                os.kill(worker.pid, signal.SIGCONT)
+
     def creds(self, user, *, device=None) -> dict:
         """Credentials from the API, as an app (or a device's owner) gets them."""
         from tests.support.api import tenant_url
@@ -172,6 +188,7 @@ class LivePlatform:
 def live_platform(*, world, table, redis_url: str, dynamodb_endpoint: str, settings, client_for, tmp_path):
     """Keys and local_iot up, tasks through `redis_url`, no worker yet."""
     from authz.tokens import rotation
+    from authz.tokens.iot import gateway as iot_gateway
     from tests.support.lambda_env import lambda_env
 
     rotation.rotate(actor=None)
@@ -179,10 +196,15 @@ def live_platform(*, world, table, redis_url: str, dynamodb_endpoint: str, setti
         settings.IOT_ENDPOINT = f"localhost:{iot.tls_port}"
         # The test process runs the reconciler and the sweep itself: they need the endpoint too.
         settings.IOT_DATA_ENDPOINT_URL = f"http://127.0.0.1:{iot.http_port}"
+        # So do the live-sessions endpoints, through the process's one gateway, made once from the
+        # settings; local_iot's data plane takes the workers' access key id (live_celery_settings.py).
+        settings.AWS_ACCESS_KEY_ID = "local"
+        iot_gateway.cache_clear()
         platform = LivePlatform(iot=iot, redis_url=redis_url, logs=tmp_path, client_for=client_for, world=world)
         try:
             with broker(redis_url):
                 yield platform
         finally:
             platform.stop()
+            iot_gateway.cache_clear()
 
