@@ -23,7 +23,7 @@ from authz.tokens import credentials, rotation
 from devices import services
 from devices.models import Level, Membership, Tenant
 from tests.support import browser_mqtt
-from tests.support.api import tenant_url
+from tests.support.api import issued_credentials
 from tests.support.browser_mqtt import BrowserMqtt
 from tests.support.lambda_env import lambda_env
 from tests.support.local_iot import RunningLocalIot
@@ -45,12 +45,7 @@ class Live:
         self.lamp, self.foreign = world.lamp.thing_name, other.lamp.thing_name
 
     def creds(self, user, *, device=None) -> dict:
-        """Credentials from the API, as an app gets them."""
-        path = (tenant_url("iot-credentials", self.world) if device is None
-                else tenant_url("device-credentials", self.world, device=device.pk))
-        response = self.client_for(user).post(path, {}, format="json")
-        assert response.status_code == 201, response.content
-        return response.json()
+        return issued_credentials(self.client_for(user), self.world, device=device)
 
     def expired_creds(self, user) -> dict:
         """A real token for `user`, issued an hour ago with the shortest lifetime."""

@@ -12,6 +12,16 @@ def tenant_url(name: str, world, **kwargs) -> str:
     return url(name, tenant=world.tenant.slug, **kwargs)
 
 
+def issued_credentials(client, world, *, device=None) -> dict:
+    """IoT credentials from the API, as an app (or, with `device`, its owner
+    for the device) gets them; `client` is signed in as the caller."""
+    path = (tenant_url("iot-credentials", world) if device is None
+            else tenant_url("device-credentials", world, device=device.pk))
+    response = client.post(path, {}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
 def assert_error(response, status: int, code: str | None = None, *, registry_code: ErrorCode | None = None) -> dict:
     """Every error has the one shape; returns the body. `code` is the body's
     `error`; `registry_code` its `code`, which a service's refusal takes from

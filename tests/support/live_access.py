@@ -147,13 +147,9 @@ class LivePlatform:
 
     def creds(self, user, *, device=None) -> dict:
         """Credentials from the API, as an app (or a device's owner) gets them."""
-        from tests.support.api import tenant_url
+        from tests.support.api import issued_credentials
 
-        path = (tenant_url("iot-credentials", self.world) if device is None
-                else tenant_url("device-credentials", self.world, device=device.pk))
-        response = self.client_for(user).post(path, {}, format="json")
-        assert response.status_code == 201, response.content
-        return response.json()
+        return issued_credentials(self.client_for(user), self.world, device=device)
 
     def client(self, creds: dict, *, version: int = 5) -> Client:
         """An unconnected paho client over TLS with these credentials."""
