@@ -39,19 +39,27 @@ def reconcile_snapshots() -> int:
     settled = now - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
     due = PrincipalSync.objects.due(now).filter(changed_at__lte=settled).order_by("pk")
     ids = list(due.values_list("pk", flat=True)[:settings.SNAPSHOT_RECONCILE_LIMIT])
-    _queue_leased(ids, now)
+    _queue_leased(PrincipalSync, ids, now, _queue_pushes)
     return len(ids)
 
 
-def _queue_leased(ids: list[int], now) -> None:
-    # Leased before queueing, so that a push finishing first ends its lease.
+def _queue_pushes(ids: list[int]) -> int:
+    return outbox.enqueue(ids) * settings.SNAPSHOT_PUSH_BATCH
+
+
+def _queue_leased(model, ids: list[int], now, enqueue) -> int:
+    """Queue outbox rows through `enqueue` (which answers how many of `ids`,
+    from the front, it queued) under a lease, so that the next beat does not
+    queue them again while they wait. Returns how many were queued."""
+    # Leased before queueing, so that a task finishing first ends its lease.
     lease = now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS)
-    PrincipalSync.objects.filter(pk__in=ids).lease(until=lease)
-    queued = outbox.enqueue(ids) * settings.SNAPSHOT_PUSH_BATCH
+    model.objects.filter(pk__in=ids).lease(until=lease)
+    queued = enqueue(ids)
     if queued < len(ids):
         # The broker refused them: no lease, so the next beat queues them again
         # instead of leaving them for the whole lease after the broker is back.
-        PrincipalSync.objects.filter(pk__in=ids[queued:]).end_lease(until=lease)
+        model.objects.filter(pk__in=ids[queued:]).end_lease(until=lease)
+    return min(queued, len(ids))
 
 
 @shared_task(ignore_result=True)
@@ -68,7 +76,7 @@ def check_snapshot_table() -> dict:
         now = timezone.now()
         ids = result.findings.ids or list(PrincipalSync.objects.due(now).order_by("pk")
                                           .values_list("pk", flat=True)[:settings.SNAPSHOT_RECONCILE_LIMIT])
-        _queue_leased(ids, now)
+        _queue_leased(PrincipalSync, ids, now, _queue_pushes)
     return {"table": result.table, "key_item": result.key_item, "checked": result.findings.checked,
             "missing": len(result.findings.missing), "stale": len(result.findings.stale)}
 
@@ -81,8 +89,8 @@ def sweep_expired_shares() -> int:
     return sweep.sweep_ended_shares(now=timezone.now())
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True)
-def cut_sessions(self, ids: list[int]) -> dict:
+@shared_task(acks_late=True, ignore_result=True)
+def cut_sessions(ids: list[int]) -> dict:
     """Close the live connections of principals whose access narrowed, for
     the cuts among `ids` whose snapshot is written. A failure waits for its
     backoff and the reconciler, not for this task's retry."""
@@ -104,12 +112,7 @@ def reconcile_session_cuts() -> int:
     settled = now - timedelta(seconds=settings.SNAPSHOT_RECONCILE_GRACE_SECONDS)
     due = SessionCut.objects.due(now).ready().filter(changed_at__lte=settled).order_by("pk")
     ids = list(due.values_list("pk", flat=True)[:settings.SESSION_CUT_RECONCILE_LIMIT])
-    lease = now + timedelta(seconds=settings.SNAPSHOT_RECONCILE_LEASE_SECONDS)
-    SessionCut.objects.filter(pk__in=ids).lease(until=lease)
-    queued = live_outbox.enqueue(ids)
-    if queued < len(ids):
-        SessionCut.objects.filter(pk__in=ids).end_lease(until=lease)
-    return queued
+    return _queue_leased(SessionCut, ids, now, live_outbox.enqueue)
 
 
 @shared_task(ignore_result=True)
