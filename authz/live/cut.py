@@ -42,13 +42,17 @@ def run(ids: list[int], *, gateway: iot.IotGateway | None = None) -> CutResult:
     ready = list(lagging.ready().order_by("pk"))
     result.waiting = sorted(set(lagging.values_list("pk", flat=True)) - {row.pk for row in ready})
     for row in ready:
+        closed: list[str] = []
         try:
-            closed = [client_id for client_id in live_client_ids(row, now=now)
-                      if gateway.delete_connection(client_id, clean_session=True, prevent_will=True)]
+            for client_id in live_client_ids(row, now=now):
+                if gateway.delete_connection(client_id, clean_session=True, prevent_will=True):
+                    closed.append(client_id)
         except iot.IotError as exc:
             result.failed[row.pk] = str(exc)
             SessionCut.objects.filter(pk=row.pk).record_failure(
                 error=str(exc), retry_after=now + timedelta(seconds=backoff(row.attempts + 1)))
+            # The retry will find these gone: their receipts count them now.
+            receipts.note_closed(cut=row, version=row.desired_version, closed=closed)
             log.warning("session cut %s failed (attempt %d): %s", row, row.attempts + 1, exc)
             continue
         # Together: a cut marked done is never queued again, so its receipts

@@ -72,9 +72,7 @@ def settle(*, cut: SessionCut, version: int, closed: list[str]) -> list[AccessRe
     at that version or below are settled; those with nothing left to wait for
     are done (and audited). Returns the receipts this finished."""
     now = timezone.now()
-    items = ReceiptItem.objects.filter(cut=cut, version__lte=version, done_at__isnull=True)
-    receipt_ids = set(items.values_list("receipt_id", flat=True))
-    items.update(done_at=now, client_ids=closed)
+    receipt_ids = _add_closed(cut, version, closed, done_at=now)
     # Lock first, count after, in two statements: PostgreSQL refuses FOR
     # UPDATE with an aggregate, and the count must be read after the lock is
     # held, so that of two cuts settling one receipt at once the second sees
@@ -88,6 +86,27 @@ def settle(*, cut: SessionCut, version: int, closed: list[str]) -> list[AccessRe
     for receipt in finished:
         _finish(receipt, now)
     return finished
+
+
+@transaction.atomic
+def note_closed(*, cut: SessionCut, version: int, closed: list[str]) -> None:
+    """A cut failed part way after closing `closed`: its retry will find them
+    gone, so the receipts waiting for it count them now."""
+    if closed:
+        _add_closed(cut, version, closed)
+
+
+def _add_closed(cut: SessionCut, version: int, closed: list[str], **fields) -> set[int]:
+    """Add `closed` to the open items waiting for `cut` at `version` or
+    below (and set `fields` on them); returns their receipts' ids."""
+    items = list(ReceiptItem.objects.select_for_update()
+                 .filter(cut=cut, version__lte=version, done_at__isnull=True).order_by("pk"))
+    for item in items:
+        item.client_ids = sorted(set(item.client_ids) | set(closed))
+        for name, value in fields.items():
+            setattr(item, name, value)
+        item.save(update_fields=["client_ids", *fields])
+    return {item.receipt_id for item in items}
 
 
 def _finish(receipt: AccessReceipt, now) -> None:

@@ -642,3 +642,20 @@ def test_the_cut_reconciler_leaves_fresh_cuts_to_the_push_and_leases_what_it_que
     assert tasks.reconcile_session_cuts() == 0  # leased: not queued again at the next beat
     row.refresh_from_db()
     assert row.retry_after is not None and row.retry_after > timezone.now()
+
+
+def test_a_cut_that_fails_part_way_still_counts_what_it_closed(world, keys, data_plane):
+    granted = share(world, world.alice)
+    first, second = sorted([app_token(world, world.alice).client_id, app_token(world, world.alice).client_id])
+    with receipts.collecting() as found:
+        services.revoke_share(actor=world.owner, share=granted)
+    push_lagging()
+    row = cut_of(world, world.alice)
+    data_plane.closes(first)
+    data_plane.throttles(second)
+    assert list(cut.run([row.pk], gateway=data_plane.gateway).failed) == [row.pk]
+    data_plane.not_connected(first)  # the retry finds the first one gone
+    data_plane.closes(second)
+    assert cut.run([row.pk], gateway=data_plane.gateway).done == [row.pk]
+    receipt = AccessReceipt.objects.get(pk=found[0].pk)
+    assert receipt.done and receipt.closed == 2 and receipt.client_ids == [first, second]
