@@ -1,3 +1,5 @@
+import logging
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -11,12 +13,15 @@ from django.utils import timezone
 
 from config.console import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
 from devices.models import Device, Membership, User
+from devices.selectors import tenants_for
 
 from .live import selectors as live_selectors
 from .live import services as live_services
 from .models import AccessReceipt, IssuedCredential, PrincipalSync, SigningKey
 from .snapshots import outbox
 from .tokens import credentials, iot, rotation
+
+log = logging.getLogger(__name__)
 
 
 def _with_email(queryset):
@@ -249,8 +254,9 @@ class AccessReceiptAdmin(ReadOnlyTenantAdmin):
     list_select_related = ["tenant", "actor"]
 
     def get_queryset(self, request):
-        # Its actor sees a receipt too, like the API (visible_to, not administered_by).
-        return AccessReceipt.objects.visible_to(request.user)
+        # Its actor sees a receipt too, like the API (visible_to, not
+        # administered_by), in the tenants they are still in.
+        return AccessReceipt.objects.visible_to(request.user).filter(tenant__in=tenants_for(request.user))
 
     @admin.display(description="state")
     def state(self, obj):
@@ -293,7 +299,9 @@ class AccessReceiptAdmin(ReadOnlyTenantAdmin):
         except PermissionDenied as error:
             self._refused(request, error)
         except iot.IotError as error:
-            unavailable = str(error)
+            # The reason names endpoints and AWS's messages: for operators, as in the API.
+            log.error("live sessions of a device unavailable: %s", error)
+            unavailable = "AWS IoT cannot be asked about live connections right now; the operators have been told why."
         return self._page(request, "device_sessions.html", title=f"Live sessions of {device.name}", device=device,
                           sessions=sessions, unavailable=unavailable)
 
@@ -303,7 +311,9 @@ class AccessReceiptAdmin(ReadOnlyTenantAdmin):
         except (ValidationError, PermissionDenied) as error:
             self._refused(request, error)
         except iot.IotError as error:
-            self.message_user(request, f"AWS IoT could not be asked: {error}", messages.ERROR)
+            log.error("ending session %s of %s failed: %s", client_id, device.thing_name, error)
+            self.message_user(request, "AWS IoT could not be asked; the operators have been told why.",
+                              messages.ERROR)
         else:
             done = "ended" if closed else "had already ended"
             self.message_user(request, f"The session {client_id} {done}. It may reconnect: revoke to keep it out.",

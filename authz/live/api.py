@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from authz.models import AccessReceipt
 from authz.tokens import iot
-from config.api.throttling import ScopedWriteThrottle
+from config.api.throttling import ScopedThrottle, ScopedWriteThrottle
 from config.api.views import TenantView
 from devices.errors import DomainError, ErrorCode
 from devices.models import Device, Membership
@@ -182,10 +182,12 @@ class SessionsView(LiveView):
 @extend_schema(tags=["iot"], summary="Who is connected to the device right now (owner or tenant admin)",
                responses={200: SessionListSerializer})
 class DeviceSessionListView(SessionsView):
+    throttle_classes = [ScopedThrottle]
+    throttle_scope = "iot_sessions"
     serializer_class = SessionListSerializer
     pagination_class = None  # at most selectors.MAX_CANDIDATES rows, asked of AWS IoT whole
     filter_backends = []
-    documented_errors = {"get": [403, 503]}
+    documented_errors = {"get": [403, 429, 503]}
 
     def get(self, request, tenant, device):
         device = self.visible_device(device)
@@ -198,7 +200,7 @@ class DeviceSessionListView(SessionsView):
                "may connect again: revoke to keep them out", responses={200: SessionClosedSerializer})
 class DeviceSessionView(SessionsView):
     serializer_class = SessionClosedSerializer
-    documented_errors = {"delete": [503]}
+    documented_errors = {"delete": [403, 503]}
 
     def delete(self, request, tenant, device, client_id):
         device = self.visible_device(device)

@@ -51,13 +51,15 @@ def device_sessions(*, actor: User, device: Device, now: datetime | None = None,
     return sessions
 
 
-def session_candidates(*, device: Device, now: datetime | None = None) -> list[Session]:
+def session_candidates(*, device: Device, now: datetime | None = None,
+                       limit: int | None = MAX_CANDIDATES) -> list[Session]:
     """The client ids that may be connected to `device` now, not asked yet:
     the device's own first, then people's tokens, newest first, at most
-    MAX_CANDIDATES in all."""
+    `limit` in all (None: every one)."""
     now = now or timezone.now()
     own = _device_candidate(device, now)
-    return [own, *_user_candidates(device, now)[:MAX_CANDIDATES - 1]]
+    people = _user_candidates(device, now, None if limit is None else limit - 1)
+    return [own, *people]
 
 
 def _device_candidate(device: Device, now: datetime) -> Session:
@@ -67,7 +69,7 @@ def _device_candidate(device: Device, now: datetime) -> Session:
                    issued_at=latest and latest.issued_at, expires_at=latest and latest.expires_at)
 
 
-def _user_candidates(device: Device, now: datetime) -> list[Session]:
+def _user_candidates(device: Device, now: datetime, limit: int | None) -> list[Session]:
     users = {str(pk) for pk in access_audience(devices=[device], now=now)}
     tokens = (IssuedCredential.objects.filter(tenant_id=device.tenant_id, kind=snapshot.USER, principal__in=users)
               .live(now).order_by("-issued_at", "-id"))
@@ -81,7 +83,7 @@ def _user_candidates(device: Device, now: datetime) -> list[Session]:
         if reaching[token.principal] is not None:
             found.append(Session(client_id=token.client_id, kind="user", user=reaching[token.principal],
                                  issued_at=token.issued_at, expires_at=token.expires_at))
-            if len(found) >= MAX_CANDIDATES:
+            if limit is not None and len(found) >= limit:
                 break
     return found
 

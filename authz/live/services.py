@@ -57,7 +57,10 @@ def revoke_member_access(*, actor: User, membership: Membership) -> list[Share]:
     user = membership.user
     received = Share.objects.filter(tenant_id=membership.tenant_id, grantee=user, revoked_at__isnull=True)
     revoked = _revoke_many(actor=actor, shares=list(received), reason="membership.revoke_access")
-    access_changed(actor=actor, tenant_id=membership.tenant_id, users=[user.pk], narrowed=True, tokens_revoked=True)
+    # The emergency brake for a compromised admin too: device tokens they
+    # issued for others' devices are in their hands (docs/live-access.md#token-cut-offs).
+    access_changed(actor=actor, tenant_id=membership.tenant_id, users=[user.pk], narrowed=True, tokens_revoked=True,
+                   issued_tokens_revoked=True)
     cascaded = sum(1 for share in revoked if share.grantee_id != user.pk)
     audit.record(actor=actor, action=Action.MEMBERSHIP_REVOKE_ACCESS, obj=membership, tenant=membership.tenant,
                  changes={"user": user.email, "shares_revoked": len(revoked) - cascaded,
@@ -72,10 +75,17 @@ def end_session(*, actor: User, device: Device, client_id: str, gateway: iot.Iot
     (docs/api.md#live-sessions). Raises iot.IotError, nothing audited, when
     AWS IoT cannot be asked."""
     _require(owns_or_administers(actor, device), "Only the owner or a tenant admin may end a device's sessions.")
-    # Only a client id that may reach this device: never anyone else's in the account.
-    candidate = next((c for c in session_candidates(device=device) if c.client_id == client_id), None)
+    # Only a client id that may reach this device: never anyone else's in the
+    # account. All of them, not the listing's newest: a session must not hide
+    # behind newer tokens.
+    candidate = next((c for c in session_candidates(device=device, limit=None) if c.client_id == client_id), None)
     if candidate is None:
         raise DomainError(ErrorCode.NO_SUCH_SESSION, "No such session on this device.", field="client_id")
+    # A person's connection carries all their devices in the tenant, and a
+    # share needs no consent: an owner removes a guest by revoking the share,
+    # only a tenant admin knocks a person's app off (docs/api.md#live-sessions).
+    _require(candidate.kind == "device" or is_tenant_admin(user=actor, tenant_id=device.tenant_id),
+             "Only a tenant admin may end a person's session; revoke the share to remove them.")
     closed = (gateway or iot.gateway()).delete_connection(client_id)
     audit.record(actor=actor, action=Action.SESSION_END, obj=device, device_id=device.pk,
                  changes={"client_id": client_id, "kind": candidate.kind,

@@ -45,11 +45,10 @@ class _Outage:
 outage = _Outage()
 
 
-class ScopedWriteThrottle(ScopedRateThrottle):
-    """Counts writes only, per user (per client IP before sign-in).
-
-    A view names its bucket in ``throttle_scope``; reads of the same view
-    (listing shares) are not counted.
+class ScopedThrottle(ScopedRateThrottle):
+    """Counts every request, per user (per client IP before sign-in), in the
+    bucket the view names in ``throttle_scope``: for reads that cost more
+    than a database query (a device's live sessions ask AWS IoT).
 
     When the cache holding the counters is down the request is let through:
     a throttle guards against floods, and failing closed would turn a cache
@@ -58,8 +57,6 @@ class ScopedWriteThrottle(ScopedRateThrottle):
     """
 
     def allow_request(self, request, view):
-        if request.method in SAFE_METHODS:
-            return True
         try:
             allowed = super().allow_request(request, view)
         except CACHE_OUTAGE_ERRORS as exc:
@@ -71,3 +68,13 @@ class ScopedWriteThrottle(ScopedRateThrottle):
     def get_rate(self):
         # Read at request time rather than import time, so changed settings apply at once.
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+class ScopedWriteThrottle(ScopedThrottle):
+    """Counts writes only: reads of the same view (listing shares) are not
+    counted."""
+
+    def allow_request(self, request, view):
+        if request.method in SAFE_METHODS:
+            return True
+        return super().allow_request(request, view)

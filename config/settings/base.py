@@ -250,6 +250,8 @@ REST_FRAMEWORK = {
         "auth": os.environ.get("API_THROTTLE_AUTH", "20/minute"),
         "shares": os.environ.get("API_THROTTLE_SHARES", "120/minute"),
         "iot_credentials": os.environ.get("API_THROTTLE_IOT_CREDENTIALS", "30/minute"),
+        # Each listing asks AWS IoT about up to 200 client ids.
+        "iot_sessions": os.environ.get("API_THROTTLE_IOT_SESSIONS", "20/minute"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -178,3 +178,12 @@ def test_ending_when_aws_iot_fails_is_503_and_unaudited(world, client_for, data_
         tenant_url("device-session", world, device=world.lock.pk, client_id=world.lock.thing_name))
     assert_error(response, 503, "iot_unavailable")
     assert not AuditEvent.objects.filter(action="session.end").exists()
+
+
+def test_listing_sessions_is_throttled_as_it_asks_aws_iot(world, client_for, data_plane, settings):
+    rates(settings, iot_sessions="1/minute")
+    data_plane.expect_unknown(world.lock.thing_name)
+    client = client_for(world.owner)
+    url = tenant_url("device-sessions", world, device=world.lock.pk)
+    assert client.get(url).status_code == 200
+    assert_error(client.get(url), 429, "throttled")

@@ -189,7 +189,7 @@ def test_end_session_closes_one_candidate_and_audits_it(world, data_plane):
     domain.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.CONTROL)
     token = user_token(world, world.bob, "app")
     data_plane.expect_delete(token.client_id)
-    assert services.end_session(actor=world.owner, device=world.lock, client_id=token.client_id,
+    assert services.end_session(actor=world.admin, device=world.lock, client_id=token.client_id,
                                 gateway=data_plane.gateway) is True
     [event] = audited("session.end")
     assert event.changes == {"client_id": token.client_id, "kind": "user", "user": world.bob.email, "closed": True}
@@ -229,3 +229,38 @@ def test_end_session_needs_the_owner_or_an_admin(world, data_plane):
         services.end_session(actor=world.bob, device=world.lock, client_id=world.lock.thing_name,
                              gateway=data_plane.gateway)
     assert not audited("session.end")
+
+
+def test_an_owner_ends_the_devices_own_session_but_not_a_persons(world, data_plane):
+    """A person's connection carries all their devices, and a share needs no
+    consent: the owner removes a guest by revoking the share."""
+    domain.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.CONTROL)
+    token = user_token(world, world.bob, "app")
+    with pytest.raises(PermissionDenied):
+        services.end_session(actor=world.owner, device=world.lock, client_id=token.client_id,
+                             gateway=data_plane.gateway)
+    data_plane.expect_delete(world.lock.thing_name)
+    assert services.end_session(actor=world.owner, device=world.lock, client_id=world.lock.thing_name,
+                                gateway=data_plane.gateway) is True
+    assert [e.changes["kind"] for e in audited("session.end")] == ["device"]
+
+
+def test_a_session_cannot_hide_behind_newer_tokens(world, data_plane):
+    domain.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.CONTROL)
+    now = timezone.now()
+    hidden = user_token(world, world.bob, "hidden", issued_at=now - timedelta(minutes=30))
+    for n in range(selectors.MAX_CANDIDATES + 5):
+        user_token(world, world.bob, f"n{n}", issued_at=now - timedelta(seconds=n))
+    assert hidden.client_id not in {c.client_id for c in selectors.session_candidates(device=world.lock)}
+    data_plane.expect_delete(hidden.client_id)
+    assert services.end_session(actor=world.admin, device=world.lock, client_id=hidden.client_id,
+                                gateway=data_plane.gateway) is True
+
+
+def test_revoke_member_access_also_cuts_off_device_tokens_they_issued(world):
+    credential = issued(tenant=world.tenant, kind=snapshot.DEVICE, principal=world.lock.thing_name,
+                        client_id=world.lock.thing_name, issued_by=world.alice)
+    domain.change_member_role(actor=world.admin, membership=membership(world, world.alice),
+                              role=Membership.Role.ADMIN)
+    services.revoke_member_access(actor=world.admin, membership=membership(world, world.alice))
+    assert (snapshot.DEVICE, credential.principal) in cutoffs(world)
