@@ -1,0 +1,101 @@
+"""Weekly schedules: when a scheduled grant is in force, and when that next
+changes. Groundwork for recurring access (issue 16); nothing uses it yet.
+
+An instant is inside a schedule when the wall clock of the schedule's zone,
+at that instant, reads a weekday and minute that one of its windows covers.
+Daylight-saving changes then need no rule of their own: a wall time that the
+clocks skip (the spring gap) never happens, so a window starting inside the
+gap starts when the clocks jump past its start; a wall time that happens
+twice (the autumn overlap) is inside the window both times.
+
+Stdlib only (zoneinfo), because the Lambda ships this module as it is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+MINUTES_PER_DAY = 24 * 60
+# A weekly schedule repeats within 7 days; 8 covers a window crossing midnight.
+HORIZON_DAYS = 8
+
+
+@dataclass(frozen=True)
+class Window:
+    """On `days` (0 = Monday … 6 = Sunday, the day it starts), from `start`
+    to `end`, in minutes after local midnight. `end` at or before `start`
+    crosses midnight into the next day; 1,440 is the end of the day."""
+
+    days: frozenset[int]
+    start: int
+    end: int
+
+    def __post_init__(self):
+        if not self.days or not self.days <= frozenset(range(7)):
+            raise ValueError("a window's days are 0 (Monday) to 6 (Sunday), at least one")
+        if not 0 <= self.start < MINUTES_PER_DAY or not 0 < self.end <= MINUTES_PER_DAY:
+            raise ValueError("a window starts at 0..1439 and ends at 1..1440 minutes after midnight")
+
+    def covers(self, weekday: int, minute: int) -> bool:
+        if self.start < self.end:
+            return weekday in self.days and self.start <= minute < self.end
+        return (weekday in self.days and minute >= self.start) or ((weekday - 1) % 7 in self.days
+                                                                    and minute < self.end)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    zone: str
+    windows: tuple[Window, ...]
+
+    def active(self, at: int) -> bool:
+        """Whether the schedule is in force at epoch second `at`."""
+        local = datetime.fromtimestamp(at, ZoneInfo(self.zone))
+        minute = local.hour * 60 + local.minute
+        return any(window.covers(local.weekday(), minute) for window in self.windows)
+
+    def next_change(self, at: int) -> int | None:
+        """The first epoch second after `at` at which `active` answers
+        otherwise; None when it never changes (always or never in force)."""
+        now = self.active(at)
+        return next((moment for moment in self._moments(at) if self.active(moment) != now), None)
+
+    def _moments(self, at: int) -> list[int]:
+        """Every instant after `at`, within the horizon, where the answer may
+        change: each window edge's wall time on each day (both readings of
+        an ambiguous one) and each change of the zone's UTC offset. Between
+        two of them the wall clock crosses no edge, so the answer holds."""
+        zone = ZoneInfo(self.zone)
+        first = datetime.fromtimestamp(at, zone).date() - timedelta(days=1)
+        days = [first + timedelta(days=n) for n in range(HORIZON_DAYS + 2)]
+        edges = {minute % MINUTES_PER_DAY for window in self.windows for minute in (window.start, window.end)}
+        moments = set(_offset_changes(zone, days))
+        for day in days:
+            for minute in edges:
+                wall = datetime.combine(day, time(minute // 60, minute % 60))
+                moments.update(int(wall.replace(tzinfo=zone, fold=fold).timestamp()) for fold in (0, 1))
+        return sorted(moment for moment in moments if moment > at)
+
+
+def _offset_changes(zone: ZoneInfo, days: list[date]) -> list[int]:
+    """The instants in `days` at which the zone's UTC offset changes (each
+    found by bisection: at most a couple a year)."""
+    found = []
+    for day in days:
+        low = int(datetime.combine(day, time(), zone).timestamp())
+        high = low + 2 * MINUTES_PER_DAY * 60  # past the next midnight, whatever the day's length
+        if _offset(zone, low) == _offset(zone, high):
+            continue
+        while high - low > 1:
+            middle = (low + high) // 2
+            if _offset(zone, middle) == _offset(zone, low):
+                low = middle
+            else:
+                high = middle
+        found.append(high)
+    return found
+
+
+def _offset(zone: ZoneInfo, at: int) -> timedelta:
+    return datetime.fromtimestamp(at, zone).utcoffset()
