@@ -8,8 +8,6 @@ too, so issuance dates such a token at the cut-off itself (`issue_floor`).
 """
 from datetime import datetime, timedelta
 
-from django.db.models import Max
-
 from authz.models import IssuedCredential, TokenCutoff
 from lambda_bridge import snapshot
 
@@ -48,6 +46,4 @@ def cutoffs_of(*, tenant_id: int, kind: str, principals) -> dict[str, int]:
 
 def issue_floor(*, tenant_id: int, kind: str, principal: str) -> int | None:
     """The earliest `iat` a token issued now may carry, if a cut-off says so."""
-    latest = TokenCutoff.objects.filter(tenant_id=tenant_id, kind=kind, principal=principal).aggregate(
-        latest=Max("not_before"))["latest"]
-    return int(latest.timestamp()) if latest else None
+    return cutoffs_of(tenant_id=tenant_id, kind=kind, principals=[principal]).get(principal)

@@ -8,6 +8,7 @@ import logging
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from authz.models import PrincipalSync, SessionCut
@@ -67,12 +68,10 @@ def queue_ready(*, snapshot_ids: list[int]) -> int:
     """After a push: queue the cuts that were waiting for these snapshot rows."""
     if not snapshot_ids or not enabled():
         return 0
-    written = PrincipalSync.objects.filter(pk__in=snapshot_ids)
-    keys = set(written.values_list("tenant_id", "kind", "principal"))
-    candidates = SessionCut.objects.lagging().ready().filter(
-        tenant_id__in={k[0] for k in keys}, principal__in={k[2] for k in keys})
-    ids = [pk for pk, *key in candidates.values_list("pk", "tenant_id", "kind", "principal") if tuple(key) in keys]
-    return enqueue(ids)
+    # One query on the push task's path: the cuts of exactly these principals.
+    written = PrincipalSync.objects.filter(pk__in=snapshot_ids, tenant_id=OuterRef("tenant_id"),
+                                           kind=OuterRef("kind"), principal=OuterRef("principal"))
+    return enqueue(list(SessionCut.objects.lagging().ready().filter(Exists(written)).values_list("pk", flat=True)))
 
 
 def enqueue(ids: list[int]) -> int:

@@ -65,33 +65,30 @@ class IotGateway:
         """Close `client_id`'s connection: True when one was closed, False when
         AWS IoT knows no such connection (ResourceNotFoundException). Raises
         IotError for anything else, so that the caller retries."""
-        data = self._data_plane()
-        try:
-            data.delete_connection(clientId=client_id, cleanSession=clean_session,
-                                   preventWillMessage=prevent_will)
-        except ClientError as exc:
-            if _code(exc) == NOT_FOUND:
-                return False
-            raise _failure("DeleteConnection", client_id, exc) from None
-        except BotoCoreError as exc:
-            raise _failure("DeleteConnection", client_id, exc) from None
-        return True
+        answer = self._ask("DeleteConnection", self._data_plane().delete_connection, client_id,
+                           cleanSession=clean_session, preventWillMessage=prevent_will)
+        return answer is not None
 
     def get_connection(self, client_id: str) -> LiveConnection | None:
         """What AWS IoT knows about `client_id`'s connection, or None. AWS
         keeps a disconnected client's record for 30 minutes: then `connected`
         is False and the disconnect's time and reason are set."""
-        data = self._data_plane()
+        # No includeSocketInformation: the platform shows no addresses.
+        answer = self._ask("GetConnection", self._data_plane().get_connection, client_id)
+        return None if answer is None else _live_connection(client_id, answer)
+
+    @staticmethod
+    def _ask(operation: str, call, client_id: str, **params) -> dict | None:
+        """iot-data's answer about `client_id`, or None when AWS IoT knows no
+        such connection; any other failure is an IotError."""
         try:
-            # No includeSocketInformation: the platform shows no addresses.
-            answer = data.get_connection(clientId=client_id)
+            return call(clientId=client_id, **params)
         except ClientError as exc:
             if _code(exc) == NOT_FOUND:
                 return None
-            raise _failure("GetConnection", client_id, exc) from None
+            raise _failure(operation, client_id, exc) from None
         except BotoCoreError as exc:
-            raise _failure("GetConnection", client_id, exc) from None
-        return _live_connection(client_id, answer)
+            raise _failure(operation, client_id, exc) from None
 
     def _data_plane(self):
         if self.data_client is None:
