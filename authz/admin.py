@@ -274,6 +274,7 @@ class AccessReceiptAdmin(ReadOnlyTenantAdmin):
             page(self.device_sessions_view, "device/<int:device>/sessions/", "device_sessions"),
             page(self.revoke_device_view, "device/<int:device>/revoke-credentials/", "revoke_device"),
             page(self.revoke_member_view, "membership/<int:membership>/revoke-access/", "revoke_member"),
+            page(self.sign_out_member_view, "membership/<int:membership>/sign-out/", "sign_out_member"),
             *super().get_urls(),
         ]
 
@@ -339,6 +340,18 @@ class AccessReceiptAdmin(ReadOnlyTenantAdmin):
                           question=f"Every share {who} received here (and what they re-shared) is revoked and every "
                                    "token they hold here stops working. They stay a member and keep what they own.",
                           button="Revoke everything")
+
+    def sign_out_member_view(self, request, membership):
+        membership = get_object_or_404(Membership.objects.administered_by(request.user)
+                                       .select_related("user", "tenant"), pk=membership)
+        who = membership.user.email
+        if request.method == "POST":
+            return self._confirmed(request, live_services.sign_out_apps, tenant=membership.tenant,
+                                   user=membership.user, done=f"Every app of {who} here is signed out.")
+        return self._page(request, "confirm.html", title=f"Sign out every app of {who} here",
+                          question=f"Every token {who} holds here stops working and their live connections close. "
+                                   "Their shares stay: they may sign in and get new credentials.",
+                          button="Sign out")
 
     def _confirmed(self, request, write, *, done: str, **kwargs):
         try:

@@ -162,7 +162,12 @@ class MembershipAdmin(TenantScopedAdmin):
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "role"]
     search_fields = ["user__email", "tenant__name"]
-    actions = ["revoke_everything"]
+    actions = ["sign_out_apps", "revoke_everything"]
+
+    @admin.action(description="Sign out this person's apps here")
+    def sign_out_apps(self, request, queryset):
+        # Confirmed on authz's page, like the action below.
+        return _one_at_a_time(self, request, queryset, "admin:authz_accessreceipt_sign_out_member")
 
     @admin.action(description="Revoke everything this person holds here")
     def revoke_everything(self, request, queryset):

@@ -21,13 +21,17 @@ from .selectors import session_candidates
 
 
 @transaction.atomic
-def sign_out_apps(*, actor: User, tenant: Tenant) -> None:
-    """"Sign out all my apps": every token the actor holds in `tenant` stops
+def sign_out_apps(*, actor: User, tenant: Tenant, user: User | None = None) -> None:
+    """"Sign out all my apps": every token `user` (the actor, unless a tenant
+    admin names someone else, from the console) holds in `tenant` stops
     working and their live connections close."""
-    _require_member(actor, tenant.pk, "You")
-    access_changed(actor=actor, tenant_id=tenant.pk, users=[actor.pk], narrowed=True, tokens_revoked=True)
-    audit.record(actor=actor, action=Action.IOT_CREDENTIALS_REVOKE, obj=actor, tenant=tenant,
-                 changes={"principal": "user", "user": actor.email})
+    user = user or actor
+    if user.pk != actor.pk:
+        _require(is_tenant_admin(user=actor, tenant_id=tenant.pk), "Only a tenant admin may sign someone else out.")
+    _require_member(user, tenant.pk, "You" if user.pk == actor.pk else "They")
+    access_changed(actor=actor, tenant_id=tenant.pk, users=[user.pk], narrowed=True, tokens_revoked=True)
+    audit.record(actor=actor, action=Action.IOT_CREDENTIALS_REVOKE, obj=user, tenant=tenant,
+                 changes={"principal": "user", "user": user.email})
 
 
 @transaction.atomic

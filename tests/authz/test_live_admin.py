@@ -116,3 +116,27 @@ def test_receipts_list_is_scoped(client, world, other):
     shown = list(client.get(RECEIPTS).context["cl"].result_list)
     assert [r.tenant for r in shown] == [world.tenant]
     assert len(AccessReceipt.objects.all()) == 2
+
+
+def test_membership_action_then_confirmation_signs_the_persons_apps_out_and_keeps_their_shares(client, world):
+    share = services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW)
+    membership = Membership.objects.get(tenant=world.tenant, user=world.bob)
+    client.force_login(world.admin)
+    response = client.post(reverse("admin:devices_membership_changelist"),
+                           {"action": "sign_out_apps", "_selected_action": [membership.pk]})
+    confirm = reverse("admin:authz_accessreceipt_sign_out_member", args=[membership.pk])
+    assert response["Location"] == confirm
+    assert not TokenCutoff.objects.exists()  # the action only asks
+    client.post(confirm)
+    assert set(TokenCutoff.objects.values_list("kind", "principal")) == {(snapshot.USER, str(world.bob.pk))}
+    assert Share.objects.get(pk=share.pk).revoked_at is None
+    event = AuditEvent.objects.get(action="iot_credentials.revoke")
+    assert (event.actor, event.changes["user"], event.source) == (world.admin, world.bob.email, "admin")
+
+
+def test_only_a_tenant_admin_signs_someone_else_out(world):
+    from django.core.exceptions import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        live.sign_out_apps(actor=world.alice, tenant=world.tenant, user=world.bob)
+    assert not TokenCutoff.objects.exists()
