@@ -56,6 +56,10 @@ class ErrorCode(str, Enum):
     ABOVE_PARENT_LEVEL = "above_parent_level", Kind.INVALID
     OUTLASTS_PARENT = "outlasts_parent", Kind.INVALID
     STARTS_BEFORE_PARENT = "starts_before_parent", Kind.INVALID
+    # Weekly schedules (devices/schedules.py).
+    SCHEDULE_INVALID = "schedule_invalid", Kind.INVALID
+    TIME_ZONE_UNKNOWN = "time_zone_unknown", Kind.INVALID
+    OUTSIDE_PARENT_SCHEDULE = "outside_parent_schedule", Kind.INVALID
     INVITER_CANNOT_SHARE = "inviter_cannot_share", Kind.INVALID
     # IoT credentials (authz).
     SCOPE_DEVICES_OR_GROUP = "scope_devices_or_group", Kind.INVALID

@@ -378,6 +378,9 @@ class GrantTermsModel(models.Model):
     starts_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     can_reshare = models.BooleanField(default=False)
+    # Weekly windows in a time zone, on top of the start and expiry; null: at
+    # any hour. The JSON form of devices/schedules.py, checked by its parse().
+    schedule = models.JSONField(null=True, blank=True)
 
     class Meta:
         abstract = True

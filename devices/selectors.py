@@ -6,6 +6,7 @@ from datetime import datetime
 from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
+from . import schedules
 from .models import ADMIN_ROLES, Device, DeviceGroup, Level, Membership, Share, Tenant, User, live_share_q
 
 
@@ -51,13 +52,19 @@ def _best(shares) -> Share | None:
     return max(shares, key=lambda s: (s.level, s.expires_at or far), default=None)
 
 
+def _in_force(shares, now: datetime | None) -> list[Share]:
+    """The live shares among `shares` whose schedule, if any, is in force at `now`."""
+    at = int((now or timezone.now()).timestamp())
+    return [s for s in shares if (schedule := schedules.of(s)) is None or schedule.active(at)]
+
+
 def effective_access(*, user: User, device: Device, now: datetime | None = None) -> Access | None:
     """Highest level over ownership, direct and group shares; None means no access."""
     if not user.is_active:
         return None
     if device.owner_id == user.pk:
         return Access(level=Level.OWNER, share=None)
-    shares = Share.objects.live(now).filter(_shares_reaching(device), grantee=user)
+    shares = _in_force(Share.objects.live(now).filter(_shares_reaching(device), grantee=user), now)
     best = _best(shares)
     if best is None:
         return None
@@ -70,7 +77,7 @@ def device_access_list(*, device: Device, now: datetime | None = None) -> list[t
         Share.objects.live(now).filter(_shares_reaching(device)).select_related("grantee", "group", "device")
     )
     by_user: dict[int, list[Share]] = {}
-    for share in shares:
+    for share in _in_force(shares, now):
         by_user.setdefault(share.grantee_id, []).append(share)
     rows = [(device.owner, Access(level=Level.OWNER, share=None))]
     for grantee_shares in by_user.values():

@@ -1,5 +1,5 @@
 """Weekly schedules: when a scheduled grant is in force, and when that next
-changes. Groundwork for recurring access (issue 16); nothing uses it yet.
+changes (docs/sharing.md#weekly-schedules).
 
 An instant is inside a schedule when the wall clock of the schedule's zone,
 at that instant, reads a weekday and minute that one of its windows covers.
@@ -60,6 +60,16 @@ class Schedule:
         otherwise; None when it never changes (always or never in force)."""
         now = self.active(at)
         return next((moment for moment in self._moments(at) if self.active(moment) != now), None)
+
+    def ended_between(self, after: int, until: int) -> bool:
+        """Whether the schedule stopped being in force at some second in
+        (`after`, `until`]: what the sweep of window ends asks."""
+        in_force, at = self.active(after), after
+        while (change := self.next_change(at)) is not None and change <= until:
+            if in_force:
+                return True
+            in_force, at = not in_force, change
+        return False
 
     def _moments(self, at: int) -> list[int]:
         """Every instant after `at`, within the horizon, where the answer may

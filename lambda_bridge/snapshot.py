@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 from lambda_bridge import vocabulary
+from lambda_bridge.schedule import Schedule
 
 FORMAT = 3
 READABLE_FORMATS = (1, 2, 3)
@@ -62,9 +63,12 @@ class Entry:
     not_before: int | None = None
     expires: int | None = None
     group: int | None = None
+    # Weekly windows on top of not_before/expires (format 4); None: any hour.
+    schedule: Schedule | None = None
 
     def active(self, now: int) -> bool:
-        return (self.not_before is None or self.not_before <= now) and (self.expires is None or now < self.expires)
+        return ((self.not_before is None or self.not_before <= now) and (self.expires is None or now < self.expires)
+                and (self.schedule is None or self.schedule.active(now)))
 
 
 @dataclass(frozen=True, slots=True)

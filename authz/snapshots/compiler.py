@@ -11,6 +11,7 @@ from datetime import datetime
 from django.db.models import Q
 
 from authz.live.cutoffs import cutoffs_of
+from devices import schedules
 from devices.models import Device, Level, Membership, Share
 from lambda_bridge import snapshot
 from lambda_bridge.snapshot import Entry, Snapshot
@@ -69,20 +70,22 @@ def _user_entries(tenant_id: int, user_ids: set[int], now: datetime) -> dict[int
     shares = Share.objects.filter(tenant_id=tenant_id, grantee_id__in=members, revoked_at__isnull=True).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=now)
     )
+    terms = ("level", "starts_at", "expires_at", "schedule")
     direct = shares.filter(device__isnull=False).values_list(
-        "grantee_id", "device__thing_name", "device__group_id", "level", "starts_at", "expires_at"
+        "grantee_id", "device__thing_name", "device__group_id", *terms
     )
     via_group = shares.filter(group__isnull=False, group__devices__isnull=False).values_list(
-        "grantee_id", "group__devices__thing_name", "group_id", "level", "starts_at", "expires_at"
+        "grantee_id", "group__devices__thing_name", "group_id", *terms
     )
     for rows in (direct, via_group):
-        for grantee_id, thing, group_id, level, starts_at, expires_at in rows:
+        for grantee_id, thing, group_id, level, starts_at, expires_at, schedule in rows:
             grants[grantee_id][thing].append(Entry(
                 thing, LEVEL_CODES[level],
                 # Round towards less access: start late, end early.
                 not_before=math.ceil(starts_at.timestamp()) if starts_at and starts_at > now else None,
                 expires=math.floor(expires_at.timestamp()) if expires_at else None,
                 group=group_id,
+                schedule=schedules.parse(schedule),
             ))
     return {user_id: [e for entries in by_thing.values() for e in _undominated(entries)]
             for user_id, by_thing in grants.items()}
@@ -99,7 +102,7 @@ def _undominated(entries: list[Entry]) -> list[Entry]:
 
 
 def _strength(entry: Entry):
-    return (entry.level, -(entry.not_before or 0), entry.expires or math.inf)
+    return (entry.level, -(entry.not_before or 0), entry.expires or math.inf, entry.schedule is None)
 
 
 def _covers(a: Entry, b: Entry) -> bool:
@@ -107,7 +110,10 @@ def _covers(a: Entry, b: Entry) -> bool:
     # on datetimes and with the re-share right, here on epoch seconds).
     starts_no_later = a.not_before is None or (b.not_before is not None and a.not_before <= b.not_before)
     ends_no_earlier = a.expires is None or (b.expires is not None and a.expires >= b.expires)
-    return a.level >= b.level and starts_no_later and ends_no_earlier
+    # Schedules compare only as equal: an unscheduled entry covers a
+    # scheduled one, never the reverse (GrantTerms.covers is exact for one zone).
+    same_hours = a.schedule is None or a.schedule == b.schedule
+    return a.level >= b.level and starts_no_later and ends_no_earlier and same_hours
 
 
 def _device_entries(tenant_id: int, thing_names: set[str]) -> dict[str, list[Entry]]:

@@ -8,6 +8,9 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from lambda_bridge.schedule import Schedule
+
+from .. import schedules
 from ..errors import DomainError, ErrorCode
 from ..models import GrantTermsModel, Level, Share
 
@@ -18,15 +21,17 @@ class GrantTerms:
     starts_at: datetime | None = None
     expires_at: datetime | None = None
     can_reshare: bool = False
+    schedule: Schedule | None = None
 
     @classmethod
     def of(cls, grant: GrantTermsModel) -> "GrantTerms":
         return cls(level=Level(grant.level), starts_at=grant.starts_at, expires_at=grant.expires_at,
-                   can_reshare=grant.can_reshare)
+                   can_reshare=grant.can_reshare, schedule=schedules.of(grant))
 
     def as_fields(self) -> dict:
         """The model fields these terms fill (``Share(**terms.as_fields())``)."""
-        return {field.name: getattr(self, field.name) for field in fields(self)}
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        return {**values, "schedule": schedules.to_json(self.schedule)}
 
     def covers(self, other: "GrantTerms") -> bool:
         """Whether these terms give at least everything `other` gives (the
@@ -36,7 +41,7 @@ class GrantTerms:
         ends_no_sooner = self.expires_at is None or (
             other.expires_at is not None and self.expires_at >= other.expires_at)
         return (self.level >= other.level and (self.can_reshare or not other.can_reshare)
-                and starts_no_later and ends_no_sooner)
+                and starts_no_later and ends_no_sooner and schedules.within(other.schedule, self.schedule))
 
     def check(self, *, parent: Share | None, now: datetime, window_changed: bool = True) -> None:
         """What every grant, a share or an invitation to one, must satisfy.
