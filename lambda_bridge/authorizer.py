@@ -140,7 +140,7 @@ def usable_levels(snap: snapshot.Snapshot, claims: tokens.Claims, now: int) -> d
     for entry in snap.entries:
         if not entry.active(now) or (entry.expires is not None and entry.expires - now < GRANT_END_MARGIN):
             continue
-        if entry.schedule is not None and (end := snap.schedule_change(entry.schedule, now)) is not None \
+        if entry.schedule is not None and (end := entry.schedule.next_change(now)) is not None \
                 and end - now < GRANT_END_MARGIN:
             continue
         if claims.scope_things is not None and entry.thing not in claims.scope_things:
