@@ -172,9 +172,9 @@ def lifetimes(snap: snapshot.Snapshot, claims: tokens.Claims, now: int, config: 
 
 def refresh_after(snap: snapshot.Snapshot, *, until_expiry: int, now: int, config: Config) -> int:
     """The next start or end of a grant (or of a window of its schedule),
-    or the configured refresh, within
-    AWS's bounds; moved to the token's expiry when the call it schedules
-    would find too little of the token left to be accepted."""
+    or the configured refresh, within AWS's bounds; moved to the token's
+    expiry when the call it schedules would find too little of the token
+    left to be accepted."""
     next_change = snap.next_change(now)
     wanted = config.refresh_seconds if next_change is None else min(config.refresh_seconds, next_change - now)
     refresh = _clamp(wanted)

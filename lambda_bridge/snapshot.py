@@ -185,6 +185,8 @@ def _schedule_table(entries: list[Entry]) -> dict[Schedule, int]:
 def _pack_schedules(table: dict[Schedule, int]) -> bytes:
     out = bytearray()
     for schedule in table:  # dicts keep insertion order: row n is the n-th key
+        if len(schedule.zone) > _MAX_ZONE_NAME or not _ZONE_NAME.fullmatch(schedule.zone):
+            raise SnapshotError(f"schedule zone {schedule.zone!r} is not a time-zone name a reader accepts")
         zone = schedule.zone.encode("ascii")
         _put_varint(out, len(zone))
         out += zone
@@ -432,9 +434,11 @@ def _get_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def entries_size(snapshot: Snapshot, *, fmt: int = FORMAT) -> int:
-    """Bytes the entries take in an item of format `fmt` (what grows with devices)."""
-    value = to_item(snapshot, fmt=fmt)["e"]
-    return len(value["B"]) if "B" in value else len(value["S"].encode())
+    """Bytes the entries, and the schedules they use, take in an item of
+    format `fmt` (what grows with devices)."""
+    item = to_item(snapshot, fmt=fmt)
+    return sum(len(value["B"]) if "B" in value else len(value["S"].encode())
+               for name, value in item.items() if name in ("e", "w"))
 
 
 def item_size(item: dict) -> int:
