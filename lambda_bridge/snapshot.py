@@ -6,16 +6,20 @@ Stdlib only, because the Lambda ships this module as it is.
 An item is a handful of plain attributes (key, format, principal, version,
 time) plus the entries, one per grant a principal holds on a device:
 
-- format 3 (current) is format 2 plus the principal's token cut-off `c`, a
-  number, when there is one: tokens issued before that second are refused;
+- format 4 (current) is format 3 plus weekly schedules: a binary attribute
+  `w` holds the item's distinct schedules, and an entry with one points into
+  it (docs/snapshots.md#format-4-weekly-schedules);
+- format 3 is format 2 plus the principal's token cut-off `c`, a number,
+  when there is one: tokens issued before that second are refused;
 - format 2 packs entries into a binary attribute, about 20 bytes per entry
   for a generated thing name;
 - format 1 is the same entries as a JSON list.
 
-Readers accept all three, and the writer's format is a setting, so readers
+Readers accept all four, and the writer's format is a setting, so readers
 are upgraded first and writers flipped after; an operator can flip writers
-back during a rollback, as long as no principal has a cut-off (formats 1 and
-2 cannot say it, so writing one there is refused rather than dropped).
+back during a rollback, as long as no principal has what the older format
+cannot say (a cut-off before 3, a schedule before 4): writing it there is
+refused rather than dropped.
 A reader here reads `c` in every format: an item carrying it is never read as
 if it had none (docs/snapshots.md#format).
 
@@ -27,14 +31,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from lambda_bridge import vocabulary
-from lambda_bridge.schedule import Schedule
+from lambda_bridge.schedule import MINUTES_PER_DAY, Schedule, Window
 
-FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)
-# The formats that can carry a token cut-off.
-CUTOFF_FORMATS = (3,)
+FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)
+# The formats that can carry a token cut-off, and those that can carry schedules.
+CUTOFF_FORMATS = (3, 4)
+SCHEDULE_FORMATS = (4,)
 
 USER = "u"
 DEVICE = "d"
@@ -49,7 +55,9 @@ _LEVEL_MASK = 0x07
 _HAS_NOT_BEFORE = 0x08
 _HAS_EXPIRES = 0x10
 _HAS_GROUP = 0x20
+_HAS_SCHEDULE = 0x40  # format 4: an index into the item's schedule table `w` follows
 _KNOWN_BITS = _LEVEL_MASK | _HAS_NOT_BEFORE | _HAS_EXPIRES | _HAS_GROUP
+_ALL_DAYS = 0x7F  # a window's days byte: bit 0 is Monday … bit 6 Sunday
 
 
 class SnapshotError(ValueError):
@@ -119,8 +127,14 @@ def to_item(snapshot: Snapshot, *, fmt: int = FORMAT) -> dict:
         raise SnapshotError(f"unknown principal kind {snapshot.kind!r}")
     if snapshot.cutoff is not None and fmt not in CUTOFF_FORMATS:
         # A reader of that format would let the revoked tokens in.
-        raise SnapshotError(f"snapshot format {fmt} cannot carry a token cut-off; write format {FORMAT}")
+        raise SnapshotError(f"snapshot format {fmt} cannot carry a token cut-off; "
+                            f"write format {CUTOFF_FORMATS[0]} or later")
+    if fmt not in SCHEDULE_FORMATS and any(e.schedule is not None for e in snapshot.entries):
+        # A reader of that format would grant the device at every hour.
+        raise SnapshotError(f"snapshot format {fmt} cannot carry a weekly schedule; "
+                            f"write format {SCHEDULE_FORMATS[0]} or later")
     entries = sorted(snapshot.entries, key=_entry_order)
+    schedules = _schedule_table(entries)
     item = {
         "pk": {"S": snapshot.key},
         "f": {"N": str(fmt)},
@@ -130,8 +144,8 @@ def to_item(snapshot: Snapshot, *, fmt: int = FORMAT) -> dict:
         "v": {"N": str(snapshot.version)},
         "g": {"N": str(snapshot.generated_at)},
     }
-    if fmt in (2, 3):
-        item["e"] = {"B": _pack(entries, snapshot.generated_at)}
+    if fmt in (2, 3, 4):
+        item["e"] = {"B": _pack(entries, snapshot.generated_at, schedules)}
     elif fmt == 1:
         rows = [[e.thing, e.level, e.not_before, e.expires, e.group] for e in entries]
         item["e"] = {"S": json.dumps(rows, separators=(",", ":"))}
@@ -141,6 +155,8 @@ def to_item(snapshot: Snapshot, *, fmt: int = FORMAT) -> dict:
         item["gone"] = {"BOOL": True}
     if snapshot.cutoff is not None:
         item["c"] = {"N": str(_cutoff(snapshot.cutoff))}
+    if schedules:
+        item["w"] = {"B": _pack_schedules(schedules)}
     return item
 
 
@@ -148,7 +164,31 @@ def _entry_order(entry: Entry):
     return (entry.thing, entry.level, entry.not_before or 0, entry.expires or 0)
 
 
-def _pack(entries: list[Entry], base: int) -> bytes:
+def _schedule_table(entries: list[Entry]) -> dict[Schedule, int]:
+    """Each distinct schedule → its row in `w`, in order of first use: the
+    entries of one share (or of shares made alike) point at one row."""
+    table: dict[Schedule, int] = {}
+    for entry in entries:
+        if entry.schedule is not None:
+            table.setdefault(entry.schedule, len(table))
+    return table
+
+
+def _pack_schedules(table: dict[Schedule, int]) -> bytes:
+    out = bytearray()
+    for schedule in table:  # dicts keep insertion order: row n is the n-th key
+        zone = schedule.zone.encode("ascii")
+        _put_varint(out, len(zone))
+        out += zone
+        _put_varint(out, len(schedule.windows))
+        for window in schedule.windows:
+            out.append(sum(1 << day for day in window.days))
+            _put_varint(out, window.start)
+            _put_varint(out, window.end)
+    return bytes(out)
+
+
+def _pack(entries: list[Entry], base: int, schedules: dict[Schedule, int]) -> bytes:
     out = bytearray()
     for entry in entries:
         if not 1 <= entry.level <= _LEVEL_MASK:
@@ -158,6 +198,7 @@ def _pack(entries: list[Entry], base: int) -> bytes:
         header |= _HAS_NOT_BEFORE if entry.not_before is not None else 0
         header |= _HAS_EXPIRES if entry.expires is not None else 0
         header |= _HAS_GROUP if entry.group is not None else 0
+        header |= _HAS_SCHEDULE if entry.schedule is not None else 0
         out.append(header)
         _put_varint(out, len(name))
         out += name
@@ -169,6 +210,8 @@ def _pack(entries: list[Entry], base: int) -> bytes:
             _put_varint(out, _zigzag(entry.expires - base))
         if entry.group is not None:
             _put_varint(out, entry.group)
+        if entry.schedule is not None:
+            _put_varint(out, schedules[entry.schedule])
     return bytes(out)
 
 
@@ -210,7 +253,12 @@ def from_item(item: dict) -> Snapshot:
             raise SnapshotError(f"unknown principal kind {kind!r}")
         generated_at = int(item["g"]["N"])
         raw = item["e"]
-        entries = _unpack(raw["B"], generated_at) if fmt in (2, 3) else _from_json(raw["S"])
+        if fmt == 1:
+            entries = _from_json(raw["S"])
+        else:
+            # Only a format-4 reader knows the schedule flag; below 4 it is an unknown bit.
+            schedules = _unpack_schedules(item["w"]["B"] if "w" in item else b"") if fmt >= 4 else None
+            entries = _unpack(raw["B"], generated_at, schedules)
         return Snapshot(
             kind=kind,
             tenant=int(item["t"]["N"]),
@@ -228,7 +276,7 @@ def from_item(item: dict) -> Snapshot:
         raise SnapshotError(f"malformed snapshot item: {exc.__class__.__name__}") from None
 
 
-_KNOWN_ATTRIBUTES = {"pk", "f", "k", "t", "p", "v", "g", "e", "gone", "c"}
+_KNOWN_ATTRIBUTES = {"pk", "f", "k", "t", "p", "v", "g", "e", "gone", "c", "w"}
 _WHOLE_SECONDS = re.compile(r"[0-9]{1,19}")
 
 
@@ -275,13 +323,66 @@ def _opt_int(value) -> int | None:
     return None if value is None else int(value)
 
 
-def _unpack(data: bytes, base: int) -> tuple[Entry, ...]:
+def _unpack_schedules(data: bytes) -> tuple[Schedule, ...]:
+    """The table `w`. Strict: a schedule this reader could not evaluate
+    exactly (a zone its tz database lacks, a day or minute out of range) is a
+    bad snapshot, refused, never a grant at the wrong hours."""
+    table = []
+    pos, end = 0, len(data)
+    while pos < end:
+        length, pos = _get_varint(data, pos)
+        if not 0 < length <= _MAX_ZONE_NAME or pos + length > end:
+            raise SnapshotError("schedule zone name is empty, too long or runs past the end")
+        zone = _zone(data[pos:pos + length])
+        pos += length
+        count, pos = _get_varint(data, pos)
+        if count == 0:
+            raise SnapshotError(f"schedule in {zone} has no windows")
+        windows = []
+        for _ in range(count):
+            if pos >= end:
+                raise SnapshotError("schedule window runs past the end")
+            days = data[pos]
+            pos += 1
+            if not days or days & ~_ALL_DAYS:
+                raise SnapshotError(f"schedule window days {days:#04x} are not a set of weekdays")
+            start, pos = _get_varint(data, pos)
+            stop, pos = _get_varint(data, pos)
+            if not (0 <= start < MINUTES_PER_DAY and 0 < stop <= MINUTES_PER_DAY):
+                raise SnapshotError(f"schedule window {start}..{stop} is outside the day's minutes")
+            windows.append(Window(frozenset(d for d in range(7) if days >> d & 1), start, stop))
+        table.append(Schedule(zone, tuple(windows)))
+    return tuple(table)
+
+
+# IANA names are at most ~30 characters; the bound only stops nonsense early.
+_MAX_ZONE_NAME = 64
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
+
+
+def _zone(raw: bytes) -> str:
+    try:
+        name = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise SnapshotError("schedule zone name is not ASCII") from None
+    if not _ZONE_NAME.fullmatch(name):
+        raise SnapshotError(f"schedule zone {name!r} is not a time-zone name")
+    try:
+        ZoneInfo(name)  # cached by zoneinfo, so deciding later costs nothing more
+    except (KeyError, ValueError, OSError):  # not found (a KeyError), not a tz file, a directory
+        raise SnapshotError(f"schedule zone {name!r} is not in this reader's time-zone database") from None
+    return name
+
+
+def _unpack(data: bytes, base: int, schedules: tuple[Schedule, ...] | None) -> tuple[Entry, ...]:
+    """`schedules` is the item's table, or None for a reader of formats before 4."""
+    known = _KNOWN_BITS if schedules is None else _KNOWN_BITS | _HAS_SCHEDULE
     entries = []
     pos, end = 0, len(data)
     while pos < end:
         header = data[pos]
         pos += 1
-        if header & ~_KNOWN_BITS:
+        if header & ~known:
             raise SnapshotError(f"entry header {header:#04x} uses flags this reader does not know")
         length, pos = _get_varint(data, pos)
         if pos + length > end:
@@ -297,7 +398,13 @@ def _unpack(data: bytes, base: int) -> tuple[Entry, ...]:
             expires = base + _unzigzag(n)
         if header & _HAS_GROUP:
             group, pos = _get_varint(data, pos)
-        entries.append(Entry(thing, _level(header & _LEVEL_MASK), not_before, expires, group))
+        schedule = None
+        if header & _HAS_SCHEDULE:
+            index, pos = _get_varint(data, pos)
+            if index >= len(schedules):
+                raise SnapshotError(f"entry {thing} points at schedule {index}; the item has {len(schedules)}")
+            schedule = schedules[index]
+        entries.append(Entry(thing, _level(header & _LEVEL_MASK), not_before, expires, group, schedule))
     return tuple(entries)
 
 

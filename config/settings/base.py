@@ -167,7 +167,7 @@ DYNAMODB_TABLE = os.environ.get("DYNAMODB_TABLE", "devshare-authz")
 IOT_AUTHORIZER_NAME = os.environ.get("IOT_AUTHORIZER_NAME", "")
 
 # Snapshot pipeline (authz): see docs/snapshots.md.
-SNAPSHOT_WRITE_FORMAT = int(os.environ.get("SNAPSHOT_WRITE_FORMAT", "3"))
+SNAPSHOT_WRITE_FORMAT = int(os.environ.get("SNAPSHOT_WRITE_FORMAT", "4"))
 SNAPSHOT_PUSH_BATCH = int(os.environ.get("SNAPSHOT_PUSH_BATCH", "100"))
 SNAPSHOT_PUSH_CONCURRENCY = int(os.environ.get("SNAPSHOT_PUSH_CONCURRENCY", "16"))
 SNAPSHOT_RETRY_BASE_SECONDS = float(os.environ.get("SNAPSHOT_RETRY_BASE_SECONDS", "1"))

@@ -181,7 +181,7 @@ def _stores(private) -> dict[str, dict]:
     bad_level["e"] = {"S": json.dumps([[LAMP, 9, None, None, None]])}
     main["u#1#20"] = bad_level
     future = _snap("u", 1, "21", [Entry(LAMP, VIEW)])[1]
-    future["f"] = {"N": "4"}
+    future["f"] = {"N": "5"}  # 4 when recorded; format 4 became readable with schedules
     main["u#1#21"] = future
     # A cut-off in a format-2 item is still a cut-off; a malformed one is a bad snapshot.
     older = _snap("u", 1, "33", [Entry(LAMP, VIEW)])[1]
