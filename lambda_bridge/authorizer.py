@@ -131,12 +131,17 @@ class Authorizer:
 def usable_levels(snap: snapshot.Snapshot, claims: tokens.Claims, now: int) -> dict[str, int]:
     """Thing → level for the grants in force now, narrowed by the token's scope.
 
-    A grant ending within GRANT_END_MARGIN is left out: the platform ends live
-    connections at a grant's end, and a connect in flight at that edge must
-    not slip past the disconnect it triggers (docs/decisions/0007-exact-ends.md)."""
+    A grant ending within GRANT_END_MARGIN is left out, whether it expires or
+    its schedule's window closes: the platform ends live connections at a
+    grant's end, and a connect in flight at that edge must not slip past the
+    disconnect it triggers (docs/decisions/0007-exact-ends.md,
+    docs/authorizer.md#schedules)."""
     levels: dict[str, int] = {}
     for entry in snap.entries:
         if not entry.active(now) or (entry.expires is not None and entry.expires - now < GRANT_END_MARGIN):
+            continue
+        if entry.schedule is not None and (end := snap.schedule_change(entry.schedule, now)) is not None \
+                and end - now < GRANT_END_MARGIN:
             continue
         if claims.scope_things is not None and entry.thing not in claims.scope_things:
             continue
@@ -166,7 +171,8 @@ def lifetimes(snap: snapshot.Snapshot, claims: tokens.Claims, now: int, config: 
 
 
 def refresh_after(snap: snapshot.Snapshot, *, until_expiry: int, now: int, config: Config) -> int:
-    """The next start or end of a grant, or the configured refresh, within
+    """The next start or end of a grant (or of a window of its schedule),
+    or the configured refresh, within
     AWS's bounds; moved to the token's expiry when the call it schedules
     would find too little of the token left to be accepted."""
     next_change = snap.next_change(now)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 MINUTES_PER_DAY = 24 * 60
@@ -78,33 +79,52 @@ class Schedule:
         two of them the wall clock crosses no edge, so the answer holds."""
         zone = ZoneInfo(self.zone)
         first = datetime.fromtimestamp(at, zone).date() - timedelta(days=1)
-        days = [first + timedelta(days=n) for n in range(HORIZON_DAYS + 2)]
+        # One day more in front, only to know whether the first day is plain.
+        days = [_day(self.zone, first + timedelta(days=n)) for n in range(-1, HORIZON_DAYS + 2)]
         edges = {minute % MINUTES_PER_DAY for window in self.windows for minute in (window.start, window.end)}
-        moments = set(_offset_changes(zone, days))
-        for day in days:
+        moments = {change for day in days[1:] for change in day.changes}
+        for previous, day in zip(days, days[1:], strict=False):
+            if not previous.changes and not day.changes:
+                # No offset change from the previous midnight to 48 h after this one: each
+                # wall time of the day happens once, at its minutes after midnight.
+                moments.update(day.midnight + minute * 60 for minute in edges)
+                continue
             for minute in edges:
-                wall = datetime.combine(day, time(minute // 60, minute % 60))
+                wall = datetime.combine(day.date, time(minute // 60, minute % 60))
                 moments.update(int(wall.replace(tzinfo=zone, fold=fold).timestamp()) for fold in (0, 1))
         return sorted(moment for moment in moments if moment > at)
 
 
-def _offset_changes(zone: ZoneInfo, days: list[date]) -> list[int]:
-    """The instants in `days` at which the zone's UTC offset changes (each
-    found by bisection: at most a couple a year)."""
-    found = []
-    for day in days:
-        low = int(datetime.combine(day, time(), zone).timestamp())
-        high = low + 2 * MINUTES_PER_DAY * 60  # past the next midnight, whatever the day's length
-        if _offset(zone, low) == _offset(zone, high):
-            continue
-        while high - low > 1:
-            middle = (low + high) // 2
-            if _offset(zone, middle) == _offset(zone, low):
-                low = middle
-            else:
-                high = middle
-        found.append(high)
-    return found
+@dataclass(frozen=True)
+class _Day:
+    date: date
+    midnight: int             # epoch second of the day's first wall-clock midnight
+    changes: tuple[int, ...]  # offset changes within 48 h of it
+
+
+@lru_cache(maxsize=512)
+def _day(zone_name: str, day: date) -> _Day:
+    """What `_moments` needs of a day in a zone, kept across decisions: a warm
+    Lambda asks about the same few zones and days over and over, and finding
+    the offset changes is most of the cost (bench/schedules_bench.py)."""
+    zone = ZoneInfo(zone_name)
+    low = int(datetime.combine(day, time(), zone).timestamp())
+    return _Day(day, low, tuple(_offset_changes(zone, low)))
+
+
+def _offset_changes(zone: ZoneInfo, low: int) -> list[int]:
+    """The instants in the 48 h from `low` at which the zone's UTC offset
+    changes (found by bisection: at most a couple a year)."""
+    high = low + 2 * MINUTES_PER_DAY * 60  # past the next midnight, whatever the day's length
+    if _offset(zone, low) == _offset(zone, high):
+        return []
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _offset(zone, middle) == _offset(zone, low):
+            low = middle
+        else:
+            high = middle
+    return [high]
 
 
 def _offset(zone: ZoneInfo, at: int) -> timedelta:

@@ -95,6 +95,9 @@ class Snapshot:
     # refused (docs/snapshots.md#the-token-cut-off). A tombstone may carry one.
     cutoff: int | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
+    # (schedule, now) → its next change: costly, and a decision asks for each
+    # distinct schedule twice (the margin, the refresh), often of many entries.
+    _changes: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -109,9 +112,23 @@ class Snapshot:
         return levels
 
     def next_change(self, now: int) -> int | None:
-        """The first moment after `now` when some entry starts or ends."""
+        """The first moment after `now` when some entry starts or ends, or a
+        window of its schedule does while the entry's own span lasts (a
+        window edge after the entry expired changes nothing)."""
         moments = [t for e in self.entries for t in (e.not_before, e.expires) if t is not None and t > now]
+        for entry in self.entries:
+            if entry.schedule is not None and (edge := self.schedule_change(entry.schedule, now)) is not None \
+                    and (entry.not_before is None or edge > entry.not_before) \
+                    and (entry.expires is None or edge < entry.expires):
+                moments.append(edge)
         return min(moments, default=None)
+
+    def schedule_change(self, schedule: Schedule, now: int) -> int | None:
+        """`schedule.next_change(now)`, worked out once per snapshot read."""
+        key = (schedule, now)
+        if key not in self._changes:
+            self._changes[key] = schedule.next_change(now)
+        return self._changes[key]
 
 
 def item_key(kind: str, tenant: int, principal: str) -> str:

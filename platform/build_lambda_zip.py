@@ -2,9 +2,10 @@
 
     python platform/build_lambda_zip.py [--output build/authorizer.zip]
 
-The zip holds `lambda_bridge/` (its .py files only) and the cryptography
-wheel (with its own dependencies) for AWS Lambda's python3.12 on x86_64, at
-the versions pinned in requirements.txt. boto3 is left out: the Lambda runtime has it.
+The zip holds `lambda_bridge/` (its .py files only), the cryptography wheel
+(with its own dependencies) for AWS Lambda's python3.12 on x86_64 and the
+tzdata wheel, at the versions pinned in requirements.txt. boto3 is left out:
+the Lambda runtime has it.
 
 Run it as a file. `platform/` is not a package (a package named `platform`
 would shadow the standard library module), so this script imports nothing of
@@ -32,8 +33,10 @@ REQUIREMENTS = ROOT / "requirements.txt"
 PACKAGE = ROOT / "lambda_bridge"
 DEFAULT_OUTPUT = ROOT / "build" / "authorizer.zip"
 
-# What lambda_bridge imports beyond the standard library and boto3.
-BUNDLED = ("cryptography",)
+# What lambda_bridge needs beyond the standard library and boto3: cryptography,
+# and tzdata, the time-zone database zoneinfo falls back to when the runtime has
+# none of its own (docs/authorizer.md#time-zones).
+BUNDLED = ("cryptography", "tzdata")
 
 # python3.12 on Lambda runs on Amazon Linux 2023 (glibc 2.34), which loads
 # wheels of all these manylinux levels; pip takes them in this order of preference.

@@ -41,13 +41,18 @@ instants = st.builds(lambda near, hours, second: int(near.timestamp()) + hours *
 @settings(max_examples=120, deadline=None, derandomize=True)
 @given(schedule=schedules, at=instants)
 def test_next_change_is_the_first_minute_the_wall_clock_says_otherwise(schedule, at):
+    assert_walked(schedule, at)
+
+
+def assert_walked(schedule: Schedule, at: int) -> None:
     expected = walked_change(schedule, at)
     found = schedule.next_change(at)
     if expected is None:
-        # Nothing changes within a week: the schedule is always or never in force.
-        assert found is None or found > at + (HORIZON_DAYS - 1) * 86400
+        # Nothing changes within the walk: the schedule is always or never in force, or the next
+        # window is over a week away (a weekly window the clocks skip this week).
+        assert found is None or found > at + (HORIZON_DAYS - 1) * 86400, (schedule, at)
     else:
-        assert found == expected
+        assert found == expected, (schedule, at)
 
 
 def test_a_window_starting_in_the_spring_gap_starts_when_the_clocks_jump():
@@ -99,3 +104,37 @@ def test_always_and_never_have_no_next_change():
 def test_a_window_out_of_range_is_refused(days, start, end):
     with pytest.raises(ValueError):
         Window(days, start, end)
+
+
+def transitions(zone: str, year: int) -> list[int]:
+    """The instants in `year` where `zone`'s UTC offset changes, walked hour by
+    hour and then to the second: apart from the schedule code on purpose."""
+    tz = ZoneInfo(zone)
+    offset = lambda t: datetime.fromtimestamp(t, tz).utcoffset()  # noqa: E731
+    found, t, end = [], int(datetime(year, 1, 1, tzinfo=UTC).timestamp()), int(datetime(year + 1, 1, 1,
+                                                                                         tzinfo=UTC).timestamp())
+    while t < end:
+        if offset(t) != offset(t + 3600):
+            low, high = t, t + 3600
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if offset(middle) == offset(low) else (low, middle)
+            found.append(high)
+        t += 3600
+    return found
+
+
+# Clocks that change at midnight (Havana, Santiago) and a zone without changes, where next_change takes
+# its shortcut for plain days: windows touching midnight, around each change and a week away from it.
+MIDNIGHT_WINDOWS = [(frozenset({5, 6}), 23 * 60, 60), (frozenset({6}), 0, 30), (frozenset({0, 3}), 30, 1440),
+                    (frozenset(range(7)), 23 * 60 + 30, 23 * 60 + 45)]
+
+
+@pytest.mark.parametrize("zone", ["America/Havana", "America/Santiago", "Asia/Kolkata"])
+@pytest.mark.parametrize("days, start, end", MIDNIGHT_WINDOWS)
+def test_next_change_around_midnight_offset_changes_is_the_walked_one(zone, days, start, end):
+    schedule = Schedule(zone, (Window(days, start, end),))
+    changes = transitions(zone, 2027) or [int(datetime(2027, 6, 15, tzinfo=UTC).timestamp())]
+    for change in changes:
+        for at in (change - 2 * 86400 - 1, change - 3601, change - 1, change, change + 1799, change + 6 * 86400):
+            assert_walked(schedule, at)

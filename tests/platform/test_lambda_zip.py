@@ -92,6 +92,14 @@ def test_zip_holds_cryptography_at_the_pinned_version_and_no_pyjwt(authorizer_zi
     assert {name: version for name, version in bundled.items() if pinned.get(name) != version} == {}
 
 
+def test_zip_holds_the_time_zone_database_at_the_pinned_version(authorizer_zip):
+    # Lambda's python3.12 may have no /usr/share/zoneinfo (docs/authorizer.md#time-zones).
+    entries = names(authorizer_zip)
+    assert f"tzdata-{pins()['tzdata']}.dist-info/METADATA" in entries
+    assert {"tzdata/__init__.py", "tzdata/zoneinfo/Europe/Brussels", "tzdata/zoneinfo/Australia/Lord_Howe",
+            "tzdata/zoneinfo/UTC"} <= set(entries)
+
+
 def test_cryptography_rust_binding_is_an_x86_64_linux_abi3_shared_object(authorizer_zip):
     with zipfile.ZipFile(authorizer_zip) as archive:
         rust = [n for n in archive.namelist() if re.fullmatch(r"cryptography/hazmat/bindings/_rust\.abi3\.so", n)]

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from lambda_bridge import snapshot
+from lambda_bridge.schedule import Schedule, Window
 from lambda_bridge.snapshot import Entry
 from tests.support.lambda_env import lambda_env
 
@@ -63,3 +64,63 @@ def test_the_unpacked_zip_authorizes_a_token_without_django(unpacked_authorizer,
     assert all(Path(f).is_relative_to(unpacked_authorizer) for f in answer["files"]), answer["files"]
     log = json.loads(result.stdout.strip().splitlines()[-2])
     assert log["decision"] == "allow" and log["source"] == "query_string"
+
+
+ZONES_CHILD = """
+import json, sys, zoneinfo
+sys.path[:0] = sys.argv[1:3]
+assert zoneinfo.TZPATH == (), zoneinfo.TZPATH
+from lambda_bridge import handler
+import tzdata
+event = json.loads(sys.stdin.read())
+print(json.dumps({"response": handler.lambda_handler(event, None), "tzdata": tzdata.__file__}))
+"""
+# In force at every hour of the week, so the answer does not depend on when the test runs;
+# reading it still takes the zone's rules.
+EVERY_HOUR = Schedule("Europe/Brussels", (Window(frozenset(range(7)), 0, 1440),))
+
+
+def run_zip(folder: Path, lam, tmp_path, event, child: str = ZONES_CHILD) -> subprocess.CompletedProcess:
+    """The handler from `folder` with no system time-zone database: PYTHONTZPATH
+    empty leaves zoneinfo only the tzdata package, as on a runtime without
+    /usr/share/zoneinfo."""
+    env = {**lambda_env(lam.table.name, lam.handler.config.endpoint_url), "PATH": "/usr/bin:/bin", "PYTHONTZPATH": ""}
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", child, str(folder), str(boto3_runtime(tmp_path / "rt"))],
+        input=json.dumps(event), capture_output=True, text=True, env=env, timeout=60,
+    )
+
+
+def test_the_zip_reads_a_schedule_without_a_system_time_zone_database(unpacked_authorizer, tmp_path, cold_start):
+    lam = cold_start()
+    lam.put_keyring()
+    lam.put_snapshot(principal="7", entries=[Entry("d-lamp00000001", snapshot.CONTROL, schedule=EVERY_HOUR)])
+
+    result = run_zip(unpacked_authorizer, lam, tmp_path, lam.event("websocket_query", lam.token()))
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["response"]["isAuthenticated"] is True, result.stdout
+    assert any("d-lamp00000001" in document for document in answer["response"]["policyDocuments"])
+    assert Path(answer["tzdata"]).is_relative_to(unpacked_authorizer)
+
+
+def test_without_its_tzdata_the_zip_refuses_a_scheduled_principal_as_a_bad_snapshot(unpacked_authorizer, tmp_path,
+                                                                                   cold_start):
+    # The control: the same zip minus tzdata has no way to read the zone, and refuses rather than guess.
+    stripped = tmp_path / "stripped"
+    stripped.mkdir()
+    for entry in unpacked_authorizer.iterdir():
+        if not entry.name.startswith("tzdata"):
+            (stripped / entry.name).symlink_to(entry)
+    lam = cold_start()
+    lam.put_keyring()
+    lam.put_snapshot(principal="7", entries=[Entry("d-lamp00000001", snapshot.CONTROL, schedule=EVERY_HOUR)])
+    child = ZONES_CHILD.replace("import tzdata\n", "").replace(', "tzdata": tzdata.__file__', "")
+
+    result = run_zip(stripped, lam, tmp_path, lam.event("websocket_query", lam.token()), child)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert json.loads(lines[-1])["response"]["isAuthenticated"] is False
+    assert json.loads(lines[-2])["reason"] == "bad_snapshot"
