@@ -140,7 +140,7 @@ def usable_levels(snap: snapshot.Snapshot, claims: tokens.Claims, now: int) -> d
     for entry in snap.entries:
         if not entry.active(now) or (entry.expires is not None and entry.expires - now < GRANT_END_MARGIN):
             continue
-        if entry.schedule is not None and (end := snap.schedule_change(entry.schedule, now)) is not None \
+        if entry.schedule is not None and (end := entry.schedule.next_change(now)) is not None \
                 and end - now < GRANT_END_MARGIN:
             continue
         if claims.scope_things is not None and entry.thing not in claims.scope_things:
@@ -172,9 +172,9 @@ def lifetimes(snap: snapshot.Snapshot, claims: tokens.Claims, now: int, config: 
 
 def refresh_after(snap: snapshot.Snapshot, *, until_expiry: int, now: int, config: Config) -> int:
     """The next start or end of a grant (or of a window of its schedule),
-    or the configured refresh, within
-    AWS's bounds; moved to the token's expiry when the call it schedules
-    would find too little of the token left to be accepted."""
+    or the configured refresh, within AWS's bounds; moved to the token's
+    expiry when the call it schedules would find too little of the token
+    left to be accepted."""
     next_change = snap.next_change(now)
     wanted = config.refresh_seconds if next_change is None else min(config.refresh_seconds, next_change - now)
     refresh = _clamp(wanted)

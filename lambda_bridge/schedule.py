@@ -12,7 +12,7 @@ Stdlib only (zoneinfo), because the Lambda ships this module as it is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -49,18 +49,31 @@ class Window:
 class Schedule:
     zone: str
     windows: tuple[Window, ...]
+    # The last instant asked and its answer, one slot each: a decision asks
+    # one instant of a schedule once per entry carrying it (the entries read
+    # from one item share the object), and next_change is costly
+    # (docs/authorizer.md#schedules). A tuple is replaced whole, so a reader
+    # in another thread sees an old pair or a new one, never half of each.
+    _last_active: tuple = field(default=(None, False), init=False, repr=False, compare=False)
+    _last_change: tuple = field(default=(None, None), init=False, repr=False, compare=False)
 
     def active(self, at: int) -> bool:
         """Whether the schedule is in force at epoch second `at`."""
-        local = datetime.fromtimestamp(at, ZoneInfo(self.zone))
-        minute = local.hour * 60 + local.minute
-        return any(window.covers(local.weekday(), minute) for window in self.windows)
+        asked, answer = self._last_active
+        if asked != at:
+            answer = self._in_force(at)
+            object.__setattr__(self, "_last_active", (at, answer))
+        return answer
 
     def next_change(self, at: int) -> int | None:
         """The first epoch second after `at` at which `active` answers
         otherwise; None when it never changes (always or never in force)."""
-        now = self.active(at)
-        return next((moment for moment in self._moments(at) if self.active(moment) != now), None)
+        asked, answer = self._last_change
+        if asked != at:
+            now = self._in_force(at)
+            answer = next((moment for moment in self._moments(at) if self._in_force(moment) != now), None)
+            object.__setattr__(self, "_last_change", (at, answer))
+        return answer
 
     def ended_between(self, after: int, until: int) -> bool:
         """Whether the schedule stopped being in force at some second in
@@ -72,6 +85,11 @@ class Schedule:
             in_force, at = not in_force, change
         return False
 
+    def _in_force(self, at: int) -> bool:
+        local = datetime.fromtimestamp(at, ZoneInfo(self.zone))
+        minute = local.hour * 60 + local.minute
+        return any(window.covers(local.weekday(), minute) for window in self.windows)
+
     def _moments(self, at: int) -> list[int]:
         """Every instant after `at`, within the horizon, where the answer may
         change: each window edge's wall time on each day (both readings of
@@ -79,15 +97,13 @@ class Schedule:
         two of them the wall clock crosses no edge, so the answer holds."""
         zone = ZoneInfo(self.zone)
         first = datetime.fromtimestamp(at, zone).date() - timedelta(days=1)
-        # One day more in front, only to know whether the first day is plain.
-        days = [_day(self.zone, first + timedelta(days=n)) for n in range(-1, HORIZON_DAYS + 2)]
         edges = {minute % MINUTES_PER_DAY for window in self.windows for minute in (window.start, window.end)}
-        moments = {change for day in days[1:] for change in day.changes}
-        for previous, day in zip(days, days[1:], strict=False):
-            if not previous.changes and not day.changes:
-                # No offset change from the previous midnight to 48 h after this one: each
-                # wall time of the day happens once, at its minutes after midnight.
-                moments.update(day.midnight + minute * 60 for minute in edges)
+        seconds = [minute * 60 for minute in edges]
+        moments = set()
+        for day in _days(self.zone, first):
+            moments.update(day.changes)
+            if day.plain:
+                moments.update([day.midnight + second for second in seconds])
                 continue
             for minute in edges:
                 wall = datetime.combine(day.date, time(minute // 60, minute % 60))
@@ -100,14 +116,28 @@ class _Day:
     date: date
     midnight: int             # epoch second of the day's first wall-clock midnight
     changes: tuple[int, ...]  # offset changes within 48 h of it
+    # No offset change from the previous midnight to 48 h after this one: each
+    # wall time of the day happens once, at its minutes after midnight.
+    plain: bool = False
 
 
-@lru_cache(maxsize=512)
-def _day(zone_name: str, day: date) -> _Day:
-    """What `_moments` needs of a day in a zone, kept across decisions: a warm
-    Lambda asks about the same few zones and days over and over, and finding
-    the offset changes is most of the cost (bench/schedules_bench.py)."""
+@lru_cache(maxsize=256)
+def _days(zone_name: str, first: date) -> tuple[_Day, ...]:
+    """The horizon's days from `first`, as `_moments` needs them, kept across
+    decisions: a warm Lambda asks about the same few zones and days over and
+    over, and finding the offset changes is most of the cost
+    (bench/schedules_bench.py)."""
     zone = ZoneInfo(zone_name)
+    days = []
+    previous = _day(zone, first - timedelta(days=1))
+    for n in range(HORIZON_DAYS + 2):
+        day = _day(zone, first + timedelta(days=n))
+        days.append(_Day(day.date, day.midnight, day.changes, plain=not previous.changes and not day.changes))
+        previous = day
+    return tuple(days)
+
+
+def _day(zone: ZoneInfo, day: date) -> _Day:
     low = int(datetime.combine(day, time(), zone).timestamp())
     return _Day(day, low, tuple(_offset_changes(zone, low)))
 

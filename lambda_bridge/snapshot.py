@@ -95,9 +95,6 @@ class Snapshot:
     # refused (docs/snapshots.md#the-token-cut-off). A tombstone may carry one.
     cutoff: int | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)
-    # (schedule, now) → its next change: costly, and a decision asks for each
-    # distinct schedule twice (the margin, the refresh), often of many entries.
-    _changes: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -117,18 +114,12 @@ class Snapshot:
         window edge after the entry expired changes nothing)."""
         moments = [t for e in self.entries for t in (e.not_before, e.expires) if t is not None and t > now]
         for entry in self.entries:
-            if entry.schedule is not None and (edge := self.schedule_change(entry.schedule, now)) is not None \
+            # Entries sharing a schedule share the object, which remembers its answer.
+            if entry.schedule is not None and (edge := entry.schedule.next_change(now)) is not None \
                     and (entry.not_before is None or edge > entry.not_before) \
                     and (entry.expires is None or edge < entry.expires):
                 moments.append(edge)
         return min(moments, default=None)
-
-    def schedule_change(self, schedule: Schedule, now: int) -> int | None:
-        """`schedule.next_change(now)`, worked out once per snapshot read."""
-        key = (schedule, now)
-        if key not in self._changes:
-            self._changes[key] = schedule.next_change(now)
-        return self._changes[key]
 
 
 def item_key(kind: str, tenant: int, principal: str) -> str:
@@ -194,6 +185,8 @@ def _schedule_table(entries: list[Entry]) -> dict[Schedule, int]:
 def _pack_schedules(table: dict[Schedule, int]) -> bytes:
     out = bytearray()
     for schedule in table:  # dicts keep insertion order: row n is the n-th key
+        if len(schedule.zone) > _MAX_ZONE_NAME or not _ZONE_NAME.fullmatch(schedule.zone):
+            raise SnapshotError(f"schedule zone {schedule.zone!r} is not a time-zone name a reader accepts")
         zone = schedule.zone.encode("ascii")
         _put_varint(out, len(zone))
         out += zone
@@ -441,9 +434,11 @@ def _get_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def entries_size(snapshot: Snapshot, *, fmt: int = FORMAT) -> int:
-    """Bytes the entries take in an item of format `fmt` (what grows with devices)."""
-    value = to_item(snapshot, fmt=fmt)["e"]
-    return len(value["B"]) if "B" in value else len(value["S"].encode())
+    """Bytes the entries, and the schedules they use, take in an item of
+    format `fmt` (what grows with devices)."""
+    item = to_item(snapshot, fmt=fmt)
+    return sum(len(value["B"]) if "B" in value else len(value["S"].encode())
+               for name, value in item.items() if name in ("e", "w"))
 
 
 def item_size(item: dict) -> int:

@@ -138,3 +138,14 @@ def test_next_change_around_midnight_offset_changes_is_the_walked_one(zone, days
     for change in changes:
         for at in (change - 2 * 86400 - 1, change - 3601, change - 1, change, change + 1799, change + 6 * 86400):
             assert_walked(schedule, at)
+
+
+def test_the_remembered_answers_are_those_of_the_instant_asked():
+    # One slot each for active and next_change: asking another instant must not get the last answer.
+    tuesdays = Schedule("UTC", (Window(frozenset({1}), 9 * 60, 12 * 60),))
+    ten, one = (int(datetime(2027, 6, 15, hour, tzinfo=UTC).timestamp()) for hour in (10, 13))
+
+    assert (tuesdays.active(ten), tuesdays.next_change(ten)) == (True, ten + 2 * 3600)
+    assert (tuesdays.active(one), tuesdays.next_change(one)) == (False, one + 7 * 86400 - 4 * 3600)
+    assert (tuesdays.active(ten), tuesdays.next_change(ten)) == (True, ten + 2 * 3600)
+    assert tuesdays == Schedule("UTC", tuesdays.windows) and hash(tuesdays) == hash(Schedule("UTC", tuesdays.windows))

@@ -325,3 +325,19 @@ def test_a_scheduled_entry_is_active_only_inside_a_window():
 
     assert entry.active(tuesday_10) and not entry.active(tuesday_10 + 2 * 3600)
     assert not entry.active(tuesday_10 + 86400)
+
+
+def test_the_entries_size_counts_the_schedules_they_use():
+    plain = scheduled(Entry("d-a", snapshot.VIEW))
+    with_schedule = scheduled(Entry("d-a", snapshot.VIEW, schedule=TUESDAY_MORNINGS))
+    row = 1 + len("Europe/Brussels") + 1 + 5  # name length, name, window count, one window
+
+    assert entries_size(with_schedule) - entries_size(plain) == row + 1  # and the entry's index byte
+
+
+@pytest.mark.parametrize("zone", ["Europe/Brüssel", "../etc/passwd", "", "A/" + "b" * 70])
+def test_a_zone_no_reader_accepts_is_not_written(zone):
+    snap = scheduled(Entry("d-a", snapshot.VIEW, schedule=Schedule(zone, TUESDAY_MORNINGS.windows)))
+
+    with pytest.raises(SnapshotError, match="not a time-zone name a reader accepts"):
+        to_item(snap)
