@@ -2,6 +2,7 @@
 its own `expires_at`, or whose weekly schedule ends a window, narrows access
 with no write to report it, so the sweep reports it, once, as the platform
 (docs/live-access.md#exact-ends)."""
+import logging
 import math
 from datetime import datetime, timedelta
 
@@ -11,9 +12,11 @@ from django.db.models import Q
 
 from authz.models import ShareSweep
 from devices import access, schedules
+from devices.errors import DomainError
 from devices.models import Share
 from lambda_bridge.schedule import Schedule
 
+log = logging.getLogger(__name__)
 MINUTE = 60
 
 
@@ -70,7 +73,15 @@ def _window_ends(*, since: datetime, now: datetime) -> set[tuple[int, int]]:
             continue
         key = (repr(data), first, last)
         if key not in answers:
-            answers[key] = _ended(schedules.parse(data), after=first, until=last)
+            try:
+                schedule = schedules.parse(data)
+            except DomainError as exc:
+                # Checked when written; a zone this machine's tz database has
+                # since lost must not stop every other end from being reported.
+                log.error("sweep: a share of user %s in tenant %s has a schedule that cannot be read (%s)",
+                          grantee_id, tenant_id, exc.code.value)
+                continue
+            answers[key] = _ended(schedule, after=first, until=last)
         if answers[key]:
             found.add((tenant_id, grantee_id))
     return found

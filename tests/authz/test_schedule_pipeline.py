@@ -306,3 +306,15 @@ def test_every_zone_a_schedule_may_use_shifts_by_whole_minutes_at_whole_minutes(
             assert high % 60 == 0 and offset(zone, high) % 60 == 0, (name, high)
             shifts += 1
     assert shifts > 300  # the zones with daylight saving were walked through their changes
+
+
+def test_a_schedule_that_cannot_be_read_is_logged_and_stops_no_other_end(world, caplog):
+    # Checked when written; here its zone has gone from the tz database since.
+    granted(world, world.alice, Level.VIEW, {**TUESDAY_MORNINGS, "timezone": "Europe/Atlantis"})
+    granted(world, world.bob, Level.VIEW, TUESDAY_MORNINGS)
+    granted(world, world.carol, Level.VIEW, expires_at=WINDOW_END)
+    swept_from(WINDOW_END - 2 * SECOND)
+    assert sweep.sweep_ended_shares(now=WINDOW_END + 3 * SECOND) == 2
+    assert {r.principal for r in SessionCut.objects.all()} == {str(world.bob.pk), str(world.carol.pk)}
+    assert f"a share of user {world.alice.pk} in tenant {world.tenant.pk} has a schedule that cannot be read " \
+           "(time_zone_unknown)" in caplog.text
