@@ -447,6 +447,8 @@ def test_at_judges_a_weekly_schedule_inside_and_outside_its_window(pushed, world
     ("2027-03-23T07:30Z", False),   # 08:30 in winter time
     ("2027-03-30T07:30Z", True),    # 09:30 in summer time
     ("2027-03-30T09:30+01:00", True),   # any offset names the moment: 10:30 in Brussels
+    ("2027-03-30T11:59:50+02:00", True),
+    ("2027-03-30T11:59:55+02:00", False),  # within the authorizer's 10 s margin before the window closes
 ])
 def test_at_reads_the_window_on_the_zones_own_clock_across_a_dst_change(pushed, world, at, allowed):
     scheduled(pushed, world, world.bob, Level.CONTROL, world.lamp, TUESDAY_MORNINGS)
