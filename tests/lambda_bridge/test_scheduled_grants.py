@@ -6,6 +6,7 @@ inside the grant's own span.
 The authorizer runs with a frozen clock on an in-memory table, with the
 corpus's keys (tests/lambda_bridge/decision_corpus.py). Instants are written
 as wall times and converted with zoneinfo, independently of the schedule code."""
+from dataclasses import replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -15,11 +16,20 @@ from lambda_bridge import keys, snapshot
 from lambda_bridge.authorizer import GRANT_END_MARGIN, Authorizer, Decision
 from lambda_bridge.schedule import Schedule, Window
 from lambda_bridge.snapshot import CONTROL, VIEW, Entry, Snapshot
-from tests.lambda_bridge.decision_corpus import DictStore, Tokens, _event, _keyring_item, _keys, _snap
-from tests.lambda_bridge.test_lifetimes import config
+from tests.lambda_bridge.decision_corpus import (
+    CONFIGS,
+    LAMP,
+    LOCK,
+    OVEN,
+    DictStore,
+    Tokens,
+    _event,
+    _keyring_item,
+    _keys,
+    _snap,
+)
 
 PRIVATE = _keys()
-LAMP, LOCK, OVEN = "d-lamp00000001", "d-lock00000001", "d-oven00000001"
 MON, TUE, FRI, SAT, SUN = 0, 1, 4, 5, 6
 BRUSSELS = ZoneInfo("Europe/Brussels")
 TUESDAY_MORNINGS = Schedule("Europe/Brussels", (Window(frozenset({TUE}), 9 * 60, 12 * 60),))
@@ -27,6 +37,10 @@ TUESDAY_MORNINGS = Schedule("Europe/Brussels", (Window(frozenset({TUE}), 9 * 60,
 
 def at(year, month, day, hour, minute=0, second=0, zone=BRUSSELS) -> int:
     return int(datetime(year, month, day, hour, minute, second, tzinfo=zone).timestamp())
+
+
+def config(*, refresh=300):
+    return replace(CONFIGS["default"], refresh_seconds=refresh, disconnect_seconds=86_400)
 
 
 def decide(entries, now: int, *, lifetime=7 * 86_400, refresh=86_400) -> Decision:
