@@ -98,14 +98,18 @@ def _build():
     return build
 
 
-def invoke(event: dict, env: dict[str, str]) -> tuple[dict, dict | None, list[dict]]:
+def invoke(event: dict, env: dict[str, str], *, at: float | None = None) -> tuple[dict, dict | None, list[dict]]:
     """Cold-start a handler built from `env` and call it once: (its answer,
     its log line, anything it logged at cold start). It prints its log lines;
-    they are caught here rather than interleaved with a report."""
+    they are caught here rather than interleaved with a report. `at`: the
+    epoch second its clock reads instead of now."""
     build = _build()
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), _quiet("botocore.credentials"):
-        response = build(env)(event, LambdaContext())
+        handler = build(env)
+        if at is not None and handler.authorizer is not None:
+            handler.authorizer.clock = lambda: at
+        response = handler(event, LambdaContext())
     records = []
     for line in printed.getvalue().splitlines():
         if line.strip():
@@ -132,8 +136,9 @@ class Report:
 
     def __init__(self, *, principal_label: str, principal: dict, token: Token, asked: str, via: str,
                  response: dict, log_line: dict | None, cold_start: list[dict], action: str, topic: str | None,
-                 region: str, account: str):
+                 region: str, account: str, at: str | None = None):
         self.principal_label, self.principal, self.token = principal_label, principal, token
+        self.at = at  # the moment judged, when not now
         self.asked, self.via = asked, via
         self.response, self.log_line, self.cold_start = response, log_line or {}, cold_start
         self.action, self.topic = action, topic
@@ -172,6 +177,8 @@ class Report:
         lines = [
             f"Principal   {self.principal_label}",
             f"Client id   {client}",
+            *([f"At          {self.at}: the token is dated then and the authorizer's clock reads it"]
+              if self.at else []),
             f"Token       kid {self.token.kid}, expires {self.token.expires}; signature verified as AWS IoT would",
             f"Event       {via}",
             f"Authorizer  isAuthenticated={str(bool(r.get('isAuthenticated'))).lower()}  reason={self.reason}"
@@ -202,6 +209,7 @@ class Report:
             "kid": self.token.kid,
             "expiresAt": self.token.expires_at.isoformat(),
             "via": self.via,
+            "at": self.at,
             "authorizer": {
                 "isAuthenticated": bool(r.get("isAuthenticated")),
                 "reason": self.reason,

@@ -5,20 +5,24 @@ import base64
 import dataclasses
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from authz.live import services as live_services
 from authz.models import IssuedCredential
 from authz.snapshots import outbox, store
 from authz.tokens import credentials, rotation
 from devices import services
 from devices.models import AuditEvent, Level, Membership, Tenant
-from tests.factories import MembershipFactory
+from tests.factories import MembershipFactory, ShareFactory
+from tests.support.schedules import weekly
 
 pytestmark = pytest.mark.django_db
 
@@ -385,9 +389,92 @@ def test_the_environment_is_left_as_it_was(pushed, world, monkeypatch):
     # Left in the shell, not one of the Django-made settings: the Lambda must not see it.
     # (Were it seen, the 600 s token's connection would end at 300 s.)
     monkeypatch.setenv("DEVSHARE_DISCONNECT_SECONDS", "300")
-    status, body, _ = as_json("--as", world.owner.email, "--action", "connect")
+    # At a fixed moment, so that a second turning between the token's issue
+    # and the handler's call cannot make it 599.
+    status, body, _ = as_json("--as", world.owner.email, "--action", "connect", "--at", "2027-03-30T10:00Z")
     assert status == 0
     assert body["authorizer"]["disconnectAfterInSeconds"] == 600
     assert os.environ["DEVSHARE_TABLE"] == "somebody-elses"
     assert os.environ["DEVSHARE_DISCONNECT_SECONDS"] == "300"
     assert "DEVSHARE_TOKEN_ISSUER" not in os.environ
+
+
+# --- at another moment (--at) ------------------------------------------------------------
+
+# Tuesdays 09:00-12:00 in Brussels, which moves to summer time on Sunday 28 March 2027.
+TUESDAY_MORNINGS = weekly("Europe/Brussels", ("tue", "09:00", "12:00"))
+
+
+def scheduled(pushed, world, grantee, level, device, schedule):
+    """A share with a weekly schedule, pushed (written directly: the
+    command reads what the pipeline pushed, however the share was made)."""
+    def make():
+        ShareFactory(tenant=world.tenant, device=device, grantee=grantee, created_by=world.owner, level=level,
+                     schedule=schedule)
+        outbox.record_everyone(tenants=[world.tenant])
+
+    pushed(make)
+
+
+def publish_at(world, user, device, at):
+    return as_json("--as", user.email, "--action", "publish", "--topic", f"dev/{device.thing_name}/in/power",
+                   "--at", at)
+
+
+def test_at_judges_a_weekly_schedule_inside_and_outside_its_window(pushed, world, issued):
+    scheduled(pushed, world, world.bob, Level.CONTROL, world.lamp, TUESDAY_MORNINGS)
+
+    status, body, _ = publish_at(world, world.bob, world.lamp, "2027-03-30T10:00+02:00")
+    assert status == 0 and body["action"]["verdict"] == "ALLOW"
+    assert body["at"] == "2027-03-30 08:00:00Z"
+    assert body["log"]["devices"] == 1
+
+    status, body, error = publish_at(world, world.bob, world.lamp, "2027-03-30T12:00+02:00")
+    assert status == 1 and body["log"]["devices"] == 0
+    assert body["authorizer"]["isAuthenticated"] is True  # he connects; the lamp is just not his at noon
+    assert error.endswith("no policy statement allows it")
+
+    # The token of each run was dated at its moment, and is recorded so.
+    at = datetime(2027, 3, 30, 8, tzinfo=UTC)
+    assert jwt.decode(issued[0].token, options={"verify_signature": False})["iat"] == int(at.timestamp())
+    first = IssuedCredential.objects.order_by("id").first()
+    assert (first.issued_at, first.expires_at) == (at, at + timedelta(seconds=credentials.MIN_LIFETIME_SECONDS))
+
+
+@pytest.mark.parametrize("at, allowed", [
+    ("2027-03-23T10:30Z", True),    # 11:30 in winter time
+    ("2027-03-30T10:30Z", False),   # 12:30 in summer time: the same UTC hour is past the window
+    ("2027-03-23T07:30Z", False),   # 08:30 in winter time
+    ("2027-03-30T07:30Z", True),    # 09:30 in summer time
+    ("2027-03-30T09:30+01:00", True),   # any offset names the moment: 10:30 in Brussels
+    ("2027-03-30T11:59:50+02:00", True),
+    ("2027-03-30T11:59:55+02:00", False),  # within the authorizer's 10 s margin before the window closes
+])
+def test_at_reads_the_window_on_the_zones_own_clock_across_a_dst_change(pushed, world, at, allowed):
+    scheduled(pushed, world, world.bob, Level.CONTROL, world.lamp, TUESDAY_MORNINGS)
+    assert publish_at(world, world.bob, world.lamp, at)[0] == (0 if allowed else 1)
+
+
+def test_at_shows_the_moment_and_the_tokens_end_after_it(pushed, world):
+    status, out, _ = authorize("--as", world.owner.email, "--action", "connect", "--at", "2027-03-30T10:00+02:00")
+    assert status == 0
+    assert "At          2027-03-30 08:00:00Z: the token is dated then and the authorizer's clock reads it" in out
+    assert "expires 2027-03-30 08:10:00Z (10m 0s after --at)" in out
+
+
+@pytest.mark.parametrize("at, message", [
+    ("2027-03-30T10:00", "--at '2027-03-30T10:00' has no UTC offset: add one (+02:00, Z), since a wall time "
+                         "alone is ambiguous."),
+    ("tuesday", "--at 'tuesday' is not an ISO 8601 time, like 2027-03-30T10:00+02:00."),
+])
+def test_at_without_an_offset_or_a_time_is_a_one_line_error_and_issues_nothing(pushed, world, at, message):
+    assert authorize("--as", world.owner.email, "--action", "connect", "--at", at)[0::2] == (2, message)
+    assert not IssuedCredential.objects.exists()
+
+
+def test_at_before_the_principals_cut_off_is_a_one_line_error(pushed, world):
+    pushed(lambda: live_services.sign_out_apps(actor=world.bob, tenant=world.tenant))
+    status, _, error = authorize("--as", world.bob.email, "--action", "connect", "--at", "2026-01-01T00:00Z")
+    assert status == 2 and "\n" not in error
+    assert error.startswith("--at 2026-01-01 00:00:00Z is before this user's token cut-off (")
+    assert not IssuedCredential.objects.exists()

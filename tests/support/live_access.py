@@ -181,14 +181,17 @@ class LivePlatform:
 
 
 @contextmanager
-def live_platform(*, world, table, redis_url: str, dynamodb_endpoint: str, settings, client_for, tmp_path):
-    """Keys and local_iot up, tasks through `redis_url`, no worker yet."""
+def live_platform(*, world, table, redis_url: str, dynamodb_endpoint: str, settings, client_for, tmp_path,
+                  **iot_options):
+    """Keys and local_iot up, tasks through `redis_url`, no worker yet;
+    `iot_options` go to local_iot (a `handler` of the test's own, say)."""
     from authz.tokens import rotation
     from authz.tokens.iot import gateway as iot_gateway
     from tests.support.lambda_env import lambda_env
 
     rotation.rotate(actor=None)
-    with RunningLocalIot(lambda_env(table.name, dynamodb_endpoint), cert_dir=tmp_path / "certs") as iot:
+    with RunningLocalIot(lambda_env(table.name, dynamodb_endpoint), cert_dir=tmp_path / "certs",
+                         **iot_options) as iot:
         settings.IOT_ENDPOINT = f"localhost:{iot.tls_port}"
         # The test process runs the reconciler and the sweep itself: they need the endpoint too.
         settings.IOT_DATA_ENDPOINT_URL = f"http://127.0.0.1:{iot.http_port}"

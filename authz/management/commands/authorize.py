@@ -8,12 +8,18 @@ the configured DynamoDB table. Then the asked action is judged against the
 policies it answered with, by `lambda_bridge.evaluator`. The gateway's part
 is `authz.tokens.simulator`, which has no Django in it.
 
+`--at` asks about another moment, for weekly schedules and shares that start
+or end later: the token is dated then (its `iat`, `nbf` and `exp`) and the
+handler's clock reads that moment, so the snapshot in the table, as pushed
+now, is judged as the authorizer will judge it then.
+
 Exit status: 0 the action is allowed, 1 it is denied (by the authorizer or by
 the policies), 2 the question could not be asked (bad input, no key, no
 table). The token and its signature are never printed.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,12 +28,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from authz.live import cutoffs
 from authz.models import SigningKey
 from authz.snapshots import store
 from authz.tokens import credentials, rotation, simulator
 from devices import audit
 from devices.models import Device, Tenant, User
-from lambda_bridge import keys
+from lambda_bridge import keys, snapshot
 from lambda_bridge.config import Config, ConfigError
 from lambda_bridge.vocabulary import SETUP_REASONS
 
@@ -65,13 +72,18 @@ class Command(BaseCommand):
         parser.add_argument("--via", choices=["mqtt", "wss"], default="mqtt",
                             help="mqtt: MQTT over TLS, the authorizer's parameters in the username (default); "
                                  "wss: MQTT over WebSocket, the browser's way, in the URL's query string.")
+        parser.add_argument("--at", metavar="WHEN",
+                            help="Judge the grants at this moment instead of now: ISO 8601 with its UTC offset, "
+                                 "like 2027-03-30T10:00+02:00. The token is dated then and the authorizer's clock "
+                                 "reads it.")
         parser.add_argument("--quiet", action="store_true", help="Leave out the policy documents.")
         parser.add_argument("--json", dest="as_json", action="store_true",
                             help="Print one JSON object instead of the report.")
 
-    def handle(self, *args, email, device, tenant, client_id, action, topic, via, quiet, as_json,
+    def handle(self, *args, email, device, tenant, client_id, action, topic, via, at, quiet, as_json,
                **options):
         topic = _checked_topic(action, topic)
+        at = _moment(at)
         principal = _user_principal(email, tenant) if email else _device_principal(device, tenant)
         env = lambda_environment()
         try:
@@ -79,9 +91,11 @@ class Command(BaseCommand):
         except ConfigError as exc:
             raise usage(f"the authorizer cannot start with these settings: {exc}") from None
         _check_table()
+        if at is not None:
+            principal.check_cutoff(at)
 
         with audit.origin("command"):
-            creds = principal.issue()
+            creds = principal.issue(now=at)
         public_pems = [k.public_pem for k in SigningKey.objects.exclude(state=keys.RETIRED)]
         if not simulator.gateway_verifies(creds.token, creds.token_signature, public_pems):
             raise usage(f"the token's signature does not verify with the authorizer's public keys (kid "
@@ -90,14 +104,17 @@ class Command(BaseCommand):
         event = simulator.connection_event(endpoint=creds.endpoint, via=via, client_id=asked, token=creds.token,
                                            mqtt_username=creds.mqtt_username,
                                            query_string=urlsplit(creds.wss_url).query)
-        response, log_line, cold_start = simulator.invoke(event, env)
+        response, log_line, cold_start = simulator.invoke(event, env,
+                                                          at=None if at is None else at.timestamp())
 
-        left = rotation.format_duration(creds.expires_at - timezone.now())
+        left = rotation.format_duration(creds.expires_at - (at or timezone.now()))
         token = simulator.Token(client_id=creds.client_id, kid=creds.kid, expires_at=creds.expires_at,
-                                expires=f"{rotation.format_when(creds.expires_at)} (in {left})")
+                                expires=f"{rotation.format_when(creds.expires_at)} "
+                                        f"({'in ' + left if at is None else left + ' after --at'})")
         report = simulator.Report(principal_label=principal.label(), principal=principal.describe(), token=token,
                                   asked=asked, via=via, response=response, log_line=log_line, cold_start=cold_start,
-                                  action=action, topic=topic, region=config.region, account=config.account)
+                                  action=action, topic=topic, region=config.region, account=config.account,
+                                  at=None if at is None else rotation.format_when(at))
         if as_json:
             self.stdout.write(report.as_json(quiet=quiet))
         else:
@@ -114,11 +131,12 @@ class Command(BaseCommand):
 
 
 class _Principal:
-    kind = ""
+    kind = snapshot_kind = ""
+    tenant: Tenant
 
-    def issue(self) -> credentials.Credentials:
+    def issue(self, *, now: datetime | None) -> credentials.Credentials:
         try:
-            return self._issue()
+            return self._issue(now=now)
         except credentials.ScopeRequired as exc:
             raise Denied(f"refused at issuance: {exc}") from None
         except credentials.CredentialsUnavailable as exc:
@@ -128,17 +146,29 @@ class _Principal:
         except ValidationError as exc:
             raise usage("; ".join(exc.messages)) from None
 
+    def check_cutoff(self, at: datetime) -> None:
+        """A token dated before the principal's cut-off would be dated at it
+        instead (credentials.issue_floor), so it would not be a token of `at`:
+        say so rather than judge another moment."""
+        floor = cutoffs.issue_floor(tenant_id=self.tenant.pk, kind=self.snapshot_kind,
+                                     principal=self.principal)
+        if floor is not None and at.timestamp() < floor:
+            raise usage(f"--at {rotation.format_when(at)} is before this {self.kind}'s token cut-off "
+                        f"({rotation.format_when(datetime.fromtimestamp(floor, at.tzinfo))}): every token "
+                        f"issued then is refused (token_revoked).")
+
 
 class _User(_Principal):
-    kind = "user"
+    kind, snapshot_kind = "user", snapshot.USER
 
     def __init__(self, user: User, tenant: Tenant):
         self.user, self.tenant = user, tenant
+        self.principal = str(user.pk)
 
-    def _issue(self):
+    def _issue(self, *, now):
         # Used for one connection: the shortest lifetime the authorizer accepts.
         return credentials.issue_user_credentials(actor=self.user, tenant=self.tenant,
-                                                  lifetime=credentials.MIN_LIFETIME_SECONDS)
+                                                  lifetime=credentials.MIN_LIFETIME_SECONDS, now=now)
 
     def describe(self) -> dict:
         return {"kind": "user", "email": self.user.email, "user_id": self.user.pk, "tenant": self.tenant.slug}
@@ -148,14 +178,15 @@ class _User(_Principal):
 
 
 class _Device(_Principal):
-    kind = "device"
+    kind, snapshot_kind = "device", snapshot.DEVICE
 
     def __init__(self, device: Device):
         self.device, self.tenant = device, device.tenant
+        self.principal = device.thing_name
 
-    def _issue(self):
+    def _issue(self, *, now):
         return credentials.issue_device_credentials(actor=None, device=self.device, by_operator=True,
-                                                    lifetime=credentials.MIN_LIFETIME_SECONDS)
+                                                    lifetime=credentials.MIN_LIFETIME_SECONDS, now=now)
 
     def describe(self) -> dict:
         return {"kind": "device", "thing": self.device.thing_name, "name": self.device.name,
@@ -197,6 +228,19 @@ def _device_principal(thing: str, slug: str | None) -> _Device:
     if slug and _tenant(slug) != device.tenant:
         raise usage(f"Device {thing} belongs to tenant {device.tenant.slug!r}, not {slug!r}.")
     return _Device(device)
+
+
+def _moment(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise usage(f"--at {text!r} is not an ISO 8601 time, like 2027-03-30T10:00+02:00.") from None
+    if moment.utcoffset() is None:
+        raise usage(f"--at {text!r} has no UTC offset: add one (+02:00, Z), since a wall time alone is "
+                    f"ambiguous.")
+    return moment
 
 
 def _checked_topic(action: str, topic: str | None) -> str | None:
