@@ -98,8 +98,13 @@ def of(grant) -> Schedule | None:
 
 def week_minutes(schedule: Schedule) -> frozenset[int]:
     """The minutes of the week (0 = Monday 00:00) that `schedule` covers, on its own wall clock."""
-    return frozenset(m for m in range(WEEK) if any(w.covers(m // MINUTES_PER_DAY, m % MINUTES_PER_DAY)
-                                                 for w in schedule.windows))
+    covered = set()
+    for window in schedule.windows:
+        length = (window.end - window.start) % MINUTES_PER_DAY or MINUTES_PER_DAY
+        for day in window.days:
+            first = day * MINUTES_PER_DAY + window.start
+            covered.update(minute % WEEK for minute in range(first, first + length))
+    return frozenset(covered)
 
 
 def within(inner: Schedule | None, outer: Schedule | None) -> bool:
