@@ -15,6 +15,8 @@ from datetime import datetime
 from functools import cache
 from zoneinfo import available_timezones
 
+# The one module of the Lambda that devices reads, besides the vocabulary:
+# Django and the authorizer must decide "in force now?" by the same code.
 from lambda_bridge.schedule import HORIZON_DAYS, MINUTES_PER_DAY, Schedule, Window
 
 from .errors import DomainError, ErrorCode
@@ -157,12 +159,12 @@ def _runs(covered: frozenset[int]) -> list[tuple[int, int]]:
 
 
 def _day_pieces(start: int, length: int) -> list[tuple[int, int, int]]:
-    """A run as windows (day it starts, start, end): one crossing midnight
-    when it spans one midnight and less than a day, else split at midnights."""
+    """A run as windows (day it starts, start, end): one window within a
+    day, one crossing midnight when shorter than a day, else split at midnights."""
     day, begin = divmod(start, MINUTES_PER_DAY)
     if begin + length <= MINUTES_PER_DAY:
         return [(day % 7, begin, begin + length)]
-    if length < MINUTES_PER_DAY and begin + length < 2 * MINUTES_PER_DAY:
+    if length < MINUTES_PER_DAY:
         return [(day % 7, begin, begin + length - MINUTES_PER_DAY)]
     pieces, left = [], length
     while left:

@@ -9,10 +9,9 @@ from functools import cached_property
 from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
-from lambda_bridge.schedule import HORIZON_DAYS, Schedule
-
 from . import schedules
 from .models import ADMIN_ROLES, Device, DeviceGroup, Level, Membership, Share, Tenant, User, live_share_q
+from .schedules import Schedule
 from .share_status import ACTIVE_STATUSES, share_status_q
 
 
@@ -69,7 +68,7 @@ def _best(shares) -> Share | None:
 
 # How far past a start or an end `_Timeline.next_change` follows schedules'
 # edges: a week, and a day for a window crossing midnight.
-_LOOK_AHEAD = timedelta(days=HORIZON_DAYS)
+_LOOK_AHEAD = timedelta(days=schedules.HORIZON_DAYS)
 
 
 class _Timeline:

@@ -6,8 +6,6 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from lambda_bridge.schedule import Schedule
-
 from .. import audit, schedules
 from ..access import changed as access_changed
 from ..audit_actions import Action
@@ -222,7 +220,8 @@ def _check_revocable(actor: User, share: Share) -> None:
         raise DomainError(ErrorCode.SHARE_REVOKED, "This share is already revoked.")
 
 
-def _hours_within(*, child: Schedule | None, parent: Schedule | None) -> tuple[bool, Schedule | None]:
+def _hours_within(*, child: schedules.Schedule | None,
+                  parent: schedules.Schedule | None) -> tuple[bool, schedules.Schedule | None]:
     """Whether any of the child's hours are left inside the parent's, and
     which: its own when they lie inside, else the hours both have. Nothing
     is left when they have none in common, read two zones' clocks, or need

@@ -9,8 +9,6 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from lambda_bridge.schedule import Schedule
-
 from .. import schedules
 from ..errors import DomainError, ErrorCode
 from ..models import GrantTermsModel, Level, Share
@@ -22,7 +20,7 @@ class GrantTerms:
     starts_at: datetime | None = None
     expires_at: datetime | None = None
     can_reshare: bool = False
-    schedule: Schedule | None = None
+    schedule: schedules.Schedule | None = None
 
     @classmethod
     def of(cls, grant: GrantTermsModel) -> "GrantTerms":
