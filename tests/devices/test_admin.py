@@ -251,6 +251,10 @@ def test_audit_events_are_read_only(as_admin_a, two):
     assert event.action != "forged"
 
 
+# A list's hours column: one window a line, then the zone.
+HOURS_CELL = '<span class="nowrap">tue 09:00-12:00</span><br><span class="nowrap">Europe/Brussels</span>'
+
+
 class TestSchedules:
     """Weekly hours in the console: a time zone and one window a line (docs/console.md#weekly-schedules)."""
 
@@ -322,7 +326,7 @@ class TestSchedules:
         share = services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW,
                                       schedule=self.TUESDAYS)
         listing = as_admin_a.get(url("share", "changelist")).content.decode()
-        assert "tue 09:00-12:00 (Europe/Brussels)" in listing and "any hour" in listing
+        assert HOURS_CELL in listing and "any hour" in listing
         services.revoke_share(actor=world.owner, share=share)
         revoked = as_admin_a.get(url("share", "change", share.pk)).content.decode()
         assert "tue 09:00-12:00 (Europe/Brussels)" in revoked and 'name="schedule"' not in revoked
@@ -339,4 +343,4 @@ class TestSchedules:
         assert invitation.schedule == self.TUESDAYS
         page = as_admin_a.get(url("invitation", "change", invitation.pk)).content.decode()
         assert "tue 09:00-12:00 (Europe/Brussels)" in page
-        assert "tue 09:00-12:00 (Europe/Brussels)" in as_admin_a.get(url("invitation", "changelist")).content.decode()
+        assert HOURS_CELL in as_admin_a.get(url("invitation", "changelist")).content.decode()
