@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.shortcuts import redirect
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from config.console import (
     ReadOnlyInline,
@@ -24,8 +25,9 @@ from config.console import (
     error_message,
 )
 
-from . import audit, selectors, services
+from . import audit, schedules, selectors, services
 from .audit_actions import Action
+from .errors import DomainError
 from .models import (
     AuditEvent,
     Device,
@@ -240,9 +242,14 @@ class DeviceTypeAdmin(TenantScopedAdmin):
 class ShareInline(ReadOnlyInline):
     model = Share
     fk_name = "device"
-    fields = ["grantee", "level", "starts_at", "expires_at", "can_reshare", "created_by", "revoked_at"]
+    fields = ["grantee", "level", "starts_at", "expires_at", "weekly_schedule", "can_reshare", "created_by",
+              "revoked_at"]
     readonly_fields = fields
     verbose_name_plural = "shares of this device"
+
+    @admin.display(description="hours")
+    def weekly_schedule(self, obj):
+        return _hours(obj)
 
 
 class GroupShareInline(ShareInline):
@@ -362,6 +369,62 @@ def _through(share):
 # --- shares, invitations, audit ----------------------------------------------
 
 
+def _hours(grant) -> str:
+    return schedules.summary(grant.schedule) or "any hour"
+
+
+def _hours_cell(grant):
+    """For narrow list columns: one window a line, then the zone."""
+    if grant.schedule is None:
+        return "any hour"
+    lines = [*schedules.to_text(grant.schedule).splitlines(), grant.schedule["timezone"]]
+    # The admin's own .nowrap: "09:00-12:00" must not break at its dash.
+    return format_html_join(mark_safe("<br>"), '<span class="nowrap">{}</span>', ((line,) for line in lines))
+
+
+def _zone_choices():
+    return [("", "—"), *((zone, zone) for zone in sorted(schedules.time_zones()))]
+
+
+class ScheduleTextField(forms.CharField):
+    """One window a line; compared line by line, so a browser's CRLF is no change."""
+
+    def to_python(self, value):
+        return "\n".join(line.strip() for line in super().to_python(value).splitlines() if line.strip())
+
+
+class ScheduleForm(ServiceForm):
+    """A grant's weekly schedule as a time zone and one window a line, turned
+    into its JSON form by devices.schedules (docs/console.md#weekly-schedules)."""
+
+    schedule_zone = forms.ChoiceField(label="Time zone", required=False, choices=_zone_choices,
+                                      help_text="The clock the hours below are read on.")
+    schedule = ScheduleTextField(
+        label="Weekly hours", required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        help_text="One window a line: days, then hours, e.g. <code>tue,thu 09:00-12:00</code> or "
+                  "<code>mon-fri 22:00-06:00</code> (an end before the start is the next day). "
+                  "Empty: any hour.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = self.instance.schedule
+        self.initial["schedule_zone"] = stored["timezone"] if stored else ""
+        self.initial["schedule"] = schedules.to_text(stored)
+
+    def clean(self):
+        data = super().clean()
+        if "schedule_zone" not in self.errors:
+            try:
+                data["schedule"] = schedules.parse_text(data.get("schedule", ""), zone=data.get("schedule_zone", ""))
+            except DomainError as error:
+                self.add_error(None, error)  # on the field it names, "schedule"
+        return data
+
+    def schedule_changed(self) -> bool:
+        return bool({"schedule", "schedule_zone"} & set(self.changed_data))
+
+
 class ShareStatusFilter(admin.SimpleListFilter):
     """The API's statuses (devices/share_status.py), so both lists agree."""
 
@@ -377,16 +440,18 @@ class ShareStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Share)
 class ShareAdmin(TenantScopedAdmin):
-    list_display = ["__str__", "grantee", "level", "target_display", "starts_at", "expires_at", "can_reshare", "status"]
+    list_display = ["__str__", "grantee", "level", "target_display", "starts_at", "expires_at", "hours",
+                    "can_reshare", "status"]
     list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), ShareStatusFilter, "level", "can_reshare"]
     search_fields = ["grantee__email", "device__name", "device__thing_name", "group__name"]
     list_select_related = ["grantee", "device", "group", "tenant"]
     actions = ["revoke_selected"]
 
     def get_fields(self, request, obj=None):
+        hours = ["weekly_schedule"] if obj is not None and obj.revoked_at else ["schedule_zone", "schedule"]
         if obj is None:
-            return ["device", "group", "grantee", "level", "starts_at", "expires_at", "can_reshare"]
-        return ["tenant", "device", "group", "grantee", "level", "starts_at", "expires_at", "can_reshare",
+            return ["device", "group", "grantee", "level", "starts_at", "expires_at", *hours, "can_reshare"]
+        return ["tenant", "device", "group", "grantee", "level", "starts_at", "expires_at", *hours, "can_reshare",
                 "parent", "created_by", "created_at", "revoked_at", "revoked_by"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -394,7 +459,13 @@ class ShareAdmin(TenantScopedAdmin):
             return []
         fixed = ["tenant", "device", "group", "grantee", "parent",
                  "created_by", "created_at", "revoked_at", "revoked_by"]
-        return fixed + (["level", "starts_at", "expires_at", "can_reshare"] if obj.revoked_at else [])
+        return fixed + (["level", "starts_at", "expires_at", "weekly_schedule", "can_reshare"] if obj.revoked_at
+                        else [])
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None or not obj.revoked_at:
+            kwargs["form"] = ScheduleForm
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def has_delete_permission(self, request, obj=None):
         return False  # shares are revoked, not deleted, so history stays
@@ -407,16 +478,26 @@ class ShareAdmin(TenantScopedAdmin):
     def status(self, obj):
         return share_status(obj).label
 
+    @admin.display(description="hours")
+    def hours(self, obj):
+        return _hours_cell(obj)
+
+    @admin.display(description="weekly hours")
+    def weekly_schedule(self, obj):
+        return _hours(obj)
+
     def perform(self, request, form, change):
         data = form.cleaned_data
         if change:
             # Only what the form changed, so an untouched past start or expiry is not re-validated.
-            changed = {name: data[name] for name in form.changed_data}
+            changed = {name: data[name] for name in form.changed_data if name not in ("schedule", "schedule_zone")}
+            if form.schedule_changed():
+                changed["schedule"] = data["schedule"]
             return services.update_share(actor=request.user, share=self.fresh(form), **changed)
         return services.create_share(
             actor=request.user, device=data.get("device"), group=data.get("group"), grantee=data["grantee"],
             level=data["level"], starts_at=data.get("starts_at"), expires_at=data.get("expires_at"),
-            can_reshare=data.get("can_reshare", False),
+            can_reshare=data.get("can_reshare", False), schedule=data.get("schedule"),
         )
 
     @admin.action(description="Revoke selected shares (and their re-shares)")
@@ -431,18 +512,28 @@ class ShareAdmin(TenantScopedAdmin):
 
 @admin.register(Invitation)
 class InvitationAdmin(TenantScopedAdmin):
-    list_display = ["email", "target_display", "level", "status", "invited_by", "valid_until"]
+    list_display = ["email", "target_display", "level", "hours", "status", "invited_by", "valid_until"]
     list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "status"]
     search_fields = ["email"]
     actions = ["cancel_selected"]
     target_display = ShareAdmin.target_display
+    hours = ShareAdmin.hours
+    weekly_schedule = ShareAdmin.weekly_schedule
 
     def get_fields(self, request, obj=None):
-        fields = ["device", "group", "email", "level", "starts_at", "expires_at", "can_reshare"]
-        return fields if obj is None else ["tenant", *fields, "status", "invited_by", "valid_until", "created_at"]
+        fields = ["device", "group", "email", "level", "starts_at", "expires_at"]
+        if obj is None:
+            return [*fields, "schedule_zone", "schedule", "can_reshare"]
+        return ["tenant", *fields, "weekly_schedule", "can_reshare", "status", "invited_by", "valid_until",
+                "created_at"]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.get_fields(request, obj)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ScheduleForm
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def has_change_permission(self, request, obj=None):
         return False  # a sent invitation is answered or cancelled, not edited
@@ -455,7 +546,7 @@ class InvitationAdmin(TenantScopedAdmin):
         return services.create_invitation(
             actor=request.user, email=data["email"], device=data.get("device"), group=data.get("group"),
             level=data["level"], starts_at=data.get("starts_at"), expires_at=data.get("expires_at"),
-            can_reshare=data.get("can_reshare", False),
+            can_reshare=data.get("can_reshare", False), schedule=data.get("schedule"),
         )
 
     @admin.action(description="Cancel selected invitations")

@@ -60,6 +60,7 @@ class ErrorCode(str, Enum):
     SCHEDULE_INVALID = "schedule_invalid", Kind.INVALID
     TIME_ZONE_UNKNOWN = "time_zone_unknown", Kind.INVALID
     OUTSIDE_PARENT_SCHEDULE = "outside_parent_schedule", Kind.INVALID
+    SCHEDULE_NEVER_IN_FORCE = "schedule_never_in_force", Kind.INVALID
     INVITER_CANNOT_SHARE = "inviter_cannot_share", Kind.INVALID
     # IoT credentials (authz).
     SCOPE_DEVICES_OR_GROUP = "scope_devices_or_group", Kind.INVALID

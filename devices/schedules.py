@@ -7,13 +7,17 @@ The JSON form, stored as it is on a share or an invitation::
     {"timezone": "Europe/Brussels",
      "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]}
 
-`days` are the days a window starts on; an `end` at or before its `start`
-crosses midnight into the next day, and "24:00" is the end of the day.
+`days` are the days a window starts on; an `end` before its `start` crosses
+midnight into the next day, and "24:00" (or "00:00") is the end of the day.
 """
+import re
+from datetime import datetime
 from functools import cache
 from zoneinfo import available_timezones
 
-from lambda_bridge.schedule import MINUTES_PER_DAY, Schedule, Window
+# The one module of the Lambda that devices reads, besides the vocabulary:
+# Django and the authorizer must decide "in force now?" by the same code.
+from lambda_bridge.schedule import HORIZON_DAYS, MINUTES_PER_DAY, Schedule, Window
 
 from .errors import DomainError, ErrorCode
 
@@ -53,9 +57,10 @@ def _window(data) -> Window:
         raise _invalid(f"A window's days are a list of distinct names from {', '.join(DAYS)}.")
     start = _minute(data["start"], name="start", end=False)
     end = _minute(data["end"], name="end", end=True)
-    if start == end % MINUTES_PER_DAY:
+    if start == end:
         raise _invalid("A window cannot start and end at the same time; for a whole day write 00:00 to 24:00.")
-    return Window(days=frozenset(DAYS.index(d) for d in days), start=start, end=end)
+    # An end of 00:00 is the coming midnight, stored as 24:00.
+    return Window(days=frozenset(DAYS.index(d) for d in days), start=start, end=end or MINUTES_PER_DAY)
 
 
 def parse(data) -> Schedule | None:
@@ -95,8 +100,13 @@ def of(grant) -> Schedule | None:
 
 def week_minutes(schedule: Schedule) -> frozenset[int]:
     """The minutes of the week (0 = Monday 00:00) that `schedule` covers, on its own wall clock."""
-    return frozenset(m for m in range(WEEK) if any(w.covers(m // MINUTES_PER_DAY, m % MINUTES_PER_DAY)
-                                                 for w in schedule.windows))
+    covered = set()
+    for window in schedule.windows:
+        length = (window.end - window.start) % MINUTES_PER_DAY or MINUTES_PER_DAY
+        for day in window.days:
+            first = day * MINUTES_PER_DAY + window.start
+            covered.update(minute % WEEK for minute in range(first, first + length))
+    return frozenset(covered)
 
 
 def within(inner: Schedule | None, outer: Schedule | None) -> bool:
@@ -107,3 +117,153 @@ def within(inner: Schedule | None, outer: Schedule | None) -> bool:
     if inner is None or inner.zone != outer.zone:
         return False
     return week_minutes(inner) <= week_minutes(outer)
+
+
+def intersection(a: Schedule, b: Schedule) -> Schedule | None:
+    """The schedule in force exactly when both `a` and `b` are (same week
+    minutes as their common ones); None when they share no minute or read
+    different zones' clocks. It may need more than MAX_WINDOWS windows."""
+    if a.zone != b.zone:
+        return None
+    return _from_week_minutes(a.zone, week_minutes(a) & week_minutes(b))
+
+
+def _from_week_minutes(zone: str, covered: frozenset[int]) -> Schedule | None:
+    """The windows of `covered`: each run of consecutive minutes (the week
+    wraps from Sunday to Monday) becomes one window a day, a run that goes
+    past one midnight a window crossing it, and equal hours on several days
+    one window with those days."""
+    if not covered:
+        return None
+    if len(covered) == WEEK:
+        return Schedule(zone=zone, windows=(Window(days=frozenset(range(7)), start=0, end=MINUTES_PER_DAY),))
+    hours: dict[tuple[int, int], set[int]] = {}
+    for start, length in _runs(covered):
+        for day, begin, end in _day_pieces(start, length):
+            hours.setdefault((begin, end), set()).add(day)
+    windows = [Window(days=frozenset(days), start=begin, end=end) for (begin, end), days in hours.items()]
+    return Schedule(zone=zone, windows=tuple(sorted(windows, key=lambda w: (min(w.days), w.start, w.end))))
+
+
+def _runs(covered: frozenset[int]) -> list[tuple[int, int]]:
+    """(first minute, length) of each maximal run, reading the week as a
+    circle; `covered` is neither empty nor the whole week."""
+    starts = [m for m in covered if (m - 1) % WEEK not in covered]
+    runs = []
+    for start in starts:
+        length = 1
+        while (start + length) % WEEK in covered:
+            length += 1
+        runs.append((start, length))
+    return runs
+
+
+def _day_pieces(start: int, length: int) -> list[tuple[int, int, int]]:
+    """A run as windows (day it starts, start, end): one window within a
+    day, one crossing midnight when shorter than a day, else split at midnights."""
+    day, begin = divmod(start, MINUTES_PER_DAY)
+    if begin + length <= MINUTES_PER_DAY:
+        return [(day % 7, begin, begin + length)]
+    if length < MINUTES_PER_DAY:
+        return [(day % 7, begin, begin + length - MINUTES_PER_DAY)]
+    pieces, left = [], length
+    while left:
+        piece = min(left, MINUTES_PER_DAY - begin)
+        pieces.append((day % 7, begin, begin + piece))
+        day, begin, left = day + 1, 0, left - piece
+    return pieces
+
+
+def reached_between(schedule: Schedule | None, start: datetime, end: datetime | None) -> bool:
+    """Whether `schedule` is in force at some instant in [`start`, `end`)
+    (`end` None: never ends; a schedule recurs every week, so yes)."""
+    if schedule is None or end is None:
+        return True
+    at = int(start.timestamp())
+    while at < end.timestamp():
+        if schedule.active(at):
+            return True
+        change = schedule.next_change(at)
+        # None: not in force for the whole horizon ahead (a window only in
+        # a skipped hour); look again a horizon later.
+        at = change if change is not None else at + HORIZON_DAYS * MINUTES_PER_DAY * 60
+    return False
+
+
+# --- the console's text form: one window a line, "tue,thu 09:00-12:00" -------------------
+
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+def parse_text(text: str, *, zone: str) -> dict | None:
+    """The JSON form of a schedule written one window a line, as the console
+    takes it: days (names, commas, ranges such as mon-fri) then hours, e.g.
+    ``mon-fri 22:00-06:00``. No line: no schedule. Checked by `parse`."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    if not zone:
+        raise DomainError(ErrorCode.TIME_ZONE_UNKNOWN, "Choose the time zone the hours are read in.",
+                          field="schedule")
+    windows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            window = _text_window(line)
+            _window(window)
+        except DomainError as error:
+            raise _invalid(f"Line {number} ({line}): {error.messages[0]}") from None
+        windows.append(window)
+    return to_json(parse({"timezone": zone, "windows": windows}))
+
+
+def _text_window(line: str) -> dict:
+    line = re.sub(r"\s+", "", line.lower().replace("–", "-"))
+    hours_at = next((i for i, char in enumerate(line) if char.isdigit()), len(line))
+    start, dash, end = line[hours_at:].partition("-")
+    if not hours_at or not dash:
+        raise _invalid("Write days then hours, like tue,thu 09:00-12:00.")
+    return {"days": _text_days(line[:hours_at]), "start": _text_time(start), "end": _text_time(end)}
+
+
+def _text_days(text: str) -> list[str]:
+    days: list[str] = []
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        if first not in DAYS or (dash and last not in DAYS):
+            raise _invalid(f"Days are {', '.join(DAYS)}, separated by commas, or a range such as mon-fri.")
+        span = (DAYS.index(last) - DAYS.index(first)) % 7 if dash else 0
+        days.extend(DAYS[(DAYS.index(first) + n) % 7] for n in range(span + 1))
+    return list(dict.fromkeys(days))
+
+
+def _text_time(text: str) -> str:
+    match = _TIME.match(text)
+    return f"{int(match[1]):02d}:{match[2]}" if match else text
+
+
+def to_text(data: dict | None) -> str:
+    """The console's text form of a stored schedule (its zone apart), one window a line."""
+    schedule = parse(data)
+    if schedule is None:
+        return ""
+    return "\n".join(f"{_day_list(w.days)} {_hhmm(w.start)}-{_hhmm(w.end)}" for w in schedule.windows)
+
+
+def _day_list(days: frozenset[int]) -> str:
+    """Week order; three or more days in a row as a range (mon-fri)."""
+    parts, ordered = [], sorted(days)
+    while ordered:
+        run = 1
+        while run < len(ordered) and ordered[run] == ordered[0] + run:
+            run += 1
+        names = [DAYS[d] for d in ordered[:run]]
+        parts.append(f"{names[0]}-{names[-1]}" if run >= 3 else ",".join(names))
+        ordered = ordered[run:]
+    return ",".join(parts)
+
+
+def summary(data: dict | None) -> str:
+    """One line for lists and messages: "tue 09:00-12:00 (Europe/Brussels)"; "" for none."""
+    if data is None:
+        return ""
+    return f"{'; '.join(to_text(data).splitlines())} ({data['timezone']})"

@@ -1,26 +1,40 @@
 """Reads that depend on who is asking: effective access and permission checks."""
+from __future__ import annotations
+
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from . import schedules
 from .models import ADMIN_ROLES, Device, DeviceGroup, Level, Membership, Share, Tenant, User, live_share_q
+from .schedules import Schedule
+from .share_status import ACTIVE_STATUSES, share_status_q
 
 
 @dataclass(frozen=True)
 class Access:
-    """What one user may do with one device right now, and why."""
+    """What one user may do with one device at one instant, and why."""
 
     level: Level
     share: Share | None  # the share that grants `level`; None for the owner
     expires_at: datetime | None = None
+    schedule: Schedule | None = None  # the granting share's weekly hours; None: any hour
+    # What `next_change` reads, so that callers who only want the level pay nothing for it.
+    timeline: _Timeline | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
         return self.level.label
+
+    @cached_property
+    def next_change(self) -> datetime | None:
+        """The first instant after this one at which the level changes (see
+        `_Timeline.next_change`); None for ownership and in `device_access_list`'s rows."""
+        return None if self.timeline is None else self.timeline.next_change()
 
 
 def is_tenant_admin(*, user: User, tenant_id: int) -> bool:
@@ -47,43 +61,130 @@ def _shares_reaching(device: Device) -> Q:
 
 
 def _best(shares) -> Share | None:
-    """Highest level wins; among equals the one that lasts longest."""
+    """Highest level wins; among equals the one that lasts longest, at any hour before one with a schedule."""
     far = datetime.max.replace(tzinfo=timezone.get_current_timezone())
-    return max(shares, key=lambda s: (s.level, s.expires_at or far), default=None)
+    return max(shares, key=lambda s: (s.level, s.expires_at or far, s.schedule is None), default=None)
 
 
-def _in_force(shares, now: datetime | None) -> list[Share]:
-    """The live shares among `shares` whose schedule, if any, is in force at `now`."""
-    at = int((now or timezone.now()).timestamp())
-    return [s for s in shares if (schedule := schedules.of(s)) is None or schedule.active(at)]
+# How far past a start or an end `_Timeline.next_change` follows schedules'
+# edges: a week, and a day for a window crossing midnight.
+_LOOK_AHEAD = timedelta(days=schedules.HORIZON_DAYS)
+
+
+class _Timeline:
+    """Shares that have not ended at `now` (live, or yet to start): which are
+    in force at an instant, and when the access they give next changes."""
+
+    def __init__(self, shares: Iterable[Share], now: datetime):
+        self.now = now
+        self.grants = [(share, schedules.of(share)) for share in shares]
+
+    def in_force(self, at: datetime) -> list[Share]:
+        """Started, not ended, and inside their schedule, if any (docs/sharing.md#weekly-schedules)."""
+        second = int(at.timestamp())
+        return [share for share, schedule in self.grants
+                if (share.starts_at is None or share.starts_at <= at)
+                and (share.expires_at is None or at < share.expires_at)
+                and (schedule is None or schedule.active(second))]
+
+    def level(self, at: datetime) -> Level | None:
+        best = _best(self.in_force(at))
+        return None if best is None else Level(best.level)
+
+    def next_change(self) -> datetime | None:
+        """The first instant after `now` at which the level differs from the
+        level at `now` (gained, lost, raised or lowered). Starts and ends are
+        followed however far ahead; a schedule's edges only up to 8 days past
+        `now` or past the last start or end met on the way: past that, None."""
+        level, horizon = self.level(self.now), self.now + _LOOK_AHEAD
+        edges = [self._edge(share, schedule, self.now) for share, schedule in self.grants]
+        while upcoming := [edge for edge in edges if edge is not None]:
+            at = min(moment for moment, _ in upcoming)
+            starts_or_ends = any(moment == at and span for moment, span in upcoming)
+            if not starts_or_ends and at > horizon:
+                return None
+            if self.level(at) != level:
+                return at
+            if starts_or_ends:
+                horizon = max(horizon, at + _LOOK_AHEAD)
+            edges = [self._edge(share, schedule, at) if edge is not None and edge[0] == at else edge
+                     for (share, schedule), edge in zip(self.grants, edges, strict=True)]
+        return None
+
+    @staticmethod
+    def _edge(share: Share, schedule: Schedule | None, after: datetime) -> tuple[datetime, bool] | None:
+        """When the share may next start or stop being in force after
+        `after`, and whether that is its own start or end (else a window's edge)."""
+        if share.expires_at is not None and share.expires_at <= after:
+            return None
+        if share.starts_at is not None and share.starts_at > after:
+            return share.starts_at, True
+        change = schedule.next_change(int(after.timestamp())) if schedule is not None else None
+        edge = None if change is None else datetime.fromtimestamp(change, UTC)
+        if share.expires_at is not None and (edge is None or share.expires_at <= edge):
+            return share.expires_at, True
+        return None if edge is None else (edge, False)
+
+
+def _timeline(user: User, device: Device, now: datetime | None) -> _Timeline:
+    """One query: `user`'s shares reaching `device` that have not ended."""
+    now = now or timezone.now()
+    shares = Share.objects.filter(share_status_q(*ACTIVE_STATUSES, now=now), _shares_reaching(device), grantee=user)
+    return _Timeline(shares, now)
 
 
 def effective_access(*, user: User, device: Device, now: datetime | None = None) -> Access | None:
-    """Highest level over ownership, direct and group shares; None means no access."""
+    """Highest level over ownership, direct and group shares in force at
+    `now` (schedules included); None means no access."""
     if not user.is_active:
         return None
     if device.owner_id == user.pk:
         return Access(level=Level.OWNER, share=None)
-    shares = _in_force(Share.objects.live(now).filter(_shares_reaching(device), grantee=user), now)
-    best = _best(shares)
+    timeline = _timeline(user, device, now)
+    best = _best(timeline.in_force(timeline.now))
     if best is None:
         return None
-    return Access(level=Level(best.level), share=best, expires_at=best.expires_at)
+    return Access(level=Level(best.level), share=best, expires_at=best.expires_at, schedule=schedules.of(best),
+                  timeline=timeline)
+
+
+def next_access_change(*, user: User, device: Device, now: datetime | None = None) -> datetime | None:
+    """When `user`'s effective access to `device` next changes after `now`,
+    with access or without (then: when it begins); None for the owner, or
+    when nothing changes as far as `_Timeline.next_change` looks."""
+    if not user.is_active or device.owner_id == user.pk:
+        return None
+    return _timeline(user, device, now).next_change()
+
+
+def held_level(*, user: User, device: Device, now: datetime | None = None) -> Level | None:
+    """The highest level `user` holds on `device` through ownership or live
+    shares, at any hour: the rights to manage it (rename it, see everyone's
+    access and its audit log) follow a share's status, not its schedule
+    (docs/sharing.md#weekly-schedules)."""
+    if not user.is_active:
+        return None
+    if device.owner_id == user.pk:
+        return Level.OWNER
+    best = _best(Share.objects.live(now).filter(_shares_reaching(device), grantee=user))
+    return None if best is None else Level(best.level)
 
 
 def device_access_list(*, device: Device, now: datetime | None = None) -> list[tuple[User, Access]]:
-    """Every user with access to `device`, owner first, then by level."""
+    """Every user with access to `device` at `now`, owner first, then by level."""
+    now = now or timezone.now()
     shares = (
         Share.objects.live(now).filter(_shares_reaching(device)).select_related("grantee", "group", "device")
     )
     by_user: dict[int, list[Share]] = {}
-    for share in _in_force(shares, now):
+    for share in _Timeline(shares, now).in_force(now):
         by_user.setdefault(share.grantee_id, []).append(share)
     rows = [(device.owner, Access(level=Level.OWNER, share=None))]
     for grantee_shares in by_user.values():
         best = _best(grantee_shares)
         if best.grantee_id != device.owner_id:
-            rows.append((best.grantee, Access(level=Level(best.level), share=best, expires_at=best.expires_at)))
+            rows.append((best.grantee, Access(level=Level(best.level), share=best, expires_at=best.expires_at,
+                                              schedule=schedules.of(best))))
     rows[1:] = sorted(rows[1:], key=lambda row: (-row[1].level, row[0].email))
     return rows
 

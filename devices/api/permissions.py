@@ -7,7 +7,7 @@ come before anything that would reveal other people's data.
 from django.core.exceptions import PermissionDenied
 
 from devices.models import Device, DeviceGroup, Level, User
-from devices.selectors import effective_access, owns_or_administers, reshare_grant
+from devices.selectors import held_level, owns_or_administers, reshare_grant
 
 
 def may_share(user: User, target: Device | DeviceGroup) -> bool:
@@ -21,11 +21,11 @@ def may_share(user: User, target: Device | DeviceGroup) -> bool:
 
 def may_oversee(user: User, device: Device) -> bool:
     """Who sees everyone's access to a device and its audit log: the owner,
-    tenant admins, and whoever holds the manage level on it."""
+    tenant admins, and whoever holds the manage level on it (at any hour)."""
     if owns_or_administers(user, device):
         return True
-    access = effective_access(user=user, device=device)
-    return access is not None and access.level >= Level.MANAGE
+    level = held_level(user=user, device=device)
+    return level is not None and level >= Level.MANAGE
 
 
 def require(condition: bool, message: str) -> None:

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
+from devices import schedules
 from devices import selectors as domain
 from devices.models import (
     AuditEvent,
@@ -192,17 +193,45 @@ def _target_name(obj) -> str:
     return obj.device.name if obj.device_id else obj.group.name
 
 
+class ScheduleWindowSerializer(serializers.Serializer):
+    days = serializers.ListField(child=serializers.ChoiceField(choices=list(schedules.DAYS)), min_length=1,
+                                 max_length=7, help_text="The days the window starts on.")
+    start = serializers.RegexField(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", help_text="Local time, HH:MM.")
+    end = serializers.RegexField(r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
+                                 help_text="Local time, HH:MM; before `start`: the next day; 24:00: midnight.")
+
+
+class ScheduleSerializer(serializers.Serializer):
+    """Weekly hours in one time zone (docs/sharing.md#weekly-schedules).
+    Only describes the field in the schema: `ScheduleField` hands what it is
+    sent to the services, whose check answers with a code."""
+
+    timezone = serializers.CharField(help_text="An IANA time zone name, such as Europe/Brussels.")
+    windows = serializers.ListField(child=ScheduleWindowSerializer(), min_length=1, max_length=schedules.MAX_WINDOWS)
+
+
+@extend_schema_field(ScheduleSerializer)
+class ScheduleField(serializers.JSONField):
+    """A weekly schedule in its JSON form, or null for any hour."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "Weekly hours the grant is limited to, in one time zone; null: any hour.")
+        super().__init__(allow_null=True, **kwargs)
+
+
 class ShareSerializer(serializers.ModelSerializer):
     grantee = UserBriefSerializer()
     created_by = UserBriefSerializer()
     level = LevelField()
     target_name = serializers.SerializerMethodField()
     status = serializers.SerializerMethodField()
+    schedule = ScheduleField(read_only=True)
 
     class Meta:
         model = Share
         fields = ["id", "device", "group", "target_name", "grantee", "level", "starts_at", "expires_at",
-                  "can_reshare", "parent", "created_by", "created_at", "updated_at", "revoked_at", "status"]
+                  "schedule", "can_reshare", "parent", "created_by", "created_at", "updated_at", "revoked_at",
+                  "status"]
         read_only_fields = fields
 
     def get_target_name(self, share) -> str:
@@ -219,6 +248,7 @@ class ShareTermsSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     can_reshare = serializers.BooleanField(required=False, default=False,
                                            help_text="Manage shares only: may share onwards within this share.")
+    schedule = ScheduleField(required=False, default=None)
 
 
 class ShareCreateSerializer(ShareTermsSerializer):
@@ -228,11 +258,12 @@ class ShareCreateSerializer(ShareTermsSerializer):
 
 
 class ShareUpdateSerializer(serializers.Serializer):
-    """Only the fields sent change; null clears a start or an expiry."""
+    """Only the fields sent change; null clears a start, an expiry or a schedule."""
 
     level = LevelField(required=False)
     starts_at = serializers.DateTimeField(required=False, allow_null=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    schedule = ScheduleField(required=False)
     can_reshare = serializers.BooleanField(required=False)
 
 
@@ -264,18 +295,20 @@ class InvitationSerializer(serializers.ModelSerializer):
     target_name = serializers.SerializerMethodField()
     level = LevelField()
     invited_by = serializers.EmailField(source="invited_by.email")
+    schedule = ScheduleField(read_only=True)
 
     class Meta:
         model = Invitation
         fields = ["id", "tenant", "email", "device", "group", "target_name", "level", "starts_at", "expires_at",
-                  "can_reshare", "invited_by", "status", "valid_until", "created_at", "responded_at", "share"]
+                  "schedule", "can_reshare", "invited_by", "status", "valid_until", "created_at", "responded_at",
+                  "share"]
         read_only_fields = fields
 
     def get_target_name(self, invitation) -> str:
         return _target_name(invitation)
 
 
-class AccessSerializer(serializers.Serializer):
+class AccessFieldsSerializer(serializers.Serializer):
     level = LevelField(with_owner=True, allow_null=True, help_text="Null: no access of your own.")
     through = serializers.ChoiceField(
         choices=["ownership", "device_share", "group_share", "tenant_admin"], allow_null=True,
@@ -285,9 +318,17 @@ class AccessSerializer(serializers.Serializer):
     group = serializers.IntegerField(allow_null=True, help_text="The group whose share grants it.")
     starts_at = serializers.DateTimeField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)
+    schedule = ScheduleField(help_text="The weekly hours of the share that grants the level; null: any hour.")
 
 
-class AccessEntrySerializer(AccessSerializer):
+class AccessSerializer(AccessFieldsSerializer):
+    in_force = serializers.BooleanField(help_text="Whether you have access of your own at that instant.")
+    next_change = serializers.DateTimeField(
+        allow_null=True, help_text="When your level next changes (a share starts or ends, a window opens or "
+        "closes); null when it does not within the look-ahead (docs/sharing.md#weekly-schedules).")
+
+
+class AccessEntrySerializer(AccessFieldsSerializer):
     user = UserBriefSerializer()
 
 
@@ -307,6 +348,7 @@ def access_row(access, *, admin: bool = False) -> dict:
         "group": share.group_id if share else None,
         "starts_at": share.starts_at if share else None,
         "expires_at": access.expires_at if access else None,
+        "schedule": schedules.to_json(access.schedule) if access else None,
     }
 
 

@@ -5,12 +5,17 @@ can see (``selectors``), validate input (``serializers``) and call
 The base views (``ApiView``, ``TenantView``: tenant paths, 404 on anything
 unseen) are shared with authz's API and live in ``config.api.views``.
 """
+import re
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
@@ -21,8 +26,9 @@ from rest_framework_simplejwt.tokens import AccessToken, UntypedToken
 from config.api.errors import LockedOut
 from config.api.throttling import ScopedWriteThrottle
 from config.api.views import ApiView, TenantView
-from devices import access, services, signin
+from devices import access, schedules, services, signin
 from devices import selectors as domain
+from devices.errors import DomainError, ErrorCode
 from devices.models import AuditEvent, Device, DeviceGroup, DeviceType, Invitation, Membership, Share, Tenant, User
 
 from . import filters, selectors
@@ -256,17 +262,50 @@ class DeviceTransferView(DeviceRendering, TenantView):
         return Response({**self.render_device(device), "receipt": receipt()})
 
 
-@extend_schema(tags=["access"], summary="Your effective access to the device, and what grants it",
+# How far from now `?at=` may preview access: a year either way.
+PREVIEW_RANGE = timedelta(days=366)
+
+
+def preview_instant(raw: str | None, now: datetime) -> datetime:
+    """The instant `?at=` names, with its UTC offset (a `+` sent unencoded
+    arrives as a space); now when absent."""
+    if raw is None:
+        return now
+    try:
+        at = parse_datetime(re.sub(r" (\d{2}(:?\d{2})?)$", r"+\1", raw.strip()))
+    except ValueError:
+        at = None
+    if at is None:
+        raise ValidationError({"at": "Give an ISO 8601 date and time with its offset, like 2027-03-30T10:00+02:00."})
+    if timezone.is_naive(at):
+        raise DomainError(ErrorCode.NAIVE_TIME, "Times must carry a time zone.", field="at")
+    if abs(at - now) > PREVIEW_RANGE:
+        raise ValidationError({"at": "Access can be previewed up to a year ahead or back."})
+    return at
+
+
+@extend_schema(tags=["access"], summary="Your effective access to the device, what grants it and when it changes",
+               parameters=[OpenApiParameter(
+                   "at", OpenApiTypes.DATETIME, required=False,
+                   description="Preview another instant, within a year of now; ISO 8601 with its offset "
+                               "(encode + as %2B). Default: now.")],
                responses={200: s.AccessSerializer})
 class DeviceAccessView(TenantView):
     model = Device
     serializer_class = s.AccessSerializer
+    documented_errors = {"get": [400]}
 
     def get(self, request, tenant, device):
         device = self.visible_device(device)
-        access = domain.effective_access(user=request.user, device=device)
-        admin = access is None and domain.is_tenant_admin(user=request.user, tenant_id=self.tenant.pk)
-        return Response(s.AccessSerializer(s.access_row(access, admin=admin)).data)
+        at = preview_instant(request.query_params.get("at"), timezone.now())
+        access = domain.effective_access(user=request.user, device=device, now=at)
+        if access is None:
+            admin = domain.is_tenant_admin(user=request.user, tenant_id=self.tenant.pk)
+            row = {**s.access_row(None, admin=admin), "in_force": False,
+                   "next_change": domain.next_access_change(user=request.user, device=device, now=at)}
+        else:
+            row = {**s.access_row(access), "in_force": True, "next_change": access.next_change}
+        return Response(s.AccessSerializer(row).data)
 
 
 @extend_schema(tags=["access"], summary="Everyone with access to the device (owner, managers, tenant admins)",
@@ -339,7 +378,10 @@ class TargetSharesView(SharesThrottled, TenantView, generics.ListCreateAPIView):
         user, now = self.request.user, timezone.now()
         pending = Invitation.objects.filter(**on_target, email=email.strip().lower(), status=Invitation.Status.PENDING,
                                             valid_until__gt=now)
-        same = pending.filter(invited_by=user, **terms).first()
+        sent = {name: value for name, value in terms.items() if name != "schedule"}
+        # Schedules compare as schedules, not as stored JSON (null is SQL NULL there).
+        schedule = schedules.parse(terms.get("schedule"))
+        same = next((i for i in pending.filter(invited_by=user, **sent) if schedules.of(i) == schedule), None)
         if same is not None and may_share(user, target):
             return Response(s.InvitationSerializer(same).data, status=status.HTTP_200_OK)
         invitation = services.create_invitation(actor=user, email=email, **on_target, **terms)

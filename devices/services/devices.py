@@ -7,7 +7,7 @@ from ..access import changed as access_changed
 from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
 from ..models import Device, DeviceGroup, DeviceType, Level, RetiredThingName, Share, Tenant, User, validate_thing_name
-from ..selectors import access_audience, effective_access, owns_or_administers
+from ..selectors import access_audience, held_level, owns_or_administers
 from .invitations import _cancel_pending_invitations
 from .rules import _clean_name, _require, _require_admin, _require_member, _same_tenant, _save_unique
 from .shares import _revoke_many
@@ -43,9 +43,9 @@ def register_device(*, actor: User, tenant: Tenant, name: str, device_type: Devi
 
 @transaction.atomic
 def rename_device(*, actor: User, device: Device, name: str) -> Device:
-    access = effective_access(user=actor, device=device)
+    level = held_level(user=actor, device=device)
     _require(
-        (access is not None and access.level >= Level.MANAGE) or owns_or_administers(actor, device),
+        (level is not None and level >= Level.MANAGE) or owns_or_administers(actor, device),
         "Renaming needs the manage level, ownership or tenant admin rights.",
     )
     old, device.name = device.name, _clean_name(name)

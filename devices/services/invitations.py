@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from .. import audit
+from .. import audit, schedules
 from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
 from ..models import Device, DeviceGroup, Invitation, Membership, Share, User
@@ -20,12 +20,14 @@ INVITATION_VALIDITY = timedelta(days=14)
 @transaction.atomic
 def create_invitation(*, actor: User, email: str, level, device: Device | None = None,
                       group: DeviceGroup | None = None, starts_at: datetime | None = None,
-                      expires_at: datetime | None = None, can_reshare: bool = False,
+                      expires_at: datetime | None = None, can_reshare: bool = False, schedule: dict | None = None,
                       valid_for: timedelta = INVITATION_VALIDITY) -> Invitation:
-    """Offer a share to an email address. Nothing is granted until the
-    addressee accepts, and then only what the inviter may still give."""
+    """Offer a share (with a weekly `schedule`, in its JSON form, if given)
+    to an email address. Nothing is granted until the addressee accepts,
+    and then only what the inviter may still give."""
     target = _one_target(device, group)
-    terms = GrantTerms(level=_level(level), starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare)
+    terms = GrantTerms(level=_level(level), starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
+                       schedule=schedules.parse(schedule))
     email = (email or "").strip().lower()
     now = timezone.now()
     invitation = Invitation(
@@ -47,7 +49,8 @@ def create_invitation(*, actor: User, email: str, level, device: Device | None =
         _close_invitation(actor=actor, invitation=old, status=Invitation.Status.LAPSED)
     _save_unique(invitation, ErrorCode.INVITATION_PENDING, "email", f"{email} already has a pending invitation here.")
     audit.record(actor=actor, action=Action.INVITATION_CREATE, obj=invitation, device_id=invitation.device_id,
-                 changes={"email": email, "level": terms.level.label, "target": str(target)})
+                 changes={"email": email, "level": terms.level.label, "target": str(target),
+                          "schedule": invitation.schedule})
     return invitation
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from .. import audit
+from .. import audit, schedules
 from ..access import changed as access_changed
 from ..audit_actions import Action
 from ..errors import DomainError, ErrorCode
@@ -86,13 +86,15 @@ def _grant(*, actor: User, sharer: User, grantee: User, device: Device | None, g
 @transaction.atomic
 def create_share(*, actor: User, grantee: User, level, device: Device | None = None,
                  group: DeviceGroup | None = None, starts_at: datetime | None = None,
-                 expires_at: datetime | None = None, can_reshare: bool = False) -> Share:
-    """Grant `grantee` access to a device or a whole group.
+                 expires_at: datetime | None = None, can_reshare: bool = False, schedule: dict | None = None) -> Share:
+    """Grant `grantee` access to a device or a whole group, at any hour or,
+    with `schedule` (its JSON form), only inside its weekly windows.
 
     Repeating an identical request returns the existing share.
     """
     target = _one_target(device, group)
-    terms = GrantTerms(level=_level(level), starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare)
+    terms = GrantTerms(level=_level(level), starts_at=starts_at, expires_at=expires_at, can_reshare=can_reshare,
+                       schedule=schedules.parse(schedule))
     # Memberships before shares (see _locked_memberships); _grant checks it.
     list(_locked_memberships(Membership.objects.filter(user=grantee, tenant_id=target.tenant_id)))
     parent = _sharing_parent(actor, device=device, group=group)
@@ -108,15 +110,18 @@ def _share_fields(share: Share) -> dict:
         "starts_at": share.starts_at,
         "expires_at": share.expires_at,
         "can_reshare": share.can_reshare,
+        "schedule": share.schedule,
         "parent": share.parent_id,
     }
 
 
 @transaction.atomic
 def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, expires_at=UNSET,
-                 can_reshare=UNSET) -> Share:
-    """Change level, window or re-share right. Re-shares made from this share
-    are revoked when it stops allowing them, and clamped to its new window."""
+                 can_reshare=UNSET, schedule=UNSET) -> Share:
+    """Change level, window, schedule (its JSON form, or None for any hour)
+    or re-share right. Re-shares made from this share are revoked when it
+    stops allowing them, and clamped to its new window and schedule."""
+    new_schedule = UNSET if schedule is UNSET else schedules.parse(schedule)
     share = Share.objects.get(pk=share.pk)
     _require_unrevoked(share)
     parent = None
@@ -137,17 +142,20 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
         changes["level"] = _level(level)
     if can_reshare is not UNSET:
         changes["can_reshare"] = bool(can_reshare)
+    if new_schedule is not UNSET:
+        changes["schedule"] = new_schedule
     old_terms = GrantTerms.of(share)
     terms = replace(old_terms, **changes)
 
     now = timezone.now()
-    terms.check(parent=parent, now=now, window_changed=window_changed)
+    terms.check(parent=parent, now=now, window_changed=window_changed,
+                schedule_changed=terms.schedule != old_terms.schedule)
 
     before = _share_fields(share)
     for field, value in terms.as_fields().items():
         setattr(share, field, value)
     share.updated_at = now
-    share.save(update_fields=["level", "starts_at", "expires_at", "can_reshare", "updated_at"])
+    share.save(update_fields=["level", "starts_at", "expires_at", "can_reshare", "schedule", "updated_at"])
     audit.record(actor=actor, action=Action.SHARE_UPDATE, obj=share, device_id=share.device_id,
                  changes={"before": before, "after": _share_fields(share)})
     access_changed(actor=actor, tenant_id=share.tenant_id, users=[share.grantee_id],
@@ -168,20 +176,25 @@ def _require_unrevoked(share: Share) -> None:
 
 
 def _clamp_to_parent(*, actor: User, child: Share, parent: Share, now: datetime) -> None:
+    """Narrow a re-share to what its parent now gives: its window, and its
+    hours (docs/sharing.md#weekly-schedules); revoke it when nothing is left."""
     starts = child.starts_at
     if parent.starts_at is not None and (starts is None or starts < parent.starts_at):
         starts = parent.starts_at
     expires = child.expires_at
     if parent.expires_at is not None and (expires is None or expires > parent.expires_at):
         expires = parent.expires_at
-    if (starts, expires) == (child.starts_at, child.expires_at):
+    hours_left, schedule = _hours_within(child=schedules.of(child), parent=schedules.of(parent))
+    if (starts, expires, schedule) == (child.starts_at, child.expires_at, schedules.of(child)):
         return
-    if expires is not None and (expires <= now or (starts is not None and expires <= starts)):
+    ended = expires is not None and (expires <= now or (starts is not None and expires <= starts))
+    if ended or not hours_left or not schedules.reached_between(schedule, max(now, starts or now), expires):
         _revoke_many(actor=actor, shares=[child], reason="share.parent_narrowed")
         return
     before = _share_fields(child)
     child.starts_at, child.expires_at, child.updated_at = starts, expires, now
-    child.save(update_fields=["starts_at", "expires_at", "updated_at"])
+    child.schedule = schedules.to_json(schedule)
+    child.save(update_fields=["starts_at", "expires_at", "schedule", "updated_at"])
     audit.record(actor=actor, action=Action.SHARE_UPDATE, obj=child, device_id=child.device_id,
                  changes={"reason": "share.parent_narrowed", "before": before, "after": _share_fields(child)})
     access_changed(actor=actor, tenant_id=child.tenant_id, users=[child.grantee_id], narrowed=True)
@@ -205,6 +218,20 @@ def _check_revocable(actor: User, share: Share) -> None:
     )
     if share.revoked_at is not None:
         raise DomainError(ErrorCode.SHARE_REVOKED, "This share is already revoked.")
+
+
+def _hours_within(*, child: schedules.Schedule | None,
+                  parent: schedules.Schedule | None) -> tuple[bool, schedules.Schedule | None]:
+    """Whether any of the child's hours are left inside the parent's, and
+    which: its own when they lie inside, else the hours both have. Nothing
+    is left when they have none in common, read two zones' clocks, or need
+    more windows than a schedule may hold."""
+    if schedules.within(child, parent):
+        return True, child
+    common = parent if child is None else schedules.intersection(child, parent)
+    if common is None or len(common.windows) > schedules.MAX_WINDOWS:
+        return False, None
+    return True, common
 
 
 def _revoke_many(*, actor: User, shares: list[Share], reason: str) -> list[Share]:

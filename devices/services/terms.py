@@ -1,4 +1,5 @@
-"""What a grant gives: its level, its window and whether it may be re-shared.
+"""What a grant gives: its level, its window, its weekly schedule and whether
+it may be re-shared.
 
 A share and an invitation to one carry the same terms (``GrantTermsModel``)
 and pass the same checks, here.
@@ -7,8 +8,6 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from django.utils import timezone
-
-from lambda_bridge.schedule import Schedule
 
 from .. import schedules
 from ..errors import DomainError, ErrorCode
@@ -21,7 +20,7 @@ class GrantTerms:
     starts_at: datetime | None = None
     expires_at: datetime | None = None
     can_reshare: bool = False
-    schedule: Schedule | None = None
+    schedule: schedules.Schedule | None = None
 
     @classmethod
     def of(cls, grant: GrantTermsModel) -> "GrantTerms":
@@ -43,7 +42,8 @@ class GrantTerms:
         return (self.level >= other.level and (self.can_reshare or not other.can_reshare)
                 and starts_no_later and ends_no_sooner and schedules.within(other.schedule, self.schedule))
 
-    def check(self, *, parent: Share | None, now: datetime, window_changed: bool = True) -> None:
+    def check(self, *, parent: Share | None, now: datetime, window_changed: bool = True,
+              schedule_changed: bool = True) -> None:
         """What every grant, a share or an invitation to one, must satisfy.
         An edit that leaves the window alone does not re-judge it (it may have started or lapsed)."""
         if self.can_reshare and self.level != Level.MANAGE:
@@ -51,6 +51,8 @@ class GrantTerms:
                               field="can_reshare")
         if window_changed:
             self.check_window(now=now)
+        if window_changed or schedule_changed:
+            self.check_reachable(now=now)
         if parent is not None:
             self.check_within(parent)
 
@@ -64,6 +66,14 @@ class GrantTerms:
         if starts_at is not None and expires_at is not None and expires_at <= starts_at:
             raise DomainError(ErrorCode.WINDOW_REVERSED, "The expiry must come after the start.", field="expires_at")
 
+    def check_reachable(self, *, now: datetime) -> None:
+        """A schedule must be in force at some moment of the window still
+        ahead, or the grant would never give anything (docs/sharing.md#weekly-schedules)."""
+        if not schedules.reached_between(self.schedule, max(now, self.starts_at or now), self.expires_at):
+            raise DomainError(ErrorCode.SCHEDULE_NEVER_IN_FORCE,
+                              "The schedule has no hour between the start and the expiry; "
+                              "widen its windows or the dates.", field="schedule")
+
     def check_within(self, parent: Share) -> None:
         """A re-share gives at most what the grant it is made from gives."""
         if self.level > parent.level:
@@ -76,3 +86,8 @@ class GrantTerms:
         if parent.starts_at is not None and (self.starts_at is None or self.starts_at < parent.starts_at):
             raise DomainError(ErrorCode.STARTS_BEFORE_PARENT, "A re-share cannot start before your own share does.",
                               field="starts_at")
+        if not schedules.within(self.schedule, schedules.of(parent)):
+            raise DomainError(ErrorCode.OUTSIDE_PARENT_SCHEDULE,
+                              "A re-share stays within the hours of your own share "
+                              f"({schedules.summary(parent.schedule)}): give it a schedule in that time zone "
+                              "whose windows lie inside them.", field="schedule")

@@ -6,9 +6,11 @@ its view answers, so an endpoint added without an entry here fails
 ``test_every_endpoint_and_method_is_covered``.
 """
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
 from authz.live import services as live
 from authz.models import AccessReceipt, IssuedCredential, TokenCutoff
@@ -28,6 +30,10 @@ class Endpoint:
 
 def none(world):
     return {}
+
+
+def preview_at() -> str:
+    return (timezone.now() + timedelta(days=2)).isoformat()
 
 
 def device(world):
@@ -55,7 +61,8 @@ ENDPOINTS = {
     "device-detail": Endpoint({"get": None, "patch": lambda w: {"name": "Renamed"}, "delete": None},
                               objects=lambda w: {"pk": w.lock.pk}),
     "device-transfer": Endpoint({"post": lambda w: {"new_owner": w.bob.email}}, objects=device),
-    "device-access": Endpoint({"get": None}, objects=device),
+    "device-access": Endpoint({"get": lambda w: {"at": preview_at()}}, objects=device,
+                              note="with ?at= (docs/api.md): a preview names the device too"),
     "device-access-list": Endpoint({"get": None}, objects=device),
     "device-audit": Endpoint({"get": None}, objects=device),
     "device-shares": Endpoint({"get": None, "post": lambda w: {"grantee": w.bob.email, "level": "view"}},
@@ -184,6 +191,19 @@ def test_tenant_endpoint_is_closed_to_the_other_tenant(world, other, client_for,
         assert response.status_code == 404, (user.email, method, path, response.status_code, response.content[:300])
         assert response.json()["error"] == "not_found"
     assert fingerprint() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("at", [None, "2027-03-30T10:00:00", "not a time", "2099-01-01T00:00:00Z"])
+def test_an_access_preview_of_the_other_tenants_device_is_404_whatever_the_instant(world, other, client_for, at):
+    """Visibility is decided before `?at=` is read: a bad or far instant
+    answers 404 for a device one cannot see, never a 400 that would confirm it."""
+    for intruder in (other.owner, other.admin):
+        path = url("device-access", tenant=world.tenant.slug, device=world.lock.pk)
+        response = client_for(intruder).get(path, {} if at is None else {"at": at})
+        assert response.status_code == 404 and response.json()["error"] == "not_found", response.content
+        own_path = url("device-access", tenant=other.tenant.slug, device=world.lock.pk)
+        assert client_for(intruder).get(own_path, {"at": preview_at()}).status_code == 404
 
 
 @pytest.mark.django_db

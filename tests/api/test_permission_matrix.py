@@ -19,7 +19,10 @@
 
 The expectations below are written from those rules, not read off the code.
 """
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from authz.live import services as live
 from authz.models import AccessReceipt
@@ -87,6 +90,10 @@ ACTIONS = {
     "see own access": ("get", "device-access", lock, None,
                        dict(owner=200, manage_reshare=200, manage=200, control=200, view=200, stranger=404,
                             admin=200)),
+    "preview own access in two days": ("get", "device-access", lock,
+                                       lambda c: {"at": (timezone.now() + timedelta(days=2)).isoformat()},
+                                       dict(owner=200, manage_reshare=200, manage=200, control=200, view=200,
+                                            stranger=404, admin=200)),
     "see everyone's access": ("get", "device-access-list", lock, None,
                               dict(owner=200, manage_reshare=200, manage=200, control=403, view=403, stranger=404,
                                    admin=200)),

@@ -67,6 +67,21 @@ def test_throttled_and_conflicting_operations_say_so(document):
     assert "403" in ops[("get", "/api/v1/tenants/{tenant}/devices/{device}/audit/")]["responses"]
 
 
+def test_schedules_and_the_access_preview_are_described(document):
+    """docs/api.md#weekly-schedules: the form, on shares and invitations, read and written."""
+    schemas = document["components"]["schemas"]
+    assert set(schemas["Schedule"]["required"]) == {"timezone", "windows"}
+    assert schemas["Schedule"]["properties"]["windows"]["maxItems"] == 14
+    for name in ("Share", "Invitation", "ShareCreateRequest", "PatchedShareUpdateRequest", "Access", "AccessEntry"):
+        field = schemas[name]["properties"]["schedule"]
+        assert field["nullable"] and field["allOf"][0]["$ref"].split("/")[-1] in {"Schedule", "ScheduleRequest"}, name
+    assert {"in_force", "next_change"} <= set(schemas["Access"]["properties"])
+    access = document["paths"]["/api/v1/tenants/{tenant}/devices/{device}/access/"]["get"]
+    (at,) = [p for p in access["parameters"] if p["name"] == "at"]
+    assert (at["in"], at["schema"]["format"], at.get("required", False)) == ("query", "date-time", False)
+    assert "400" in access["responses"]
+
+
 def test_schema_and_docs_are_served(client):
     assert client.get("/api/schema/?format=json").json()["info"]["title"] == "Devshare API"
     docs = client.get("/api/docs/")

@@ -10,6 +10,10 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
+WEEKDAYS = {"timezone": "Europe/Brussels",
+            "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}]}
+TUESDAYS = {"timezone": "Europe/Brussels", "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]}
+
 
 @pytest.fixture
 def heard():
@@ -57,6 +61,12 @@ def test_transfer_removal_and_deactivation_revoke_tokens_and_nothing_else_does(w
     ({"level": Level.CONTROL}, {"level": "view"}, True),
     ({"level": Level.MANAGE, "can_reshare": True}, {"can_reshare": False}, True),
     ({"level": Level.VIEW}, {"expires_at": None}, False),
+    # Weekly schedules (docs/sharing.md#weekly-schedules): fewer hours narrow, more widen.
+    ({"level": Level.VIEW}, {"schedule": WEEKDAYS}, True),
+    ({"level": Level.VIEW, "schedule": WEEKDAYS}, {"schedule": TUESDAYS}, True),
+    ({"level": Level.VIEW, "schedule": TUESDAYS}, {"schedule": WEEKDAYS}, False),
+    ({"level": Level.VIEW, "schedule": TUESDAYS}, {"schedule": {**TUESDAYS, "timezone": "Europe/Paris"}}, True),
+    ({"level": Level.VIEW, "schedule": TUESDAYS}, {"schedule": None}, False),
 ])
 def test_an_update_is_narrowing_only_when_it_gives_less(world, heard, before, after, narrowed):
     share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, **before)

@@ -249,3 +249,98 @@ def test_audit_events_are_read_only(as_admin_a, two):
     assert as_admin_a.get(url("auditevent", "add")).status_code == 403
     event.refresh_from_db()
     assert event.action != "forged"
+
+
+# A list's hours column: one window a line, then the zone.
+HOURS_CELL = '<span class="nowrap">tue 09:00-12:00</span><br><span class="nowrap">Europe/Brussels</span>'
+
+
+class TestSchedules:
+    """Weekly hours in the console: a time zone and one window a line (docs/console.md#weekly-schedules)."""
+
+    TUESDAYS = {"timezone": "Europe/Brussels", "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]}
+
+    def add_share(self, client, world, **fields):
+        return client.post(url("share", "add"), {
+            "device": world.lock.pk, "grantee": world.bob.pk, "level": Level.CONTROL, **fields,
+        })
+
+    def test_add_a_share_with_hours(self, as_admin_a, two):
+        world = two[0]
+        response = self.add_share(as_admin_a, world, schedule_zone="Europe/Brussels",
+                                  schedule="tue 09:00-12:00\r\nsat-sun 10:00-11:30\r\n")
+        assert response.status_code == 302, response.content.decode()[:3000]
+        share = Share.objects.get(grantee=world.bob)
+        assert share.schedule == {"timezone": "Europe/Brussels", "windows": [
+            {"days": ["tue"], "start": "09:00", "end": "12:00"},
+            {"days": ["sat", "sun"], "start": "10:00", "end": "11:30"}]}
+        event = AuditEvent.objects.get(action="share.create", object_id=str(share.pk))
+        assert (event.source, event.changes["schedule"]) == ("admin", share.schedule)
+
+    @pytest.mark.parametrize("zone, text, message", [
+        ("Europe/Brussels", "tue 09:00-25:00", "Line 1 (tue 09:00-25:00): A window&#x27;s end must be between"),
+        ("Europe/Brussels", "tue 09:00-10:00\nsometimes", "Line 2 (sometimes)"),
+        ("", "tue 09:00-12:00", "Choose the time zone"),
+        ("Mars/Olympus", "tue 09:00-12:00", "Select a valid choice"),
+    ])
+    def test_bad_hours_show_the_reason_and_write_nothing(self, as_admin_a, two, zone, text, message):
+        world = two[0]
+        before = (Share.objects.count(), AuditEvent.objects.count())
+        page = self.add_share(as_admin_a, world, schedule_zone=zone, schedule=text)
+        assert page.status_code == 200
+        assert message in page.content.decode()
+        assert (Share.objects.count(), AuditEvent.objects.count()) == before
+
+    def test_edit_shows_the_hours_and_changes_or_clears_them(self, as_admin_a, two):
+        world = two[0]
+        share = services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW,
+                                      schedule=self.TUESDAYS)
+        form = as_admin_a.get(url("share", "change", share.pk)).context["adminform"].form
+        assert (form.initial["schedule_zone"], form.initial["schedule"]) == ("Europe/Brussels", "tue 09:00-12:00")
+        blank_window = {"starts_at_0": "", "starts_at_1": "", "expires_at_0": "", "expires_at_1": ""}
+        response = as_admin_a.post(url("share", "change", share.pk), {
+            "level": Level.VIEW, **blank_window, "schedule_zone": "Europe/London", "schedule": "mon-fri 22:00-06:00"})
+        assert response.status_code == 302, response.content.decode()[:3000]
+        share.refresh_from_db()
+        assert share.schedule == {"timezone": "Europe/London", "windows": [
+            {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "22:00", "end": "06:00"}]}
+        as_admin_a.post(url("share", "change", share.pk), {
+            "level": Level.VIEW, **blank_window, "schedule_zone": "Europe/London", "schedule": ""})
+        share.refresh_from_db()
+        assert share.schedule is None
+
+    def test_saving_other_fields_leaves_the_hours_alone(self, as_admin_a, two):
+        world = two[0]
+        share = services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW,
+                                      schedule=self.TUESDAYS)
+        response = as_admin_a.post(url("share", "change", share.pk), {
+            "level": Level.CONTROL, "starts_at_0": "", "starts_at_1": "", "expires_at_0": "", "expires_at_1": "",
+            "schedule_zone": "Europe/Brussels", "schedule": "tue 09:00-12:00\r\n"})
+        assert response.status_code == 302
+        event = AuditEvent.objects.get(action="share.update", object_id=str(share.pk))
+        assert event.changes["before"]["schedule"] == event.changes["after"]["schedule"] == self.TUESDAYS
+        assert event.changes["after"]["level"] == "control"
+
+    def test_lists_and_read_only_pages_show_the_hours(self, as_admin_a, two):
+        world = two[0]
+        share = services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW,
+                                      schedule=self.TUESDAYS)
+        listing = as_admin_a.get(url("share", "changelist")).content.decode()
+        assert HOURS_CELL in listing and "any hour" in listing
+        services.revoke_share(actor=world.owner, share=share)
+        revoked = as_admin_a.get(url("share", "change", share.pk)).content.decode()
+        assert "tue 09:00-12:00 (Europe/Brussels)" in revoked and 'name="schedule"' not in revoked
+        device_page = as_admin_a.get(url("device", "change", world.lock.pk)).content.decode()
+        assert "tue 09:00-12:00 (Europe/Brussels)" in device_page
+
+    def test_invite_with_hours(self, as_admin_a, two):
+        world = two[0]
+        response = as_admin_a.post(url("invitation", "add"), {
+            "device": world.lock.pk, "email": "cleaner@example.test", "level": Level.CONTROL,
+            "schedule_zone": "Europe/Brussels", "schedule": "tue 09:00-12:00"})
+        assert response.status_code == 302, response.content.decode()[:3000]
+        invitation = Invitation.objects.get(email="cleaner@example.test")
+        assert invitation.schedule == self.TUESDAYS
+        page = as_admin_a.get(url("invitation", "change", invitation.pk)).content.decode()
+        assert "tue 09:00-12:00 (Europe/Brussels)" in page
+        assert HOURS_CELL in as_admin_a.get(url("invitation", "changelist")).content.decode()

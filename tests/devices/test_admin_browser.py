@@ -93,3 +93,29 @@ def test_admin_of_another_tenant_gets_404(browser_env, live_server, world, other
         response = page.goto(change_url(live_server, world.lamp))
         assert response.status == 404
         assert world.lamp.thing_name not in page.content()
+
+
+def test_share_hours_are_typed_one_window_a_line(browser_env, live_server, world):
+    """docs/console.md#weekly-schedules: a zone from the list, lines of days and hours."""
+    admin = with_password(world.admin)
+
+    with admin_page(live_server, admin) as page:
+        page.goto(f"{live_server.url}/admin/devices/share/add/")
+        page.select_option("#id_device", str(world.lock.pk))
+        page.select_option("#id_grantee", str(world.bob.pk))
+        page.select_option("#id_level", str(int(Level.CONTROL)))
+        page.select_option("#id_schedule_zone", "Europe/Brussels")
+        page.fill("#id_schedule", "tue 09:00-12:00\nweekends 10:00-11:00")
+        page.click("input[name=_save]")
+        page.wait_for_load_state()
+        assert "Line 2 (weekends 10:00-11:00)" in page.inner_text(".field-schedule")
+        assert page.input_value("#id_schedule") == "tue 09:00-12:00\nweekends 10:00-11:00"  # kept to fix
+        page.screenshot(path=str(SCREENSHOT.with_name("admin-share-hours-refused.png")), full_page=True)
+
+        page.fill("#id_schedule", "tue 09:00-12:00\nsat-sun 10:00-11:00")
+        page.click("input[name=_save]")
+        page.wait_for_load_state()
+        assert page.url.endswith("/admin/devices/share/"), page.url
+        row = page.locator("#result_list tr", has_text=world.bob.email).inner_text()
+        assert "tue 09:00-12:00\nsat,sun 10:00-11:00\nEurope/Brussels" in row
+        page.screenshot(path=str(SCREENSHOT.with_name("admin-share-hours.png")), full_page=True)

@@ -28,6 +28,11 @@ def test_seed_demo_is_complete_and_idempotent():
     soon = live.filter(expires_at__isnull=False).get()
     assert timezone.now() < soon.expires_at < timezone.now() + timezone.timedelta(days=1)
     assert Device.objects.filter(tenant=tenant, group__isnull=False).count() >= 2
+    # Issue 16's example: the cleaner opens the front door on Tuesday mornings only.
+    cleaner = live.get(schedule__isnull=False)
+    assert (cleaner.device.thing_name, cleaner.level) == ("demo-front-lock", Level.CONTROL)
+    assert cleaner.schedule == {"timezone": "Europe/Brussels",
+                                "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]}
     assert AuditEvent.objects.filter(tenant=tenant, source="command", action="share.create").count() == live.count()
     owner = Membership.objects.get(tenant=tenant, role="owner").user
     assert owner.is_staff and owner.check_password("devshare-demo")

@@ -15,7 +15,11 @@ PEOPLE = [
     ("carol@demo.devshare.local", "Carol Guest", Membership.Role.MEMBER),
     ("dave@demo.devshare.local", "Dave Support", Membership.Role.ADMIN),
     ("erin@demo.devshare.local", "Erin Neighbour", Membership.Role.MEMBER),
+    ("frank@demo.devshare.local", "Frank Cleaner", Membership.Role.MEMBER),
 ]
+# The demo home's clock, which the cleaner's hours are read on.
+DEMO_TIME_ZONE = "Europe/Brussels"
+CLEANING_HOURS = {"timezone": DEMO_TIME_ZONE, "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]}
 TYPES = [
     ("lightbulb", "Lightbulb", ["telemetry", "commands", "shadow"]),
     ("thermostat", "Thermostat", ["telemetry", "commands", "shadow", "named_shadows"]),
@@ -31,7 +35,8 @@ DEVICES = [
 
 
 class Command(BaseCommand):
-    help = "Seed a demo tenant with people, devices, a home group and shares at every level."
+    help = ("Seed a demo tenant with people, devices, a home group and shares at every level, "
+            "one of them on a weekly schedule.")
 
     def handle(self, *args, **options):
         with audit.origin("command"), transaction.atomic():
@@ -62,6 +67,9 @@ class Command(BaseCommand):
             self._share(alice, people["carol"], Level.VIEW, device=devices["demo-garage-light"])
             self._share(alice, people["erin"], Level.CONTROL, device=devices["demo-living-light"], expires_at=soon)
             self._share(alice, people["carol"], Level.VIEW, group=home)
+            # Issue 16's example: the cleaner may open the front door on Tuesday mornings only.
+            self._share(alice, people["frank"], Level.CONTROL, device=devices["demo-front-lock"],
+                        schedule=CLEANING_HOURS)
         self.stdout.write(self.style.SUCCESS(
             f"Demo tenant '{tenant.slug}': {len(people)} people, {len(devices)} devices, "
             f"{Share.objects.live().filter(tenant=tenant).count()} live shares "
@@ -93,9 +101,10 @@ class Command(BaseCommand):
             actor=actor, tenant=tenant, name=name, slug=slug, capabilities=capabilities
         )
 
-    def _share(self, actor, grantee, level, *, device=None, group=None, can_reshare=False, expires_at=None) -> Share:
+    def _share(self, actor, grantee, level, *, device=None, group=None, can_reshare=False, expires_at=None,
+               schedule=None) -> Share:
         existing = Share.objects.filter(device=device, group=group, grantee=grantee, revoked_at__isnull=True).first()
         if existing is not None and existing.is_live():
             return existing
         return services.create_share(actor=actor, grantee=grantee, level=level, device=device, group=group,
-                                     can_reshare=can_reshare, expires_at=expires_at)
+                                     can_reshare=can_reshare, expires_at=expires_at, schedule=schedule)
