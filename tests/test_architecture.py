@@ -32,8 +32,10 @@ def _ours_but_lambda_bridge(name: str) -> bool:
 def _authz_or_beyond_shared_plumbing(name: str) -> bool:
     return (_under(name, ["authz", "bench", "local_iot", "tests"])
             or (_under(name, ["config"]) and not _under(name, SHARED_PLUMBING))
-            # Of the Lambda, only the words both sides must spell alike.
-            or (_under(name, ["lambda_bridge"]) and name not in ("lambda_bridge", "lambda_bridge.vocabulary")))
+            # Of the Lambda, only the words both sides must spell alike and the
+            # one rule of when a weekly schedule is in force.
+            or (_under(name, ["lambda_bridge"]) and name != "lambda_bridge"
+                and not _under(name, ["lambda_bridge.vocabulary", "lambda_bridge.schedule"])))
 
 
 def _devices_web_layer_or_tests(name: str) -> bool:
@@ -51,7 +53,8 @@ def _ours_but_lambda_bridge_or_django(name: str) -> bool:
 # importer -> (why, is the imported name forbidden to it?)
 RULES = {
     "lambda_bridge": ("the Lambda ships alone", _ours_but_lambda_bridge),
-    "devices": ("authz depends on devices, not the reverse; devices uses only the shared plumbing and the vocabulary",
+    "devices": ("authz depends on devices, not the reverse; devices uses only the shared plumbing, the vocabulary "
+                "and the schedule rule",
                 _authz_or_beyond_shared_plumbing),
     "authz": ("authz builds on the devices domain, not on its web layer", _devices_web_layer_or_tests),
     "config.api": ("shared plumbing serves every app and builds on no app's web layer", _authz_or_a_web_layer),

@@ -96,6 +96,22 @@ def test_a_scheduled_entry_an_unscheduled_one_of_equal_or_higher_level_covers_is
         (world.lamp.thing_name, LEVEL_CODES[unscheduled], world.group.pk, None)]
 
 
+def test_a_schedule_that_cannot_be_read_grants_nothing_and_fails_no_one_else(world, caplog):
+    # Its zone has gone from the tz database since it was written: that grant
+    # is left out of the snapshot (less access, never more), and the same
+    # compile still gives everyone else, and the grantee's other grants, theirs.
+    granted(world, world.alice, Level.CONTROL, {**TUESDAY_MORNINGS, "timezone": "Europe/Atlantis"})
+    granted(world, world.alice, Level.VIEW, device=world.lamp)
+    granted(world, world.bob, Level.VIEW, TUESDAY_MORNINGS)
+    keys = [(world.tenant.pk, snapshot.USER, str(user.pk)) for user in (world.alice, world.bob)]
+    compiled = compile_snapshots([Principal(*key, version=1) for key in keys], now=IN_WINDOW)
+    alice, bob = (compiled[key] for key in keys)
+    assert [(e.thing, e.level) for e in alice.entries] == [(world.lamp.thing_name, snapshot.VIEW)]
+    assert [(e.thing, e.schedule) for e in bob.entries] == [(world.lock.thing_name, TUESDAY_MORNINGS_READ)]
+    assert f"a share of user {world.alice.pk} in tenant {world.tenant.pk} has a schedule that cannot be read" \
+        in caplog.text
+
+
 def test_two_shares_with_different_schedules_on_one_device_both_stay(world):
     granted(world, world.alice, Level.CONTROL, TUESDAY_MORNINGS, device=world.lamp)
     granted(world, world.alice, Level.CONTROL, EVENINGS, group=world.group)
