@@ -13,11 +13,10 @@ midnight into the next day, and "24:00" (or "00:00") is the end of the day.
 import re
 from datetime import datetime
 from functools import cache
-from zoneinfo import available_timezones
 
 # The one module of the Lambda that devices reads, besides the vocabulary:
 # Django and the authorizer must decide "in force now?" by the same code.
-from lambda_bridge.schedule import HORIZON_DAYS, MINUTES_PER_DAY, Schedule, Window
+from lambda_bridge.schedule import HORIZON_DAYS, MINUTES_PER_DAY, Schedule, Window, zone_names
 
 from .errors import DomainError, ErrorCode
 
@@ -26,13 +25,15 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # window costs bytes in each grantee's snapshot.
 MAX_WINDOWS = 14
 WEEK = 7 * MINUTES_PER_DAY
+# ASCII digits only: str.isdigit() also takes '²', which int() then refuses.
+_HHMM = re.compile(r"[0-9]{2}:[0-9]{2}\Z")
 
 
 @cache
 def time_zones() -> frozenset[str]:
-    """The IANA zone names a schedule may use ("localtime" and the like are
-    this machine's, not a zone the authorizer can read)."""
-    return frozenset(name for name in available_timezones() if "/" in name or name == "UTC")
+    """The IANA zone names a schedule may use: those of the pinned tzdata
+    package both sides read, without legacy names such as "EST5EDT"."""
+    return frozenset(name for name in zone_names() if "/" in name or name == "UTC")
 
 
 def _invalid(message: str) -> DomainError:
@@ -40,7 +41,7 @@ def _invalid(message: str) -> DomainError:
 
 
 def _minute(text, *, name: str, end: bool) -> int:
-    if not isinstance(text, str) or len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit():
+    if not isinstance(text, str) or not _HHMM.fullmatch(text):
         raise _invalid(f"A window's {name} is a time written HH:MM, like 09:30.")
     hours, minutes = int(text[:2]), int(text[3:])
     value = hours * 60 + minutes
@@ -192,7 +193,7 @@ def reached_between(schedule: Schedule | None, start: datetime, end: datetime | 
 
 # --- the console's text form: one window a line, "tue,thu 09:00-12:00" -------------------
 
-_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+_TIME = re.compile(r"([0-9]{1,2}):([0-9]{2})\Z")
 
 
 def parse_text(text: str, *, zone: str) -> dict | None:

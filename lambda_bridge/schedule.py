@@ -9,17 +9,40 @@ gap starts when the clocks jump past its start; a wall time that happens
 twice (the autumn overlap) is inside the window both times.
 
 Stdlib only (zoneinfo), because the Lambda ships this module as it is.
+Zones come from the pinned `tzdata` package, never from the host's
+database, so that Django and the Lambda read the same rules whatever their
+hosts hold (docs/decisions/0008-the-lambda-ships-its-time-zones.md).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo
+from functools import cache, lru_cache
+from importlib import resources
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MINUTES_PER_DAY = 24 * 60
 # A weekly schedule repeats within 7 days; 8 covers a window crossing midnight.
 HORIZON_DAYS = 8
+
+
+@cache
+def zone_names() -> frozenset[str]:
+    """Every zone the pinned tzdata package defines; none without it."""
+    try:
+        return frozenset(resources.files("tzdata").joinpath("zones").read_text(encoding="ascii").split())
+    except ModuleNotFoundError:
+        return frozenset()
+
+
+@cache
+def zone(name: str) -> ZoneInfo:
+    """The zone `name` as the pinned tzdata package defines it;
+    ZoneInfoNotFoundError (a KeyError) for any other name."""
+    if name not in zone_names():
+        raise ZoneInfoNotFoundError(f"No time zone found with key {name}")
+    with resources.files("tzdata.zoneinfo").joinpath(*name.split("/")).open("rb") as data:
+        return ZoneInfo.from_file(data, key=name)
 
 
 @dataclass(frozen=True)
@@ -71,7 +94,11 @@ class Schedule:
         asked, answer = self._last_change
         if asked != at:
             now = self._in_force(at)
-            answer = next((moment for moment in self._moments(at) if self._in_force(moment) != now), None)
+            try:
+                moments = self._moments(at)
+            except (OverflowError, ValueError):  # the horizon runs past year 9999: nothing to find there
+                moments = []
+            answer = next((moment for moment in moments if self._in_force(moment) != now), None)
             object.__setattr__(self, "_last_change", (at, answer))
         return answer
 
@@ -86,7 +113,7 @@ class Schedule:
         return False
 
     def _in_force(self, at: int) -> bool:
-        local = datetime.fromtimestamp(at, ZoneInfo(self.zone))
+        local = datetime.fromtimestamp(at, zone(self.zone))
         minute = local.hour * 60 + local.minute
         return any(window.covers(local.weekday(), minute) for window in self.windows)
 
@@ -95,8 +122,8 @@ class Schedule:
         change: each window edge's wall time on each day (both readings of
         an ambiguous one) and each change of the zone's UTC offset. Between
         two of them the wall clock crosses no edge, so the answer holds."""
-        zone = ZoneInfo(self.zone)
-        first = datetime.fromtimestamp(at, zone).date() - timedelta(days=1)
+        zone_info = zone(self.zone)
+        first = datetime.fromtimestamp(at, zone_info).date() - timedelta(days=1)
         edges = {minute % MINUTES_PER_DAY for window in self.windows for minute in (window.start, window.end)}
         seconds = [minute * 60 for minute in edges]
         moments = set()
@@ -107,7 +134,7 @@ class Schedule:
                 continue
             for minute in edges:
                 wall = datetime.combine(day.date, time(minute // 60, minute % 60))
-                moments.update(int(wall.replace(tzinfo=zone, fold=fold).timestamp()) for fold in (0, 1))
+                moments.update(int(wall.replace(tzinfo=zone_info, fold=fold).timestamp()) for fold in (0, 1))
         return sorted(moment for moment in moments if moment > at)
 
 
@@ -127,35 +154,35 @@ def _days(zone_name: str, first: date) -> tuple[_Day, ...]:
     decisions: a warm Lambda asks about the same few zones and days over and
     over, and finding the offset changes is most of the cost
     (bench/schedules_bench.py)."""
-    zone = ZoneInfo(zone_name)
+    zone_info = zone(zone_name)
     days = []
-    previous = _day(zone, first - timedelta(days=1))
+    previous = _day(zone_info, first - timedelta(days=1))
     for n in range(HORIZON_DAYS + 2):
-        day = _day(zone, first + timedelta(days=n))
+        day = _day(zone_info, first + timedelta(days=n))
         days.append(_Day(day.date, day.midnight, day.changes, plain=not previous.changes and not day.changes))
         previous = day
     return tuple(days)
 
 
-def _day(zone: ZoneInfo, day: date) -> _Day:
-    low = int(datetime.combine(day, time(), zone).timestamp())
-    return _Day(day, low, tuple(_offset_changes(zone, low)))
+def _day(zone_info: ZoneInfo, day: date) -> _Day:
+    low = int(datetime.combine(day, time(), zone_info).timestamp())
+    return _Day(day, low, tuple(_offset_changes(zone_info, low)))
 
 
-def _offset_changes(zone: ZoneInfo, low: int) -> list[int]:
+def _offset_changes(zone_info: ZoneInfo, low: int) -> list[int]:
     """The instants in the 48 h from `low` at which the zone's UTC offset
     changes (found by bisection: at most a couple a year)."""
     high = low + 2 * MINUTES_PER_DAY * 60  # past the next midnight, whatever the day's length
-    if _offset(zone, low) == _offset(zone, high):
+    if _offset(zone_info, low) == _offset(zone_info, high):
         return []
     while high - low > 1:
         middle = (low + high) // 2
-        if _offset(zone, middle) == _offset(zone, low):
+        if _offset(zone_info, middle) == _offset(zone_info, low):
             low = middle
         else:
             high = middle
     return [high]
 
 
-def _offset(zone: ZoneInfo, at: int) -> timedelta:
-    return datetime.fromtimestamp(at, zone).utcoffset()
+def _offset(zone_info: ZoneInfo, at: int) -> timedelta:
+    return datetime.fromtimestamp(at, zone_info).utcoffset()

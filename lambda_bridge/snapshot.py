@@ -31,10 +31,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 from lambda_bridge import vocabulary
-from lambda_bridge.schedule import MINUTES_PER_DAY, Schedule, Window
+from lambda_bridge.schedule import MINUTES_PER_DAY, Schedule, Window, zone
 
 FORMAT = 4
 READABLE_FORMATS = (1, 2, 3, 4)
@@ -378,8 +377,8 @@ def _zone(raw: bytes) -> str:
     if not _ZONE_NAME.fullmatch(name):
         raise SnapshotError(f"schedule zone {name!r} is not a time-zone name")
     try:
-        ZoneInfo(name)  # cached by zoneinfo, so deciding later costs nothing more
-    except (KeyError, ValueError, OSError):  # not found (a KeyError), not a tz file, a directory
+        zone(name)  # cached, so deciding later costs nothing more
+    except (KeyError, ValueError, OSError):  # not found (a KeyError), not a tz file
         raise SnapshotError(f"schedule zone {name!r} is not in this reader's time-zone database") from None
     return name
 

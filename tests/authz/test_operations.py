@@ -79,6 +79,18 @@ def test_show_snapshot_prints_the_decoded_item(world, table):
     assert "control" in line and "active" in line and world.lock.name in line
 
 
+def test_show_snapshot_shows_a_grants_weekly_hours(world, table):
+    services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL,
+                          schedule={"timezone": "Europe/Brussels",
+                                    "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]})
+    services.create_share(actor=world.owner, grantee=world.alice, device=world.lamp, level=Level.VIEW)
+    run("sync_snapshots")
+    out = run("show_snapshot", world.alice.email).splitlines()
+    lock = next(line for line in out if world.lock.thing_name in line)
+    lamp = next(line for line in out if world.lamp.thing_name in line)
+    assert "tue 09:00-12:00 (Europe/Brussels)" in lock and " any " in lamp
+
+
 def test_show_snapshot_says_when_nothing_was_pushed_and_refuses_strangers(world, table):
     assert "no item (not pushed yet)" in run("show_snapshot", world.bob.email)
     with pytest.raises(CommandError, match="No user nobody@x.test"):

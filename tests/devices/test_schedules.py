@@ -69,6 +69,9 @@ class TestJsonForm:
         (form((["tue"], "24:00", "02:00")), ErrorCode.SCHEDULE_INVALID),
         (form((["tue"], "09:60", "12:00")), ErrorCode.SCHEDULE_INVALID),
         (form((["tue"], "9:00", "12:00")), ErrorCode.SCHEDULE_INVALID),
+        (form((["tue"], "0\u00b2:00", "12:00")), ErrorCode.SCHEDULE_INVALID),  # '²' passes str.isdigit()
+        (form((["tue"], "\u0660\u0669:00", "12:00")), ErrorCode.SCHEDULE_INVALID),  # Arabic-Indic digits
+        (form((["tue"], "EST5EDT", "12:00"), zone="EST5EDT"), ErrorCode.TIME_ZONE_UNKNOWN),
         (form((["tue"], 900, "12:00")), ErrorCode.SCHEDULE_INVALID),
         (form((["tue"], "09:00", "09:00")), ErrorCode.SCHEDULE_INVALID),
         (form((["tue"], "00:00", "00:00")), ErrorCode.SCHEDULE_INVALID),

@@ -1,13 +1,16 @@
 """Weekly schedules (lambda_bridge/schedule.py): `next_change` agrees with
 a minute-by-minute walk of the wall clock, in zones with 1-hour and
 30-minute daylight-saving shifts, around their transitions."""
+import zoneinfo
 from datetime import UTC, datetime
+from importlib import resources
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lambda_bridge import schedule as schedule_module
 from lambda_bridge.schedule import HORIZON_DAYS, Schedule, Window
 
 ZONES = ["Europe/London", "America/New_York", "Australia/Lord_Howe", "Europe/Brussels", "UTC"]
@@ -149,3 +152,25 @@ def test_the_remembered_answers_are_those_of_the_instant_asked():
     assert (tuesdays.active(one), tuesdays.next_change(one)) == (False, one + 7 * 86400 - 4 * 3600)
     assert (tuesdays.active(ten), tuesdays.next_change(ten)) == (True, ten + 2 * 3600)
     assert tuesdays == Schedule("UTC", tuesdays.windows) and hash(tuesdays) == hash(Schedule("UTC", tuesdays.windows))
+
+
+def test_zones_come_from_the_pinned_tzdata_package_whatever_the_host_holds(tmp_path):
+    """Django and the Lambda must read the same rules (docs/decisions/0008):
+    a host database that says Brussels keeps UTC changes nothing here."""
+    host = tmp_path / "zoneinfo"
+    (host / "Europe").mkdir(parents=True)
+    (host / "Europe" / "Brussels").write_bytes(resources.files("tzdata.zoneinfo").joinpath("UTC").read_bytes())
+    january = int(datetime(2027, 1, 12, 8, 30, tzinfo=UTC).timestamp())  # 09:30 in Brussels, a Tuesday
+    mornings = Schedule("Europe/Brussels", (Window(frozenset({1}), 9 * 60, 12 * 60),))
+    zoneinfo.reset_tzpath(to=[str(host)])
+    try:
+        assert ZoneInfo.no_cache("Europe/Brussels").utcoffset(datetime(2027, 1, 12)).total_seconds() == 0
+        assert schedule_module.zone("Europe/Brussels").utcoffset(datetime(2027, 1, 12)).total_seconds() == 3600
+        assert mornings.active(january)
+    finally:
+        zoneinfo.reset_tzpath()
+
+
+def test_a_horizon_past_year_9999_has_no_next_change():
+    late = int(datetime(9999, 12, 28, tzinfo=UTC).timestamp())
+    assert Schedule("UTC", (Window(frozenset({1}), 540, 720),)).next_change(late) is None

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from authz.models import PrincipalSync
 from authz.snapshots import store
+from devices import schedules
 from devices.models import Device, Tenant, User
 from lambda_bridge import snapshot
 
@@ -69,10 +70,11 @@ class Command(BaseCommand):
         )
         names = dict(Device.objects.filter(thing_name__in={e.thing for e in snap.entries})
                       .values_list("thing_name", "name"))
-        rows = [("thing", "device", "level", "not before", "expires", "group", "now")]
+        rows = [("thing", "device", "level", "not before", "expires", "group", "hours", "now")]
         for e in sorted(snap.entries, key=lambda e: (e.thing, -e.level)):
             rows.append((e.thing, names.get(e.thing, "?"), snapshot.LEVEL_NAMES[e.level], _when(e.not_before),
                          _when(e.expires), "-" if e.group is None else str(e.group),
+                         schedules.summary(schedules.to_json(e.schedule)) or "any",
                          "active" if e.active(now) else "inactive"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
