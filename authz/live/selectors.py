@@ -16,7 +16,7 @@ from django.utils import timezone
 from authz.models import IssuedCredential
 from authz.tokens import iot
 from devices.models import Device, User
-from devices.selectors import access_audience, effective_access, owns_or_administers
+from devices.selectors import access_audience, held_level, owns_or_administers
 from devices.services.rules import _require
 from lambda_bridge import snapshot
 
@@ -100,8 +100,11 @@ def _scope_covers(scope: dict | None, device: Device) -> bool:
 
 
 def _reaching_user(principal: str, device: Device, now: datetime) -> User | None:
-    """The user behind a token's principal, if they can reach `device` now."""
+    """The user behind a token's principal, if they hold a grant on `device`
+    now, at any hour: a connection opened inside a weekly window may still
+    carry the device after it closes, until the sweep's cut lands, and that
+    is when an owner most needs to see and end it."""
     user = User.objects.filter(pk=int(principal)).first()
-    if user is None or effective_access(user=user, device=device, now=now) is None:
+    if user is None or held_level(user=user, device=device, now=now) is None:
         return None
     return user

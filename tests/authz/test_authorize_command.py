@@ -466,8 +466,11 @@ def test_at_shows_the_moment_and_the_tokens_end_after_it(pushed, world):
     ("2027-03-30T10:00", "--at '2027-03-30T10:00' has no UTC offset: add one (+02:00, Z), since a wall time "
                          "alone is ambiguous."),
     ("tuesday", "--at 'tuesday' is not an ISO 8601 time, like 2027-03-30T10:00+02:00."),
+    # A token dated there would overflow the calendar (year 10000) on its way.
+    ("9999-12-31T23:50+00:00", "--at '9999-12-31T23:50+00:00' is more than ten years from now."),
+    ("1990-01-01T00:00Z", "--at '1990-01-01T00:00Z' is more than ten years from now."),
 ])
-def test_at_without_an_offset_or_a_time_is_a_one_line_error_and_issues_nothing(pushed, world, at, message):
+def test_at_without_an_offset_a_time_or_within_reach_is_a_one_line_error_and_issues_nothing(pushed, world, at, message):
     assert authorize("--as", world.owner.email, "--action", "connect", "--at", at)[0::2] == (2, message)
     assert not IssuedCredential.objects.exists()
 

@@ -185,6 +185,23 @@ def test_sessions_are_for_the_owner_or_an_admin_only(world, data_plane):
         selectors.device_sessions(actor=world.bob, device=world.lock, gateway=data_plane.gateway)
 
 
+def test_a_sharee_outside_their_weekly_hours_is_still_listed_and_can_be_ended(world, data_plane):
+    # A connection opened inside the window keeps the device until the
+    # sweep's cut lands; the owner must see it and be able to end it then.
+    elsewhere = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[(timezone.now().weekday() + 3) % 7]
+    domain.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.CONTROL,
+                        schedule={"timezone": "UTC", "windows": [{"days": [elsewhere], "start": "09:00",
+                                                                   "end": "10:00"}]})
+    token = user_token(world, world.bob, "app")
+    data_plane.expect_unknown(world.lock.thing_name)
+    data_plane.expect_connected(token.client_id)
+    sessions = selectors.device_sessions(actor=world.admin, device=world.lock, gateway=data_plane.gateway)
+    assert [s.client_id for s in sessions] == [token.client_id]
+    data_plane.expect_delete(token.client_id)
+    assert services.end_session(actor=world.admin, device=world.lock, client_id=token.client_id,
+                                gateway=data_plane.gateway) is True
+
+
 def test_end_session_closes_one_candidate_and_audits_it(world, data_plane):
     domain.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.CONTROL)
     token = user_token(world, world.bob, "app")

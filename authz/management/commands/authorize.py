@@ -19,7 +19,7 @@ table). The token and its signature are never printed.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -39,6 +39,7 @@ from lambda_bridge.config import Config, ConfigError
 from lambda_bridge.vocabulary import SETUP_REASONS
 
 USAGE = 2
+PREVIEW_REACH = timedelta(days=3653)
 MAX_TOPIC_BYTES = 256
 
 
@@ -240,6 +241,10 @@ def _moment(text: str | None) -> datetime | None:
     if moment.utcoffset() is None:
         raise usage(f"--at {text!r} has no UTC offset: add one (+02:00, Z), since a wall time alone is "
                     f"ambiguous.")
+    # The token is dated then: keep it within reach of the calendar (year
+    # 9999 overflows) and of the clock-change tables a preview is for.
+    if abs(moment - timezone.now()) > PREVIEW_REACH:
+        raise usage(f"--at {text!r} is more than ten years from now.")
     return moment
 
 
