@@ -108,7 +108,7 @@ def now_window_schedules(count: int, windows: int) -> list[Schedule]:
 class Case:
     """One principal's item in a dict store and a token for it, ready to decide again and again."""
 
-    def __init__(self, snap_entries: tuple[Entry, ...], private):
+    def __init__(self, snap_entries: tuple[Entry, ...], private, *, first_read: bool = False):
         pem = private.public_key().public_bytes(serialization.Encoding.PEM,
                                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         now = int(time.time())
@@ -120,7 +120,9 @@ class Case:
                   "nbf": now, "exp": now + 3600, "jti": uuid.uuid4().hex}
         token = jwt.encode(claims, private, algorithm="RS256", headers={"kid": "bench-a"})
         self.event = {"token": token, "signatureVerified": True, "protocolData": {"mqtt": {"clientId": "u1.2.app"}}}
-        self.devices = len(snap_entries)
+        self.devices, self.entries = len(snap_entries), snap_entries
+        # As if each call were the first read of this item: its schedule table is decoded again.
+        self.first_read = first_read
         self.timings: list[float] = []
 
     def run(self, handler, calls: int) -> None:
@@ -128,6 +130,8 @@ class Case:
         timings, response = [], None
         with contextlib.redirect_stdout(io.StringIO()):  # the log line is printed and paid for, not shown
             for _ in range(calls + 20):
+                if self.first_read:
+                    snapshot._unpack_schedules.cache_clear()
                 started = time.perf_counter()
                 response = handler.lambda_handler(self.event, None)
                 timings.append((time.perf_counter() - started) * 1e6)
@@ -155,7 +159,9 @@ def decisions() -> tuple[str, dict]:
         "10 devices, 10 distinct 2-window schedules": tuple(replace(e, schedule=distinct2[i])
                                                             for i, e in enumerate(plain)),
     }
+    first_read = "10 devices, 10 distinct 2-window schedules, item read for the first time"
     cases = {name: Case(snap_entries, private) for name, snap_entries in cases.items()}
+    cases[first_read] = Case(cases["10 devices, 10 distinct 2-window schedules"].entries, private, first_read=True)
     # Interleaved rounds: the machine is shared, and a slow spell should hit every case alike.
     for _ in range(ROUNDS):
         for case in cases.values():

@@ -140,8 +140,10 @@ def usable_levels(snap: snapshot.Snapshot, claims: tokens.Claims, now: int) -> d
     for entry in snap.entries:
         if not entry.active(now) or (entry.expires is not None and entry.expires - now < GRANT_END_MARGIN):
             continue
-        if entry.schedule is not None and (end := entry.schedule.next_change(now)) is not None \
-                and end - now < GRANT_END_MARGIN:
+        # In force at `now` and not at the margin's last second: the window
+        # closes within the margin. Nothing can close and open again in
+        # between: a schedule stays in or out of force a minute at least.
+        if entry.schedule is not None and not entry.schedule.active(now + GRANT_END_MARGIN - 1):
             continue
         if claims.scope_things is not None and entry.thing not in claims.scope_things:
             continue
@@ -175,8 +177,11 @@ def refresh_after(snap: snapshot.Snapshot, *, until_expiry: int, now: int, confi
     or the configured refresh, within AWS's bounds; moved to the token's
     expiry when the call it schedules would find too little of the token
     left to be accepted."""
-    next_change = snap.next_change(now)
-    wanted = config.refresh_seconds if next_change is None else min(config.refresh_seconds, next_change - now)
+    wanted = config.refresh_seconds
+    # AWS's shortest refresh is MIN_TTL, so at the default refresh no change
+    # can make it sooner, and finding the next one (costly for schedules) is skipped.
+    if wanted > MIN_TTL and (next_change := snap.next_change(now)) is not None:
+        wanted = min(wanted, next_change - now)
     refresh = _clamp(wanted)
     if until_expiry - refresh >= MIN_TTL + REFRESH_SLACK:
         return refresh

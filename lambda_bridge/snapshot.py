@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from lambda_bridge import vocabulary
 from lambda_bridge.schedule import MINUTES_PER_DAY, Schedule, Window, zone
@@ -332,10 +333,17 @@ def _opt_int(value) -> int | None:
     return None if value is None else int(value)
 
 
+@lru_cache(maxsize=512)
 def _unpack_schedules(data: bytes) -> tuple[Schedule, ...]:
     """The table `w`. Strict: a schedule this reader could not evaluate
     exactly (a zone its tz database lacks, a day or minute out of range) is a
-    bad snapshot, refused, never a grant at the wrong hours."""
+    bad snapshot, refused, never a grant at the wrong hours.
+
+    Kept for the next read of the same table (a refresh or a reconnect of
+    the same principal, every few minutes): decoding is most of what
+    schedules add to a decision (docs/benchmarks.md#schedules). A refused
+    table raises again each time; Schedules are immutable, their remembered
+    answers only speed up the same question."""
     table = []
     pos, end = 0, len(data)
     while pos < end:
