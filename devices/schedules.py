@@ -77,7 +77,14 @@ def parse(data) -> Schedule | None:
                           field="schedule")
     if not isinstance(windows, list) or not 1 <= len(windows) <= MAX_WINDOWS:
         raise _invalid(f"A schedule has 1 to {MAX_WINDOWS} windows.")
-    return Schedule(zone=zone, windows=tuple(_window(w) for w in windows))
+    return Schedule(zone=zone, windows=_canonical(_window(w) for w in windows))
+
+
+def _canonical(windows) -> tuple[Window, ...]:
+    """`windows` in one order, so that the same hours sent in another order
+    make an equal schedule (an identical repeat returns the existing share)
+    and are stored alike."""
+    return tuple(sorted(windows, key=lambda w: (min(w.days), w.start, w.end, sorted(w.days))))
 
 
 def _hhmm(minute: int) -> str:
@@ -143,7 +150,7 @@ def _from_week_minutes(zone: str, covered: frozenset[int]) -> Schedule | None:
         for day, begin, end in _day_pieces(start, length):
             hours.setdefault((begin, end), set()).add(day)
     windows = [Window(days=frozenset(days), start=begin, end=end) for (begin, end), days in hours.items()]
-    return Schedule(zone=zone, windows=tuple(sorted(windows, key=lambda w: (min(w.days), w.start, w.end))))
+    return Schedule(zone=zone, windows=_canonical(windows))
 
 
 def _runs(covered: frozenset[int]) -> list[tuple[int, int]]:

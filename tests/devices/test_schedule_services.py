@@ -84,6 +84,12 @@ class TestCreate:
         assert share(world, world.alice, schedule=TUESDAYS).pk == first.pk
         refused(ErrorCode.SHARE_EXISTS, share, world=world, grantee=world.alice, schedule=WEEKDAYS)
 
+    def test_the_same_hours_in_another_order_return_the_share(self, world):
+        sent = hours(BRUSSELS, (["thu"], "14:00", "16:00"), (["tue"], "09:00", "12:00"))
+        first = share(world, world.alice, schedule=sent)
+        again = share(world, world.alice, schedule={**sent, "windows": sent["windows"][::-1]})
+        assert again.pk == first.pk and Share.objects.filter(grantee=world.alice).count() == 1
+
     @pytest.mark.parametrize("schedule, code", [
         ("tue 09:00-12:00", ErrorCode.SCHEDULE_INVALID),
         (hours("Atlantis/Capital", (["tue"], "09:00", "12:00")), ErrorCode.TIME_ZONE_UNKNOWN),
