@@ -93,22 +93,37 @@ class _Timeline:
 
     def next_change(self) -> datetime | None:
         """The first instant after `now` at which the level differs from the
-        level at `now` (gained, lost, raised or lowered). Starts and ends are
-        followed however far ahead; a schedule's edges only up to 8 days past
-        `now` or past the last start or end met on the way: past that, None."""
+        level at `now` (gained, lost, raised or lowered); None when it never
+        does. Starts and ends are found however far ahead. Schedules' edges
+        are followed up to 8 days past `now` or past the last start or end
+        met on the way: a week of them that changed nothing changes nothing
+        until the next start or end, so the search jumps there and follows
+        them again from it (docs/sharing.md#when-access-next-changes)."""
         level, horizon = self.level(self.now), self.now + _LOOK_AHEAD
         edges = [self._edge(share, schedule, self.now) for share, schedule in self.grants]
         while upcoming := [edge for edge in edges if edge is not None]:
             at = min(moment for moment, _ in upcoming)
             starts_or_ends = any(moment == at and span for moment, span in upcoming)
             if not starts_or_ends and at > horizon:
-                return None
+                at = min(filter(None, (self._start_or_end(share, horizon) for share, _ in self.grants)), default=None)
+                if at is None:
+                    return None
+                starts_or_ends = True
             if self.level(at) != level:
                 return at
             if starts_or_ends:
                 horizon = max(horizon, at + _LOOK_AHEAD)
-            edges = [self._edge(share, schedule, at) if edge is not None and edge[0] == at else edge
+            edges = [self._edge(share, schedule, at) if edge is not None and edge[0] <= at else edge
                      for (share, schedule), edge in zip(self.grants, edges, strict=True)]
+        return None
+
+    @staticmethod
+    def _start_or_end(share: Share, after: datetime) -> datetime | None:
+        """The share's own next start or end after `after`, its schedule apart."""
+        if share.starts_at is not None and share.starts_at > after:
+            return share.starts_at
+        if share.expires_at is not None and share.expires_at > after:
+            return share.expires_at
         return None
 
     @staticmethod

@@ -325,7 +325,7 @@ class AccessSerializer(AccessFieldsSerializer):
     in_force = serializers.BooleanField(help_text="Whether you have access of your own at that instant.")
     next_change = serializers.DateTimeField(
         allow_null=True, help_text="When your level next changes (a share starts or ends, a window opens or "
-        "closes); null when it does not within the look-ahead (docs/sharing.md#weekly-schedules).")
+        "closes); null when it never does (docs/sharing.md#when-access-next-changes).")
 
 
 class AccessEntrySerializer(AccessFieldsSerializer):

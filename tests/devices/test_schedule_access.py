@@ -135,13 +135,26 @@ class TestSeveralShares:
         assert next_access_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)) == utc(
             2027, 4, 27, 7)
 
-    def test_past_the_look_ahead_the_answer_is_none(self, world):
-        # Eight days of Tuesday windows under a manage share change nothing; its
-        # end, a month away, is past what the search follows once schedules are involved.
+    def test_a_start_or_end_past_the_look_ahead_is_still_found(self, world):
+        # Eight days of Tuesday windows under a manage share change nothing; the
+        # search then jumps to the manage share's end, a month away.
         grant(world, level=Level.MANAGE, device=world.lamp, expires_at=utc(2027, 4, 30))
         grant(world, level=Level.VIEW, schedule=TUESDAY_MORNINGS, group=world.group, device=None)
         access = effective_access(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12))
-        assert (access.level, access.next_change) == (Level.MANAGE, None)
+        assert (access.level, access.next_change) == (Level.MANAGE, utc(2027, 4, 30))
+
+    def test_after_a_far_end_that_changes_nothing_the_hours_are_followed_again(self, world):
+        # The manage share at any hour ends on Friday 30 April at noon (UTC), while
+        # a Friday-only manage share still holds; the level drops at Saturday midnight.
+        grant(world, level=Level.MANAGE, device=world.lamp, expires_at=utc(2027, 4, 30, 12))
+        grant(world, level=Level.MANAGE, group=world.group, device=None,
+              schedule={"timezone": "UTC", "windows": [{"days": ["fri"], "start": "00:00", "end": "24:00"}]})
+        assert next_access_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) == utc(2027, 5, 1)
+
+    def test_without_any_start_or_end_ahead_the_answer_is_none(self, world):
+        grant(world, level=Level.MANAGE, device=world.lamp)
+        grant(world, level=Level.VIEW, schedule=TUESDAY_MORNINGS, group=world.group, device=None)
+        assert next_access_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) is None
         # Without a schedule the end is found however far it is.
         grant(world, level=Level.MANAGE, expires_at=utc(2027, 6, 30), user=world.bob)
         assert effective_access(user=world.bob, device=world.lock, now=utc(2027, 3, 29)).next_change == utc(
