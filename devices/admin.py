@@ -326,11 +326,13 @@ class DeviceAdmin(TenantScopedAdmin):
         rows = selectors.device_access_list(device=obj)
         return format_html(
             '<table class="effective-access">'
-            "<tr><th>user</th><th>level</th><th>through</th><th>until</th></tr>{}</table>",
+            "<tr><th>user</th><th>level</th><th>through</th><th>until</th><th>hours</th><th>now</th></tr>{}</table>",
             format_html_join(
-                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
-                    (user.email, access.label, _through(access.share), access.expires_at or "—")
+                    (user.email, access.label, _through(access.share), access.expires_at or "—",
+                     _hours(access.share) if access.share else "any hour",
+                     "in force" if access.in_force else "outside hours")
                     for user, access in rows
                 ),
             ),

@@ -23,6 +23,8 @@ class Access:
     share: Share | None  # the share that grants `level`; None for the owner
     expires_at: datetime | None = None
     schedule: Schedule | None = None  # the granting share's weekly hours; None: any hour
+    # False only in `device_access_list`'s rows for someone outside their hours.
+    in_force: bool = True
     # What `next_change` reads, so that callers who only want the level pay nothing for it.
     timeline: _Timeline | None = field(default=None, repr=False, compare=False)
 
@@ -186,21 +188,24 @@ def held_level(*, user: User, device: Device, now: datetime | None = None) -> Le
 
 
 def device_access_list(*, device: Device, now: datetime | None = None) -> list[tuple[User, Access]]:
-    """Every user with access to `device` at `now`, owner first, then by level."""
+    """Everyone with a live grant on `device` at `now`, whatever the hour:
+    the owner first, then those whose access is in force by level, then
+    those outside their hours (`in_force` False, their highest live share)."""
     now = now or timezone.now()
-    shares = (
+    shares = list(
         Share.objects.live(now).filter(_shares_reaching(device)).select_related("grantee", "group", "device")
     )
+    in_force = {share.pk for share in _Timeline(shares, now).in_force(now)}
     by_user: dict[int, list[Share]] = {}
-    for share in _Timeline(shares, now).in_force(now):
+    for share in shares:
         by_user.setdefault(share.grantee_id, []).append(share)
     rows = [(device.owner, Access(level=Level.OWNER, share=None))]
     for grantee_shares in by_user.values():
-        best = _best(grantee_shares)
+        best = _best([share for share in grantee_shares if share.pk in in_force]) or _best(grantee_shares)
         if best.grantee_id != device.owner_id:
             rows.append((best.grantee, Access(level=Level(best.level), share=best, expires_at=best.expires_at,
-                                              schedule=schedules.of(best))))
-    rows[1:] = sorted(rows[1:], key=lambda row: (-row[1].level, row[0].email))
+                                              schedule=schedules.of(best), in_force=best.pk in in_force)))
+    rows[1:] = sorted(rows[1:], key=lambda row: (not row[1].in_force, -row[1].level, row[0].email))
     return rows
 
 

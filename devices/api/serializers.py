@@ -330,6 +330,8 @@ class AccessSerializer(AccessFieldsSerializer):
 
 class AccessEntrySerializer(AccessFieldsSerializer):
     user = UserBriefSerializer()
+    in_force = serializers.BooleanField(help_text="Whether this person's level is in force now; false: "
+                                        "outside the hours of their schedule (docs/api.md#weekly-schedules).")
 
 
 def access_row(access, *, admin: bool = False) -> dict:

@@ -320,7 +320,8 @@ class DeviceAccessListView(TenantView):
     def get(self, request, tenant, device):
         device = self.visible_device(device)
         require(may_oversee(request.user, device), "Seeing everyone's access needs the manage level or ownership.")
-        rows = [{"user": user, **s.access_row(access)} for user, access in domain.device_access_list(device=device)]
+        rows = [{"user": user, **s.access_row(access), "in_force": access.in_force}
+                for user, access in domain.device_access_list(device=device)]
         return Response(s.AccessEntrySerializer(rows, many=True).data)
 
 

@@ -216,6 +216,19 @@ class TestEffectiveAccess:
             world.alice.email: {"timezone": "UTC", "windows": [{"days": list(DAYS), "start": "00:00", "end": "24:00"}]},
         }
 
+    def test_the_access_list_shows_people_outside_their_hours(self, world, client_for):
+        in_three_days = (timezone.now() + timedelta(days=3)).astimezone(ZoneInfo("UTC")).weekday()
+        later = {"timezone": "UTC", "windows": [{"days": [DAYS[in_three_days]], "start": "09:00", "end": "10:00"}]}
+        services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL,
+                              schedule=later)
+        services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW)
+        rows = client_for(world.owner).get(tenant_url("device-access-list", world, device=world.lock.pk)).json()
+        assert [(r["user"]["email"], r["level"], r["in_force"], r["schedule"]) for r in rows] == [
+            (world.owner.email, "owner", True, None),
+            (world.bob.email, "view", True, None),
+            (world.alice.email, "control", False, later),
+        ]
+
     def test_a_manager_outside_their_hours_still_oversees(self, world, client_for):
         """Managing follows the share's status (docs/sharing.md#weekly-schedules)."""
         in_three_days = (timezone.now() + timedelta(days=3)).astimezone(ZoneInfo("UTC")).weekday()

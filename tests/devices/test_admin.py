@@ -113,9 +113,9 @@ def test_device_page_lists_shares_and_effective_access(as_admin_a, two):
     rows = {cells[0]: cells[1:]
             for cells in (re.findall(r"<td>(.*?)</td>", row) for row in table.split("<tr>")) if cells}
     assert rows == {
-        world.owner.email: ["owner", "ownership", "—"],
-        world.alice.email: ["control", "direct share", "—"],
-        world.bob.email: ["view", "group Home", "—"],
+        world.owner.email: ["owner", "ownership", "—", "any hour", "in force"],
+        world.alice.email: ["control", "direct share", "—", "any hour", "in force"],
+        world.bob.email: ["view", "group Home", "—", "any hour", "in force"],
     }
     inline = page[page.index('id="shares-group"'):]
     assert "Shares of this device" in inline

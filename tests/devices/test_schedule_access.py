@@ -77,15 +77,34 @@ class TestInsideAndOutsideTheHours:
         assert level_at(world, outside) is None
         assert held_level(user=world.alice, device=world.lock, now=outside) == Level.MANAGE
 
-    def test_the_access_list_shows_who_is_inside_their_hours(self, world):
+    def test_the_access_list_shows_everyone_with_a_live_grant_and_who_is_inside_their_hours(self, world):
         grant(world, schedule=TUESDAY_MORNINGS)
         grant(world, level=Level.VIEW, user=world.bob)
-        inside = {user: (access.level, access.schedule) for user, access in
-                  device_access_list(device=world.lock, now=utc(2027, 3, 30, 8))}
-        assert inside[world.alice] == (Level.CONTROL, Schedule("Europe/Brussels", (Window(frozenset({1}), 540, 720),)))
-        assert inside[world.bob] == (Level.VIEW, None)
-        outside = {user for user, _ in device_access_list(device=world.lock, now=utc(2027, 3, 30, 10))}
-        assert outside == {world.owner, world.bob}
+        tuesdays = Schedule("Europe/Brussels", (Window(frozenset({1}), 540, 720),))
+
+        def rows(at):
+            return [(user, access.level, access.schedule, access.in_force)
+                    for user, access in device_access_list(device=world.lock, now=at)]
+
+        assert rows(utc(2027, 3, 30, 8)) == [(world.owner, Level.OWNER, None, True),
+                                             (world.alice, Level.CONTROL, tuesdays, True),
+                                             (world.bob, Level.VIEW, None, True)]
+        # Outside her hours the cleaner is still listed, after those in force.
+        assert rows(utc(2027, 3, 30, 10)) == [(world.owner, Level.OWNER, None, True),
+                                              (world.bob, Level.VIEW, None, True),
+                                              (world.alice, Level.CONTROL, tuesdays, False)]
+
+    def test_the_access_list_row_is_the_level_in_force_before_a_higher_one_outside_its_hours(self, world):
+        grant(world, level=Level.MANAGE, schedule=TUESDAY_MORNINGS)
+        grant(world, level=Level.VIEW, group=world.group, device=None)
+        (row,) = [access for user, access in device_access_list(device=world.lamp, now=utc(2027, 3, 31, 8))
+                  if user == world.alice]
+        assert (row.level, row.in_force, row.schedule) == (Level.VIEW, True, None)
+        # Ended and revoked grants are not listed at all.
+        grant(world, level=Level.VIEW, user=world.bob, expires_at=utc(2027, 3, 1))
+        grant(world, level=Level.VIEW, user=world.carol, revoked_at=utc(2027, 3, 1))
+        listed = {user for user, _ in device_access_list(device=world.lock, now=utc(2027, 3, 31, 8))}
+        assert listed == {world.owner, world.alice}
 
     def test_the_owner_and_inactive_people_have_no_next_change(self, world):
         grant(world, schedule=TUESDAY_MORNINGS)
