@@ -288,7 +288,8 @@ def preview_instant(raw: str | None, now: datetime) -> datetime:
                parameters=[OpenApiParameter(
                    "at", OpenApiTypes.DATETIME, required=False,
                    description="Preview another instant, within a year of now; ISO 8601 with its offset "
-                               "(encode + as %2B). Default: now.")],
+                               "(encode + as %2B). Default: now. Today's grants are judged at that instant: "
+                               "not history (docs/api.md#weekly-schedules).")],
                responses={200: s.AccessSerializer})
 class DeviceAccessView(TenantView):
     model = Device
