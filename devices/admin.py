@@ -379,6 +379,8 @@ def _hours_cell(grant):
     """For narrow list columns: one window a line, then the zone."""
     if grant.schedule is None:
         return "any hour"
+    if isinstance(schedules.of(grant), schedules.Unreadable):
+        return schedules.summary(grant.schedule)
     lines = [*schedules.to_text(grant.schedule).splitlines(), grant.schedule["timezone"]]
     # The admin's own .nowrap: "09:00-12:00" must not break at its dash.
     return format_html_join(mark_safe("<br>"), '<span class="nowrap">{}</span>', ((line,) for line in lines))

@@ -10,7 +10,9 @@ The JSON form, stored as it is on a share or an invitation::
 `days` are the days a window starts on; an `end` before its `start` crosses
 midnight into the next day, and "24:00" (or "00:00") is the end of the day.
 """
+import logging
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
@@ -20,6 +22,7 @@ from lambda_bridge.schedule import HORIZON_DAYS, MINUTES_PER_DAY, Schedule, Wind
 
 from .errors import DomainError, ErrorCode
 
+log = logging.getLogger(__name__)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Enough for a different window every day and a split shift on each; every
 # window costs bytes in each grantee's snapshot.
@@ -95,15 +98,44 @@ def to_json(schedule: Schedule | None) -> dict | None:
     """The JSON form of `schedule`, days in week order."""
     if schedule is None:
         return None
+    if isinstance(schedule, Unreadable):
+        return schedule.raw
     return {"timezone": schedule.zone, "windows": [
         {"days": [DAYS[d] for d in sorted(w.days)], "start": _hhmm(w.start), "end": _hhmm(w.end)}
         for w in schedule.windows
     ]}
 
 
+@dataclass(frozen=True)
+class Unreadable(Schedule):
+    """A stored schedule that no longer parses (its zone left the pinned
+    tzdata): never in force, read on the UTC clock with no window, and
+    written back as it was stored (`to_json`) until someone replaces it."""
+
+    raw: object = field(default=None, compare=False)
+
+    @property
+    def raw_zone(self) -> str:
+        return str(self.raw.get("timezone")) if isinstance(self.raw, dict) else "?"
+
+
 def of(grant) -> Schedule | None:
-    """The schedule stored on a share or an invitation (checked when written)."""
-    return parse(grant.schedule)
+    """The schedule stored on a share or an invitation (checked when
+    written). One that no longer parses gives nothing rather than failing
+    every read of the device (docs/sharing.md#a-stored-schedule-that-no-longer-reads)."""
+    try:
+        return parse(grant.schedule)
+    except DomainError:
+        unreadable = Unreadable(zone="UTC", windows=(), raw=grant.schedule)
+        _log_unreadable(unreadable.raw_zone, type(grant).__name__, grant.pk)
+        return unreadable
+
+
+@cache
+def _log_unreadable(zone: str, kind: str, pk) -> None:
+    # Cached: a device page reads each grant's schedule several times.
+    log.error("%s %s has a stored schedule that no longer reads (zone %r); it is never in force until "
+              "replaced", kind, pk, zone)
 
 
 def week_minutes(schedule: Schedule) -> frozenset[int]:
@@ -251,7 +283,10 @@ def _text_time(text: str) -> str:
 
 def to_text(data: dict | None) -> str:
     """The console's text form of a stored schedule (its zone apart), one window a line."""
-    schedule = parse(data)
+    try:
+        schedule = parse(data)
+    except DomainError:
+        return _unreadable_text(data)
     if schedule is None:
         return ""
     return "\n".join(f"{_day_list(w.days)} {_hhmm(w.start)}-{_hhmm(w.end)}" for w in schedule.windows)
@@ -274,4 +309,12 @@ def summary(data: dict | None) -> str:
     """One line for lists and messages: "tue 09:00-12:00 (Europe/Brussels)"; "" for none."""
     if data is None:
         return ""
+    try:
+        parse(data)
+    except DomainError:
+        return _unreadable_text(data)
     return f"{'; '.join(to_text(data).splitlines())} ({data['timezone']})"
+
+
+def _unreadable_text(data) -> str:
+    return f"unreadable ({Unreadable(zone='UTC', windows=(), raw=data).raw_zone})"

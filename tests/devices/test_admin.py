@@ -176,6 +176,17 @@ class TestWritesGoThroughServices:
         assert share.level == Level.VIEW
         assert AuditEvent.objects.filter(action="share.update", object_id=str(share.pk)).exists()
 
+    def test_a_stored_schedule_that_no_longer_reads_is_shown_not_a_500(self, as_admin_a, two):
+        world = two[0]
+        share = two[0].share
+        Share.objects.filter(pk=share.pk).update(
+            schedule={"timezone": "Mars/Olympus", "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]})
+        for page in (url("share", "change", share.pk), url("share", "changelist"), url("device", "change",
+                                                                                         world.lamp.pk)):
+            response = as_admin_a.get(page)
+            assert response.status_code == 200, page
+            assert "unreadable (Mars/Olympus)" in response.content.decode(), page
+
     def test_revoke_selected_action_cascades(self, as_admin_a, two):
         world, other = two
         parent = services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.MANAGE,

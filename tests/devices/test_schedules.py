@@ -170,6 +170,27 @@ class TestIntersection:
                                                                     zone="Europe/Paris"))) is None
 
 
+class TestUnreadableStoredSchedule:
+    """A stored zone gone from tzdata: never in force, shown as unreadable, written back as stored."""
+
+    RAW = form((["tue"], "09:00", "12:00"), zone="Mars/Olympus")
+
+    def test_never_in_force_and_written_back_as_stored(self):
+        class Grant:
+            pk, schedule = 7, self.RAW
+
+        schedule = schedules.of(Grant())
+        at = int(datetime(2027, 3, 30, 8, tzinfo=UTC).timestamp())  # a Tuesday morning anywhere near
+        assert not schedule.active(at) and schedule.next_change(at) is None
+        assert not schedules.reached_between(schedule, datetime(2027, 3, 29, tzinfo=UTC),
+                                             datetime(2027, 4, 30, tzinfo=UTC))
+        assert schedules.to_json(schedule) == self.RAW
+        assert schedule != schedules.parse(form((["tue"], "09:00", "12:00"), zone="UTC"))
+
+    def test_shown_as_unreadable_with_its_zone(self):
+        assert schedules.summary(self.RAW) == schedules.to_text(self.RAW) == "unreadable (Mars/Olympus)"
+
+
 class TestTextForm:
     def test_the_consoles_examples(self):
         data = schedules.parse_text("tue,thu 09:00-12:00\nmon-fri 22:00-06:00", zone="Europe/Brussels")
