@@ -326,11 +326,13 @@ class DeviceAdmin(TenantScopedAdmin):
         rows = selectors.device_access_list(device=obj)
         return format_html(
             '<table class="effective-access">'
-            "<tr><th>user</th><th>level</th><th>through</th><th>until</th></tr>{}</table>",
+            "<tr><th>user</th><th>level</th><th>through</th><th>until</th><th>hours</th><th>now</th></tr>{}</table>",
             format_html_join(
-                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
-                    (user.email, access.label, _through(access.share), access.expires_at or "—")
+                    (user.email, access.label, _through(access.share), access.expires_at or "—",
+                     _hours(access.share) if access.share else "any hour",
+                     "in force" if access.in_force else "outside hours")
                     for user, access in rows
                 ),
             ),
@@ -377,6 +379,8 @@ def _hours_cell(grant):
     """For narrow list columns: one window a line, then the zone."""
     if grant.schedule is None:
         return "any hour"
+    if isinstance(schedules.of(grant), schedules.Unreadable):
+        return schedules.summary(grant.schedule)
     lines = [*schedules.to_text(grant.schedule).splitlines(), grant.schedule["timezone"]]
     # The admin's own .nowrap: "09:00-12:00" must not break at its dash.
     return format_html_join(mark_safe("<br>"), '<span class="nowrap">{}</span>', ((line,) for line in lines))

@@ -10,7 +10,9 @@ The JSON form, stored as it is on a share or an invitation::
 `days` are the days a window starts on; an `end` before its `start` crosses
 midnight into the next day, and "24:00" (or "00:00") is the end of the day.
 """
+import logging
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
@@ -20,6 +22,7 @@ from lambda_bridge.schedule import HORIZON_DAYS, MINUTES_PER_DAY, Schedule, Wind
 
 from .errors import DomainError, ErrorCode
 
+log = logging.getLogger(__name__)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Enough for a different window every day and a split shift on each; every
 # window costs bytes in each grantee's snapshot.
@@ -77,7 +80,14 @@ def parse(data) -> Schedule | None:
                           field="schedule")
     if not isinstance(windows, list) or not 1 <= len(windows) <= MAX_WINDOWS:
         raise _invalid(f"A schedule has 1 to {MAX_WINDOWS} windows.")
-    return Schedule(zone=zone, windows=tuple(_window(w) for w in windows))
+    return Schedule(zone=zone, windows=_canonical(_window(w) for w in windows))
+
+
+def _canonical(windows) -> tuple[Window, ...]:
+    """`windows` in one order, so that the same hours sent in another order
+    make an equal schedule (an identical repeat returns the existing share)
+    and are stored alike."""
+    return tuple(sorted(windows, key=lambda w: (min(w.days), w.start, w.end, sorted(w.days))))
 
 
 def _hhmm(minute: int) -> str:
@@ -88,15 +98,44 @@ def to_json(schedule: Schedule | None) -> dict | None:
     """The JSON form of `schedule`, days in week order."""
     if schedule is None:
         return None
+    if isinstance(schedule, Unreadable):
+        return schedule.raw
     return {"timezone": schedule.zone, "windows": [
         {"days": [DAYS[d] for d in sorted(w.days)], "start": _hhmm(w.start), "end": _hhmm(w.end)}
         for w in schedule.windows
     ]}
 
 
+@dataclass(frozen=True)
+class Unreadable(Schedule):
+    """A stored schedule that no longer parses (its zone left the pinned
+    tzdata): never in force, read on the UTC clock with no window, and
+    written back as it was stored (`to_json`) until someone replaces it."""
+
+    raw: object = field(default=None, compare=False)
+
+    @property
+    def raw_zone(self) -> str:
+        return str(self.raw.get("timezone")) if isinstance(self.raw, dict) else "?"
+
+
 def of(grant) -> Schedule | None:
-    """The schedule stored on a share or an invitation (checked when written)."""
-    return parse(grant.schedule)
+    """The schedule stored on a share or an invitation (checked when
+    written). One that no longer parses gives nothing rather than failing
+    every read of the device (docs/sharing.md#a-stored-schedule-that-no-longer-reads)."""
+    try:
+        return parse(grant.schedule)
+    except DomainError:
+        unreadable = Unreadable(zone="UTC", windows=(), raw=grant.schedule)
+        _log_unreadable(unreadable.raw_zone, type(grant).__name__, grant.pk)
+        return unreadable
+
+
+@cache
+def _log_unreadable(zone: str, kind: str, pk) -> None:
+    # Cached: a device page reads each grant's schedule several times.
+    log.error("%s %s has a stored schedule that no longer reads (zone %r); it is never in force until "
+              "replaced", kind, pk, zone)
 
 
 def week_minutes(schedule: Schedule) -> frozenset[int]:
@@ -143,7 +182,7 @@ def _from_week_minutes(zone: str, covered: frozenset[int]) -> Schedule | None:
         for day, begin, end in _day_pieces(start, length):
             hours.setdefault((begin, end), set()).add(day)
     windows = [Window(days=frozenset(days), start=begin, end=end) for (begin, end), days in hours.items()]
-    return Schedule(zone=zone, windows=tuple(sorted(windows, key=lambda w: (min(w.days), w.start, w.end))))
+    return Schedule(zone=zone, windows=_canonical(windows))
 
 
 def _runs(covered: frozenset[int]) -> list[tuple[int, int]]:
@@ -244,7 +283,10 @@ def _text_time(text: str) -> str:
 
 def to_text(data: dict | None) -> str:
     """The console's text form of a stored schedule (its zone apart), one window a line."""
-    schedule = parse(data)
+    try:
+        schedule = parse(data)
+    except DomainError:
+        return _unreadable_text(data)
     if schedule is None:
         return ""
     return "\n".join(f"{_day_list(w.days)} {_hhmm(w.start)}-{_hhmm(w.end)}" for w in schedule.windows)
@@ -267,4 +309,12 @@ def summary(data: dict | None) -> str:
     """One line for lists and messages: "tue 09:00-12:00 (Europe/Brussels)"; "" for none."""
     if data is None:
         return ""
+    try:
+        parse(data)
+    except DomainError:
+        return _unreadable_text(data)
     return f"{'; '.join(to_text(data).splitlines())} ({data['timezone']})"
+
+
+def _unreadable_text(data) -> str:
+    return f"unreadable ({Unreadable(zone='UTC', windows=(), raw=data).raw_zone})"

@@ -23,6 +23,8 @@ class Access:
     share: Share | None  # the share that grants `level`; None for the owner
     expires_at: datetime | None = None
     schedule: Schedule | None = None  # the granting share's weekly hours; None: any hour
+    # False only in `device_access_list`'s rows for someone outside their hours.
+    in_force: bool = True
     # What `next_change` reads, so that callers who only want the level pay nothing for it.
     timeline: _Timeline | None = field(default=None, repr=False, compare=False)
 
@@ -93,22 +95,37 @@ class _Timeline:
 
     def next_change(self) -> datetime | None:
         """The first instant after `now` at which the level differs from the
-        level at `now` (gained, lost, raised or lowered). Starts and ends are
-        followed however far ahead; a schedule's edges only up to 8 days past
-        `now` or past the last start or end met on the way: past that, None."""
+        level at `now` (gained, lost, raised or lowered); None when it never
+        does. Starts and ends are found however far ahead. Schedules' edges
+        are followed up to 8 days past `now` or past the last start or end
+        met on the way: a week of them that changed nothing changes nothing
+        until the next start or end, so the search jumps there and follows
+        them again from it (docs/sharing.md#when-access-next-changes)."""
         level, horizon = self.level(self.now), self.now + _LOOK_AHEAD
         edges = [self._edge(share, schedule, self.now) for share, schedule in self.grants]
         while upcoming := [edge for edge in edges if edge is not None]:
             at = min(moment for moment, _ in upcoming)
             starts_or_ends = any(moment == at and span for moment, span in upcoming)
             if not starts_or_ends and at > horizon:
-                return None
+                at = min(filter(None, (self._start_or_end(share, horizon) for share, _ in self.grants)), default=None)
+                if at is None:
+                    return None
+                starts_or_ends = True
             if self.level(at) != level:
                 return at
             if starts_or_ends:
                 horizon = max(horizon, at + _LOOK_AHEAD)
-            edges = [self._edge(share, schedule, at) if edge is not None and edge[0] == at else edge
+            edges = [self._edge(share, schedule, at) if edge is not None and edge[0] <= at else edge
                      for (share, schedule), edge in zip(self.grants, edges, strict=True)]
+        return None
+
+    @staticmethod
+    def _start_or_end(share: Share, after: datetime) -> datetime | None:
+        """The share's own next start or end after `after`, its schedule apart."""
+        if share.starts_at is not None and share.starts_at > after:
+            return share.starts_at
+        if share.expires_at is not None and share.expires_at > after:
+            return share.expires_at
         return None
 
     @staticmethod
@@ -171,21 +188,24 @@ def held_level(*, user: User, device: Device, now: datetime | None = None) -> Le
 
 
 def device_access_list(*, device: Device, now: datetime | None = None) -> list[tuple[User, Access]]:
-    """Every user with access to `device` at `now`, owner first, then by level."""
+    """Everyone with a live grant on `device` at `now`, whatever the hour:
+    the owner first, then those whose access is in force by level, then
+    those outside their hours (`in_force` False, their highest live share)."""
     now = now or timezone.now()
-    shares = (
+    shares = list(
         Share.objects.live(now).filter(_shares_reaching(device)).select_related("grantee", "group", "device")
     )
+    in_force = {share.pk for share in _Timeline(shares, now).in_force(now)}
     by_user: dict[int, list[Share]] = {}
-    for share in _Timeline(shares, now).in_force(now):
+    for share in shares:
         by_user.setdefault(share.grantee_id, []).append(share)
     rows = [(device.owner, Access(level=Level.OWNER, share=None))]
     for grantee_shares in by_user.values():
-        best = _best(grantee_shares)
+        best = _best([share for share in grantee_shares if share.pk in in_force]) or _best(grantee_shares)
         if best.grantee_id != device.owner_id:
             rows.append((best.grantee, Access(level=Level(best.level), share=best, expires_at=best.expires_at,
-                                              schedule=schedules.of(best))))
-    rows[1:] = sorted(rows[1:], key=lambda row: (-row[1].level, row[0].email))
+                                              schedule=schedules.of(best), in_force=best.pk in in_force)))
+    rows[1:] = sorted(rows[1:], key=lambda row: (not row[1].in_force, -row[1].level, row[0].email))
     return rows
 
 

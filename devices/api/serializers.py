@@ -325,11 +325,13 @@ class AccessSerializer(AccessFieldsSerializer):
     in_force = serializers.BooleanField(help_text="Whether you have access of your own at that instant.")
     next_change = serializers.DateTimeField(
         allow_null=True, help_text="When your level next changes (a share starts or ends, a window opens or "
-        "closes); null when it does not within the look-ahead (docs/sharing.md#weekly-schedules).")
+        "closes); null when it never does (docs/sharing.md#when-access-next-changes).")
 
 
 class AccessEntrySerializer(AccessFieldsSerializer):
     user = UserBriefSerializer()
+    in_force = serializers.BooleanField(help_text="Whether this person's level is in force now; false: "
+                                        "outside the hours of their schedule (docs/api.md#weekly-schedules).")
 
 
 def access_row(access, *, admin: bool = False) -> dict:

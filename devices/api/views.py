@@ -288,7 +288,8 @@ def preview_instant(raw: str | None, now: datetime) -> datetime:
                parameters=[OpenApiParameter(
                    "at", OpenApiTypes.DATETIME, required=False,
                    description="Preview another instant, within a year of now; ISO 8601 with its offset "
-                               "(encode + as %2B). Default: now.")],
+                               "(encode + as %2B). Default: now. Today's grants are judged at that instant: "
+                               "not history (docs/api.md#weekly-schedules).")],
                responses={200: s.AccessSerializer})
 class DeviceAccessView(TenantView):
     model = Device
@@ -320,7 +321,8 @@ class DeviceAccessListView(TenantView):
     def get(self, request, tenant, device):
         device = self.visible_device(device)
         require(may_oversee(request.user, device), "Seeing everyone's access needs the manage level or ownership.")
-        rows = [{"user": user, **s.access_row(access)} for user, access in domain.device_access_list(device=device)]
+        rows = [{"user": user, **s.access_row(access), "in_force": access.in_force}
+                for user, access in domain.device_access_list(device=device)]
         return Response(s.AccessEntrySerializer(rows, many=True).data)
 
 

@@ -133,6 +133,12 @@ def update_share(*, actor: User, share: Share, level=UNSET, starts_at=UNSET, exp
         parent = _locked_reshare_grant(share.parent_id)
         _require(parent is not None and parent.grantee_id == actor.pk,
                  "You no longer hold the share that allowed this re-share.")
+    elif share.parent_id is not None:
+        # Whoever edits it, a re-share stays linked to its parent and must stay
+        # inside it, or the owner could widen it past what the parent gives
+        # (docs/sharing.md#who-may-share). Locked whatever its state: a parent
+        # that has ended or narrowed still bounds what is left of its child.
+        parent = Share.objects.select_for_update(of=("self",), no_key=True).get(pk=share.parent_id)
     share = Share.objects.select_for_update(of=("self",), no_key=True).get(pk=share.pk)
     _require_unrevoked(share)
     changes = {name: value for name, value in (("starts_at", starts_at), ("expires_at", expires_at))

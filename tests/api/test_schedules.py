@@ -216,6 +216,19 @@ class TestEffectiveAccess:
             world.alice.email: {"timezone": "UTC", "windows": [{"days": list(DAYS), "start": "00:00", "end": "24:00"}]},
         }
 
+    def test_the_access_list_shows_people_outside_their_hours(self, world, client_for):
+        in_three_days = (timezone.now() + timedelta(days=3)).astimezone(ZoneInfo("UTC")).weekday()
+        later = {"timezone": "UTC", "windows": [{"days": [DAYS[in_three_days]], "start": "09:00", "end": "10:00"}]}
+        services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL,
+                              schedule=later)
+        services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW)
+        rows = client_for(world.owner).get(tenant_url("device-access-list", world, device=world.lock.pk)).json()
+        assert [(r["user"]["email"], r["level"], r["in_force"], r["schedule"]) for r in rows] == [
+            (world.owner.email, "owner", True, None),
+            (world.bob.email, "view", True, None),
+            (world.alice.email, "control", False, later),
+        ]
+
     def test_a_manager_outside_their_hours_still_oversees(self, world, client_for):
         """Managing follows the share's status (docs/sharing.md#weekly-schedules)."""
         in_three_days = (timezone.now() + timedelta(days=3)).astimezone(ZoneInfo("UTC")).weekday()
@@ -233,3 +246,52 @@ class TestEffectiveAccess:
 def test_the_next_tuesday_helper():
     tuesday = next_tuesday(9)
     assert tuesday.weekday() == 1 and tuesday > timezone.now() + timedelta(days=1)
+
+
+class TestUnreadableStoredSchedule:
+    """A stored zone that left the pinned tzdata (docs/sharing.md#a-stored-schedule-that-no-longer-reads)."""
+
+    @pytest.fixture
+    def broken(self, world):
+        share = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL,
+                                      schedule=TUESDAYS)
+        raw = {**TUESDAYS, "timezone": "Mars/Olympus"}
+        Share.objects.filter(pk=share.pk).update(schedule=raw)
+        services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW)
+        return share, raw
+
+    def test_the_device_still_answers_and_the_grant_gives_nothing(self, world, client_for, broken, caplog):
+        share, raw = broken
+        owner = client_for(world.owner)
+        rows = owner.get(tenant_url("device-access-list", world, device=world.lock.pk))
+        assert rows.status_code == 200, rows.content
+        assert [(r["user"]["email"], r["in_force"], r["schedule"]) for r in rows.json()] == [
+            (world.owner.email, True, None), (world.bob.email, True, None), (world.alice.email, False, raw)]
+        mine = client_for(world.alice).get(tenant_url("device-access", world, device=world.lock.pk))
+        assert mine.status_code == 200 and (mine.json()["level"], mine.json()["next_change"]) == (None, None)
+        assert owner.get(tenant_url("share-detail", world, pk=share.pk)).json()["schedule"] == raw
+        logged = [r for r in caplog.records if r.levelname == "ERROR" and "Mars/Olympus" in r.getMessage()]
+        assert len(logged) == 1
+
+    def test_the_owner_replaces_the_hours(self, world, client_for, broken):
+        share, _ = broken
+        path = tenant_url("share-detail", world, pk=share.pk)
+        response = client_for(world.owner).patch(path, {"schedule": TUESDAYS}, format="json")
+        assert response.status_code == 200, response.content
+        share.refresh_from_db()
+        assert share.schedule == TUESDAYS
+
+    def test_an_edit_of_something_else_keeps_the_stored_hours_as_they_were(self, world, client_for, broken):
+        share, raw = broken
+        response = client_for(world.owner).patch(tenant_url("share-detail", world, pk=share.pk), {"level": "view"},
+                                                 format="json")
+        assert response.status_code == 200, response.content
+        share.refresh_from_db()
+        assert (share.level, share.schedule) == (Level.VIEW, raw)
+
+    def test_the_owner_revokes_it(self, world, client_for, broken):
+        share, _ = broken
+        response = client_for(world.owner).post(tenant_url("share-revoke", world, pk=share.pk))
+        assert response.status_code == 200, response.content
+        share.refresh_from_db()
+        assert share.revoked_at is not None

@@ -76,6 +76,7 @@ def test_schedules_and_the_access_preview_are_described(document):
         field = schemas[name]["properties"]["schedule"]
         assert field["nullable"] and field["allOf"][0]["$ref"].split("/")[-1] in {"Schedule", "ScheduleRequest"}, name
     assert {"in_force", "next_change"} <= set(schemas["Access"]["properties"])
+    assert "in_force" in schemas["AccessEntry"]["required"]
     access = document["paths"]["/api/v1/tenants/{tenant}/devices/{device}/access/"]["get"]
     (at,) = [p for p in access["parameters"] if p["name"] == "at"]
     assert (at["in"], at["schema"]["format"], at.get("required", False)) == ("query", "date-time", False)

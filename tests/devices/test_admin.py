@@ -113,9 +113,9 @@ def test_device_page_lists_shares_and_effective_access(as_admin_a, two):
     rows = {cells[0]: cells[1:]
             for cells in (re.findall(r"<td>(.*?)</td>", row) for row in table.split("<tr>")) if cells}
     assert rows == {
-        world.owner.email: ["owner", "ownership", "—"],
-        world.alice.email: ["control", "direct share", "—"],
-        world.bob.email: ["view", "group Home", "—"],
+        world.owner.email: ["owner", "ownership", "—", "any hour", "in force"],
+        world.alice.email: ["control", "direct share", "—", "any hour", "in force"],
+        world.bob.email: ["view", "group Home", "—", "any hour", "in force"],
     }
     inline = page[page.index('id="shares-group"'):]
     assert "Shares of this device" in inline
@@ -175,6 +175,17 @@ class TestWritesGoThroughServices:
         share.refresh_from_db()
         assert share.level == Level.VIEW
         assert AuditEvent.objects.filter(action="share.update", object_id=str(share.pk)).exists()
+
+    def test_a_stored_schedule_that_no_longer_reads_is_shown_not_a_500(self, as_admin_a, two):
+        world = two[0]
+        share = two[0].share
+        Share.objects.filter(pk=share.pk).update(
+            schedule={"timezone": "Mars/Olympus", "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]})
+        for page in (url("share", "change", share.pk), url("share", "changelist"), url("device", "change",
+                                                                                         world.lamp.pk)):
+            response = as_admin_a.get(page)
+            assert response.status_code == 200, page
+            assert "unreadable (Mars/Olympus)" in response.content.decode(), page
 
     def test_revoke_selected_action_cascades(self, as_admin_a, two):
         world, other = two

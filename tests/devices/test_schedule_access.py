@@ -77,15 +77,34 @@ class TestInsideAndOutsideTheHours:
         assert level_at(world, outside) is None
         assert held_level(user=world.alice, device=world.lock, now=outside) == Level.MANAGE
 
-    def test_the_access_list_shows_who_is_inside_their_hours(self, world):
+    def test_the_access_list_shows_everyone_with_a_live_grant_and_who_is_inside_their_hours(self, world):
         grant(world, schedule=TUESDAY_MORNINGS)
         grant(world, level=Level.VIEW, user=world.bob)
-        inside = {user: (access.level, access.schedule) for user, access in
-                  device_access_list(device=world.lock, now=utc(2027, 3, 30, 8))}
-        assert inside[world.alice] == (Level.CONTROL, Schedule("Europe/Brussels", (Window(frozenset({1}), 540, 720),)))
-        assert inside[world.bob] == (Level.VIEW, None)
-        outside = {user for user, _ in device_access_list(device=world.lock, now=utc(2027, 3, 30, 10))}
-        assert outside == {world.owner, world.bob}
+        tuesdays = Schedule("Europe/Brussels", (Window(frozenset({1}), 540, 720),))
+
+        def rows(at):
+            return [(user, access.level, access.schedule, access.in_force)
+                    for user, access in device_access_list(device=world.lock, now=at)]
+
+        assert rows(utc(2027, 3, 30, 8)) == [(world.owner, Level.OWNER, None, True),
+                                             (world.alice, Level.CONTROL, tuesdays, True),
+                                             (world.bob, Level.VIEW, None, True)]
+        # Outside her hours the cleaner is still listed, after those in force.
+        assert rows(utc(2027, 3, 30, 10)) == [(world.owner, Level.OWNER, None, True),
+                                              (world.bob, Level.VIEW, None, True),
+                                              (world.alice, Level.CONTROL, tuesdays, False)]
+
+    def test_the_access_list_row_is_the_level_in_force_before_a_higher_one_outside_its_hours(self, world):
+        grant(world, level=Level.MANAGE, schedule=TUESDAY_MORNINGS)
+        grant(world, level=Level.VIEW, group=world.group, device=None)
+        (row,) = [access for user, access in device_access_list(device=world.lamp, now=utc(2027, 3, 31, 8))
+                  if user == world.alice]
+        assert (row.level, row.in_force, row.schedule) == (Level.VIEW, True, None)
+        # Ended and revoked grants are not listed at all.
+        grant(world, level=Level.VIEW, user=world.bob, expires_at=utc(2027, 3, 1))
+        grant(world, level=Level.VIEW, user=world.carol, revoked_at=utc(2027, 3, 1))
+        listed = {user for user, _ in device_access_list(device=world.lock, now=utc(2027, 3, 31, 8))}
+        assert listed == {world.owner, world.alice}
 
     def test_the_owner_and_inactive_people_have_no_next_change(self, world):
         grant(world, schedule=TUESDAY_MORNINGS)
@@ -135,13 +154,26 @@ class TestSeveralShares:
         assert next_access_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)) == utc(
             2027, 4, 27, 7)
 
-    def test_past_the_look_ahead_the_answer_is_none(self, world):
-        # Eight days of Tuesday windows under a manage share change nothing; its
-        # end, a month away, is past what the search follows once schedules are involved.
+    def test_a_start_or_end_past_the_look_ahead_is_still_found(self, world):
+        # Eight days of Tuesday windows under a manage share change nothing; the
+        # search then jumps to the manage share's end, a month away.
         grant(world, level=Level.MANAGE, device=world.lamp, expires_at=utc(2027, 4, 30))
         grant(world, level=Level.VIEW, schedule=TUESDAY_MORNINGS, group=world.group, device=None)
         access = effective_access(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12))
-        assert (access.level, access.next_change) == (Level.MANAGE, None)
+        assert (access.level, access.next_change) == (Level.MANAGE, utc(2027, 4, 30))
+
+    def test_after_a_far_end_that_changes_nothing_the_hours_are_followed_again(self, world):
+        # The manage share at any hour ends on Friday 30 April at noon (UTC), while
+        # a Friday-only manage share still holds; the level drops at Saturday midnight.
+        grant(world, level=Level.MANAGE, device=world.lamp, expires_at=utc(2027, 4, 30, 12))
+        grant(world, level=Level.MANAGE, group=world.group, device=None,
+              schedule={"timezone": "UTC", "windows": [{"days": ["fri"], "start": "00:00", "end": "24:00"}]})
+        assert next_access_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) == utc(2027, 5, 1)
+
+    def test_without_any_start_or_end_ahead_the_answer_is_none(self, world):
+        grant(world, level=Level.MANAGE, device=world.lamp)
+        grant(world, level=Level.VIEW, schedule=TUESDAY_MORNINGS, group=world.group, device=None)
+        assert next_access_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) is None
         # Without a schedule the end is found however far it is.
         grant(world, level=Level.MANAGE, expires_at=utc(2027, 6, 30), user=world.bob)
         assert effective_access(user=world.bob, device=world.lock, now=utc(2027, 3, 29)).next_change == utc(

@@ -84,6 +84,12 @@ class TestCreate:
         assert share(world, world.alice, schedule=TUESDAYS).pk == first.pk
         refused(ErrorCode.SHARE_EXISTS, share, world=world, grantee=world.alice, schedule=WEEKDAYS)
 
+    def test_the_same_hours_in_another_order_return_the_share(self, world):
+        sent = hours(BRUSSELS, (["thu"], "14:00", "16:00"), (["tue"], "09:00", "12:00"))
+        first = share(world, world.alice, schedule=sent)
+        again = share(world, world.alice, schedule={**sent, "windows": sent["windows"][::-1]})
+        assert again.pk == first.pk and Share.objects.filter(grantee=world.alice).count() == 1
+
     @pytest.mark.parametrize("schedule, code", [
         ("tue 09:00-12:00", ErrorCode.SCHEDULE_INVALID),
         (hours("Atlantis/Capital", (["tue"], "09:00", "12:00")), ErrorCode.TIME_ZONE_UNKNOWN),
@@ -154,6 +160,27 @@ class TestReshare:
         refused(ErrorCode.OUTSIDE_PARENT_SCHEDULE, services.update_share, actor=world.alice, share=child,
                 schedule=None)
         services.update_share(actor=world.alice, share=child, schedule=hours(BRUSSELS, (["wed"], "09:00", "10:00")))
+
+    @pytest.mark.parametrize("editor", ["owner", "admin"])
+    def test_the_owner_or_an_admin_cannot_widen_a_reshare_past_its_parent_either(self, world, editor):
+        """The re-share stays linked to alice's grant, so it must stay inside it whoever edits it."""
+        now = timezone.now()
+        share(world, world.alice, level=Level.MANAGE, can_reshare=True, schedule=TUESDAYS,
+              starts_at=now - timedelta(hours=1), expires_at=now + timedelta(days=30))
+        child = share(world, world.bob, actor=world.alice, schedule=TUESDAYS, starts_at=now,
+                      expires_at=now + timedelta(days=20))
+        actor = getattr(world, editor)
+        for code, change in ((ErrorCode.OUTSIDE_PARENT_SCHEDULE, {"schedule": None}),
+                             (ErrorCode.OUTSIDE_PARENT_SCHEDULE, {"schedule": WEEKDAYS}),
+                             (ErrorCode.OUTLASTS_PARENT, {"expires_at": None}),
+                             (ErrorCode.OUTLASTS_PARENT, {"expires_at": now + timedelta(days=40)}),
+                             (ErrorCode.STARTS_BEFORE_PARENT, {"starts_at": None})):
+            refused(code, services.update_share, actor=actor, share=child, **change)
+        # Inside the parent the owner may still change it.
+        narrower = hours(BRUSSELS, (["tue"], "10:00", "11:00"))
+        services.update_share(actor=actor, share=child, schedule=narrower, level=Level.CONTROL)
+        child.refresh_from_db()
+        assert (child.schedule, child.level) == (narrower, Level.CONTROL)
 
     def test_an_unscheduled_parent_lets_a_reshare_pick_any_hours(self, world):
         reshare_parent(world)
