@@ -113,7 +113,10 @@ class Schedule:
         return False
 
     def _in_force(self, at: int) -> bool:
-        local = datetime.fromtimestamp(at, zone(self.zone))
+        try:
+            local = datetime.fromtimestamp(at, zone(self.zone))
+        except (OverflowError, ValueError):  # a wall clock past year 9999: no window is there
+            return False
         minute = local.hour * 60 + local.minute
         return any(window.covers(local.weekday(), minute) for window in self.windows)
 

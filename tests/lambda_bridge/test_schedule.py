@@ -174,3 +174,10 @@ def test_zones_come_from_the_pinned_tzdata_package_whatever_the_host_holds(tmp_p
 def test_a_horizon_past_year_9999_has_no_next_change():
     late = int(datetime(9999, 12, 28, tzinfo=UTC).timestamp())
     assert Schedule("UTC", (Window(frozenset({1}), 540, 720),)).next_change(late) is None
+
+
+def test_a_wall_clock_past_year_9999_is_in_no_window():
+    # 12:00 UTC on the calendar's last day is already year 10000 in Kiritimati (+14).
+    every_day = Schedule("Pacific/Kiritimati", (Window(frozenset(range(7)), 0, 24 * 60),))
+    assert every_day.active(int(datetime(9999, 12, 31, 9, tzinfo=UTC).timestamp()))
+    assert not every_day.active(int(datetime(9999, 12, 31, 12, tzinfo=UTC).timestamp()))
