@@ -120,22 +120,29 @@ class Unreadable(Schedule):
 
 
 def of(grant) -> Schedule | None:
-    """The schedule stored on a share or an invitation (checked when
-    written). One that no longer parses gives nothing rather than failing
-    every read of the device (docs/sharing.md#a-stored-schedule-that-no-longer-reads)."""
+    """The schedule stored on a share or an invitation."""
+    return read(grant.schedule, holder=f"{type(grant).__name__} {grant.pk}")
+
+
+def read(stored, *, holder: str) -> Schedule | None:
+    """A stored JSON form (checked when written) as a Schedule. One that no
+    longer parses (its zone left the pinned tzdata) is Unreadable, never in
+    force, rather than failing every read, push and sweep that meets it
+    (docs/sharing.md#a-stored-schedule-that-no-longer-reads); `holder`
+    names the grant in the log."""
     try:
-        return parse(grant.schedule)
+        return parse(stored)
     except DomainError:
-        unreadable = Unreadable(zone="UTC", windows=(), raw=grant.schedule)
-        _log_unreadable(unreadable.raw_zone, type(grant).__name__, grant.pk)
+        unreadable = Unreadable(zone="UTC", windows=(), raw=stored)
+        _log_unreadable(holder, unreadable.raw_zone)
         return unreadable
 
 
 @cache
-def _log_unreadable(zone: str, kind: str, pk) -> None:
-    # Cached: a device page reads each grant's schedule several times.
-    log.error("%s %s has a stored schedule that no longer reads (zone %r); it is never in force until "
-              "replaced", kind, pk, zone)
+def _log_unreadable(holder: str, zone: str) -> None:
+    # Once per grant and process: a page, a push and a sweep each read it again.
+    log.error("%s has a stored schedule that no longer reads (zone %r); it is never in force until "
+              "replaced", holder, zone)
 
 
 def week_minutes(schedule: Schedule) -> frozenset[int]:

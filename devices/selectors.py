@@ -81,6 +81,15 @@ class _Timeline:
         self.now = now
         self.grants = [(share, schedules.of(share)) for share in shares]
 
+    def access(self) -> Access | None:
+        """The access these shares give at `now`; None for none."""
+        best = _best(self.in_force(self.now))
+        if best is None:
+            return None
+        schedule = next(schedule for share, schedule in self.grants if share is best)
+        return Access(level=Level(best.level), share=best, expires_at=best.expires_at, schedule=schedule,
+                      timeline=self)
+
     def in_force(self, at: datetime) -> list[Share]:
         """Started, not ended, and inside their schedule, if any (docs/sharing.md#weekly-schedules)."""
         second = int(at.timestamp())
@@ -157,21 +166,20 @@ def effective_access(*, user: User, device: Device, now: datetime | None = None)
         return None
     if device.owner_id == user.pk:
         return Access(level=Level.OWNER, share=None)
-    timeline = _timeline(user, device, now)
-    best = _best(timeline.in_force(timeline.now))
-    if best is None:
-        return None
-    return Access(level=Level(best.level), share=best, expires_at=best.expires_at, schedule=schedules.of(best),
-                  timeline=timeline)
+    return _timeline(user, device, now).access()
 
 
-def next_access_change(*, user: User, device: Device, now: datetime | None = None) -> datetime | None:
-    """When `user`'s effective access to `device` next changes after `now`,
-    with access or without (then: when it begins); None for the owner, or
-    when nothing changes as far as `_Timeline.next_change` looks."""
+def access_and_next_change(*, user: User, device: Device,
+                           now: datetime | None = None) -> tuple[Access | None, datetime | None]:
+    """Effective access at `now`, and when it next changes, with access or
+    without (then: when it begins); None for the owner, or when nothing
+    changes as far as `_Timeline.next_change` looks. One query; the next
+    change is worked out only when read."""
     if not user.is_active or device.owner_id == user.pk:
-        return None
-    return _timeline(user, device, now).next_change()
+        return effective_access(user=user, device=device, now=now), None
+    timeline = _timeline(user, device, now)
+    access = timeline.access()
+    return access, (timeline.next_change() if access is None else access.next_change)
 
 
 def held_level(*, user: User, device: Device, now: datetime | None = None) -> Level | None:

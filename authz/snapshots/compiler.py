@@ -3,7 +3,6 @@
 A fixed number of queries per tenant, however many principals and devices:
 a push of a thousand principals costs the same handful of queries as one.
 """
-import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,12 +12,9 @@ from django.db.models import Q
 
 from authz.live.cutoffs import cutoffs_of
 from devices import schedules
-from devices.errors import DomainError
 from devices.models import Device, Level, Membership, Share
 from lambda_bridge import snapshot
 from lambda_bridge.snapshot import Entry, Snapshot
-
-log = logging.getLogger(__name__)
 
 LEVEL_CODES = {level: level.code for level in Level}
 
@@ -74,7 +70,7 @@ def _user_entries(tenant_id: int, user_ids: set[int], now: datetime) -> dict[int
     shares = Share.objects.filter(tenant_id=tenant_id, grantee_id__in=members, revoked_at__isnull=True).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=now)
     )
-    terms = ("level", "starts_at", "expires_at", "schedule")
+    terms = ("level", "starts_at", "expires_at", "schedule", "pk")
     direct = shares.filter(device__isnull=False).values_list(
         "grantee_id", "device__thing_name", "device__group_id", *terms
     )
@@ -82,10 +78,10 @@ def _user_entries(tenant_id: int, user_ids: set[int], now: datetime) -> dict[int
         "grantee_id", "group__devices__thing_name", "group_id", *terms
     )
     for rows in (direct, via_group):
-        for grantee_id, thing, group_id, level, starts_at, expires_at, stored in rows:
-            schedule = _readable(stored, grantee_id=grantee_id, tenant_id=tenant_id)
-            if schedule is _UNREADABLE:
-                continue
+        for grantee_id, thing, group_id, level, starts_at, expires_at, stored, share_id in rows:
+            schedule = schedules.read(stored, holder=f"Share {share_id}")
+            if isinstance(schedule, schedules.Unreadable):
+                continue  # less access, never a failed push for everyone in the batch
             grants[grantee_id][thing].append(Entry(
                 thing, LEVEL_CODES[level],
                 # Round towards less access: start late, end early.
@@ -96,21 +92,6 @@ def _user_entries(tenant_id: int, user_ids: set[int], now: datetime) -> dict[int
             ))
     return {user_id: [e for entries in by_thing.values() for e in _undominated(entries)]
             for user_id, by_thing in grants.items()}
-
-
-_UNREADABLE = object()
-
-
-def _readable(stored, *, grantee_id: int, tenant_id: int):
-    """The share's schedule, or _UNREADABLE when it no longer parses (its
-    zone gone from this machine's tz database): that grant is left out,
-    less access rather than a failed push for everyone in the batch."""
-    try:
-        return schedules.parse(stored)
-    except DomainError as exc:
-        log.error("snapshot: a share of user %s in tenant %s has a schedule that cannot be read (%s); "
-                  "it grants nothing until fixed", grantee_id, tenant_id, exc.code.value)
-        return _UNREADABLE
 
 
 def _undominated(entries: list[Entry]) -> list[Entry]:

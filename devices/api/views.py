@@ -299,13 +299,9 @@ class DeviceAccessView(TenantView):
     def get(self, request, tenant, device):
         device = self.visible_device(device)
         at = preview_instant(request.query_params.get("at"), timezone.now())
-        access = domain.effective_access(user=request.user, device=device, now=at)
-        if access is None:
-            admin = domain.is_tenant_admin(user=request.user, tenant_id=self.tenant.pk)
-            row = {**s.access_row(None, admin=admin), "in_force": False,
-                   "next_change": domain.next_access_change(user=request.user, device=device, now=at)}
-        else:
-            row = {**s.access_row(access), "in_force": True, "next_change": access.next_change}
+        access, next_change = domain.access_and_next_change(user=request.user, device=device, now=at)
+        admin = access is None and domain.is_tenant_admin(user=request.user, tenant_id=self.tenant.pk)
+        row = {**s.access_row(access, admin=admin), "in_force": access is not None, "next_change": next_change}
         return Response(s.AccessSerializer(row).data)
 
 

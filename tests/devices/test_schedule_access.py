@@ -8,13 +8,18 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from devices.models import Level
-from devices.selectors import device_access_list, effective_access, held_level, next_access_change
+from devices.selectors import access_and_next_change, device_access_list, effective_access, held_level
 from lambda_bridge.schedule import Schedule, Window
 from tests.factories import ShareFactory
 
 pytestmark = pytest.mark.django_db
 
 TUESDAY_MORNINGS = {"timezone": "Europe/Brussels", "windows": [{"days": ["tue"], "start": "09:00", "end": "12:00"}]}
+
+
+def next_change_of(*, user, device, now):
+    """When `user`'s access to `device` next changes, with access now or without."""
+    return access_and_next_change(user=user, device=device, now=now)[1]
 
 
 def utc(*args) -> datetime:
@@ -67,9 +72,9 @@ class TestInsideAndOutsideTheHours:
         assert effective_access(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)).next_change == utc(
             2027, 3, 30, 10)
         # Without access the selector still says when it begins: next Tuesday 09:00 CEST.
-        assert next_access_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10)) == utc(
+        assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10)) == utc(
             2027, 4, 6, 7)
-        assert next_access_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)) == utc(2027, 3, 30, 10)
+        assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)) == utc(2027, 3, 30, 10)
 
     def test_a_schedule_does_not_hide_the_share_or_the_right_to_manage(self, world):
         grant(world, level=Level.MANAGE, schedule=TUESDAY_MORNINGS)
@@ -109,10 +114,10 @@ class TestInsideAndOutsideTheHours:
     def test_the_owner_and_inactive_people_have_no_next_change(self, world):
         grant(world, schedule=TUESDAY_MORNINGS)
         assert effective_access(user=world.owner, device=world.lock, now=utc(2027, 3, 30, 8)).next_change is None
-        assert next_access_change(user=world.owner, device=world.lock, now=utc(2027, 3, 30, 8)) is None
+        assert next_change_of(user=world.owner, device=world.lock, now=utc(2027, 3, 30, 8)) is None
         world.alice.is_active = False
         world.alice.save()
-        assert next_access_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10)) is None
+        assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10)) is None
 
     def test_one_query_for_the_access_and_none_for_its_next_change(self, world, django_assert_num_queries):
         grant(world, schedule=TUESDAY_MORNINGS)
@@ -122,7 +127,7 @@ class TestInsideAndOutsideTheHours:
         with django_assert_num_queries(0):
             assert access.next_change == utc(2027, 3, 30, 10)
         with django_assert_num_queries(1):
-            next_access_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10))
+            next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10))
 
 
 class TestSeveralShares:
@@ -146,12 +151,12 @@ class TestSeveralShares:
         grant(world, schedule=TUESDAY_MORNINGS, expires_at=utc(2027, 3, 30, 8, 30))
         access = effective_access(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8))
         assert access.next_change == utc(2027, 3, 30, 8, 30)
-        assert next_access_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8, 30)) is None
+        assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8, 30)) is None
 
     def test_a_start_weeks_ahead_then_the_first_window_after_it(self, world):
         # Starts Wednesday 21 April: the first Tuesday morning after that is 27 April.
         grant(world, schedule=TUESDAY_MORNINGS, starts_at=utc(2027, 4, 21))
-        assert next_access_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)) == utc(
+        assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)) == utc(
             2027, 4, 27, 7)
 
     def test_a_start_or_end_past_the_look_ahead_is_still_found(self, world):
@@ -168,12 +173,12 @@ class TestSeveralShares:
         grant(world, level=Level.MANAGE, device=world.lamp, expires_at=utc(2027, 4, 30, 12))
         grant(world, level=Level.MANAGE, group=world.group, device=None,
               schedule={"timezone": "UTC", "windows": [{"days": ["fri"], "start": "00:00", "end": "24:00"}]})
-        assert next_access_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) == utc(2027, 5, 1)
+        assert next_change_of(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) == utc(2027, 5, 1)
 
     def test_without_any_start_or_end_ahead_the_answer_is_none(self, world):
         grant(world, level=Level.MANAGE, device=world.lamp)
         grant(world, level=Level.VIEW, schedule=TUESDAY_MORNINGS, group=world.group, device=None)
-        assert next_access_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) is None
+        assert next_change_of(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) is None
         # Without a schedule the end is found however far it is.
         grant(world, level=Level.MANAGE, expires_at=utc(2027, 6, 30), user=world.bob)
         assert effective_access(user=world.bob, device=world.lock, now=utc(2027, 3, 29)).next_change == utc(
@@ -217,7 +222,7 @@ class TestDaylightSaving:
         grant(world, schedule=hours(zone, *window))
         found, at = [], asked_at
         for _ in changes:
-            at = next_access_change(user=world.alice, device=world.lock, now=at)
+            at = next_change_of(user=world.alice, device=world.lock, now=at)
             found.append(at)
         assert found == changes
         # In force exactly between an opening and the closing after it.
