@@ -86,16 +86,24 @@ def test_revoking_a_devices_credentials_after_confirmation(client, world):
     assert set(TokenCutoff.objects.values_list("kind", "principal")) == {(snapshot.DEVICE, world.lock.thing_name)}
 
 
-def test_membership_action_then_confirmation_revokes_everything(client, world):
+def bobs_membership_action(client, world, action: str, confirmation: str) -> Share:
+    """Bob holds a share; a tenant admin picks `action` on his membership,
+    is sent to the `confirmation` page (nothing done yet) and confirms."""
     share = services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW)
     membership = Membership.objects.get(tenant=world.tenant, user=world.bob)
     client.force_login(world.admin)
     response = client.post(reverse("admin:devices_membership_changelist"),
-                           {"action": "revoke_everything", "_selected_action": [membership.pk]})
-    confirm = reverse("admin:authz_accessreceipt_revoke_member", args=[membership.pk])
+                           {"action": action, "_selected_action": [membership.pk]})
+    confirm = reverse(f"admin:authz_accessreceipt_{confirmation}", args=[membership.pk])
     assert response["Location"] == confirm
-    assert Share.objects.get(pk=share.pk).revoked_at is None
+    assert Share.objects.get(pk=share.pk).revoked_at is None and not TokenCutoff.objects.exists()
     client.post(confirm)
+    return share
+
+
+def test_membership_action_then_confirmation_revokes_everything(client, world):
+    share = bobs_membership_action(client, world, "revoke_everything", "revoke_member")
+    membership = Membership.objects.get(tenant=world.tenant, user=world.bob)
     assert Share.objects.get(pk=share.pk).revoked_at is not None
     assert Membership.objects.filter(pk=membership.pk).exists()
     assert AuditEvent.objects.get(action="membership.revoke_access").source == "admin"
@@ -119,15 +127,7 @@ def test_receipts_list_is_scoped(client, world, other):
 
 
 def test_membership_action_then_confirmation_signs_the_persons_apps_out_and_keeps_their_shares(client, world):
-    share = services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.VIEW)
-    membership = Membership.objects.get(tenant=world.tenant, user=world.bob)
-    client.force_login(world.admin)
-    response = client.post(reverse("admin:devices_membership_changelist"),
-                           {"action": "sign_out_apps", "_selected_action": [membership.pk]})
-    confirm = reverse("admin:authz_accessreceipt_sign_out_member", args=[membership.pk])
-    assert response["Location"] == confirm
-    assert not TokenCutoff.objects.exists()  # the action only asks
-    client.post(confirm)
+    share = bobs_membership_action(client, world, "sign_out_apps", "sign_out_member")
     assert set(TokenCutoff.objects.values_list("kind", "principal")) == {(snapshot.USER, str(world.bob.pk))}
     assert Share.objects.get(pk=share.pk).revoked_at is None
     event = AuditEvent.objects.get(action="iot_credentials.revoke")
