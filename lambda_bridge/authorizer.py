@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from lambda_bridge import events, policy, snapshot, tokens
+from lambda_bridge import compact, events, policy, snapshot, tokens, vocabulary
 from lambda_bridge.config import MAX_TTL, MIN_TTL, REFRESH_SLACK, Config
 from lambda_bridge.refusal import Refused
 from lambda_bridge.vocabulary import Reason
@@ -36,6 +36,7 @@ class Decision:
     # For the log line only.
     detail: str = ""
     source: str | None = None
+    credential: str | None = None
     principal: str | None = None
     tenant: int | None = None
     devices: int | None = None
@@ -79,8 +80,7 @@ class Authorizer:
         config = self.config
         now = int(self.clock())
         token, decision.source = events.find_token(event, config.token_key_name)
-        claims = tokens.verify(token, self.keys, issuer=config.issuer, audience=config.audience,
-                               leeway=config.leeway_seconds, now=now)
+        claims = self._verify(token, signed=events.signature_verified(event), now=now, decision=decision)
         decision.principal, decision.tenant = claims.label, claims.tenant
         asked = events.mqtt_client_id(event)
         if asked is not None and asked != claims.client_id:
@@ -106,6 +106,22 @@ class Authorizer:
         decision.allowed, decision.reason, decision.documents = True, Reason.OK, documents
         decision.principal_id = principal_id(claims)
         decision.refresh, decision.disconnect = lifetimes(snap, claims, now, config)
+
+    def _verify(self, token: str, *, signed: bool, now: int, decision: Decision) -> tokens.Claims:
+        """Each authorizer takes one kind of credential (docs/authorizer.md#two-authorizers):
+        the signed one platform JWTs, whose RSA signature AWS checked first;
+        the unsigned one compact device tokens, which anyone may send. The
+        other kind is refused before a key is looked up."""
+        config = self.config
+        decision.credential = vocabulary.COMPACT_CREDENTIAL if compact.looks_compact(token) else (
+            vocabulary.SIGNED_CREDENTIAL)
+        if signed == (decision.credential == vocabulary.COMPACT_CREDENTIAL):
+            raise Refused(Reason.WRONG_AUTHORIZER, f"a {decision.credential} token at the "
+                                                   f"{'signed' if signed else 'unsigned'} authorizer")
+        if signed:
+            return tokens.verify(token, self.keys, issuer=config.issuer, audience=config.audience,
+                                 leeway=config.leeway_seconds, now=now)
+        return tokens.verify_compact(token, self.keys, leeway=config.leeway_seconds, now=now)
 
     def _snapshot(self, claims: tokens.Claims) -> snapshot.Snapshot:
         key = snapshot.item_key(claims.kind, claims.tenant, claims.principal)

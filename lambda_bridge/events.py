@@ -51,6 +51,13 @@ def find_token(event, key_name: str) -> tuple[str, str]:
     raise Refused(Reason.NO_TOKEN)
 
 
+def signature_verified(event) -> bool:
+    """Whether the signed authorizer invoked us: AWS sets `signatureVerified`
+    true only after checking the token's signature, which only an authorizer
+    with signing on does. Anything but a JSON true is the unsigned one."""
+    return isinstance(event, dict) and event.get("signatureVerified") is True
+
+
 def mqtt_client_id(event) -> str | None:
     """The client id an MQTT client asked for, when AWS passed it along."""
     if not isinstance(event, dict):

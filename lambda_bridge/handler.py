@@ -53,6 +53,7 @@ class Handler:
             "cold_start": cold,
             "connection": events.connection_id(event),
             "source": decision.source,
+            "credential": decision.credential,
             "principal": decision.principal,
             "tenant": decision.tenant,
             "decision": "allow" if decision.allowed else "deny",

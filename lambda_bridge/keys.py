@@ -8,7 +8,14 @@ snapshot's (`u#…`, `d#…`):
     f      N  1                      format of this item
     v      N  version                only grows; writers put it conditionally
     active S  "A" | "B" | absent     the slot that signs new tokens
-    A, B   M  {kid: S, pem: S, state: S}   a slot; absent when empty
+    A, B   M  {kid: S, pem: S, state: S,   a slot; absent when empty
+                ckid: S, cpub: S}      its compact half, when it has one
+
+A slot holds one key pair per credential kind and both move through the
+states together: `kid`/`pem`, the RSA key of platform JWTs and of the signed
+authorizer's signature check; `ckid`/`cpub`, base64url of the Ed25519 key of
+compact device tokens (lambda_bridge/compact.py), which only this item
+publishes. Keys made before compact tokens existed have no compact half.
 
 A slot's state is staged, active, retiring or retired. Tokens verify against
 the first three: a staged key is already in the gateway's list, so accepting it
@@ -17,6 +24,8 @@ verifies anything again.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 
 ITEM_KEY = "keys#signing"
@@ -29,6 +38,8 @@ VERIFYING_STATES = (STAGED, ACTIVE, RETIRING)
 
 MAX_KID = 128
 MAX_PEM = 4096  # a 4096-bit RSA public key is about 800 characters
+MAX_COMPACT_KID = 8  # bytes (lambda_bridge/compact.py)
+COMPACT_PUBLIC_BYTES = 32  # a raw Ed25519 public key
 
 
 class KeyringError(ValueError):
@@ -40,6 +51,8 @@ class KeySlot:
     kid: str
     pem: str
     state: str
+    compact_kid: str = ""  # base64url, empty when the slot has no compact half
+    compact_public: str = ""  # base64url of the raw public key
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +65,11 @@ class Keyring:
         """kid → public PEM for every key a token may be signed with."""
         return {s.kid: s.pem for s in self.slots.values() if s.state in VERIFYING_STATES}
 
+    def compact_verifying(self) -> dict[bytes, bytes]:
+        """Compact kid → raw Ed25519 public key, for the same states."""
+        return {_unb64(s.compact_kid): _unb64(s.compact_public) for s in self.slots.values()
+                if s.state in VERIFYING_STATES and s.compact_kid}
+
 
 def to_item(keyring: Keyring) -> dict:
     _check(keyring)
@@ -60,6 +78,8 @@ def to_item(keyring: Keyring) -> dict:
         item["active"] = {"S": keyring.active}
     for name, slot in keyring.slots.items():
         item[name] = {"M": {"kid": {"S": slot.kid}, "pem": {"S": slot.pem}, "state": {"S": slot.state}}}
+        if slot.compact_kid:
+            item[name]["M"].update(ckid={"S": slot.compact_kid}, cpub={"S": slot.compact_public})
     return item
 
 
@@ -71,7 +91,9 @@ def from_item(item: dict) -> Keyring:
         for name in SLOTS:
             if name in item:
                 raw = item[name]["M"]
-                slots[name] = KeySlot(kid=raw["kid"]["S"], pem=raw["pem"]["S"], state=raw["state"]["S"])
+                slots[name] = KeySlot(kid=raw["kid"]["S"], pem=raw["pem"]["S"], state=raw["state"]["S"],
+                                      compact_kid=raw["ckid"]["S"] if "ckid" in raw else "",
+                                      compact_public=raw["cpub"]["S"] if "cpub" in raw else "")
         active = item["active"]["S"] if "active" in item else None
         keyring = Keyring(version=int(item["v"]["N"]), slots=slots, active=active)
     except KeyringError:
@@ -92,8 +114,34 @@ def _check(keyring: Keyring) -> None:
             raise KeyringError(f"slot {name} has an unusable kid")
         if not (isinstance(slot.pem, str) and 0 < len(slot.pem) <= MAX_PEM):
             raise KeyringError(f"slot {name} has an unusable public key")
+        _check_compact(name, slot)
     kids = [slot.kid for slot in keyring.slots.values()]
     if len(set(kids)) != len(kids):
         raise KeyringError("both slots hold the same kid")
+    compact_kids = [slot.compact_kid for slot in keyring.slots.values() if slot.compact_kid]
+    if len(set(compact_kids)) != len(compact_kids):
+        raise KeyringError("both slots hold the same compact kid")
     if keyring.active is not None and keyring.slots.get(keyring.active, KeySlot("", "", "")).state != ACTIVE:
         raise KeyringError(f"active slot {keyring.active!r} does not hold an active key")
+
+
+def _check_compact(name: str, slot: KeySlot) -> None:
+    if not slot.compact_kid and not slot.compact_public:
+        return
+    try:
+        kid, public = _unb64(slot.compact_kid), _unb64(slot.compact_public)
+    except (TypeError, ValueError, binascii.Error):
+        raise KeyringError(f"slot {name} has an unreadable compact key") from None
+    if not 0 < len(kid) <= MAX_COMPACT_KID or len(public) != COMPACT_PUBLIC_BYTES:
+        raise KeyringError(f"slot {name} has an unusable compact key")
+
+
+def b64(raw: bytes) -> str:
+    """How the item spells a compact kid or key: base64url without padding."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    if not isinstance(text, str) or not text:
+        raise ValueError("empty")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -22,10 +22,11 @@ from typing import Callable
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from lambda_bridge import keys, snapshot, vocabulary
+from lambda_bridge import compact, keys, snapshot, vocabulary
 from lambda_bridge.config import MIN_TTL
 from lambda_bridge.refusal import Refused
 from lambda_bridge.vocabulary import Reason
@@ -68,9 +69,12 @@ class Claims:
 
 class KeyCache:
     """The verifying keys of both slots, read from the key item at most once a
-    `ttl`. A kid it does not know triggers one early re-read per `recheck`
+    `ttl`. A JWT kid it does not know triggers one early re-read per `recheck`
     seconds at most, so a freshly staged key works without a redeploy and a
-    flood of bad kids cannot turn into a flood of reads."""
+    flood of bad kids cannot turn into a flood of reads. A compact kid it does
+    not know never does: the unsigned authorizer hears every stranger, and a
+    compact key is staged a propagation delay (longer than `ttl`) before it
+    signs anything (docs/authorizer.md#compact-device-tokens)."""
 
     def __init__(self, read_item: Callable[[str], dict | None], *, ttl: float, recheck: float = 10.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -79,6 +83,7 @@ class KeyCache:
         self._recheck = min(recheck, ttl)
         self._clock = clock
         self._keys: dict[str, RSAPublicKey] | None = None
+        self._compact: dict[bytes, Ed25519PublicKey] = {}
         self._loaded_at = 0.0
         self.reads = 0
 
@@ -89,6 +94,11 @@ class KeyCache:
         elif kid not in self._keys and now - self._loaded_at >= self._recheck:
             self._load(now)
         return self._keys.get(kid)
+
+    def get_compact(self, kid: bytes) -> Ed25519PublicKey | None:
+        if self._keys is None or self._clock() - self._loaded_at >= self._ttl:
+            self._load(self._clock())
+        return self._compact.get(kid)
 
     def _load(self, now: float) -> None:
         self.reads += 1
@@ -107,7 +117,13 @@ class KeyCache:
                 continue  # an unreadable key verifies nothing; the other slot still may
             if isinstance(key, RSAPublicKey) and key.key_size >= MIN_KEY_BITS:
                 loaded[kid] = key
-        self._keys, self._loaded_at = loaded, now
+        compact_keys = {}
+        for kid, raw in (ring.compact_verifying() if ring else {}).items():
+            try:
+                compact_keys[kid] = Ed25519PublicKey.from_public_bytes(raw)
+            except ValueError:
+                continue
+        self._keys, self._compact, self._loaded_at = loaded, compact_keys, now
 
 
 def verify(token: str, key_cache: KeyCache, *, issuer: str, audience: str, leeway: int, now: int) -> Claims:
@@ -199,8 +215,17 @@ def _registered(claims: dict, *, issuer: str, audience: str) -> None:
         raise Refused(Reason.INVALID_CLAIMS, "sub and jti are strings")
 
 
-def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
-    exp, nbf, iat = (_integer(claims.get(name), name) for name in ("exp", "nbf", "iat"))
+def verify_compact(token: str, key_cache: KeyCache, *, leeway: int, now: int) -> Claims:
+    """A compact device token's claims (lambda_bridge/compact.py), under the
+    same time rules as a JWT's. A compact token is always a device's, and
+    the device connects as its thing name."""
+    found = compact.verify(token, key_cache.get_compact)
+    _check_times(exp=found.expires, nbf=found.issued_at, iat=found.issued_at, leeway=leeway, now=now)
+    return Claims(kind=snapshot.DEVICE, principal=found.thing, tenant=found.tenant, client_id=found.thing,
+                  expires=found.expires, issued_at=found.issued_at)
+
+
+def _check_times(*, exp: int, nbf: int, iat: int, leeway: int, now: int) -> None:
     # No leeway on expiry. Under MIN_TTL left, a connection made now could not
     # be made to end at expiry: AWS keeps one at least MIN_TTL seconds
     # (docs/decisions/0007-exact-ends.md).
@@ -212,6 +237,11 @@ def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
         raise Refused(Reason.NOT_YET_VALID)
     if exp - min(iat, nbf) > MAX_LIFETIME:
         raise Refused(Reason.INVALID_CLAIMS, "lifetime longer than 31 days")
+
+
+def _claims(claims: dict, *, leeway: int, now: int) -> Claims:
+    exp, nbf, iat = (_integer(claims.get(name), name) for name in ("exp", "nbf", "iat"))
+    _check_times(exp=exp, nbf=nbf, iat=iat, leeway=leeway, now=now)
     kind_name, _, principal = str(claims["sub"]).partition(":")
     kind = KINDS.get(kind_name)
     if kind == snapshot.USER and not USER_ID.fullmatch(principal):

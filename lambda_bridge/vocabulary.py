@@ -33,6 +33,14 @@ CLIENT_ID = r"[a-zA-Z0-9:._-]{1,128}"
 # (DEVSHARE_TOKEN_KEY_NAME / IOT_TOKEN_KEY_NAME), as AWS IoT accepts it.
 TOKEN_KEY_NAME = r"[a-zA-Z0-9_-]{1,128}"  # noqa: S105 - a pattern, not a secret
 
+# --- credential kinds ---------------------------------------------------------
+#
+# What a device may be issued (docs/credentials.md): a platform JWT with its
+# RSA signature, for the signed authorizer, or a compact token
+# (lambda_bridge/compact.py), for the unsigned one. People's apps get JWTs.
+SIGNED_CREDENTIAL, COMPACT_CREDENTIAL = "signed", "compact"
+CREDENTIAL_KINDS: tuple[str, ...] = (SIGNED_CREDENTIAL, COMPACT_CREDENTIAL)
+
 # --- refusal reasons ------------------------------------------------------------
 
 
@@ -58,6 +66,8 @@ class Reason:
     WRONG_ISSUER = "wrong_issuer"
     INVALID_CLAIMS = "invalid_claims"
     CLIENT_ID_MISMATCH = "client_id_mismatch"
+    # a compact token at the signed authorizer, or a JWT at the unsigned one
+    WRONG_AUTHORIZER = "wrong_authorizer"
     # the snapshot
     NO_SNAPSHOT = "no_snapshot"
     PRINCIPAL_GONE = "principal_gone"
