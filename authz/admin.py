@@ -84,12 +84,12 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Platform-wide keys: superusers only, read-only, never the private half.
     Rotation runs from beat and `manage.py signing_keys`."""
 
-    list_display = ["slot", "kid", "state", "bits", "age", "next_step", "created_at", "published_at",
+    list_display = ["slot", "kid", "compact", "state", "bits", "age", "next_step", "created_at", "published_at",
                     "activated_at", "retiring_at", "retired_at"]
     list_filter = ["state", "slot"]
-    search_fields = ["kid"]
-    fields = ["slot", "kid", "state", "bits", "public_pem", "created_at", "staged_at", "published_at",
-              "activated_at", "retiring_at", "retired_at"]
+    search_fields = ["kid", "compact_kid"]
+    fields = ["slot", "kid", "compact_kid", "compact_public", "state", "bits", "public_pem", "created_at",
+              "staged_at", "published_at", "activated_at", "retiring_at", "retired_at"]
     readonly_fields = fields
 
     def has_module_permission(self, request):
@@ -99,7 +99,7 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return request.user.is_active and request.user.is_superuser
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("private_key_encrypted")
+        return super().get_queryset(request).defer("private_key_encrypted", "compact_private_encrypted")
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "GET" and self.has_view_permission(request):
@@ -108,6 +108,11 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, f"Next step: {st.next.describe(st.now)}. Key set v{st.desired_version} "
                                        f"{sync}{': ' + st.last_error if st.last_error else ''}.", messages.INFO)
         return super().changelist_view(request, extra_context)
+
+    @admin.display(description="compact kid")
+    def compact(self, obj):
+        # A key made before compact tokens cannot sign them (docs/signing-keys.md#the-compact-half).
+        return obj.compact_kid or "none"
 
     @admin.display(description="age")
     def age(self, obj):
