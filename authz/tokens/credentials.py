@@ -141,6 +141,12 @@ class Credentials:
         return f"https://{self.endpoint}/topics/{quote(topic, safe='/')}?qos=1&{self._query()}"
 
 
+def example_topic(thing: str) -> str:
+    """A topic a device may publish to (docs/topics-and-policies.md), for
+    the examples credentials come with."""
+    return f"dev/{thing}/out/telemetry"
+
+
 # --- issuing ---------------------------------------------------------------------------
 
 
@@ -321,10 +327,14 @@ def _record(*, actor: User | None, tenant: Tenant, kind: str, principal: str, cl
             scope: dict | None, now: datetime, expires: int, device: Device | None, credential: str) -> datetime:
     """The IssuedCredential row and its audit event; never the token."""
     expires_at = datetime.fromtimestamp(expires, tz=dt_timezone.utc)
-    record = IssuedCredential.objects.create(
-        tenant=tenant, kind=kind, principal=principal, client_id=client_id, credential=credential, jti=jti,
-        kid=kid, scope=scope, issued_by=actor, issued_at=now, expires_at=expires_at,
-    )
+    # A compact token has no random part (Ed25519 signatures are
+    # deterministic): asked twice in one second with the same lifetime, a
+    # device gets the same token again, so the same record. Issuance of one
+    # principal runs under its sync row's lock, so this cannot race.
+    record, _ = IssuedCredential.objects.get_or_create(jti=jti, defaults={
+        "tenant": tenant, "kind": kind, "principal": principal, "client_id": client_id, "credential": credential,
+        "kid": kid, "scope": scope, "issued_by": actor, "issued_at": now, "expires_at": expires_at,
+    })
     audit.record(actor=actor, action=Action.IOT_CREDENTIALS_ISSUE, obj=record, tenant=tenant,
                  device_id=device.pk if device else None,
                  changes={"client_id": client_id, "credential": credential, "kid": kid, "expires_at": expires_at,
