@@ -14,6 +14,7 @@ from django.utils import timezone
 from config.console import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
 from devices.models import Device, Membership, User
 from devices.selectors import tenants_for
+from lambda_bridge import vocabulary
 
 from .live import selectors as live_selectors
 from .live import services as live_services
@@ -145,17 +146,37 @@ class LiveFilter(admin.SimpleListFilter):
 
 
 def _shown(creds: credentials.Credentials) -> list[tuple[str, str]]:
-    """What a device needs to connect, under the API's names (AWS IoT SDK parameters)."""
-    return [
-        ("clientId", creds.client_id), ("endpoint", creds.endpoint), ("authorizerName", creds.authorizer_name),
-        ("tokenKeyName", creds.token_key_name), ("expiresAt", creds.expires_at.isoformat().replace("+00:00", "Z")),
-        ("token", creds.token), ("tokenSignature", creds.token_signature), ("mqttUsername", creds.mqtt_username),
-        ("wssUrl", creds.wss_url),
+    """What a device needs to connect with this kind of credential, under
+    the API's names (AWS IoT SDK parameters)."""
+    common = [
+        ("credential", creds.credential), ("clientId", creds.client_id), ("endpoint", creds.endpoint),
+        ("authorizerName", creds.authorizer_name), ("tokenKeyName", creds.token_key_name),
+        ("expiresAt", creds.expires_at.isoformat().replace("+00:00", "Z")), ("token", creds.token),
     ]
+    if creds.compact:
+        return [*common, ("mqttUsername", creds.mqtt_username), ("mqttPassword", creds.mqtt_password),
+                ("httpsPublish", _curl(creds))]
+    return [*common, ("tokenSignature", creds.token_signature), ("mqttUsername", creds.mqtt_username),
+            ("wssUrl", creds.wss_url)]
+
+
+def _curl(creds: credentials.Credentials) -> str:
+    """An HTTPS publish as the device, the parameters in headers
+    (docs/credentials.md#compact-device-tokens)."""
+    topic = credentials.example_topic(creds.client_id)
+    return (f"curl --fail -X POST 'https://{creds.endpoint}/topics/{topic}?qos=1' "
+            f"-H 'x-amz-customauthorizer-name: {creds.authorizer_name}' "
+            f"-H '{creds.token_key_name}: {creds.token}' -d '{{\"t\":21.5}}'")
 
 
 class IssueDeviceCredentialsForm(forms.Form):
     device = forms.ModelChoiceField(queryset=Device.objects.none())
+    credential = forms.ChoiceField(
+        choices=[(vocabulary.SIGNED_CREDENTIAL, "Signed: a JWT and its RSA signature (most devices)"),
+                 (vocabulary.COMPACT_CREDENTIAL, "Compact: at most 200 characters, for ultra-low-power devices")],
+        initial=vocabulary.SIGNED_CREDENTIAL, widget=forms.RadioSelect, required=False,
+        help_text="Compact tokens go to the unsigned authorizer as the MQTT password or an HTTPS header "
+                  "(docs/credentials.md#compact-device-tokens).")
     lifetime = forms.IntegerField(label="Lifetime (seconds)", required=False, min_value=1)
 
     def __init__(self, *args, devices, **kwargs):
@@ -172,9 +193,9 @@ class IssuedCredentialAdmin(ReadOnlyTenantAdmin):
     """Which client ids got tokens, until when; never a token. Tenant admins
     issue a device's credentials from here (the token is shown once)."""
 
-    list_display = ["client_id", "kind", "who", "tenant", "short_kid", "scope", "issued_by", "issued_at",
+    list_display = ["client_id", "kind", "credential", "who", "tenant", "short_kid", "scope", "issued_by", "issued_at",
                     "expires_at", "live"]
-    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "kind", LiveFilter]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "kind", "credential", LiveFilter]
     search_fields = ["client_id", "principal", "jti"]
     list_select_related = ["tenant", "issued_by"]
 
@@ -220,6 +241,7 @@ class IssuedCredentialAdmin(ReadOnlyTenantAdmin):
             **self.admin_site.each_context(request),
             "title": "Issue device credentials", "opts": self.opts, "form": form,
             "device": issued and form.cleaned_data["device"], "credentials": issued and _shown(issued),
+            "compact": bool(issued) and issued.compact,
         }
         # admin_view() marks every admin page never-cache (no-store), which this
         # page relies on: it may carry a bearer token.
@@ -230,7 +252,8 @@ class IssuedCredentialAdmin(ReadOnlyTenantAdmin):
         try:
             # Audited with source "admin" by AuditContextMiddleware, like every console write.
             return credentials.issue_device_credentials(actor=request.user, device=data["device"],
-                                                        lifetime=data.get("lifetime"))
+                                                        lifetime=data.get("lifetime"),
+                                                        credential=data["credential"] or vocabulary.SIGNED_CREDENTIAL)
         except ValidationError as error:
             if hasattr(error, "error_dict"):
                 for field, errors in error.error_dict.items():
