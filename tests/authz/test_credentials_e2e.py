@@ -32,7 +32,7 @@ def aws_event(name: str, creds: dict) -> dict:
     """A canned event (tests/lambda_bridge/events/) carrying these credentials
     the way the gateway passes them on: from the signed authorizer, which has
     checked the signature, for a signed credential; from the unsigned one for
-    a compact token (docs/authorizer.md#two-authorizers)."""
+    a compact token (docs/credentials.md#compact-device-tokens)."""
     signed = creds.get("credential", "signed") == "signed"
     values = {
         "token": creds["token"],
