@@ -330,3 +330,10 @@ def test_a_re_signed_token_is_refused(pushed, world):
     forged_creds = dataclasses.replace(issued, token=forged)
     assert unsigned(forged_creds)[1]["reason"] == "bad_signature"
     assert signing_keys.active_compact_key().kid == parsed.kid
+
+
+def test_the_service_refuses_a_kind_it_does_not_know_and_records_nothing(pushed, world):
+    with pytest.raises(credentials.DomainError) as refused:
+        credentials.issue_device_credentials(actor=world.owner, device=world.lamp, credential="tiny")
+    assert refused.value.code == ErrorCode.UNKNOWN_CREDENTIAL and refused.value.field == "credential"
+    assert not IssuedCredential.objects.exists()
