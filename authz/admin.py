@@ -175,8 +175,8 @@ class IssueDeviceCredentialsForm(forms.Form):
         choices=[(vocabulary.SIGNED_CREDENTIAL, "Signed: a JWT and its RSA signature (most devices)"),
                  (vocabulary.COMPACT_CREDENTIAL, "Compact: at most 200 characters, for ultra-low-power devices")],
         initial=vocabulary.SIGNED_CREDENTIAL, widget=forms.RadioSelect, required=False,
-        help_text="Compact tokens go to the unsigned authorizer as the MQTT password or an HTTPS header "
-                  "(docs/credentials.md#compact-device-tokens).")
+        help_text="A compact token goes to the unsigned authorizer as the MQTT password or in an HTTPS header; "
+                  "choose it only for devices that count bytes.")
     lifetime = forms.IntegerField(label="Lifetime (seconds)", required=False, min_value=1)
 
     def __init__(self, *args, devices, **kwargs):
