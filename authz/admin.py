@@ -14,6 +14,7 @@ from django.utils import timezone
 from config.console import ReadOnlyAdminMixin, ReadOnlyTenantAdmin
 from devices.models import Device, Membership, User
 from devices.selectors import tenants_for
+from lambda_bridge import vocabulary
 
 from .live import selectors as live_selectors
 from .live import services as live_services
@@ -84,12 +85,12 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Platform-wide keys: superusers only, read-only, never the private half.
     Rotation runs from beat and `manage.py signing_keys`."""
 
-    list_display = ["slot", "kid", "state", "bits", "age", "next_step", "created_at", "published_at",
+    list_display = ["slot", "kid", "compact", "state", "bits", "age", "next_step", "created_at", "published_at",
                     "activated_at", "retiring_at", "retired_at"]
     list_filter = ["state", "slot"]
-    search_fields = ["kid"]
-    fields = ["slot", "kid", "state", "bits", "public_pem", "created_at", "staged_at", "published_at",
-              "activated_at", "retiring_at", "retired_at"]
+    search_fields = ["kid", "compact_kid"]
+    fields = ["slot", "kid", "compact_kid", "compact_public", "state", "bits", "public_pem", "created_at",
+              "staged_at", "published_at", "activated_at", "retiring_at", "retired_at"]
     readonly_fields = fields
 
     def has_module_permission(self, request):
@@ -99,7 +100,7 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return request.user.is_active and request.user.is_superuser
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("private_key_encrypted")
+        return super().get_queryset(request).defer("private_key_encrypted", "compact_private_encrypted")
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "GET" and self.has_view_permission(request):
@@ -108,6 +109,11 @@ class SigningKeyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             self.message_user(request, f"Next step: {st.next.describe(st.now)}. Key set v{st.desired_version} "
                                        f"{sync}{': ' + st.last_error if st.last_error else ''}.", messages.INFO)
         return super().changelist_view(request, extra_context)
+
+    @admin.display(description="compact kid")
+    def compact(self, obj):
+        # A key made before compact tokens cannot sign them (docs/signing-keys.md#the-compact-half).
+        return obj.compact_kid or "none"
 
     @admin.display(description="age")
     def age(self, obj):
@@ -140,17 +146,37 @@ class LiveFilter(admin.SimpleListFilter):
 
 
 def _shown(creds: credentials.Credentials) -> list[tuple[str, str]]:
-    """What a device needs to connect, under the API's names (AWS IoT SDK parameters)."""
-    return [
-        ("clientId", creds.client_id), ("endpoint", creds.endpoint), ("authorizerName", creds.authorizer_name),
-        ("tokenKeyName", creds.token_key_name), ("expiresAt", creds.expires_at.isoformat().replace("+00:00", "Z")),
-        ("token", creds.token), ("tokenSignature", creds.token_signature), ("mqttUsername", creds.mqtt_username),
-        ("wssUrl", creds.wss_url),
+    """What a device needs to connect with this kind of credential, under
+    the API's names (AWS IoT SDK parameters)."""
+    common = [
+        ("credential", creds.credential), ("clientId", creds.client_id), ("endpoint", creds.endpoint),
+        ("authorizerName", creds.authorizer_name), ("tokenKeyName", creds.token_key_name),
+        ("expiresAt", creds.expires_at.isoformat().replace("+00:00", "Z")), ("token", creds.token),
     ]
+    if creds.compact:
+        return [*common, ("mqttUsername", creds.mqtt_username), ("mqttPassword", creds.mqtt_password),
+                ("httpsPublish", _curl(creds))]
+    return [*common, ("tokenSignature", creds.token_signature), ("mqttUsername", creds.mqtt_username),
+            ("wssUrl", creds.wss_url)]
+
+
+def _curl(creds: credentials.Credentials) -> str:
+    """An HTTPS publish as the device, the parameters in headers
+    (docs/credentials.md#compact-device-tokens)."""
+    topic = credentials.example_topic(creds.client_id)
+    return (f"curl --fail -X POST 'https://{creds.endpoint}/topics/{topic}?qos=1' "
+            f"-H 'x-amz-customauthorizer-name: {creds.authorizer_name}' "
+            f"-H '{creds.token_key_name}: {creds.token}' -d '{{\"t\":21.5}}'")
 
 
 class IssueDeviceCredentialsForm(forms.Form):
     device = forms.ModelChoiceField(queryset=Device.objects.none())
+    credential = forms.ChoiceField(
+        choices=[(vocabulary.SIGNED_CREDENTIAL, "Signed: a JWT and its RSA signature (most devices)"),
+                 (vocabulary.COMPACT_CREDENTIAL, "Compact: at most 200 characters, for ultra-low-power devices")],
+        initial=vocabulary.SIGNED_CREDENTIAL, widget=forms.RadioSelect, required=False,
+        help_text="A compact token goes to the unsigned authorizer as the MQTT password or in an HTTPS header; "
+                  "choose it only for devices that count bytes.")
     lifetime = forms.IntegerField(label="Lifetime (seconds)", required=False, min_value=1)
 
     def __init__(self, *args, devices, **kwargs):
@@ -167,9 +193,9 @@ class IssuedCredentialAdmin(ReadOnlyTenantAdmin):
     """Which client ids got tokens, until when; never a token. Tenant admins
     issue a device's credentials from here (the token is shown once)."""
 
-    list_display = ["client_id", "kind", "who", "tenant", "short_kid", "scope", "issued_by", "issued_at",
+    list_display = ["client_id", "kind", "credential", "who", "tenant", "short_kid", "scope", "issued_by", "issued_at",
                     "expires_at", "live"]
-    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "kind", LiveFilter]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter), "kind", "credential", LiveFilter]
     search_fields = ["client_id", "principal", "jti"]
     list_select_related = ["tenant", "issued_by"]
 
@@ -215,6 +241,7 @@ class IssuedCredentialAdmin(ReadOnlyTenantAdmin):
             **self.admin_site.each_context(request),
             "title": "Issue device credentials", "opts": self.opts, "form": form,
             "device": issued and form.cleaned_data["device"], "credentials": issued and _shown(issued),
+            "compact": bool(issued) and issued.compact,
         }
         # admin_view() marks every admin page never-cache (no-store), which this
         # page relies on: it may carry a bearer token.
@@ -225,7 +252,8 @@ class IssuedCredentialAdmin(ReadOnlyTenantAdmin):
         try:
             # Audited with source "admin" by AuditContextMiddleware, like every console write.
             return credentials.issue_device_credentials(actor=request.user, device=data["device"],
-                                                        lifetime=data.get("lifetime"))
+                                                        lifetime=data.get("lifetime"),
+                                                        credential=data["credential"] or vocabulary.SIGNED_CREDENTIAL)
         except ValidationError as error:
             if hasattr(error, "error_dict"):
                 for field, errors in error.error_dict.items():

@@ -14,7 +14,7 @@ from config.api.views import TenantView
 from devices import selectors
 from devices.errors import DomainError, ErrorCode
 from devices.models import Device
-from lambda_bridge import tokens
+from lambda_bridge import tokens, vocabulary
 
 from .tokens import credentials
 
@@ -50,16 +50,36 @@ class LifetimeSerializer(serializers.Serializer):
         help_text="Shorter than the platform's default lifetime, if wanted.")
 
 
+CREDENTIAL_FIELD_HELP = ("signed (the default): a JWT and its RSA signature, for the signed authorizer; compact: "
+                         "a token of at most 200 characters for the unsigned authorizer, for devices only "
+                         "(docs/credentials.md#compact-device-tokens).")
+
+
 class UserCredentialsRequestSerializer(LifetimeSerializer):
     scope = ScopeSerializer(required=False, help_text="Narrow the token to some of your devices.")
+    credential = serializers.ChoiceField(choices=vocabulary.CREDENTIAL_KINDS, required=False,
+                                         help_text=CREDENTIAL_FIELD_HELP)
+
+
+class DeviceCredentialsRequestSerializer(LifetimeSerializer):
+    credential = serializers.ChoiceField(choices=vocabulary.CREDENTIAL_KINDS, required=False,
+                                         default=vocabulary.SIGNED_CREDENTIAL, help_text=CREDENTIAL_FIELD_HELP)
 
 
 class CredentialsSerializer(serializers.Serializer):
-    """Field names follow the AWS IoT Device SDKs' custom-authorizer parameters."""
+    """Field names follow the AWS IoT Device SDKs' custom-authorizer
+    parameters. A field is present only for the kind it belongs to: the
+    signature and wssUrl for signed credentials, mqttPassword and
+    httpsPublishUrl for compact ones."""
 
-    token = serializers.CharField(help_text="The platform JWT (RS256); never log it.")
-    tokenSignature = serializers.CharField(help_text="base64 RSA-SHA256 of the token, checked by AWS IoT.")  # noqa: N815
+    credential = serializers.ChoiceField(choices=vocabulary.CREDENTIAL_KINDS,
+                                         help_text="signed or compact: which authorizer the token is for.")
+    token = serializers.CharField(help_text="The platform JWT (RS256), or the compact token; never log it.")
+    kid = serializers.CharField(help_text="The id of the key that signed the token.")
+    tokenSignature = serializers.CharField(  # noqa: N815
+        required=False, help_text="Signed only: base64 RSA-SHA256 of the token, checked by AWS IoT.")
     tokenSignatureUrlEncoded = serializers.CharField(  # noqa: N815
+        required=False,
         help_text="tokenSignature URL-encoded (+ / = escaped), for clients that put it into a URL or a username "
                   "as given, such as the JS SDK's newWebsocketMqttBuilderWithCustomAuth.")
     authorizerName = serializers.CharField()  # noqa: N815
@@ -70,18 +90,31 @@ class CredentialsSerializer(serializers.Serializer):
     mqttUsername = serializers.CharField(  # noqa: N815
         help_text="MQTT username for port 443 with ALPN `mqtt`; with an AWS IoT Device SDK, give this OR the four "
                   "custom-authorizer fields, never both.")
+    mqttPassword = serializers.CharField(  # noqa: N815
+        required=False, help_text="Compact only: the MQTT password, which is the token (ASCII).")
     wssUrl = serializers.CharField(  # noqa: N815
-        help_text="MQTT-over-WebSocket URL with the credentials in its query string, for plain MQTT clients such as "
-                  "MQTT.js; AWS's own SDKs put them in the CONNECT username instead.")
+        required=False,
+        help_text="Signed only: MQTT-over-WebSocket URL with the credentials in its query string, for plain MQTT "
+                  "clients such as MQTT.js; AWS's own SDKs put them in the CONNECT username instead.")
+    httpsPublishUrl = serializers.CharField(  # noqa: N815
+        required=False,
+        help_text="Compact only: an example HTTPS publish (POST) to the device's telemetry topic, with the "
+                  "authorizer's name and the token in the query string; they may go in headers instead.")
 
 
 def _render(creds: credentials.Credentials) -> Response:
-    body = CredentialsSerializer({
-        "token": creds.token, "tokenSignature": creds.token_signature,
-        "tokenSignatureUrlEncoded": creds.token_signature_url_encoded, "authorizerName": creds.authorizer_name,
-        "tokenKeyName": creds.token_key_name, "endpoint": creds.endpoint, "clientId": creds.client_id,
-        "expiresAt": creds.expires_at, "mqttUsername": creds.mqtt_username, "wssUrl": creds.wss_url,
-    }).data
+    fields = {
+        "credential": creds.credential, "token": creds.token, "kid": creds.kid,
+        "authorizerName": creds.authorizer_name, "tokenKeyName": creds.token_key_name, "endpoint": creds.endpoint,
+        "clientId": creds.client_id, "expiresAt": creds.expires_at, "mqttUsername": creds.mqtt_username,
+    }
+    if creds.compact:
+        fields.update(mqttPassword=creds.mqtt_password,
+                      httpsPublishUrl=creds.https_publish_url(credentials.example_topic(creds.client_id)))
+    else:
+        fields.update(tokenSignature=creds.token_signature,
+                      tokenSignatureUrlEncoded=creds.token_signature_url_encoded, wssUrl=creds.wss_url)
+    body = CredentialsSerializer(fields).data
     # A bearer credential: no cache along the way may keep it.
     return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
@@ -114,6 +147,9 @@ class UserCredentialsView(CredentialsView):
 
     def post(self, request, tenant):
         data = self.validated(UserCredentialsRequestSerializer)
+        if data.get("credential", vocabulary.SIGNED_CREDENTIAL) != vocabulary.SIGNED_CREDENTIAL:
+            raise DomainError(ErrorCode.COMPACT_FOR_DEVICES_ONLY, "Compact tokens are for devices only; an app "
+                              "gets signed credentials.", field="credential")
         scope = data.get("scope") or {}
         devices = group = None
         if "devices" in scope:
@@ -132,12 +168,12 @@ class UserCredentialsView(CredentialsView):
 
 
 @extend_schema(tags=["iot"], summary="Credentials the device itself connects with (owner or tenant admin)",
-               request=LifetimeSerializer, responses={201: CredentialsSerializer})
+               request=DeviceCredentialsRequestSerializer, responses={201: CredentialsSerializer})
 class DeviceCredentialsView(CredentialsView):
     documented_errors = {"post": [415, 503]}
 
     def post(self, request, tenant, device):
         device = self.visible_device(device)
-        data = self.validated(LifetimeSerializer)
+        data = self.validated(DeviceCredentialsRequestSerializer)
         return self.issuing(credentials.issue_device_credentials, device=device,
-                            lifetime=data.get("lifetimeSeconds"))
+                            lifetime=data.get("lifetimeSeconds"), credential=data["credential"])

@@ -4,7 +4,7 @@ import re
 from django.conf import settings
 from django.core import checks
 
-from lambda_bridge import tokens, vocabulary
+from lambda_bridge import config, tokens, vocabulary
 
 from .tokens.credentials import MIN_LIFETIME_SECONDS
 
@@ -25,4 +25,19 @@ def token_settings(app_configs, **kwargs):
     if not re.fullmatch(r"[0-9]{12}", settings.AWS_ACCOUNT_ID):
         errors.append(checks.Error("AWS_ACCOUNT_ID must be the 12-digit AWS account id (the Lambda's "
                                    "DEVSHARE_AWS_ACCOUNT_ID)", id="authz.E003"))
+    errors += _propagation()
     return errors
+
+
+def _propagation() -> list[checks.Error]:
+    """A warm authorizer learns a new compact key only when its key cache
+    expires (it never re-reads early for an unknown compact kid), so a key
+    must be published this long before it signs (docs/signing-keys.md#the-compact-half)."""
+    longest_cache = config.Config.__dataclass_fields__["key_cache_seconds"].default
+    if settings.SIGNING_PROPAGATION_SECONDS >= longest_cache:
+        return []
+    return [checks.Error(
+        f"SIGNING_PROPAGATION_SECONDS is {settings.SIGNING_PROPAGATION_SECONDS}; it must be at least "
+        f"{longest_cache} (the authorizer's longest key cache)",
+        hint="A compact token signed by a key published more recently is refused (unknown_kid) by warm Lambdas.",
+        id="authz.E004")]

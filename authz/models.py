@@ -3,9 +3,11 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from devices.models import Tenant, TenantScopedQuerySet
-from lambda_bridge import keys, snapshot
+from lambda_bridge import keys, snapshot, vocabulary
 
 from .versioned_outbox import VersionedOutbox, VersionedOutboxQuerySet
+
+CREDENTIAL_CHOICES = [(kind, kind) for kind in vocabulary.CREDENTIAL_KINDS]
 
 
 class PrincipalKind(models.TextChoices):
@@ -59,7 +61,12 @@ class PrincipalSync(VersionedOutbox, OfPrincipal):
 
 
 class SigningKey(models.Model):
-    """One RSA token-signing key and where it is in its life (docs/signing-keys.md).
+    """One token-signing key and where it is in its life (docs/signing-keys.md).
+
+    A key has two halves that share its slot and state: the RSA key of
+    platform JWTs, and the Ed25519 key of compact device tokens
+    (docs/signing-keys.md#the-compact-half). Keys made before compact tokens
+    existed have no compact half (empty compact fields).
 
     Every key gets its own row and keeps it: a retired key stays as history
     (kid, public key, timestamps) with its private half erased, and the next
@@ -84,6 +91,12 @@ class SigningKey(models.Model):
     public_pem = models.TextField()
     # Fernet token of the PKCS#8 PEM (authz.tokens); empty once retired.
     private_key_encrypted = models.TextField(blank=True)
+    # The compact half: base64url of lambda_bridge.compact.kid_for(raw public
+    # key), of the raw 32-byte Ed25519 public key, and the Fernet token of
+    # the raw private key (empty once retired, like the RSA one).
+    compact_kid = models.CharField(max_length=12, blank=True)
+    compact_public = models.CharField(max_length=64, blank=True)
+    compact_private_encrypted = models.TextField(blank=True)
     state = models.CharField(max_length=8, choices=State.choices)
     created_at = models.DateTimeField(default=timezone.now)
     staged_at = models.DateTimeField(null=True, blank=True)
@@ -101,6 +114,9 @@ class SigningKey(models.Model):
                                     name="signingkey_one_live_key_per_slot"),
             models.UniqueConstraint(fields=["state"], condition=Q(state__in=[keys.STAGED, keys.ACTIVE]),
                                     name="signingkey_one_staged_one_active"),
+            # Compact kids are 3 bytes: the two live keys must not share one.
+            models.UniqueConstraint(fields=["compact_kid"], condition=~Q(state=keys.RETIRED) & ~Q(compact_kid=""),
+                                    name="signingkey_live_compact_kid_unique"),
             models.CheckConstraint(condition=Q(slot__in=keys.SLOTS), name="signingkey_valid_slot"),
             models.CheckConstraint(condition=Q(state__in=keys.STATES), name="signingkey_valid_state"),
         ]
@@ -145,6 +161,11 @@ class IssuedCredential(OfPrincipal):
     away can also disconnect the client ids still connected with it."""
 
     client_id = models.CharField(max_length=128)
+    # Which kind of token (lambda_bridge.vocabulary.CREDENTIAL_KINDS). A
+    # compact token has no jti claim: its jti here is the first 32 hex digits
+    # of SHA-256 of the token (docs/credentials.md#compact-device-tokens), and
+    # its kid is the compact kid.
+    credential = models.CharField(max_length=8, choices=CREDENTIAL_CHOICES, default=vocabulary.SIGNED_CREDENTIAL)
     jti = models.CharField(max_length=32, unique=True)
     kid = models.CharField(max_length=64)
     # The token's `scope` claim, when it narrows a person's grants.

@@ -1,11 +1,13 @@
 """IoT credentials issued per second, with real parts.
 
 - signing alone: one RS256 JWT plus the token signature AWS IoT checks
-  (two RSA private-key operations), for 2,048- and 4,096-bit keys;
+  (two RSA private-key operations), for 2,048- and 4,096-bit keys, and one
+  compact token (lambda_bridge/compact.py: CBOR and one Ed25519 signature);
 - the service, end to end in one process: the fit check (the person's
   snapshot compiled and run through the authorizer's policy code), the
   IssuedCredential row and the audit event, on PostgreSQL; for a person
-  with 1, 10 and 40 devices, a scoped token out of 1,000, and a device.
+  with 1, 10 and 40 devices, a scoped token out of 1,000, and a device's
+  signed and compact credentials side by side.
 
 It creates a throw-away PostgreSQL database and a moto server (the
 rotation publishes the key item there) and removes both at the end.
@@ -13,6 +15,7 @@ Environment: BENCH_DATABASE_URL (server; default from DATABASE_URL),
 BENCH_CREDENTIALS_SECONDS (3 per scenario).
 """
 import functools
+import itertools
 import logging
 import os
 import statistics
@@ -57,7 +60,20 @@ def signing_rows() -> list[tuple]:
                   "cid": "u12.4711.Zm9vYmFyYmF6cXV4", "iat": 0, "nbf": 0, "exp": 3600, "jti": "0" * 32}
         m = measure(functools.partial(sign, claims, key))
         rows.append((f"sign only, RSA {bits}", m["per_second"], m["p50"], m["p99"]))
+    rows.append(compact_signing_row())
     return rows
+
+
+def compact_signing_row() -> tuple:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from lambda_bridge import compact
+
+    key = Ed25519PrivateKey.generate()
+    claims = compact.CompactClaims(thing="d-6nje83mmmekm1", tenant=12, issued_at=1_790_000_000,
+                                   expires=1_790_086_400)
+    m = measure(lambda: compact.encode(claims, kid=b"abc", sign=key.sign))
+    return ("sign only, compact (Ed25519)", m["per_second"], m["p50"], m["p99"])
 
 
 def service_rows() -> list[tuple]:
@@ -89,8 +105,14 @@ def service_rows() -> list[tuple]:
         raise SystemExit("1,000 devices fitted one connection: the fit check is not running")
     except credentials.ScopeRequired:
         pass
-    m = measure(lambda: credentials.issue_device_credentials(actor=user, device=devices[0]))
-    rows.append(("device token", m["per_second"], m["p50"], m["p99"]))
+    # A compact token has no random part: the same second and lifetime give
+    # the same token, found instead of recorded. Each call asks another
+    # lifetime so both kinds record a row every time.
+    for kind in ("signed", "compact"):
+        lifetimes = itertools.cycle(range(credentials.MIN_LIFETIME_SECONDS, 86_400))
+        m = measure(lambda kind=kind, lifetimes=lifetimes: credentials.issue_device_credentials(
+            actor=user, device=devices[0], credential=kind, lifetime=next(lifetimes)))
+        rows.append((f"device token, {kind}", m["per_second"], m["p50"], m["p99"]))
     return rows
 
 

@@ -68,6 +68,10 @@ class ErrorCode(str, Enum):
     SCOPE_UNKNOWN = "scope_unknown", Kind.INVALID
     TOKEN_TOO_LARGE = "token_too_large", Kind.INVALID
     LIFETIME_OUT_OF_RANGE = "lifetime_out_of_range", Kind.INVALID
+    # Compact device tokens (docs/credentials.md#compact-device-tokens).
+    COMPACT_TOKEN_TOO_LARGE = "compact_token_too_large", Kind.INVALID
+    COMPACT_FOR_DEVICES_ONLY = "compact_for_devices_only", Kind.INVALID
+    UNKNOWN_CREDENTIAL = "unknown_credential", Kind.INVALID
     # Live sessions (authz/live/): a client id that may not reach the device.
     NO_SUCH_SESSION = "no_such_session", Kind.INVALID
 

@@ -1,6 +1,12 @@
 """IoT credentials: the platform tokens (docs/authorizer.md) apps and devices connect with.
 
-A token is an RS256 JWT signed with the active key. `tokenSignature` is that
+Two kinds (docs/credentials.md): a signed credential, for the signed
+authorizer, and, for devices only, a compact token (lambda_bridge/compact.py)
+signed with the active key's Ed25519 half, for the unsigned authorizer
+(docs/credentials.md#compact-device-tokens). Both are issued under the same
+rules: the same lock, the same right checked then, the same cut-off floor.
+
+A signed token is an RS256 JWT signed with the active key. `tokenSignature` is that
 key's RSA-SHA256 signature of the token, which the AWS IoT gateway checks
 before it invokes the authorizer Lambda (the authorizer has signing on).
 Client ids follow the authorizer's rule (`lambda_bridge.tokens`): a device
@@ -15,6 +21,7 @@ refused here instead, with the advice to ask for a scoped token.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 import uuid
 from collections.abc import Callable
@@ -40,7 +47,7 @@ from devices.audit_actions import Action
 from devices.errors import DomainError, ErrorCode
 from devices.models import Device, DeviceGroup, Tenant, User
 from devices.selectors import owns_or_administers
-from lambda_bridge import authorizer, events, policy, snapshot, tokens
+from lambda_bridge import authorizer, compact, events, policy, snapshot, tokens, vocabulary
 
 from . import signing_keys
 
@@ -51,6 +58,7 @@ MIN_LIFETIME_SECONDS = 600
 MAX_LIFETIME_SECONDS = tokens.MAX_LIFETIME
 APP_SUFFIX_BYTES = 9  # 12 URL-safe characters: fresh for every token
 USERNAME = "devshare"  # the part of the MQTT username before `?`; the authorizer ignores it
+AUTHORIZER_PARAMETER = "x-amz-customauthorizer-name"
 
 
 class CredentialsUnavailable(Exception):
@@ -72,19 +80,26 @@ class ScopeRequired(Exception):
 class Credentials:
     # Kept out of repr: a traceback or an error report must not carry a usable token.
     token: str = field(repr=False)
-    token_signature: str = field(repr=False)
+    token_signature: str = field(repr=False)  # "" for a compact token: nothing checks one
     client_id: str
     expires_at: datetime
     kid: str
     authorizer_name: str
     token_key_name: str
     endpoint: str
+    credential: str = vocabulary.SIGNED_CREDENTIAL
+
+    @property
+    def compact(self) -> bool:
+        return self.credential == vocabulary.COMPACT_CREDENTIAL
 
     def _query(self) -> str:
         # The signature is base64 (+ / =), so it is URL-encoded like the token.
-        return (f"x-amz-customauthorizer-name={quote(self.authorizer_name, safe='')}"
-                f"&{quote(self.token_key_name, safe='')}={quote(self.token, safe='')}"
-                f"&x-amz-customauthorizer-signature={self.token_signature_url_encoded}")
+        query = (f"{AUTHORIZER_PARAMETER}={quote(self.authorizer_name, safe='')}"
+                 f"&{quote(self.token_key_name, safe='')}={quote(self.token, safe='')}")
+        if self.compact:
+            return query
+        return f"{query}&x-amz-customauthorizer-signature={self.token_signature_url_encoded}"
 
     @property
     def token_signature_url_encoded(self) -> str:
@@ -97,13 +112,39 @@ class Credentials:
 
     @property
     def mqtt_username(self) -> str:
-        """For MQTT over TLS on port 443 (ALPN `mqtt`): the authorizer's parameters ride in the username."""
+        """For MQTT over TLS on port 443 (ALPN `mqtt`): the authorizer's
+        parameters ride in the username. A compact token rides in the
+        password instead, leaving only the authorizer's name here, so the
+        CONNECT carries the token once (docs/credentials.md#compact-device-tokens)."""
+        if self.compact:
+            return f"{USERNAME}?{AUTHORIZER_PARAMETER}={quote(self.authorizer_name, safe='')}"
         return f"{USERNAME}?{self._query()}"
 
     @property
+    def mqtt_password(self) -> str:
+        """The MQTT password: the compact token (as ASCII bytes); "" for a signed credential."""
+        return self.token if self.compact else ""
+
+    @property
     def wss_url(self) -> str:
-        """Browsers cannot set WebSocket headers, so the parameters ride in the query string."""
+        """Browsers cannot set WebSocket headers, so the parameters ride in the
+        query string. Not offered with a compact token ("" then): browsers run
+        people's apps, which get signed credentials."""
+        if self.compact:
+            return ""
         return f"wss://{self.endpoint}/mqtt?{self._query()}"
+
+    def https_publish_url(self, topic: str) -> str:
+        """HTTPS publish to `topic` with everything in the query string; a
+        client that can set headers may send the authorizer's parameters as
+        headers instead and keep the token out of URLs (and their logs)."""
+        return f"https://{self.endpoint}/topics/{quote(topic, safe='/')}?qos=1&{self._query()}"
+
+
+def example_topic(thing: str) -> str:
+    """A topic a device may publish to (docs/topics-and-policies.md), for
+    the examples credentials come with."""
+    return f"dev/{thing}/out/telemetry"
 
 
 # --- issuing ---------------------------------------------------------------------------
@@ -135,9 +176,11 @@ def issue_user_credentials(*, actor: User, tenant: Tenant, scope_devices: list[D
 
 
 def issue_device_credentials(*, actor: User | None, device: Device, lifetime: int | None = None,
-                             now: datetime | None = None, by_operator: bool = False) -> Credentials:
+                             now: datetime | None = None, by_operator: bool = False,
+                             credential: str = vocabulary.SIGNED_CREDENTIAL) -> Credentials:
     """A token the device itself connects with, as its thing name. Its owner
-    or a tenant admin issues it.
+    or a tenant admin issues it. `credential` picks the kind: a signed JWT or
+    a compact token (docs/credentials.md#compact-device-tokens).
 
     `actor=None, by_operator=True` is an operator on the platform's own host
     (`manage.py authorize --device`): no user acts, so no user's rights apply,
@@ -147,6 +190,9 @@ def issue_device_credentials(*, actor: User | None, device: Device, lifetime: in
     elsewhere can never issue."""
     if actor is None and not by_operator:
         raise PermissionDenied("Device credentials need an acting user.")
+    if credential not in vocabulary.CREDENTIAL_KINDS:
+        raise DomainError(ErrorCode.UNKNOWN_CREDENTIAL, f"A credential is {' or '.join(vocabulary.CREDENTIAL_KINDS)}.",
+                          field="credential")
 
     def check():
         # The device as it is now, not as the caller loaded it: a transfer
@@ -160,7 +206,7 @@ def issue_device_credentials(*, actor: User | None, device: Device, lifetime: in
     lifetime = _lifetime(lifetime, settings.DEVICE_TOKEN_LIFETIME_SECONDS)
     return _issue(actor=actor, tenant=device.tenant, kind=snapshot.DEVICE, principal=device.thing_name,
                   client_id=device.thing_name, scope=None, lifetime=lifetime, now=now or timezone.now(),
-                  device=device, check=check)
+                  device=device, check=check, credential=credential)
 
 
 def _lifetime(asked: int | None, configured: int) -> int:
@@ -193,22 +239,25 @@ def _check_fit(*, actor: User, tenant: Tenant, client_id: str, scope: dict | Non
 
 @sensitive_variables("token", "signature", "key")
 def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, client_id: str, scope: dict | None,
-           lifetime: int, now: datetime, check: Callable[[], None], device: Device | None = None) -> Credentials:
+           lifetime: int, now: datetime, check: Callable[[], None], device: Device | None = None,
+           credential: str = vocabulary.SIGNED_CREDENTIAL) -> Credentials:
     if not settings.IOT_ENDPOINT:
         raise CredentialsUnavailable("IOT_ENDPOINT is not set: there is nowhere to connect to.")
+    compact_token = credential == vocabulary.COMPACT_CREDENTIAL
     try:
-        key = signing_keys.active_signing_key()
+        key = signing_keys.active_compact_key() if compact_token else signing_keys.active_signing_key()
     except signing_keys.SigningError as exc:
         raise CredentialsUnavailable(str(exc)) from None
+    sign_and_record = _sign_compact_and_record if compact_token else _sign_and_record
     with transaction.atomic():
         _wait_for_narrowings(tenant_id=tenant.pk, kind=kind, principal=principal)
         check()
         # Never before the principal's cut-off: a token issued in the very
         # second of a revocation would otherwise be refused.
         floor = cutoffs.issue_floor(tenant_id=tenant.pk, kind=kind, principal=principal)
-        return _sign_and_record(actor=actor, tenant=tenant, kind=kind, principal=principal, client_id=client_id,
-                                scope=scope, now=now, issued_at=max(int(now.timestamp()), floor or 0),
-                                expires=int(now.timestamp()) + lifetime, key=key, device=device)
+        return sign_and_record(actor=actor, tenant=tenant, kind=kind, principal=principal, client_id=client_id,
+                               scope=scope, now=now, issued_at=max(int(now.timestamp()), floor or 0),
+                               expires=int(now.timestamp()) + lifetime, key=key, device=device)
 
 
 def _wait_for_narrowings(*, tenant_id: int, kind: str, principal: str) -> None:
@@ -237,19 +286,60 @@ def _sign_and_record(*, actor: User | None, tenant: Tenant, kind: str, principal
         raise DomainError(ErrorCode.TOKEN_TOO_LARGE, f"Too many devices for one token ({len(token)} of "
                           f"{events.MAX_TOKEN} characters); name fewer.", field="scope")
     signature = key.private_key.sign(token.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
-    expires_at = datetime.fromtimestamp(expires, tz=dt_timezone.utc)
-    record = IssuedCredential.objects.create(
-        tenant=tenant, kind=kind, principal=principal, client_id=client_id, jti=jti, kid=key.kid, scope=scope,
-        issued_by=actor, issued_at=now, expires_at=expires_at,
-    )
-    audit.record(actor=actor, action=Action.IOT_CREDENTIALS_ISSUE, obj=record, tenant=tenant,
-                 device_id=device.pk if device else None,
-                 changes={"client_id": client_id, "kid": key.kid, "expires_at": expires_at, "scope": scope})
+    expires_at = _record(actor=actor, tenant=tenant, kind=kind, principal=principal, client_id=client_id,
+                         jti=jti, kid=key.kid, scope=scope, now=now, expires=expires, device=device,
+                         credential=vocabulary.SIGNED_CREDENTIAL)
     return Credentials(
         token=token, token_signature=base64.b64encode(signature).decode("ascii"), client_id=client_id,
         expires_at=expires_at, kid=key.kid, authorizer_name=settings.IOT_CLIENT_AUTHORIZER_NAME,
         token_key_name=settings.IOT_TOKEN_KEY_NAME, endpoint=settings.IOT_ENDPOINT,
     )
+
+
+@sensitive_variables("token", "key")
+def _sign_compact_and_record(*, actor: User | None, tenant: Tenant, kind: str, principal: str, client_id: str,
+                             scope: dict | None, now: datetime, issued_at: int, expires: int, key,
+                             device: Device | None) -> Credentials:
+    claims = compact.CompactClaims(thing=principal, tenant=tenant.pk, issued_at=issued_at, expires=expires)
+    token = compact.encode(claims, kid=key.kid, sign=key.private_key.sign)
+    if len(token) > compact.MAX_CHARS:
+        raise DomainError(ErrorCode.COMPACT_TOKEN_TOO_LARGE,
+                          f"This device's thing name is too long for a compact credential ({len(token)} of "
+                          f"{compact.MAX_CHARS} characters); use a signed one.", field="credential")
+    expires_at = _record(actor=actor, tenant=tenant, kind=kind, principal=principal, client_id=client_id,
+                         jti=compact_jti(token), kid=key.kid_text, scope=scope, now=now, expires=expires,
+                         device=device, credential=vocabulary.COMPACT_CREDENTIAL)
+    return Credentials(
+        token=token, token_signature="", client_id=client_id, expires_at=expires_at, kid=key.kid_text,
+        authorizer_name=settings.IOT_COMPACT_AUTHORIZER_NAME, token_key_name=settings.IOT_TOKEN_KEY_NAME,
+        endpoint=settings.IOT_ENDPOINT, credential=vocabulary.COMPACT_CREDENTIAL,
+    )
+
+
+def compact_jti(token: str) -> str:
+    """A compact token carries no jti; its record's is the first 32 hex
+    digits of SHA-256 of the token: unique as a uuid4 is, and it names the
+    token without being it (docs/credentials.md#compact-device-tokens)."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()[:32]
+
+
+def _record(*, actor: User | None, tenant: Tenant, kind: str, principal: str, client_id: str, jti: str, kid: str,
+            scope: dict | None, now: datetime, expires: int, device: Device | None, credential: str) -> datetime:
+    """The IssuedCredential row and its audit event; never the token."""
+    expires_at = datetime.fromtimestamp(expires, tz=dt_timezone.utc)
+    # A compact token has no random part (Ed25519 signatures are
+    # deterministic): asked twice in one second with the same lifetime, a
+    # device gets the same token again, so the same record. Issuance of one
+    # principal runs under its sync row's lock, so this cannot race.
+    record, _ = IssuedCredential.objects.get_or_create(jti=jti, defaults={
+        "tenant": tenant, "kind": kind, "principal": principal, "client_id": client_id, "credential": credential,
+        "kid": kid, "scope": scope, "issued_by": actor, "issued_at": now, "expires_at": expires_at,
+    })
+    audit.record(actor=actor, action=Action.IOT_CREDENTIALS_ISSUE, obj=record, tenant=tenant,
+                 device_id=device.pk if device else None,
+                 changes={"client_id": client_id, "credential": credential, "kid": kid, "expires_at": expires_at,
+                          "scope": scope})
+    return expires_at
 
 
 def prune_issued(*, before: datetime) -> int:

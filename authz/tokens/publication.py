@@ -1,6 +1,7 @@
 """Publishing the signing keys: the key set the database holds is written to
-the DynamoDB key item (conditional on the version, like snapshots) and to the
-AWS IoT authorizer, under the keyring lock (docs/signing-keys.md).
+the DynamoDB key item (conditional on the version, like snapshots; both
+halves of each key) and to the signed AWS IoT authorizer (its RSA PEMs only:
+the unsigned one checks no signature), under the keyring lock (docs/signing-keys.md).
 
 The keyring row is a versioned outbox (authz/versioned_outbox.py): a step
 bumps `desired_version`, a publication records `pushed_version`.
@@ -73,7 +74,9 @@ def _item_behind(ring_row: SigningKeyring) -> bool:
 def keyring_for(live, version: int) -> keys.Keyring:
     active = next((k.slot for k in live if k.state == keys.ACTIVE), None)
     return keys.Keyring(version=version, active=active,
-                        slots={k.slot: keys.KeySlot(kid=k.kid, pem=k.public_pem, state=k.state) for k in live})
+                        slots={k.slot: keys.KeySlot(kid=k.kid, pem=k.public_pem, state=k.state,
+                                                    compact_kid=k.compact_kid, compact_public=k.compact_public)
+                               for k in live})
 
 
 def _write_item(live, ring_row: SigningKeyring) -> int:
@@ -107,7 +110,7 @@ def _mark_published(ring_row: SigningKeyring, live, version: int, *, actor, now:
     SigningKey.objects.filter(pk__in=[k.pk for k in live], published_at__isnull=True).update(published_at=now)
     audit.record(actor=actor, action=Action.SIGNING_KEY_PUBLISH, obj=ring_row, tenant=None, changes={
         "version": version,
-        "slots": {k.slot: {"kid": k.kid, "state": k.state} for k in live},
+        "slots": {k.slot: {"kid": k.kid, "compact_kid": k.compact_kid, "state": k.state} for k in live},
         "authorizer": settings.IOT_AUTHORIZER_NAME,
     })
 

@@ -198,7 +198,8 @@ def _apply(plan: NextStep, ring: Ring, ring_row: SigningKeyring, *, actor, now: 
     if plan.step in (BOOTSTRAP, STAGE):
         state = keys.ACTIVE if plan.step == BOOTSTRAP else keys.STAGED
         key = signing_keys.new_key(slot=plan.slot, state=state, now=now)
-        changes = {"slot": key.slot, "kid": key.kid, "bits": key.bits, "state": key.state}
+        changes = {"slot": key.slot, "kid": key.kid, "compact_kid": key.compact_kid, "bits": key.bits,
+                   "state": key.state}
         done = (f"bootstrapped slot {key.slot} with active key {key.kid}" if plan.step == BOOTSTRAP
                 else f"staged key {key.kid} in slot {key.slot}")
     elif plan.step == PROMOTE:
@@ -212,9 +213,9 @@ def _apply(plan: NextStep, ring: Ring, ring_row: SigningKeyring, *, actor, now: 
     else:
         key = ring.in_state(keys.RETIRING)
         key.state, key.retired_at = keys.RETIRED, now
-        # The private half is of no further use; the row stays as history.
-        key.private_key_encrypted = ""
-        key.save(update_fields=["state", "retired_at", "private_key_encrypted"])
+        # The private halves are of no further use; the row stays as history.
+        key.private_key_encrypted = key.compact_private_encrypted = ""
+        key.save(update_fields=["state", "retired_at", "private_key_encrypted", "compact_private_encrypted"])
         changes = {"slot": key.slot, "kid": key.kid}
         done = f"retired {key.kid} from slot {key.slot}"
     if forced:
@@ -235,6 +236,7 @@ def _apply(plan: NextStep, ring: Ring, ring_row: SigningKeyring, *, actor, now: 
 class KeyStatus:
     slot: str
     kid: str
+    compact_kid: str  # "" for a key made before compact tokens
     state: str
     bits: int
     created_at: datetime
@@ -281,7 +283,8 @@ def status(*, now: datetime | None = None, history: int = 3) -> Status:
 
 
 def _key_status(key: SigningKey, now: datetime, step: str, at: datetime | None) -> KeyStatus:
-    return KeyStatus(slot=key.slot, kid=key.kid, state=key.state, bits=key.bits, created_at=key.created_at,
+    return KeyStatus(slot=key.slot, kid=key.kid, compact_kid=key.compact_kid, state=key.state, bits=key.bits,
+                     created_at=key.created_at,
                      age=now - key.created_at, next_step=step, next_at=at)
 
 

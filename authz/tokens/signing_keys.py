@@ -1,5 +1,5 @@
-"""Token-signing keys: RSA keys made, encrypted at rest, decrypted for
-signing, and the keyring row lock that serialises every change to them
+"""Token-signing keys: RSA keys and their Ed25519 compact halves made,
+encrypted at rest, decrypted for signing, and the keyring row lock that serialises every change to them
 (docs/signing-keys.md). Rotation (rotation.py) and publication
 (publication.py) both work under that lock.
 
@@ -19,12 +19,12 @@ from datetime import datetime
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.conf import settings
 from django.db import OperationalError, transaction
 
 from authz.models import SigningKey, SigningKeyring
-from lambda_bridge import keys
+from lambda_bridge import compact, keys
 
 MIN_BITS = 2048
 
@@ -76,11 +76,35 @@ def new_key(*, slot: str, state: str, now: datetime) -> SigningKey:
                                 serialization.NoEncryption())
     public_pem = private.public_key().public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    compact_private, compact_kid = _new_compact_key()
+    fernet = _fernet()
     return SigningKey.objects.create(
         slot=slot, kid=jwk_thumbprint(private.public_key()), bits=bits, public_pem=public_pem,
-        private_key_encrypted=_fernet().encrypt(pem).decode("ascii"), state=state, created_at=now,
+        private_key_encrypted=fernet.encrypt(pem).decode("ascii"), state=state, created_at=now,
         staged_at=now, activated_at=now if state == keys.ACTIVE else None,
+        compact_kid=compact_kid, compact_public=keys.b64(_raw_public(compact_private)),
+        compact_private_encrypted=fernet.encrypt(_raw_private(compact_private)).decode("ascii"),
     )
+
+
+def _new_compact_key() -> tuple[ed25519.Ed25519PrivateKey, str]:
+    """An Ed25519 key whose 3-byte compact kid no live key holds: the
+    authorizer finds a compact key by kid alone (docs/signing-keys.md#the-compact-half)."""
+    taken = set(SigningKey.objects.exclude(state=keys.RETIRED).values_list("compact_kid", flat=True))
+    while True:
+        private = ed25519.Ed25519PrivateKey.generate()
+        kid = keys.b64(compact.kid_for(_raw_public(private)))
+        if kid not in taken:
+            return private, kid
+
+
+def _raw_public(private: ed25519.Ed25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _raw_private(private: ed25519.Ed25519PrivateKey) -> bytes:
+    return private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
 
 
 @dataclass(frozen=True)
@@ -98,15 +122,47 @@ def active_signing_key() -> ActiveSigningKey:
     return ActiveSigningKey(kid=key.kid, slot=key.slot, private_key=_decrypt(key.kid, key.private_key_encrypted))
 
 
-@functools.lru_cache(maxsize=4)
-def _decrypt(kid: str, token: str) -> rsa.RSAPrivateKey:
-    # Cached: loading a PEM runs RSA's key checks, too slow to repeat per token.
+@dataclass(frozen=True)
+class ActiveCompactKey:
+    kid: bytes  # the token's COSE kid
+    kid_text: str  # base64url, as the key item and IssuedCredential spell it
+    slot: str
+    private_key: ed25519.Ed25519PrivateKey = field(repr=False)
+
+
+def active_compact_key() -> ActiveCompactKey:
+    """The compact half of the key new tokens are signed with (EdDSA)."""
+    key = (SigningKey.objects.filter(state=keys.ACTIVE)
+           .only("kid", "slot", "compact_kid", "compact_private_encrypted").first())
+    if key is None:
+        raise SigningError("no active signing key: run `manage.py signing_keys rotate` to bootstrap one")
+    if not key.compact_kid or not key.compact_private_encrypted:
+        raise SigningError(f"the active signing key {key.kid} (slot {key.slot}) has no compact half: it was made "
+                           f"before compact tokens existed. Run `manage.py signing_keys stage`, then `promote` "
+                           f"once due, to issue compact credentials (docs/signing-keys.md#the-compact-half)")
+    private = _decrypt_compact(key.kid, key.compact_private_encrypted)
+    return ActiveCompactKey(kid=compact.kid_for(_raw_public(private)), kid_text=key.compact_kid, slot=key.slot,
+                            private_key=private)
+
+
+def _open(kid: str, token: str) -> bytes:
     try:
-        pem = _fernet().decrypt(token.encode("ascii"))
+        return _fernet().decrypt(token.encode("ascii"))
     except InvalidToken:
         raise SigningError(f"cannot decrypt the private key of {kid}: none of SIGNING_KEY_ENCRYPTION_KEYS "
                            f"is the key it was encrypted with") from None
-    return serialization.load_pem_private_key(pem, password=None)
+
+
+@functools.lru_cache(maxsize=4)
+def _decrypt(kid: str, token: str) -> rsa.RSAPrivateKey:
+    # Cached: loading a PEM runs RSA's key checks, too slow to repeat per token.
+    return serialization.load_pem_private_key(_open(kid, token), password=None)
+
+
+@functools.lru_cache(maxsize=4)
+def _decrypt_compact(kid: str, token: str) -> ed25519.Ed25519PrivateKey:
+    # Cached like the RSA half: Fernet's HMAC and AES on every issuance are avoidable.
+    return ed25519.Ed25519PrivateKey.from_private_bytes(_open(kid, token))
 
 
 @dataclass(frozen=True)

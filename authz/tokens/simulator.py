@@ -17,13 +17,14 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import quote, urlencode
 
 from lambda_bridge import evaluator
 from lambda_bridge.vocabulary import Reason
 from local_iot.authorizer_contract import Presented, build_event, gateway_verifies
 
-__all__ = ["ACTIONS", "LambdaContext", "Report", "Token", "connection_event", "gateway_verifies", "invoke",
-           "lambda_environment"]
+__all__ = ["ACTIONS", "COMPACT_VIAS", "LambdaContext", "Report", "Token", "compact_event", "connection_event",
+           "gateway_verifies", "invoke", "lambda_environment"]
 
 ACTIONS = {"connect": "iot:Connect", "publish": "iot:Publish", "subscribe": "iot:Subscribe", "receive": "iot:Receive"}
 
@@ -68,6 +69,39 @@ def connection_event(*, endpoint: str, via: str, client_id: str, token: str, mqt
         presented = Presented(protocol="ws", tls=True, server_name=endpoint, client_id=client_id, headers=headers,
                               query_string=query_string)
     return build_event(presented, connection_id=str(uuid.uuid4()), token=token, signature_verified=True)
+
+
+# How a device sends a compact token (docs/credentials.md#compact-device-tokens):
+# the MQTT password, or an HTTPS publish with the parameters in headers or in the query string.
+COMPACT_VIAS = ("mqtt", "https-header", "https-query")
+AUTHORIZER_PARAMETER = "x-amz-customauthorizer-name"
+
+
+def compact_event(*, endpoint: str, via: str, client_id: str, token: str, authorizer_name: str,
+                  token_key_name: str) -> dict:
+    """The event AWS IoT Core sends the unsigned authorizer for a device
+    presenting a compact token: nothing checked the token, so
+    `signatureVerified` is false, and the Lambda finds the token where the
+    device put it. `via` "mqtt": client id and password (the username names
+    the authorizer); "https-header" or "https-query": an HTTPS publish
+    (whose topic the event does not carry) with the authorizer's name and the token in headers or in the
+    URL's query string."""
+    if via == "mqtt":
+        presented = Presented(protocol="mqtt", tls=True, server_name=endpoint, client_id=client_id,
+                              username=f"devshare?{AUTHORIZER_PARAMETER}={quote(authorizer_name, safe='')}",
+                              password=token.encode("ascii"))
+    elif via == "https-header":
+        presented = Presented(protocol="http", tls=True, server_name=endpoint,
+                              headers={"host": endpoint, AUTHORIZER_PARAMETER: authorizer_name,
+                                       token_key_name.lower(): token},
+                              query_string="qos=1")
+    elif via == "https-query":
+        presented = Presented(protocol="http", tls=True, server_name=endpoint, headers={"host": endpoint},
+                              query_string=urlencode({"qos": "1", AUTHORIZER_PARAMETER: authorizer_name,
+                                                      token_key_name: token}))
+    else:
+        raise ValueError(f"a compact token goes by {', '.join(COMPACT_VIAS)}, not {via!r}")
+    return build_event(presented, connection_id=str(uuid.uuid4()), token=None, signature_verified=False)
 
 
 @dataclass(frozen=True)
@@ -129,6 +163,18 @@ class Token:
     kid: str
     expires_at: datetime
     expires: str  # expires_at for people ("2026-01-01 10:00:00Z (in 9m 59s)")
+    credential: str = "signed"  # or "compact" (lambda_bridge.vocabulary.CREDENTIAL_KINDS)
+
+
+VIA_TEXT = {
+    "mqtt": "MQTT over TLS, token in the username",
+    "wss": "MQTT over WebSocket, token in the URL's query string",
+}
+COMPACT_VIA_TEXT = {
+    "mqtt": "MQTT over TLS to the unsigned authorizer, token in the password",
+    "https-header": "HTTPS publish to the unsigned authorizer, token in a header",
+    "https-query": "HTTPS publish to the unsigned authorizer, token in the URL's query string",
+}
 
 
 class Report:
@@ -170,8 +216,10 @@ class Report:
 
     def as_text(self, *, quiet: bool) -> str:
         r = self.response
-        via = ("MQTT over TLS, token in the username" if self.via == "mqtt"
-               else "MQTT over WebSocket, token in the URL's query string")
+        compact = self.token.credential == "compact"
+        via = (COMPACT_VIA_TEXT if compact else VIA_TEXT)[self.via]
+        checked = ("compact, no signature for AWS IoT to check (the Lambda verifies it)" if compact
+                   else "signature verified as AWS IoT would")
         client = self.asked if self.asked == self.token.client_id else \
             f"{self.asked} (the token's is {self.token.client_id})"
         lines = [
@@ -179,7 +227,7 @@ class Report:
             f"Client id   {client}",
             *([f"At          {self.at}: the token is dated then and the authorizer's clock reads it"]
               if self.at else []),
-            f"Token       kid {self.token.kid}, expires {self.token.expires}; signature verified as AWS IoT would",
+            f"Token       kid {self.token.kid}, expires {self.token.expires}; {checked}",
             f"Event       {via}",
             f"Authorizer  isAuthenticated={str(bool(r.get('isAuthenticated'))).lower()}  reason={self.reason}"
             + (f" ({self.log_line['detail']})" if self.log_line.get("detail") else ""),
@@ -207,6 +255,7 @@ class Report:
             "clientId": self.asked,
             "tokenClientId": self.token.client_id,
             "kid": self.token.kid,
+            "credential": self.token.credential,
             "expiresAt": self.token.expires_at.isoformat(),
             "via": self.via,
             "at": self.at,

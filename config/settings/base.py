@@ -216,6 +216,10 @@ IOT_TOKEN_KEY_NAME = os.environ.get("IOT_TOKEN_KEY_NAME", "devshare-token")
 # The name clients put in x-amz-customauthorizer-name. IOT_AUTHORIZER_NAME, when
 # set, is also the authorizer whose keys the rotation updates.
 IOT_CLIENT_AUTHORIZER_NAME = IOT_AUTHORIZER_NAME or "devshare"
+# The unsigned authorizer compact device tokens go to (the stack's
+# CompactAuthorizerName; docs/credentials.md#compact-device-tokens). It shares
+# the Lambda and the token key name with the signed one.
+IOT_COMPACT_AUTHORIZER_NAME = os.environ.get("IOT_COMPACT_AUTHORIZER_NAME", "devshare-compact")
 # `aws iot describe-endpoint --endpoint-type iot:Data-ATS`; without it the
 # credentials endpoint answers 503.
 IOT_ENDPOINT = os.environ.get("IOT_ENDPOINT", "")

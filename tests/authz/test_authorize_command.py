@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from authz.live import services as live_services
-from authz.models import IssuedCredential
+from authz.models import IssuedCredential, SigningKey
 from authz.snapshots import outbox, store
 from authz.tokens import credentials, rotation
 from devices import services
@@ -480,4 +480,55 @@ def test_at_before_the_principals_cut_off_is_a_one_line_error(pushed, world):
     status, _, error = authorize("--as", world.bob.email, "--action", "connect", "--at", "2026-01-01T00:00Z")
     assert status == 2 and "\n" not in error
     assert error.startswith("--at 2026-01-01 00:00:00Z is before this user's token cut-off (")
+    assert not IssuedCredential.objects.exists()
+
+
+# --- compact device tokens (docs/credentials.md#compact-device-tokens) -------------------
+
+
+@pytest.mark.parametrize("via, source", [("mqtt", "mqtt_password"), ("https-header", "http_header"),
+                                         ("https-query", "query_string")])
+def test_a_compact_token_reaches_the_unsigned_authorizer_by_every_way_a_device_sends_it(pushed, world, issued,
+                                                                                        via, source):
+    thing = world.lamp.thing_name
+    status, body, _ = as_json("--device", thing, "--compact", "--via", via, "--action", "publish",
+                              "--topic", f"dev/{thing}/out/state")
+    assert status == 0, body
+    assert body["credential"] == "compact"
+    assert (body["log"]["source"], body["log"]["credential"]) == (source, "compact")
+    assert body["authorizer"]["principalId"].startswith(f"d{world.tenant.pk}x")
+    # The device's own policies: not the app's direction.
+    assert as_json("--device", thing, "--compact", "--via", via, "--action", "publish",
+                   "--topic", f"dev/{thing}/in/power")[0] == 1
+    assert [c.credential for c in issued] == ["compact", "compact"]
+    assert set(IssuedCredential.objects.values_list("credential", flat=True)) == {"compact"}
+
+
+def test_a_key_without_a_compact_half_is_a_one_line_error_and_issues_nothing(pushed, world):
+    SigningKey.objects.update(compact_kid="", compact_public="", compact_private_encrypted="")
+    status, _, error = authorize("--device", world.lamp.thing_name, "--compact", "--action", "connect")
+    assert status == 2 and "has no compact half" in error and "signing_keys stage" in error
+    assert not IssuedCredential.objects.exists()
+    # The signed credential of the same key still works.
+    assert authorize("--device", world.lamp.thing_name, "--action", "connect")[0] == 0
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]])
+def test_a_compact_token_is_never_printed(pushed, world, issued, output):
+    status, out, error = authorize("--device", world.lamp.thing_name, "--compact", "--action", "connect", *output)
+    assert status == 0, error
+    compact_token = issued[0].token
+    assert compact_token not in out + error and compact_token[-40:] not in out + error
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--as", "owner@acme.test", "--compact", "--action", "connect"],
+     "--compact is for devices (--device THING): a person's app gets signed credentials."),
+    (["--device", "acme-lamp", "--compact", "--via", "wss", "--action", "connect"],
+     "--via wss does not carry a compact token; use one of mqtt, https-header, https-query."),
+    (["--device", "acme-lamp", "--via", "https-header", "--action", "connect"],
+     "--via https-header is for --compact tokens only."),
+])
+def test_compact_options_that_do_not_fit_are_a_one_line_error_and_issue_nothing(pushed, args, message):
+    assert authorize(*args)[0::2] == (2, message)
     assert not IssuedCredential.objects.exists()

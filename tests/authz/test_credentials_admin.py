@@ -4,6 +4,7 @@ import base64
 import html
 import logging
 import re
+import shlex
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -20,15 +21,17 @@ from authz.models import IssuedCredential, SigningKey
 from authz.tokens import credentials, rotation
 from devices import services
 from devices.models import AuditEvent
-from lambda_bridge import keys, snapshot
+from lambda_bridge import compact, keys, snapshot
 from tests.factories import DeviceFactory
 
 pytestmark = pytest.mark.django_db
 
 ISSUE = reverse("admin:authz_issuedcredential_issue_device")
 LIST = reverse("admin:authz_issuedcredential_changelist")
-SHOWN = {"clientId", "endpoint", "authorizerName", "tokenKeyName", "expiresAt", "token", "tokenSignature",
-         "mqttUsername", "wssUrl"}
+SHOWN = {"credential", "clientId", "endpoint", "authorizerName", "tokenKeyName", "expiresAt", "token",
+         "tokenSignature", "mqttUsername", "wssUrl"}
+SHOWN_COMPACT = {"credential", "clientId", "endpoint", "authorizerName", "tokenKeyName", "expiresAt", "token",
+                 "mqttUsername", "mqttPassword", "httpsPublish"}
 
 
 @pytest.fixture
@@ -89,6 +92,42 @@ def test_tenant_admin_issues_a_devices_credentials_shown_once(client, world, key
     assert (event.device_id, event.actor, event.source, event.object_id) == (
         world.lamp.pk, world.admin, "admin", str(row.pk))
     assert token not in str(event.changes)
+
+
+def test_a_compact_credential_shows_what_the_device_sends_over_mqtt_and_https(client, world, key, settings):
+    settings.IOT_COMPACT_AUTHORIZER_NAME = "frugal-auth"
+    client.force_login(world.admin)
+    response = client.post(ISSUE, {"device": world.lamp.pk, "credential": "compact", "lifetime": "900"})
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    creds = shown(response)
+    assert set(creds) == SHOWN_COMPACT
+    token, thing = creds["token"], world.lamp.thing_name
+    parsed = compact.parse(token)
+    assert keys.b64(parsed.kid) == key.compact_kid
+    assert (parsed.claims.thing, parsed.claims.tenant) == (thing, world.tenant.pk)
+    assert parsed.claims.expires - parsed.claims.issued_at == 900
+    assert (creds["credential"], creds["clientId"], creds["authorizerName"]) == ("compact", thing, "frugal-auth")
+    assert creds["mqttUsername"] == "devshare?x-amz-customauthorizer-name=frugal-auth"
+    assert creds["mqttPassword"] == token
+    curl = shlex.split(creds["httpsPublish"])
+    assert curl[:4] == ["curl", "--fail", "-X", "POST"]
+    assert curl[4] == f"https://{settings.IOT_ENDPOINT}/topics/dev/{thing}/out/telemetry?qos=1"
+    headers = [curl[i + 1] for i, word in enumerate(curl) if word == "-H"]
+    assert headers == ["x-amz-customauthorizer-name: frugal-auth", f"{settings.IOT_TOKEN_KEY_NAME}: {token}"]
+    row = IssuedCredential.objects.get()
+    assert (row.credential, row.kid, row.issued_by) == ("compact", key.compact_kid, world.admin)
+    event = AuditEvent.objects.get(action="iot_credentials.issue")
+    assert event.changes["credential"] == "compact" and token not in str(event.changes)
+
+
+def test_a_compact_credential_from_a_key_without_its_half_is_an_error_and_issues_nothing(client, world, key):
+    SigningKey.objects.update(compact_kid="", compact_public="", compact_private_encrypted="")
+    client.force_login(world.admin)
+    response = client.post(ISSUE, {"device": world.lamp.pk, "credential": "compact"}, follow=True)
+    assert not shown(response)
+    assert "has no compact half" in response.content.decode()
+    assert issues() == (0, 0)
 
 
 def test_a_chosen_lifetime_is_the_tokens(client, world, key):

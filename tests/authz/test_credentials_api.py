@@ -55,8 +55,9 @@ def test_a_person_gets_a_token_for_their_own_app(world, client_for, active_key):
     assert response.status_code == 201, response.content
     assert response["Cache-Control"] == "no-store"
     body = response.json()
-    assert set(body) == {"token", "tokenSignature", "tokenSignatureUrlEncoded", "authorizerName", "tokenKeyName",
-                         "endpoint", "clientId", "expiresAt", "mqttUsername", "wssUrl"}
+    assert set(body) == {"credential", "token", "kid", "tokenSignature", "tokenSignatureUrlEncoded", "authorizerName",
+                         "tokenKeyName", "endpoint", "clientId", "expiresAt", "mqttUsername", "wssUrl"}
+    assert (body["credential"], body["kid"]) == ("signed", active_key.kid)
     assert jwt.get_unverified_header(body["token"]) == {"alg": "RS256", "typ": "JWT", "kid": active_key.kid}
     claims = claims_of(body, active_key)
     tid, uid = world.tenant.pk, world.owner.pk

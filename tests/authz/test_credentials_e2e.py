@@ -30,17 +30,22 @@ ACTIONS = tuple(RESOURCE_TYPES)
 
 def aws_event(name: str, creds: dict) -> dict:
     """A canned event (tests/lambda_bridge/events/) carrying these credentials
-    the way the gateway passes them on."""
+    the way the gateway passes them on: from the signed authorizer, which has
+    checked the signature, for a signed credential; from the unsigned one for
+    a compact token (docs/credentials.md#compact-device-tokens)."""
+    signed = creds.get("credential", "signed") == "signed"
     values = {
         "token": creds["token"],
         "token_base64": b64encode(creds["token"].encode()).decode(),
         "token_urlencoded": quote(creds["token"], safe=""),
-        "signature": creds["tokenSignature"],
-        "signature_urlencoded": quote(creds["tokenSignature"], safe=""),
+        "signature": creds.get("tokenSignature", ""),
+        "signature_urlencoded": quote(creds.get("tokenSignature", ""), safe=""),
         "client_id": creds["clientId"],
         "key_name": creds["tokenKeyName"],
     }
-    return json.loads(re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], (EVENTS / f"{name}.json").read_text()))
+    event = json.loads(re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], (EVENTS / f"{name}.json").read_text()))
+    event["signatureVerified"] = signed
+    return event
 
 
 def browser_event(creds: dict) -> dict:

@@ -41,11 +41,19 @@ def test_rotate_bootstraps_and_status_shows_the_table(table):
     key = SigningKey.objects.get()
     out = run("status")
     header, row = out.splitlines()[:2]
-    assert header.split() == ["SLOT", "KID", "STATE", "BITS", "AGE", "NEXT", "STEP", "WHEN"]
-    assert row.split()[:4] == ["A", key.kid, "active", "2048"]
+    assert header.split() == ["SLOT", "KID", "COMPACT", "STATE", "BITS", "AGE", "NEXT", "STEP", "WHEN"]
+    assert row.split()[:5] == ["A", key.kid, key.compact_kid, "active", "2048"]
+    assert len(key.compact_kid) == 4
     assert "stage successor in B" in row
     assert "in sync" in out and "(none configured: DynamoDB only)" in out
     assert AuditEvent.objects.get(action="signing_key.bootstrap").source == "command"
+
+
+def test_status_shows_a_key_without_a_compact_half(table):
+    run("rotate")
+    SigningKey.objects.update(compact_kid="", compact_public="", compact_private_encrypted="")
+    row = run("status").splitlines()[1]
+    assert row.split()[:5] == ["A", SigningKey.objects.get().kid, "-", "active", "2048"]
 
 
 def test_early_steps_are_refused_with_the_reason_and_force_takes_them(table):

@@ -8,6 +8,12 @@ the configured DynamoDB table. Then the asked action is judged against the
 policies it answered with, by `lambda_bridge.evaluator`. The gateway's part
 is `authz.tokens.simulator`, which has no Django in it.
 
+`--compact` issues a device a compact token instead
+(docs/credentials.md#compact-device-tokens) and plays the unsigned
+authorizer's event: no signature check, `signatureVerified` false, the token
+where the device puts it (`--via mqtt`: the password; `https-header`,
+`https-query`: an HTTPS publish).
+
 `--at` asks about another moment, for weekly schedules and shares that start
 or end later: the token is dated then (its `iat`, `nbf` and `exp`) and the
 handler's clock reads that moment, so the snapshot in the table, as pushed
@@ -34,7 +40,7 @@ from authz.snapshots import store
 from authz.tokens import credentials, rotation, simulator
 from devices import audit
 from devices.models import Device, Tenant, User
-from lambda_bridge import keys, snapshot
+from lambda_bridge import keys, snapshot, vocabulary
 from lambda_bridge.config import Config, ConfigError
 from lambda_bridge.vocabulary import SETUP_REASONS
 
@@ -70,9 +76,13 @@ class Command(BaseCommand):
         parser.add_argument("--action", required=True, choices=list(simulator.ACTIONS))
         parser.add_argument("--topic", metavar="TOPIC",
                             help="Topic (publish, receive) or topic filter (subscribe); not for connect.")
-        parser.add_argument("--via", choices=["mqtt", "wss"], default="mqtt",
-                            help="mqtt: MQTT over TLS, the authorizer's parameters in the username (default); "
-                                 "wss: MQTT over WebSocket, the browser's way, in the URL's query string.")
+        parser.add_argument("--compact", action="store_true",
+                            help="With --device: issue a compact token and ask the unsigned authorizer.")
+        parser.add_argument("--via", choices=["mqtt", "wss", "https-header", "https-query"], default="mqtt",
+                            help="mqtt: MQTT over TLS, the authorizer's parameters in the username, or with "
+                                 "--compact the token in the password (default); wss: MQTT over WebSocket, the "
+                                 "browser's way, in the URL's query string; with --compact only, https-header and "
+                                 "https-query: an HTTPS publish with the token in a header or the query string.")
         parser.add_argument("--at", metavar="WHEN",
                             help="Judge the grants at this moment instead of now: ISO 8601 with its UTC offset, "
                                  "like 2027-03-30T10:00+02:00. The token is dated then and the authorizer's clock "
@@ -81,11 +91,12 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="as_json", action="store_true",
                             help="Print one JSON object instead of the report.")
 
-    def handle(self, *args, email, device, tenant, client_id, action, topic, via, at, quiet, as_json,
+    def handle(self, *args, email, device, tenant, client_id, action, topic, via, at, quiet, as_json, compact,
                **options):
         topic = _checked_topic(action, topic)
+        _check_via(via, compact=compact, device=device)
         at = _moment(at)
-        principal = _user_principal(email, tenant) if email else _device_principal(device, tenant)
+        principal = _user_principal(email, tenant) if email else _device_principal(device, tenant, compact=compact)
         env = lambda_environment()
         try:
             config = Config.from_env(env)
@@ -97,21 +108,16 @@ class Command(BaseCommand):
 
         with audit.origin("command"):
             creds = principal.issue(now=at)
-        public_pems = [k.public_pem for k in SigningKey.objects.exclude(state=keys.RETIRED)]
-        if not simulator.gateway_verifies(creds.token, creds.token_signature, public_pems):
-            raise usage(f"the token's signature does not verify with the authorizer's public keys (kid "
-                        f"{creds.kid}): AWS IoT would not invoke the authorizer")
         asked = creds.client_id if client_id is None else client_id
-        event = simulator.connection_event(endpoint=creds.endpoint, via=via, client_id=asked, token=creds.token,
-                                           mqtt_username=creds.mqtt_username,
-                                           query_string=urlsplit(creds.wss_url).query)
+        event = _event(creds, via=via, client_id=asked)
         response, log_line, cold_start = simulator.invoke(event, env,
                                                           at=None if at is None else at.timestamp())
 
         left = rotation.format_duration(creds.expires_at - (at or timezone.now()))
         token = simulator.Token(client_id=creds.client_id, kid=creds.kid, expires_at=creds.expires_at,
                                 expires=f"{rotation.format_when(creds.expires_at)} "
-                                        f"({'in ' + left if at is None else left + ' after --at'})")
+                                        f"({'in ' + left if at is None else left + ' after --at'})",
+                                credential=creds.credential)
         report = simulator.Report(principal_label=principal.label(), principal=principal.describe(), token=token,
                                   asked=asked, via=via, response=response, log_line=log_line, cold_start=cold_start,
                                   action=action, topic=topic, region=config.region, account=config.account,
@@ -181,13 +187,15 @@ class _User(_Principal):
 class _Device(_Principal):
     kind, snapshot_kind = "device", snapshot.DEVICE
 
-    def __init__(self, device: Device):
+    def __init__(self, device: Device, *, compact: bool = False):
         self.device, self.tenant = device, device.tenant
         self.principal = device.thing_name
+        self.credential = vocabulary.COMPACT_CREDENTIAL if compact else vocabulary.SIGNED_CREDENTIAL
 
     def _issue(self, *, now):
         return credentials.issue_device_credentials(actor=None, device=self.device, by_operator=True,
-                                                    lifetime=credentials.MIN_LIFETIME_SECONDS, now=now)
+                                                    lifetime=credentials.MIN_LIFETIME_SECONDS, now=now,
+                                                    credential=self.credential)
 
     def describe(self) -> dict:
         return {"kind": "device", "thing": self.device.thing_name, "name": self.device.name,
@@ -222,13 +230,36 @@ def _user_principal(email: str, slug: str | None) -> _User:
     return _User(user, tenants[0])
 
 
-def _device_principal(thing: str, slug: str | None) -> _Device:
+def _device_principal(thing: str, slug: str | None, *, compact: bool = False) -> _Device:
     device = Device.objects.select_related("tenant").filter(thing_name=thing).first()
     if device is None:
         raise usage(f"No device with thing name {thing!r}.")
     if slug and _tenant(slug) != device.tenant:
         raise usage(f"Device {thing} belongs to tenant {device.tenant.slug!r}, not {slug!r}.")
-    return _Device(device)
+    return _Device(device, compact=compact)
+
+
+def _check_via(via: str, *, compact: bool, device: str | None) -> None:
+    if compact and not device:
+        raise usage("--compact is for devices (--device THING): a person's app gets signed credentials.")
+    if compact and via not in simulator.COMPACT_VIAS:
+        raise usage(f"--via {via} does not carry a compact token; use one of {', '.join(simulator.COMPACT_VIAS)}.")
+    if not compact and via in simulator.COMPACT_VIAS and via != "mqtt":
+        raise usage(f"--via {via} is for --compact tokens only.")
+
+
+def _event(creds: credentials.Credentials, *, via: str, client_id: str) -> dict:
+    """The event the authorizer that takes this kind of credential gets. A
+    signed token is first checked as the AWS IoT gateway checks it."""
+    if creds.compact:
+        return simulator.compact_event(endpoint=creds.endpoint, via=via, client_id=client_id, token=creds.token,
+                                       authorizer_name=creds.authorizer_name, token_key_name=creds.token_key_name)
+    public_pems = [k.public_pem for k in SigningKey.objects.exclude(state=keys.RETIRED)]
+    if not simulator.gateway_verifies(creds.token, creds.token_signature, public_pems):
+        raise usage(f"the token's signature does not verify with the authorizer's public keys (kid "
+                    f"{creds.kid}): AWS IoT would not invoke the authorizer")
+    return simulator.connection_event(endpoint=creds.endpoint, via=via, client_id=client_id, token=creds.token,
+                                      mqtt_username=creds.mqtt_username, query_string=urlsplit(creds.wss_url).query)
 
 
 def _moment(text: str | None) -> datetime | None:

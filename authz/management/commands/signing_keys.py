@@ -39,8 +39,10 @@ class Command(BaseCommand):
 
     def _status(self):
         st = rotation.status()
-        header = ("SLOT", "KID", "STATE", "BITS", "AGE", "NEXT STEP", "WHEN")
-        rows = [(k.slot, k.kid, k.state, str(k.bits), rotation.format_duration(k.age), k.next_step or "-",
+        # COMPACT: the compact half's kid, "-" for a key made before compact tokens.
+        header = ("SLOT", "KID", "COMPACT", "STATE", "BITS", "AGE", "NEXT STEP", "WHEN")
+        rows = [(k.slot, k.kid, k.compact_kid or "-", k.state, str(k.bits), rotation.format_duration(k.age),
+                 k.next_step or "-",
                  self._when(k.next_at, st.now) if k.next_step else "-") for k in st.keys]
         if not rows:
             self.stdout.write("No signing keys yet; `signing_keys rotate` bootstraps slot A.")
