@@ -18,8 +18,8 @@ from urllib.parse import quote
 import pytest
 
 from lambda_bridge import compact
-from tests.local_iot import compact_keys
-from tests.local_iot.compact_keys import CompactKey
+from tests.support import compact_device
+from tests.support.compact_device import CompactKey
 from tests.support.lambda_env import KEY_NAME
 from tests.support.local_iot import LAMP, RunningLocalIot, Signed, signed
 from tests.support.mqtt_client import Client, over
@@ -31,16 +31,8 @@ PUBACK_REFUSED_5 = 0x87
 
 
 @pytest.fixture
-def lamp_key(fn) -> CompactKey:
-    key = CompactKey()
-    compact_keys.publish(fn, key)
-    compact_keys.device_snapshot(fn)
-    compact_keys.device_snapshot(fn, LOCK)
-    return key
-
-
-@pytest.fixture
-def iot(lamp_key, env, tmp_path):
+def iot(lamp_key, fn, env, tmp_path):
+    compact_device.device_snapshot(fn, LOCK)
     with RunningLocalIot(env, cert_dir=tmp_path / "certs") as running:
         yield running
 
@@ -59,11 +51,12 @@ def device(iot, clients):
     over TLS with ALPN mqtt (AWS's port 443), the token as its password."""
 
     def make(token: str, *, version: int = 5, client_id: str = LAMP,
-             authorizer: str = compact_keys.COMPACT_AUTHORIZER) -> Client:
+             authorizer: str = compact_device.COMPACT_AUTHORIZER) -> Client:
         context = ssl.create_default_context(cafile=iot.ca_file)
         context.set_alpn_protocols(["mqtt"])
-        clients.append(Client(iot.tls_port, client_id, token.encode(), username=compact_keys.mqtt_username(authorizer),
-                              version=version, host="localhost", tls_context=context, keepalive=30))
+        username = compact_device.mqtt_username(authorizer)
+        clients.append(Client(iot.tls_port, client_id, token.encode(), username=username, version=version,
+                              host="localhost", tls_context=context, keepalive=30))
         return clients[-1]
 
     return make
@@ -100,7 +93,7 @@ def curl_publish(iot, topic: str, payload: str, *, headers: dict[str, str] | Non
 @pytest.mark.parametrize("place", ["header", "query"])
 def test_curl_publishes_as_the_device_with_the_compact_token(iot, lamp_key, app, place):
     token = lamp_key.token()
-    where = {"headers": compact_keys.headers(token)} if place == "header" else {"query": compact_keys.query(token)}
+    where = {"headers": compact_device.headers(token)} if place == "header" else {"query": compact_device.query(token)}
     assert app.subscribe(f"dev/{LAMP}/out/#") == [1]
 
     # Inside the device's policy: its own out topics. Outside: its in topics
@@ -118,8 +111,8 @@ def test_curl_with_a_bad_compact_token_is_unauthorized_and_publishes_nothing(iot
     assert app.subscribe(f"dev/{LAMP}/out/#") == [1]
     capsys.readouterr()
     stranger = CompactKey().token()
-    assert curl_publish(iot, f"dev/{LAMP}/out/t", "forged", headers=compact_keys.headers(stranger)) == 401
-    assert curl_publish(iot, f"dev/{LAMP}/out/t", "fine", headers=compact_keys.headers(lamp_key.token())) == 200
+    assert curl_publish(iot, f"dev/{LAMP}/out/t", "forged", headers=compact_device.headers(stranger)) == 401
+    assert curl_publish(iot, f"dev/{LAMP}/out/t", "fine", headers=compact_device.headers(lamp_key.token())) == 200
     assert app.received() == [(f"dev/{LAMP}/out/t", b"fine")]
     assert lambda_reasons(capsys) == ["unknown_kid", "ok"]
 
@@ -200,18 +193,18 @@ def test_a_transferred_device_is_refused_its_old_token(fn, lamp_key, device, iot
     first.disconnect()
 
     # The transfer tombstones the device's snapshot in its old tenant.
-    compact_keys.device_snapshot(fn, gone=True)
+    compact_device.device_snapshot(fn, gone=True)
 
     assert not device(token).connect()
-    assert curl_publish(iot, f"dev/{LAMP}/out/t", "late", headers=compact_keys.headers(token)) == 401
+    assert curl_publish(iot, f"dev/{LAMP}/out/t", "late", headers=compact_device.headers(token)) == 401
 
 
 def test_the_gateway_log_never_holds_the_token_or_the_password(lamp_key, device, iot, caplog):
     token = lamp_key.token()
     with caplog.at_level(logging.INFO, logger="local_iot.gateway"):
         assert device(token).connect()
-        assert curl_publish(iot, f"dev/{LAMP}/out/t", "x", headers=compact_keys.headers(token)) == 200
-        assert curl_publish(iot, f"dev/{LAMP}/out/t", "x", query=compact_keys.query(token)) == 200
+        assert curl_publish(iot, f"dev/{LAMP}/out/t", "x", headers=compact_device.headers(token)) == 200
+        assert curl_publish(iot, f"dev/{LAMP}/out/t", "x", query=compact_device.query(token)) == 200
         assert not device(CompactKey().token()).connect()
 
     lines = [record.getMessage() for record in caplog.records if record.name == "local_iot.gateway"]

@@ -13,8 +13,8 @@ import pytest
 from lambda_bridge.evaluator import Connection
 from lambda_bridge.handler import build
 from local_iot.gateway import Gateway, Presented, Refused
-from tests.local_iot import compact_keys
-from tests.local_iot.compact_keys import CompactKey
+from tests.support import compact_device
+from tests.support.compact_device import CompactKey
 from tests.support.lambda_env import ACCOUNT, KEY_NAME, REGION
 from tests.support.local_iot import LAMP, Signed, signed
 
@@ -166,18 +166,9 @@ def test_time_scale_shortens_refresh_and_disconnect(fn, env, recording):
 # --- the unsigned authorizer -------------------------------------------------------------
 
 
-@pytest.fixture
-def lamp_key(fn) -> CompactKey:
-    """A compact key published in slot A, and the lamp's own snapshot."""
-    key = CompactKey()
-    compact_keys.publish(fn, key)
-    compact_keys.device_snapshot(fn)
-    return key
-
-
 def test_unsigned_the_token_rides_in_the_password_and_the_lambda_alone_verifies_it(lamp_key, env, recording):
     token = lamp_key.token()
-    presented = mqtt(username=compact_keys.mqtt_username(), client_id=LAMP, password=token.encode())
+    presented = mqtt(username=compact_device.mqtt_username(), client_id=LAMP, password=token.encode())
     grant = authorize(gateway(env, recording), presented)
 
     (event,) = recording.events
@@ -190,7 +181,7 @@ def test_unsigned_the_token_rides_in_the_password_and_the_lambda_alone_verifies_
 def test_unsigned_a_token_under_the_token_key_name_is_handed_over_and_a_signature_ignored(lamp_key, env, recording):
     token = lamp_key.token()
     presented = Presented(protocol="http", tls=True, server_name=ENDPOINT, query_string="qos=1",
-                          headers={**compact_keys.headers(token),
+                          headers={**compact_device.headers(token),
                                    "x-amz-customauthorizer-signature": "bm90LWNoZWNrZWQ="})
     authorize(gateway(env, recording), presented)
 
@@ -201,7 +192,7 @@ def test_unsigned_a_token_under_the_token_key_name_is_handed_over_and_a_signatur
 def test_unsigned_nothing_is_checked_before_the_lambda_which_refuses_a_forged_token(lamp_key, env, recording, capsys):
     # The kid of the published key, signed by another one: only the Lambda can tell.
     forged = CompactKey().token(kid=lamp_key.kid)
-    presented = mqtt(username=compact_keys.mqtt_username(), client_id=LAMP, password=forged.encode())
+    presented = mqtt(username=compact_device.mqtt_username(), client_id=LAMP, password=forged.encode())
     capsys.readouterr()
     assert refusal(gateway(env, recording), presented) == "not_authenticated"
     assert len(recording.events) == 1
@@ -209,7 +200,7 @@ def test_unsigned_nothing_is_checked_before_the_lambda_which_refuses_a_forged_to
 
 
 def test_a_platform_token_at_the_unsigned_authorizer_is_refused_by_the_lambda(fn, env, recording, capsys):
-    presented = mqtt(username=compact_keys.mqtt_username(), password=fn.token().encode())
+    presented = mqtt(username=compact_device.mqtt_username(), password=fn.token().encode())
     capsys.readouterr()
     assert refusal(gateway(env, recording), presented) == "not_authenticated"
     assert '"reason":"wrong_authorizer"' in capsys.readouterr().out
@@ -237,7 +228,7 @@ def test_the_two_authorizers_need_two_names(env):
 def test_the_decision_line_says_which_authorizer_and_holds_no_compact_token(lamp_key, env, recording, caplog):
     token = lamp_key.token()
     with caplog.at_level(logging.INFO, logger="local_iot.gateway"):
-        authorize(gateway(env, recording), mqtt(username=compact_keys.mqtt_username(), client_id=LAMP,
+        authorize(gateway(env, recording), mqtt(username=compact_device.mqtt_username(), client_id=LAMP,
                                                 password=token.encode()))
     (record,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "local_iot.gateway"]
     assert (record["authorizer"], record["decision"]) == ("unsigned", "allow")
@@ -449,6 +440,6 @@ def test_lambda_settings_that_do_not_parse_refuse_every_connection(fn, env, caps
     broken = {**env, "DEVSHARE_AWS_ACCOUNT_ID": "not-an-account"}
     assert refusal(gateway(broken), mqtt(signed(fn))) == "keys_unavailable"
     # Unsigned, the Lambda itself is asked, and it refuses as misconfigured.
-    unsigned = mqtt(username=compact_keys.mqtt_username(), client_id=LAMP, password=CompactKey().token().encode())
+    unsigned = mqtt(username=compact_device.mqtt_username(), client_id=LAMP, password=CompactKey().token().encode())
     assert refusal(gateway(broken), unsigned) == "not_authenticated"
     assert '"reason":"misconfigured"' in capsys.readouterr().out

@@ -29,10 +29,9 @@ from local_iot.__main__ import parser
 from local_iot.gateway import Gateway, Grant, Presented, Reason, Refused
 from local_iot.http import Request
 from local_iot.shadow import MAX_SHADOWS_PER_THING, Shadows
-from tests.local_iot import compact_keys
-from tests.local_iot.compact_keys import COMPACT_AUTHORIZER, CompactKey
 from tests.support.broker_server import FROZEN_NOW as T
 from tests.support.broker_server import Published, published
+from tests.support.compact_device import COMPACT_AUTHORIZER
 from tests.support.lambda_env import KEY_NAME
 from tests.support.local_iot import LAMP, RecordingHandler, RunningLocalIot, signed
 from tests.support.policy_gateway import ACCOUNT, REGION, document
@@ -81,12 +80,9 @@ def tokens_seen(recording: RecordingHandler) -> list[str]:
 
 
 @pytest.fixture
-def lamp_tokens(fn):
-    """tokens(n) → n different compact tokens of the lamp, whose snapshot is in the table."""
-    key = CompactKey()
-    compact_keys.publish(fn, key)
-    compact_keys.device_snapshot(fn)
-    return lambda n: [key.token(issued_at=int(time.time()) - i) for i in range(n)]
+def lamp_tokens(lamp_key):
+    """tokens(n) → n different compact tokens of the lamp."""
+    return lambda n: [lamp_key.token(issued_at=int(time.time()) - i) for i in range(n)]
 
 
 def test_a_call_that_runs_out_of_time_waiting_for_its_turn_never_reaches_the_handler(lamp_tokens, env):

@@ -1,4 +1,4 @@
-"""Compact device tokens as the local_iot tests mint them
+"""Compact device tokens as tests mint them
 (lambda_bridge/compact.py, docs/local-iot.md#two-authorizers): an Ed25519
 key published as a slot's compact half in the key item through
 `lambda_bridge.keys`, tokens encoded with `lambda_bridge.compact.encode`,
