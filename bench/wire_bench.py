@@ -1,5 +1,5 @@
 """Bytes on the wire per connect, for both kinds of device credential
-(docs/local-iot.md#two-authorizers, docs/benchmarks.md#bytes-on-the-wire).
+(docs/local-iot.md#two-authorizers, docs/local-iot.md#bytes-on-the-wire).
 
 Measured, not computed: real clients talk to `python -m local_iot` (with a
 moto DynamoDB server of its own holding the key item and the device's
