@@ -18,7 +18,8 @@ import signal
 import sys
 
 from local_iot.dataplane import DEFAULT_ACCESS_KEY_ID
-from local_iot.server import AUTHORIZER_NAME, DEFAULT_PORTS, LOOPBACK, TOKEN_KEY_NAME, LocalIot
+from local_iot.gateway import DEFAULT_AUTHORIZER_NAME, DEFAULT_COMPACT_AUTHORIZER_NAME
+from local_iot.server import DEFAULT_PORTS, LOOPBACK, TOKEN_KEY_NAME, LocalIot
 
 
 def _port(text: str) -> int:
@@ -70,9 +71,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--time-scale", type=_scale, default=1.0, metavar="FACTOR",
                    help="Multiplies every lifetime (refresh, disconnect, keep-alive); 0.01 makes 300 s last 3 s "
                         "(default: %(default)s).")
-    p.add_argument("--authorizer-name", default=AUTHORIZER_NAME, metavar="NAME",
-                   help="The one custom authorizer clients may name in x-amz-customauthorizer-name "
-                        "(default: %(default)s).")
+    p.add_argument("--authorizer-name", default=DEFAULT_AUTHORIZER_NAME, metavar="NAME",
+                   help="The signed custom authorizer (signing on: platform tokens with their signature), as "
+                        "clients name it in x-amz-customauthorizer-name (default: %(default)s).")
+    p.add_argument("--compact-authorizer-name", default=DEFAULT_COMPACT_AUTHORIZER_NAME, metavar="NAME",
+                   help="The unsigned custom authorizer (signing disabled: compact device tokens), backed by the "
+                        "same handler (default: %(default)s).")
     p.add_argument("--token-key-name", default=None, metavar="NAME",
                    help=f"The authorizer's token key name (default: DEVSHARE_TOKEN_KEY_NAME, else {TOKEN_KEY_NAME}).")
     p.add_argument("--access-key-id", default=DEFAULT_ACCESS_KEY_ID, metavar="ID",
@@ -85,7 +89,8 @@ async def run(args: argparse.Namespace, env) -> None:
     iot = LocalIot(lambda_env=env, hosts=args.host or list(LOOPBACK), mqtt_port=args.mqtt_port,
                    tls_port=args.tls_port, http_port=args.http_port, cert_dir=args.cert_dir,
                    time_scale=args.time_scale, authorizer_name=args.authorizer_name,
-                   token_key_name=args.token_key_name, access_key_id=args.access_key_id)
+                   compact_authorizer_name=args.compact_authorizer_name, token_key_name=args.token_key_name,
+                   access_key_id=args.access_key_id)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -93,8 +98,9 @@ async def run(args: argparse.Namespace, env) -> None:
             loop.add_signal_handler(sig, stopping.set)
     await iot.start()
     try:
-        print("local_iot ready " + json.dumps({**iot.urls(), "ports": iot.ports, "hosts": iot.hosts},
-                                              separators=(",", ":")), flush=True)
+        ready = {**iot.urls(), "ports": iot.ports, "hosts": iot.hosts, "authorizers": iot.authorizers(),
+                 "token_key_name": iot.gateway.token_key_name}
+        print("local_iot ready " + json.dumps(ready, separators=(",", ":")), flush=True)
         print(iot.table(), flush=True)
         await stopping.wait()
     finally:
@@ -102,7 +108,11 @@ async def run(args: argparse.Namespace, env) -> None:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    options = parser()
+    args = options.parse_args(argv)
+    if args.authorizer_name == args.compact_authorizer_name:
+        options.error("--authorizer-name and --compact-authorizer-name must differ: AWS keeps one authorizer "
+                      "per name, signed or not")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("local_iot.websocket").setLevel(logging.WARNING)  # one line per open and close: noise
     try:

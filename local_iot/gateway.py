@@ -3,9 +3,12 @@ for every connection, every refresh and every HTTPS publish it plays the
 contract of local_iot/authorizer_contract.py against the real
 `lambda_bridge` handler and turns an accepted answer into a `Grant`.
 
-1. find the authorizer's parameters (`find_credentials`);
-2. with signing on, verify the signature against the token-signing public
-   keys read from the key item (`_KeyReader`, `gateway_verifies`);
+1. find the authorizer's parameters (`find_credentials`) and which of the
+   two authorizers the client named: the signed one (platform JWTs) or the
+   unsigned one (compact device tokens), both backed by the one handler;
+2. at the signed one, verify the signature against the token-signing public
+   keys read from the key item (`_KeyReader`, `gateway_verifies`); the
+   unsigned one checks nothing, as AWS with signing disabled;
 3. build the event (`build_event`);
 4. invoke the handler one call at a time, with AWS's 5 s limit counted from
    the moment the call asks for its turn, and a bounded queue;
@@ -48,6 +51,11 @@ from local_iot.authorizer_contract import (
 __all__ = ["Gateway", "Grant", "Presented", "Reason", "Refused"]
 
 log = logging.getLogger("local_iot.gateway")
+
+# The authorizers' names, as platform/authorizer.yaml deploys them
+# (AuthorizerName, CompactAuthorizerName).
+DEFAULT_AUTHORIZER_NAME = "devshare"
+DEFAULT_COMPACT_AUTHORIZER_NAME = "devshare-compact"
 
 # How long the token-signing keys read from the key item are trusted. AWS
 # reads an authorizer's keys from its own configuration; locally they are the
@@ -126,12 +134,17 @@ class _Context:
 
 
 class Gateway:
-    def __init__(self, *, lambda_env: Mapping[str, str], authorizer_name: str, token_key_name: str,
-                 signing: bool = True, time_scale: float = 1.0, invoke_timeout: float = 5.0, handler=None,
-                 max_waiting: int = MAX_WAITING_INVOCATIONS):
+    def __init__(self, *, lambda_env: Mapping[str, str], token_key_name: str,
+                 authorizer_name: str = DEFAULT_AUTHORIZER_NAME,
+                 compact_authorizer_name: str = DEFAULT_COMPACT_AUTHORIZER_NAME, time_scale: float = 1.0,
+                 invoke_timeout: float = 5.0, handler=None, max_waiting: int = MAX_WAITING_INVOCATIONS):
+        if authorizer_name == compact_authorizer_name:
+            # One name, two signing settings: AWS keeps one authorizer per name.
+            raise ValueError("the signed and the unsigned authorizer need different names")
         self.lambda_env = dict(lambda_env)
-        self.authorizer_name, self.token_key_name = authorizer_name, token_key_name
-        self.signing, self.time_scale, self.invoke_timeout = signing, time_scale, invoke_timeout
+        self.authorizer_name, self.compact_authorizer_name = authorizer_name, compact_authorizer_name
+        self.token_key_name = token_key_name
+        self.time_scale, self.invoke_timeout = time_scale, invoke_timeout
         # The region and account policy ARNs name; a Lambda environment that
         # does not parse still starts (the handler then refuses everyone).
         try:
@@ -140,7 +153,7 @@ class Gateway:
             config = None
         self.region = config.region if config else ""
         self.account = config.account if config else ""
-        self._keys = _KeyReader(config, self.lambda_env) if signing else None
+        self._keys = _KeyReader(config, self.lambda_env)
         # Built once, here, like a Lambda's cold start; a bad setting is logged
         # by the handler now and every connection is refused until it is fixed.
         self._handler: Callable = handler if handler is not None else _build_handler(self.lambda_env)
@@ -160,7 +173,7 @@ class Gateway:
         record = {"event": "gateway", "connection": connection_id, "protocol": presented.protocol,
                   "tls": presented.tls, "client_id": presented.client_id, "source_ip": presented.source_ip}
         try:
-            grant = await self._authorize(presented, connection_id)
+            grant = await self._authorize(presented, connection_id, record)
         except Refused as refusal:
             record.update(decision="deny", reason=refusal.reason, detail=refusal.detail or None)
             raise
@@ -174,30 +187,41 @@ class Gateway:
             # Never the token, signature, username or password: they are credentials.
             log.info(json.dumps(record, separators=(",", ":")))
 
-    async def _authorize(self, presented: Presented, connection_id: str) -> Grant:
+    async def _authorize(self, presented: Presented, connection_id: str, record: dict) -> Grant:
         found = find_credentials(presented, self.token_key_name)
-        if found.authorizer_name is None:
-            # Devshare's stack sets no default authorizer, so AWS would fall
-            # back to certificates, which local_iot does not offer (assumed).
-            raise Refused(Reason.NO_AUTHORIZER_NAME)
-        if found.authorizer_name != self.authorizer_name:
-            raise Refused(Reason.UNKNOWN_AUTHORIZER, found.authorizer_name[:128])
-        verified = False
-        if self.signing:
-            if not found.token:
-                raise Refused(Reason.NO_TOKEN)
-            if not found.signature:
-                raise Refused(Reason.NO_SIGNATURE)
-            pems = await self._keys.public_pems()
-            if not gateway_verifies(found.token, found.signature, pems):
-                raise Refused(Reason.BAD_SIGNATURE)
-            verified = True
+        signed = self._signing(found.authorizer_name)
+        record["authorizer"] = "signed" if signed else "unsigned"
+        if signed:
+            await self._verify_signature(found.token, found.signature)
+        # Unsigned, nothing is checked and the token (when found under the
+        # token key name) is handed over as it came: the Lambda verifies it.
         event = build_event(presented, connection_id=connection_id, token=found.token or None,
-                            signature_verified=verified)
+                            signature_verified=signed)
         answer = check_response(await self._invoke(event))
         return Grant(principal_id=answer.principal_id, documents=answer.documents,
                      refresh_in=answer.refresh * self.time_scale, disconnect_in=answer.disconnect * self.time_scale,
                      region=self.region, account=self.account, client_id=presented.client_id)
+
+    def _signing(self, name: str | None) -> bool:
+        """Whether the authorizer the client named has signing on."""
+        if name is None:
+            # Devshare's stack sets no default authorizer, so AWS would fall
+            # back to certificates, which local_iot does not offer (assumed).
+            raise Refused(Reason.NO_AUTHORIZER_NAME)
+        if name == self.authorizer_name:
+            return True
+        if name == self.compact_authorizer_name:
+            return False
+        raise Refused(Reason.UNKNOWN_AUTHORIZER, name[:128])
+
+    async def _verify_signature(self, token: str | None, signature: str | None) -> None:
+        """What AWS checks before it invokes an authorizer with signing on."""
+        if not token:
+            raise Refused(Reason.NO_TOKEN)
+        if not signature:
+            raise Refused(Reason.NO_SIGNATURE)
+        if not gateway_verifies(token, signature, await self._keys.public_pems()):
+            raise Refused(Reason.BAD_SIGNATURE)
 
     async def _invoke(self, event: dict):
         """One handler call, in turn. The 5 s limit runs from here: time spent

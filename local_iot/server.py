@@ -15,7 +15,7 @@ from typing import Mapping
 from local_iot import certs
 from local_iot.broker import Broker
 from local_iot.dataplane import DEFAULT_ACCESS_KEY_ID, DataPlane
-from local_iot.gateway import Gateway
+from local_iot.gateway import DEFAULT_AUTHORIZER_NAME, DEFAULT_COMPACT_AUTHORIZER_NAME, Gateway
 from local_iot.listeners import Listeners
 from local_iot.shadow import Shadows
 
@@ -23,7 +23,6 @@ log = logging.getLogger("local_iot.server")
 
 LOOPBACK = ("127.0.0.1", "::1")
 DEFAULT_PORTS = {"mqtt": 18830, "tls": 18443, "http": 18080}
-AUTHORIZER_NAME = "devshare"
 TOKEN_KEY_NAME = "devshare-token"  # noqa: S105 - a parameter name, not a secret
 
 
@@ -31,8 +30,9 @@ class LocalIot:
     def __init__(self, *, lambda_env: Mapping[str, str], hosts=LOOPBACK, mqtt_port: int = DEFAULT_PORTS["mqtt"],
                  tls_port: int = DEFAULT_PORTS["tls"], http_port: int = DEFAULT_PORTS["http"],
                  cert_dir: Path | str | None = None, time_scale: float = 1.0,
-                 authorizer_name: str = AUTHORIZER_NAME, token_key_name: str | None = None, signing: bool = True,
-                 handler=None, access_key_id: str = DEFAULT_ACCESS_KEY_ID):
+                 authorizer_name: str = DEFAULT_AUTHORIZER_NAME,
+                 compact_authorizer_name: str = DEFAULT_COMPACT_AUTHORIZER_NAME,
+                 token_key_name: str | None = None, handler=None, access_key_id: str = DEFAULT_ACCESS_KEY_ID):
         if not hosts:
             raise ValueError("give at least one host to listen on")
         if not time_scale > 0:
@@ -47,7 +47,8 @@ class LocalIot:
         # is the default here.
         key_name = token_key_name or self.lambda_env.get("DEVSHARE_TOKEN_KEY_NAME", "").strip() or TOKEN_KEY_NAME
         self.gateway = Gateway(lambda_env=self.lambda_env, authorizer_name=authorizer_name,
-                               token_key_name=key_name, signing=signing, time_scale=time_scale, handler=handler)
+                               compact_authorizer_name=compact_authorizer_name, token_key_name=key_name,
+                               time_scale=time_scale, handler=handler)
         self.shadows = Shadows()
         self.broker = Broker(gateway=self.gateway, region=self.gateway.region, account=self.gateway.account,
                              shadows=self.shadows, time_scale=time_scale)
@@ -102,6 +103,10 @@ class LocalIot:
             "ca_file": str(self.certificates.ca_file.resolve()) if self.certificates else "",
         }
 
+    def authorizers(self) -> dict[str, str]:
+        """Which name clients put in x-amz-customauthorizer-name for each authorizer."""
+        return {"signed": self.gateway.authorizer_name, "unsigned": self.gateway.compact_authorizer_name}
+
     def table(self) -> str:
         """The same, for people."""
         urls = self.urls()
@@ -116,8 +121,11 @@ class LocalIot:
         width = max(len(r[1]) for r in rows)
         lines = [f"  {name:<16} {url:<{width}}  {note}" for name, url, note in rows]
         lines.append(f"  {'CA certificate':<16} {urls['ca_file']}")
-        lines.append(f"  listening on {', '.join(self.hosts)}; authorizer {self.gateway.authorizer_name!r}, "
-                     f"token key {self.gateway.token_key_name!r}, time scale {self.time_scale:g}")
+        lines.append(f"  listening on {', '.join(self.hosts)}; token key {self.gateway.token_key_name!r}, "
+                     f"time scale {self.time_scale:g}")
+        lines.append(f"  authorizers: {self.gateway.authorizer_name!r} (signing on: platform tokens and their "
+                     f"signature), {self.gateway.compact_authorizer_name!r} (signing disabled: compact device "
+                     f"tokens, the MQTT password or the token key)")
         lines.append(f"  iot-data callers sign with access key id {self.dataplane.access_key_id!r} (any secret)")
         return "\n".join(lines)
 

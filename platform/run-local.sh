@@ -11,6 +11,9 @@ PORT=${PORT:-8000}
 MOTO_PORT=${MOTO_PORT:-8001}
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
 export DYNAMODB_ENDPOINT_URL=${DYNAMODB_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}
+# The unsigned authorizer's name: Django issues compact credentials naming it,
+# and local_iot answers to it (docs/local-iot.md#two-authorizers).
+export IOT_COMPACT_AUTHORIZER_NAME=${IOT_COMPACT_AUTHORIZER_NAME:-devshare-compact}
 mkdir -p build
 
 if [ -z "${CELERY_BROKER_URL:-}" ]; then
@@ -62,7 +65,7 @@ supervise build/beat.log $PY -m celery -A config.celery_app beat --schedule buil
 # The local AWS IoT Core, with the Lambda's settings from Django's; IOT_ENDPOINT
 # (config/settings/local.py) points the credentials API at its TLS port.
 : >build/local_iot.log
-supervise build/local_iot.log $PY manage.py run_local_iot &
+supervise build/local_iot.log $PY manage.py run_local_iot -- --compact-authorizer-name "$IOT_COMPACT_AUTHORIZER_NAME" &
 IOT_READY=
 for _ in $(seq 100); do
     grep -q '^local_iot ready ' build/local_iot.log 2>/dev/null && IOT_READY=1 && break

@@ -104,7 +104,8 @@ def test_the_command_starts_local_iot_which_says_where_it_listens(tmp_path):
            "DEVSHARE_REFRESH_SECONDS": "5"}  # left in a shell: would change the decisions
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and manage.py)
         [sys.executable, str(ROOT / "manage.py"), "run_local_iot", "--host", "127.0.0.1", "--",
-         "--mqtt-port", "0", "--tls-port", "0", "--http-port", "0", "--cert-dir", str(tmp_path)],
+         "--mqtt-port", "0", "--tls-port", "0", "--http-port", "0", "--cert-dir", str(tmp_path),
+         "--compact-authorizer-name", "tiny-things"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
@@ -122,6 +123,11 @@ def test_the_command_starts_local_iot_which_says_where_it_listens(tmp_path):
         assert ready["mqtt"] == f"mqtt://127.0.0.1:{ports['mqtt']}"
         assert ready["mqtts"] == f"mqtts://127.0.0.1:{ports['tls']}"
         assert ready["wss"] == f"wss://127.0.0.1:{ports['tls']}/mqtt"
+        # Both authorizers, under the names the credentials carry: the signed
+        # one from Django's settings, the unsigned one as run-local.sh passes it.
+        assert ready["authorizers"] == {"signed": django_settings.IOT_CLIENT_AUTHORIZER_NAME,
+                                        "unsigned": "tiny-things"}
+        assert ready["token_key_name"] == django_settings.IOT_TOKEN_KEY_NAME
 
         # It became local_iot, with the Lambda's settings and nothing else of ours.
         assert Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")[1:3] == [b"-m", b"local_iot"]

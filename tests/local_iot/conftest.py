@@ -10,6 +10,7 @@ from lambda_bridge.snapshot import Entry
 from local_iot import certs
 from local_iot.gateway import Gateway
 from local_iot.shadow import Shadows
+from tests.support import compact_device
 from tests.support.broker_server import FROZEN_NOW, BrokerServer
 from tests.support.lambda_env import KEY_NAME, lambda_env
 from tests.support.local_iot import LAMP, RecordingHandler
@@ -96,6 +97,16 @@ def fn(cold_start):
     started.put_keyring()
     started.put_snapshot(principal="7", entries=[Entry(LAMP, snapshot.CONTROL)])
     return started
+
+
+@pytest.fixture
+def lamp_key(fn) -> compact_device.CompactKey:
+    """A compact key published as slot A's compact half, and the lamp's own
+    snapshot (it owns itself), for compact tokens at the unsigned authorizer."""
+    key = compact_device.CompactKey()
+    compact_device.publish(fn, key)
+    compact_device.device_snapshot(fn)
+    return key
 
 
 @pytest.fixture

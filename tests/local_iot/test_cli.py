@@ -25,7 +25,8 @@ def test_help_documents_every_option_and_its_default():
     text = " ".join(result.stdout.split())
     for option, default in (("--host", "127.0.0.1 and ::1"), ("--mqtt-port", "18830"), ("--tls-port", "18443"),
                             ("--http-port", "18080"), ("--cert-dir", "build/local_iot"), ("--time-scale", "1.0"),
-                            ("--authorizer-name", "devshare"), ("--token-key-name", "devshare-token")):
+                            ("--authorizer-name", "devshare"), ("--compact-authorizer-name", "devshare-compact"),
+                            ("--token-key-name", "devshare-token")):
         assert option in text and default in text, option
     assert "DEVSHARE_TABLE" in text and "local_iot ready" in text
 
@@ -48,6 +49,11 @@ def test_what_it_runs_imports_no_django_and_none_of_the_platform():
     assert result.stderr.strip().splitlines()[-1] == "[]"
 
 
+def test_the_two_authorizers_must_have_two_names():
+    result = local_iot("--authorizer-name", "one", "--compact-authorizer-name", "one")
+    assert result.returncode == 2 and "must differ" in result.stderr
+
+
 def test_a_time_scale_must_be_positive():
     result = local_iot("--time-scale", "0")
     assert result.returncode == 2 and "above 0" in result.stderr
@@ -66,7 +72,7 @@ def test_it_announces_its_urls_when_ready_and_stops_on_sigterm(table, dynamodb_e
     env = {"PATH": os.environ["PATH"], **lambda_env(table.name, dynamodb_endpoint)}
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "local_iot", "--host", "127.0.0.1", "--mqtt-port", "0", "--tls-port", "0",
-         "--http-port", "0", "--cert-dir", str(tmp_path / "certs")],
+         "--http-port", "0", "--cert-dir", str(tmp_path / "certs"), "--compact-authorizer-name", "tiny-things"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready = None
@@ -80,6 +86,11 @@ def test_it_announces_its_urls_when_ready_and_stops_on_sigterm(table, dynamodb_e
         assert ready["wss"] == f"wss://127.0.0.1:{ports['tls']}/mqtt"
         assert ready["http"] == f"http://127.0.0.1:{ports['http']}"
         assert ready["ca_file"] == str(tmp_path / "certs" / "ca.pem")
+        # Both authorizers, as clients name them: the signed one by default.
+        assert ready["authorizers"] == {"signed": "devshare", "unsigned": "tiny-things"}
+        assert ready["token_key_name"] == "devshare-token"
+        table = "".join(next(process.stdout) for _ in range(10))
+        assert "'devshare' (signing on" in table and "'tiny-things' (signing disabled" in table
         # The CA it names is the one its TLS listener's certificate chains to.
         context = ssl.create_default_context(cafile=ready["ca_file"])
         with socket.create_connection(("127.0.0.1", ports["tls"]), timeout=10) as raw, \

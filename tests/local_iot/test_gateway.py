@@ -13,6 +13,8 @@ import pytest
 from lambda_bridge.evaluator import Connection
 from lambda_bridge.handler import build
 from local_iot.gateway import Gateway, Presented, Refused
+from tests.support import compact_device
+from tests.support.compact_device import CompactKey
 from tests.support.lambda_env import ACCOUNT, KEY_NAME, REGION
 from tests.support.local_iot import LAMP, Signed, signed
 
@@ -161,14 +163,77 @@ def test_time_scale_shortens_refresh_and_disconnect(fn, env, recording):
     assert grant.disconnect_in == pytest.approx(answer["disconnectAfterInSeconds"] * 0.01)
 
 
-def test_unsigned_the_token_may_ride_in_the_password_and_is_not_verified(fn, env, recording):
-    token = fn.token()
-    presented = mqtt(username="devshare?x-amz-customauthorizer-name=devshare", password=token.encode())
-    grant = authorize(gateway(env, recording, signing=False), presented)
+# --- the unsigned authorizer -------------------------------------------------------------
+
+
+def test_unsigned_the_token_rides_in_the_password_and_the_lambda_alone_verifies_it(lamp_key, env, recording):
+    token = lamp_key.token()
+    presented = mqtt(username=compact_device.mqtt_username(), client_id=LAMP, password=token.encode())
+    grant = authorize(gateway(env, recording), presented)
+
     (event,) = recording.events
     assert "token" not in event and event["signatureVerified"] is False
     assert base64.b64decode(event["protocolData"]["mqtt"]["password"]).decode() == token
-    assert grant.principal_id == "u1x7"
+    assert grant.principal_id.startswith("d1x") and grant.client_id == LAMP
+    assert Connection(grant.documents, grant.region, grant.account, LAMP).can("iot:Publish", f"dev/{LAMP}/out/t")
+
+
+def test_unsigned_a_token_under_the_token_key_name_is_handed_over_and_a_signature_ignored(lamp_key, env, recording):
+    token = lamp_key.token()
+    presented = Presented(protocol="http", tls=True, server_name=ENDPOINT, query_string="qos=1",
+                          headers={**compact_device.headers(token),
+                                   "x-amz-customauthorizer-signature": "bm90LWNoZWNrZWQ="})
+    authorize(gateway(env, recording), presented)
+
+    (event,) = recording.events
+    assert event["token"] == token and event["signatureVerified"] is False
+
+
+def test_unsigned_nothing_is_checked_before_the_lambda_which_refuses_a_forged_token(lamp_key, env, recording, capsys):
+    # The kid of the published key, signed by another one: only the Lambda can tell.
+    forged = CompactKey().token(kid=lamp_key.kid)
+    presented = mqtt(username=compact_device.mqtt_username(), client_id=LAMP, password=forged.encode())
+    capsys.readouterr()
+    assert refusal(gateway(env, recording), presented) == "not_authenticated"
+    assert len(recording.events) == 1
+    assert '"reason":"bad_signature"' in capsys.readouterr().out
+
+
+def test_a_platform_token_at_the_unsigned_authorizer_is_refused_by_the_lambda(fn, env, recording, capsys):
+    presented = mqtt(username=compact_device.mqtt_username(), password=fn.token().encode())
+    capsys.readouterr()
+    assert refusal(gateway(env, recording), presented) == "not_authenticated"
+    assert '"reason":"wrong_authorizer"' in capsys.readouterr().out
+
+
+def test_a_compact_token_at_the_signed_authorizer_is_refused_even_with_a_good_signature(lamp_key, fn, env, recording,
+                                                                                        capsys):
+    token = lamp_key.token()
+    credentials = Signed(token, fn.keys["a"].sign(token), KEY_NAME)
+    capsys.readouterr()
+    assert refusal(gateway(env, recording), mqtt(credentials, client_id=LAMP)) == "not_authenticated"
+    assert recording.events[0]["signatureVerified"] is True
+    assert '"reason":"wrong_authorizer"' in capsys.readouterr().out
+    # Without the RSA signature the gateway refuses it before the Lambda.
+    unsigned = _username_without(credentials, "x-amz-customauthorizer-signature")
+    assert refusal(gateway(env, recording), mqtt(username=unsigned, client_id=LAMP)) == "no_signature"
+    assert len(recording.events) == 1
+
+
+def test_the_two_authorizers_need_two_names(env):
+    with pytest.raises(ValueError, match="different names"):
+        Gateway(lambda_env=env, authorizer_name="same", compact_authorizer_name="same", token_key_name=KEY_NAME)
+
+
+def test_the_decision_line_says_which_authorizer_and_holds_no_compact_token(lamp_key, env, recording, caplog):
+    token = lamp_key.token()
+    with caplog.at_level(logging.INFO, logger="local_iot.gateway"):
+        authorize(gateway(env, recording), mqtt(username=compact_device.mqtt_username(), client_id=LAMP,
+                                                password=token.encode()))
+    (record,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "local_iot.gateway"]
+    assert (record["authorizer"], record["decision"]) == ("unsigned", "allow")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert token not in text and token[-40:] not in text
 
 
 # --- refused before the Lambda runs -----------------------------------------------------
@@ -375,5 +440,6 @@ def test_lambda_settings_that_do_not_parse_refuse_every_connection(fn, env, caps
     broken = {**env, "DEVSHARE_AWS_ACCOUNT_ID": "not-an-account"}
     assert refusal(gateway(broken), mqtt(signed(fn))) == "keys_unavailable"
     # Unsigned, the Lambda itself is asked, and it refuses as misconfigured.
-    assert refusal(gateway(broken, signing=False), mqtt(signed(fn))) == "not_authenticated"
+    unsigned = mqtt(username=compact_device.mqtt_username(), client_id=LAMP, password=CompactKey().token().encode())
+    assert refusal(gateway(broken), unsigned) == "not_authenticated"
     assert '"reason":"misconfigured"' in capsys.readouterr().out

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from urllib.parse import quote, unquote
 
 import boto3
@@ -30,6 +31,7 @@ from local_iot.http import Request
 from local_iot.shadow import MAX_SHADOWS_PER_THING, Shadows
 from tests.support.broker_server import FROZEN_NOW as T
 from tests.support.broker_server import Published, published
+from tests.support.compact_device import COMPACT_AUTHORIZER
 from tests.support.lambda_env import KEY_NAME
 from tests.support.local_iot import LAMP, RecordingHandler, RunningLocalIot, signed
 from tests.support.policy_gateway import ACCOUNT, REGION, document
@@ -61,24 +63,30 @@ class HoldsOneToken:
 
 
 def unsigned_gateway(env, handler, **options) -> Gateway:
-    # Unsigned, authorize() reaches the queue without awaiting anything (the
-    # key item's read is the only await before it), so one turn of the loop
-    # puts a new call there.
-    return Gateway(lambda_env=env, authorizer_name="devshare", token_key_name=KEY_NAME, signing=False,
-                   handler=handler, **options)
+    # At the unsigned authorizer, authorize() reaches the queue without
+    # awaiting anything (the key item's read for a signature check is the
+    # only await before it), so one turn of the loop puts a new call there.
+    return Gateway(lambda_env=env, token_key_name=KEY_NAME, handler=handler, **options)
 
 
 def connecting(token: str) -> Presented:
-    return Presented(protocol="mqtt", tls=True, client_id=APP,
-                     username=f"?x-amz-customauthorizer-name=devshare&{KEY_NAME}={quote(token, safe='')}")
+    """The lamp connecting with a compact token in the username's query string."""
+    return Presented(protocol="mqtt", tls=True, client_id=LAMP,
+                     username=f"?x-amz-customauthorizer-name={COMPACT_AUTHORIZER}&{KEY_NAME}={quote(token, safe='')}")
 
 
 def tokens_seen(recording: RecordingHandler) -> list[str]:
     return [event["token"] for event in recording.events]
 
 
-def test_a_call_that_runs_out_of_time_waiting_for_its_turn_never_reaches_the_handler(fn, env):
-    slow, queued, after = fn.token(), fn.token(), fn.token()
+@pytest.fixture
+def lamp_tokens(lamp_key):
+    """tokens(n) → n different compact tokens of the lamp."""
+    return lambda n: [lamp_key.token(issued_at=int(time.time()) - i) for i in range(n)]
+
+
+def test_a_call_that_runs_out_of_time_waiting_for_its_turn_never_reaches_the_handler(lamp_tokens, env):
+    slow, queued, after = lamp_tokens(3)
     held = HoldsOneToken(build(env), slow)
     lam = RecordingHandler(held)
 
@@ -107,11 +115,11 @@ def test_a_call_that_runs_out_of_time_waiting_for_its_turn_never_reaches_the_han
     # the next call once the slow one has ended.
     assert reason == Reason.INVOKE_TIMEOUT
     assert tokens_seen(lam) == [slow, after]
-    assert principal == "u1x7"
+    assert principal.startswith("d1x")
 
 
-def test_past_the_waiting_bound_a_call_is_refused_at_once(fn, env):
-    slow, waiting, third = fn.token(), fn.token(), fn.token()
+def test_past_the_waiting_bound_a_call_is_refused_at_once(lamp_tokens, env):
+    slow, waiting, third = lamp_tokens(3)
     held = HoldsOneToken(build(env), slow)
     lam = RecordingHandler(held)
 
@@ -132,7 +140,9 @@ def test_past_the_waiting_bound_a_call_is_refused_at_once(fn, env):
             gateway.close()
         return refused.value.reason, [grant.principal_id for grant in grants]
 
-    assert asyncio.run(scenario()) == (Reason.INVOKE_THROTTLED, ["u1x7", "u1x7"])
+    reason, principals = asyncio.run(scenario())
+    assert reason == Reason.INVOKE_THROTTLED
+    assert len(principals) == 2 and all(principal.startswith("d1x") for principal in principals)
     assert tokens_seen(lam) == [slow, waiting]
 
 

@@ -1,6 +1,7 @@
 """The built zip authorizes a real token from its own folder, the way Lambda
 runs it: isolated Python, the zip's code and wheels, boto3 from "the runtime",
 and no Django anywhere on the path."""
+import base64
 import json
 import re
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 from lambda_bridge import snapshot
 from lambda_bridge.schedule import Schedule, Window
 from lambda_bridge.snapshot import Entry
+from tests.support import compact_device
 from tests.support.lambda_env import lambda_env
+from tests.support.local_iot import LAMP
 
 CHILD = """
 import importlib.util, json, sys
@@ -50,7 +53,7 @@ def test_the_unpacked_zip_authorizes_a_token_without_django(unpacked_authorizer,
     lam = cold_start()  # the table, keys and a token, made by the test's own (Django-side) tools
     lam.put_keyring()
     lam.put_snapshot(principal="7", entries=[Entry("d-lamp00000001", snapshot.CONTROL)])
-    event = lam.event("websocket_query", lam.token())
+    event = lam.event("signed_browser_wss_query", lam.token())
     env = {**lambda_env(lam.table.name, lam.handler.config.endpoint_url), "PATH": "/usr/bin:/bin"}
 
     result = subprocess.run(
@@ -63,7 +66,29 @@ def test_the_unpacked_zip_authorizes_a_token_without_django(unpacked_authorizer,
     assert answer["response"]["isAuthenticated"] is True, result.stdout
     assert all(Path(f).is_relative_to(unpacked_authorizer) for f in answer["files"]), answer["files"]
     log = json.loads(result.stdout.strip().splitlines()[-2])
-    assert log["decision"] == "allow" and log["source"] == "query_string"
+    assert log["decision"] == "allow" and log["source"] == "token" and log["credential"] == "signed"
+
+
+def test_the_unpacked_zip_verifies_a_compact_device_token_without_django(unpacked_authorizer, tmp_path, cold_start):
+    """What the unsigned authorizer sends: no `token`, signatureVerified false,
+    the compact token as the MQTT password, which the zip verifies alone."""
+    lam = cold_start()
+    key = compact_device.CompactKey()
+    compact_device.publish(lam, key)
+    compact_device.device_snapshot(lam)
+    token = key.token()
+    event = {"signatureVerified": False, "protocols": ["tls", "mqtt"],
+             "protocolData": {"mqtt": {"username": compact_device.mqtt_username(), "clientId": LAMP,
+                                       "password": base64.b64encode(token.encode()).decode()}},
+             "connectionMetadata": {"id": "zip-compact"}}
+
+    result = run_zip(unpacked_authorizer, lam, tmp_path, event, CHILD)
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["response"]["isAuthenticated"] is True, result.stdout
+    log = json.loads(result.stdout.strip().splitlines()[-2])
+    assert (log["credential"], log["source"], log["decision"]) == ("compact", "mqtt_password", "allow")
 
 
 ZONES_CHILD = """
@@ -96,7 +121,7 @@ def test_the_zip_reads_a_schedule_without_a_system_time_zone_database(unpacked_a
     lam.put_keyring()
     lam.put_snapshot(principal="7", entries=[Entry("d-lamp00000001", snapshot.CONTROL, schedule=EVERY_HOUR)])
 
-    result = run_zip(unpacked_authorizer, lam, tmp_path, lam.event("websocket_query", lam.token()))
+    result = run_zip(unpacked_authorizer, lam, tmp_path, lam.event("signed_browser_wss_query", lam.token()))
 
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
@@ -118,7 +143,7 @@ def test_without_its_tzdata_the_zip_refuses_a_scheduled_principal_as_a_bad_snaps
     lam.put_snapshot(principal="7", entries=[Entry("d-lamp00000001", snapshot.CONTROL, schedule=EVERY_HOUR)])
     child = ZONES_CHILD.replace("import tzdata\n", "").replace(', "tzdata": tzdata.__file__', "")
 
-    result = run_zip(stripped, lam, tmp_path, lam.event("websocket_query", lam.token()), child)
+    result = run_zip(stripped, lam, tmp_path, lam.event("signed_browser_wss_query", lam.token()), child)
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

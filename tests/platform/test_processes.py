@@ -3,10 +3,13 @@ running the commands this repository provides; and `make run` runs beat as
 its own process, restarted like the worker."""
 import configparser
 import importlib
+import os
 import shlex
+import subprocess
 
 import pytest
 
+from local_iot.gateway import DEFAULT_COMPACT_AUTHORIZER_NAME
 from tests.support.paths import ROOT
 
 UNITS = ROOT / "platform" / "systemd"
@@ -87,3 +90,25 @@ def test_make_run_starts_beat_as_its_own_supervised_process():
     assert " worker " in worker and "--beat" not in worker
     assert " beat " in beat
     assert all(line.lstrip().startswith("supervise ") for line in lines)
+
+
+def test_make_run_gives_local_iot_and_django_the_same_compact_authorizer_name():
+    """run-local.sh's own lines, run by bash with `supervise` printing what it
+    would start: local_iot answers to the name Django's processes read."""
+    script = (ROOT / "platform" / "run-local.sh").read_text()
+    (export,) = [line for line in script.splitlines() if line.startswith("export IOT_COMPACT_AUTHORIZER_NAME=")]
+    (start,) = [line for line in script.splitlines() if "manage.py run_local_iot" in line]
+    program = "\n".join(["PY=python", "supervise() { shift; printf '%s\\n' \"$@\"; }", export,
+                         start.rstrip().removesuffix("&"), 'echo "django=$IOT_COMPACT_AUTHORIZER_NAME"'])
+
+    def started(**env) -> list[str]:
+        result = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True,  # noqa: S603, S607
+                                env={"PATH": os.environ["PATH"], **env}, timeout=30)
+        return result.stdout.splitlines()
+
+    default = started()
+    assert default[default.index("--compact-authorizer-name") + 1] == DEFAULT_COMPACT_AUTHORIZER_NAME
+    assert default[-1] == f"django={DEFAULT_COMPACT_AUTHORIZER_NAME}"
+    chosen = started(IOT_COMPACT_AUTHORIZER_NAME="tiny-things")
+    assert chosen[chosen.index("--compact-authorizer-name") + 1] == "tiny-things"
+    assert chosen[-1] == "django=tiny-things"

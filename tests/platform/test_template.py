@@ -10,6 +10,7 @@ from cfnlint.api import lint
 from cfnlint.config import ManualArgs
 from cfnlint.decode.decode import decode_str
 
+from local_iot.gateway import DEFAULT_AUTHORIZER_NAME, DEFAULT_COMPACT_AUTHORIZER_NAME
 from tests.support.paths import ROOT
 
 TEMPLATE = ROOT / "platform" / "authorizer.yaml"
@@ -48,6 +49,14 @@ def resources(template: dict, kind: str) -> dict[str, dict]:
 def only(template: dict, kind: str) -> tuple[str, dict]:
     found = resources(template, kind)
     assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def authorizer(template: dict, *, signing: bool) -> tuple[str, dict]:
+    """The one authorizer with signing on (platform tokens) or off (compact device tokens)."""
+    found = {name: r for name, r in resources(template, "AWS::IoT::Authorizer").items()
+             if r["Properties"].get("SigningDisabled") is not signing}
+    assert len(found) == 1, f"expected one authorizer with signing {'on' if signing else 'off'}, found {sorted(found)}"
     return next(iter(found.items()))
 
 
@@ -122,11 +131,12 @@ def check_function_runtime_and_handler(template: dict) -> None:
 
 
 def check_authorizer_signing(template: dict) -> None:
-    _, authorizer = only(template, "AWS::IoT::Authorizer")
+    _, signed = authorizer(template, signing=True)
     function, _ = only(template, "AWS::Lambda::Function")
-    properties = authorizer["Properties"]
+    properties = signed["Properties"]
     parameters = template["Parameters"]
     assert properties["SigningDisabled"] is False
+    assert properties["AuthorizerName"] == {"Ref": "AuthorizerName"}
     assert properties["Status"] == "ACTIVE"
     assert properties["AuthorizerFunctionArn"] == get_att(function)
     assert properties["TokenKeyName"] == {"Ref": "TokenKeyName"} and "TokenKeyName" in parameters
@@ -141,21 +151,45 @@ def check_authorizer_signing(template: dict) -> None:
     assert parameters["SigningPublicKeyB"].get("Default") == ""
 
 
-def check_invoke_permission(template: dict) -> None:
-    _, permission = only(template, "AWS::Lambda::Permission")
+def check_compact_authorizer(template: dict) -> None:
+    """The unsigned authorizer: the same function and token key name, signing
+    disabled, no keys of its own (its keys are in the key item only)."""
+    _, compact = authorizer(template, signing=False)
     function, _ = only(template, "AWS::Lambda::Function")
-    authorizer, _ = only(template, "AWS::IoT::Authorizer")
-    properties = permission["Properties"]
-    assert properties["Principal"] == "iot.amazonaws.com"
-    assert properties["Action"] == "lambda:InvokeFunction"
-    assert properties["FunctionName"] in (get_att(function), {"Ref": function})
-    assert properties.get("SourceArn") == get_att(authorizer)
-    assert properties.get("SourceAccount") == {"Ref": "AWS::AccountId"}
+    properties = compact["Properties"]
+    parameters = template["Parameters"]
+    assert properties["SigningDisabled"] is True
+    assert properties["Status"] == "ACTIVE"
+    assert properties["AuthorizerFunctionArn"] == get_att(function)
+    assert properties["TokenKeyName"] == {"Ref": "TokenKeyName"}
+    assert "TokenSigningPublicKeys" not in properties
+    assert properties["AuthorizerName"] == {"Ref": "CompactAuthorizerName"}
+    assert parameters["CompactAuthorizerName"]["Default"] == DEFAULT_COMPACT_AUTHORIZER_NAME
+    assert parameters["AuthorizerName"]["Default"] == DEFAULT_AUTHORIZER_NAME
+    # The two names can never be the same one.
+    asserted = [a["Assert"] for rule in template.get("Rules", {}).values() for a in rule["Assertions"]]
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "AuthorizerName"}, {"Ref": "CompactAuthorizerName"}]}]} in asserted
+
+
+def check_invoke_permission(template: dict) -> None:
+    """One permission per authorizer, each limited to that authorizer's ARN."""
+    function, _ = only(template, "AWS::Lambda::Function")
+    authorizers = sorted(str(get_att(name)) for name in resources(template, "AWS::IoT::Authorizer"))
+    permissions = resources(template, "AWS::Lambda::Permission").values()
+    for permission in permissions:
+        properties = permission["Properties"]
+        assert properties["Principal"] == "iot.amazonaws.com"
+        assert properties["Action"] == "lambda:InvokeFunction"
+        assert properties["FunctionName"] in (get_att(function), {"Ref": function})
+        assert properties.get("SourceAccount") == {"Ref": "AWS::AccountId"}
+    assert sorted(str(p["Properties"].get("SourceArn")) for p in permissions) == authorizers
 
 
 def check_django_policies(template: dict) -> None:
     table, _ = only(template, "AWS::DynamoDB::Table")
-    authorizer, _ = only(template, "AWS::IoT::Authorizer")
+    # Rotation publishes RSA keys to the signed authorizer only; compact keys
+    # live in the key item alone.
+    signed, _ = authorizer(template, signing=True)
     policies = resources(template, "AWS::IAM::ManagedPolicy")
     grants = {}
     for name, policy in policies.items():
@@ -168,8 +202,8 @@ def check_django_policies(template: dict) -> None:
               ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive",
                "dynamodb:BatchGetItem")}
     rotation = {("dynamodb:PutItem", on_table), ("dynamodb:GetItem", on_table),
-                ("iot:UpdateAuthorizer", str(get_att(authorizer))),
-                ("iot:DescribeAuthorizer", str(get_att(authorizer)))}
+                ("iot:UpdateAuthorizer", str(get_att(signed))),
+                ("iot:DescribeAuthorizer", str(get_att(signed)))}
     # iot-data's connection calls take the client's ARN (docs/deploy.md#8-the-data-plane):
     # this stack's region and account only.
     clients = str({"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:client/*"})
@@ -192,7 +226,7 @@ def check_table(template: dict) -> None:
 
 CHECKS = [
     check_function_role_is_least_privilege, check_function_runtime_and_handler, check_authorizer_signing,
-    check_invoke_permission, check_django_policies, check_table,
+    check_compact_authorizer, check_invoke_permission, check_django_policies, check_table,
 ]
 
 
@@ -232,6 +266,14 @@ def _authorizer(t):
 
 def _permission(t):
     return t["Resources"]["AuthorizerInvokePermission"]["Properties"]
+
+
+def _compact(t):
+    return t["Resources"]["CompactAuthorizer"]["Properties"]
+
+
+def _compact_permission(t):
+    return t["Resources"]["CompactAuthorizerInvokePermission"]["Properties"]
 
 
 def _sessions(t):
@@ -285,12 +327,34 @@ BREAKAGES = {
     "slot B never used": (check_authorizer_signing,
                           lambda t: _authorizer(t).update(TokenSigningPublicKeys={"A": {"Ref": "SigningPublicKeyA"}})),
     "slot B required": (check_authorizer_signing, lambda t: t["Parameters"]["SigningPublicKeyB"].pop("Default")),
-    # The invoke permission.
+    # The compact authorizer.
+    "compact signing on": (check_compact_authorizer, lambda t: _compact(t).update(SigningDisabled=False)),
+    "compact inactive": (check_compact_authorizer, lambda t: _compact(t).update(Status="INACTIVE")),
+    "compact other key name": (check_compact_authorizer, lambda t: _compact(t).update(TokenKeyName="token")),
+    "compact keys": (check_compact_authorizer,
+                     lambda t: _compact(t).update(TokenSigningPublicKeys={"A": {"Ref": "SigningPublicKeyA"}})),
+    "compact fixed name": (check_compact_authorizer, lambda t: _compact(t).update(AuthorizerName="tiny")),
+    "compact name default": (check_compact_authorizer,
+                             lambda t: t["Parameters"]["CompactAuthorizerName"].update(Default="devshare-tiny")),
+    "compact another function": (check_compact_authorizer,
+                                 lambda t: _compact(t).update(AuthorizerFunctionArn="arn:aws:lambda:::function:x")),
+    "names may be equal": (check_compact_authorizer, lambda t: t.pop("Rules")),
+    "no compact authorizer": (check_compact_authorizer, lambda t: t["Resources"].pop("CompactAuthorizer")),
+    # The invoke permissions.
     "any principal": (check_invoke_permission, lambda t: _permission(t).update(Principal="*")),
     "no source arn": (check_invoke_permission, lambda t: _permission(t).pop("SourceArn")),
     "source arn of the function": (check_invoke_permission,
                                    lambda t: _permission(t).update(SourceArn=get_att("Function"))),
     "no source account": (check_invoke_permission, lambda t: _permission(t).pop("SourceAccount")),
+    "compact not permitted": (check_invoke_permission,
+                              lambda t: t["Resources"].pop("CompactAuthorizerInvokePermission")),
+    "compact permitted as the signed one": (check_invoke_permission,
+                                            lambda t: _compact_permission(t).update(SourceArn=get_att("Authorizer"))),
+    "compact any principal": (check_invoke_permission, lambda t: _compact_permission(t).update(Principal="*")),
+    "rotation on the compact authorizer": (check_django_policies,
+                                           lambda t: t["Resources"]["KeyRotationPolicy"]["Properties"]
+                                           ["PolicyDocument"]["Statement"][0].update(
+                                               Resource=get_att("CompactAuthorizer"))),
     # Django's policies and the table.
     "writer may delete": (check_django_policies,
                           lambda t: (t["Resources"]["SnapshotWriterPolicy"]["Properties"]["PolicyDocument"]
