@@ -115,9 +115,11 @@ class Credentials:
         """For MQTT over TLS on port 443 (ALPN `mqtt`): the authorizer's
         parameters ride in the username. A compact token rides in the
         password instead, leaving only the authorizer's name here, so the
-        CONNECT carries the token once (docs/credentials.md#compact-device-tokens)."""
+        CONNECT carries the token once; and nothing before the `?`, so
+        username and password stay within 200 bytes for a thing name of up
+        to 18 characters (docs/credentials.md#compact-device-tokens)."""
         if self.compact:
-            return f"{USERNAME}?{AUTHORIZER_PARAMETER}={quote(self.authorizer_name, safe='')}"
+            return f"?{AUTHORIZER_PARAMETER}={quote(self.authorizer_name, safe='')}"
         return f"{USERNAME}?{self._query()}"
 
     @property

@@ -88,7 +88,7 @@ def compact_event(*, endpoint: str, via: str, client_id: str, token: str, author
     URL's query string."""
     if via == "mqtt":
         presented = Presented(protocol="mqtt", tls=True, server_name=endpoint, client_id=client_id,
-                              username=f"devshare?{AUTHORIZER_PARAMETER}={quote(authorizer_name, safe='')}",
+                              username=f"?{AUTHORIZER_PARAMETER}={quote(authorizer_name, safe='')}",
                               password=token.encode("ascii"))
     elif via == "https-header":
         presented = Presented(protocol="http", tls=True, server_name=endpoint,
