@@ -79,7 +79,7 @@ def test_the_api_gives_a_device_what_a_compact_token_needs_and_nothing_else(push
     active = SigningKey.objects.get(state=keys.ACTIVE)
     assert (body["credential"], body["clientId"], body["kid"], body["authorizerName"]) == (
         "compact", thing, active.compact_kid, "frugal-auth")
-    assert body["mqttUsername"] == "devshare?x-amz-customauthorizer-name=frugal-auth"
+    assert body["mqttUsername"] == "?x-amz-customauthorizer-name=frugal-auth"
     assert body["mqttPassword"] == body["token"]
     assert len(body["token"]) <= compact.MAX_CHARS
     parsed = compact.parse(body["token"])

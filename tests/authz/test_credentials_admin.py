@@ -108,7 +108,7 @@ def test_a_compact_credential_shows_what_the_device_sends_over_mqtt_and_https(cl
     assert (parsed.claims.thing, parsed.claims.tenant) == (thing, world.tenant.pk)
     assert parsed.claims.expires - parsed.claims.issued_at == 900
     assert (creds["credential"], creds["clientId"], creds["authorizerName"]) == ("compact", thing, "frugal-auth")
-    assert creds["mqttUsername"] == "devshare?x-amz-customauthorizer-name=frugal-auth"
+    assert creds["mqttUsername"] == "?x-amz-customauthorizer-name=frugal-auth"
     assert creds["mqttPassword"] == token
     curl = shlex.split(creds["httpsPublish"])
     assert curl[:4] == ["curl", "--fail", "-X", "POST"]
