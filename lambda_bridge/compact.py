@@ -140,6 +140,8 @@ def looks_compact(token: str) -> bool:
 def parse(token: str) -> Parsed:
     """The token taken apart, strictly; Refused(MALFORMED_TOKEN) for anything
     that is not exactly the layout above. No key is touched here."""
+    if not isinstance(token, str):
+        raise _malformed("not text")
     if len(token) > MAX_CHARS:
         raise Refused(Reason.TOKEN_TOO_LARGE, f"{len(token)} characters; a compact token has at most {MAX_CHARS}")
     raw = _base64url(token)
