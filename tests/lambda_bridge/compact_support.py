@@ -40,6 +40,19 @@ class CompactKey:
         return compact.encode(claims, kid=self.kid if kid is None else kid, sign=self.private.sign)
 
 
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def swap_claims(good: str, other: str) -> str:
+    """`other`'s header and claims under `good`'s signature (the last 64 bytes)."""
+    return b64url(unb64url(other)[:-compact.SIGNATURE_BYTES] + unb64url(good)[-compact.SIGNATURE_BYTES:])
+
+
 def new_keys() -> dict[str, CompactKey]:
     """Slot A's, slot B's and one the item never holds."""
     return {name: CompactKey(Ed25519PrivateKey.generate()) for name in ("a", "b", "stranger")}

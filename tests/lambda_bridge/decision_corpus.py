@@ -30,6 +30,7 @@ from lambda_bridge import compact, keys, snapshot
 from lambda_bridge.authorizer import Authorizer
 from lambda_bridge.config import Config
 from lambda_bridge.snapshot import CONTROL, MANAGE, OWNER, VIEW, Entry
+from tests.lambda_bridge.compact_support import swap_claims, unb64url
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = FIXTURES / "decision_corpus.json"
@@ -520,7 +521,7 @@ def _compact_cases(private, t: Tokens, add) -> None:
         "a space": good[:20] + " " + good[20:], "one character": "A", "201 characters": "A" * 201,
         "tagged 18": _cose(private, tag=18), "alg ES256": _cose(private, alg=-7), "extra claim":
         _cose(private, extra={7: b"jti"}), "sub not a thing name": _cose(private, thing="d-*"),
-        "claims swapped under a valid signature": _swapped(good, token(OVEN)),
+        "claims swapped under a valid signature": swap_claims(good, token(OVEN)),
     }.items():
         add(f"compact token: {name}", unsigned("token", text))
 
@@ -528,15 +529,8 @@ def _compact_cases(private, t: Tokens, add) -> None:
 def _resigned(text: str, private) -> str:
     """The same protected header (so the same kid) and claims, signed by `private`."""
     parsed = compact.parse(text)
-    raw = _unb64(text)
+    raw = unb64url(text)
     return _b64url(raw[:-compact.SIGNATURE_BYTES] + private.sign(parsed.signed))
-
-
-def _swapped(good: str, other: str) -> str:
-    """`other`'s claims under `good`'s signature: the lengths match when both
-    thing names do."""
-    mine, theirs = _unb64(good), _unb64(other)
-    return _b64url(theirs[:-compact.SIGNATURE_BYTES] + mine[-compact.SIGNATURE_BYTES:])
 
 
 def _cose(private, *, tag=None, alg=compact.ALG_EDDSA, extra=None, thing=LAMP) -> str:
@@ -549,8 +543,6 @@ def _cose(private, *, tag=None, alg=compact.ALG_EDDSA, extra=None, thing=LAMP) -
     return _b64url(cbor2.dumps(cbor2.CBORTag(tag, message) if tag else message))
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _bump(character: str) -> str:
