@@ -1,6 +1,6 @@
 """Compact device tokens: a CWT (RFC 8392) in an untagged COSE_Sign1
 (RFC 9052) with EdDSA over Ed25519, sent as base64url text
-(docs/credentials.md#compact-device-tokens, docs/decisions/0009-compact-device-tokens.md).
+(docs/authorizer.md#compact-device-tokens, docs/decisions/0009-compact-device-tokens.md).
 
 A device too frugal for an RS256 JWT and its RSA signature sends this to the
 unsigned authorizer instead: about 100 bytes plus the thing name before
