@@ -2,10 +2,12 @@
 answers exactly as the one it replaced.
 
 Every input is deterministic: test keys kept in fixtures/corpus_keys.json, a
-frozen clock, fixed claims (RS256 signatures with PKCS#1 v1.5 are themselves
-deterministic). Each case records the answer AWS gets (the response as JSON
-text) and what the log line says about it (source, principal, tenant,
-decision, reason, devices); the free-text detail is left out.
+frozen clock, fixed claims (RS256 signatures with PKCS#1 v1.5 and Ed25519
+signatures are themselves deterministic). Each case records the answer AWS
+gets (the response as JSON text) and what the log line says about it
+(source, credential, principal, tenant, decision, reason, devices); the
+free-text detail is left out. JWT events are the signed authorizer's
+(signatureVerified true); compact tokens are sent to the unsigned one.
 
     .venv/bin/python -m tests.lambda_bridge.decision_corpus   # rewrite the fixture
 
