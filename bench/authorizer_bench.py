@@ -11,12 +11,20 @@
   that revision runs in the same rounds, interleaved, for a before/after on
   the same (noisy) machine;
 - capacity: the most devices one connection's policies can hold, per level
-  mix and thing-name length.
+  mix and thing-name length;
+- compact device tokens (issue 17): a device's warm decision with its signed
+  JWT at the signed authorizer against its compact token at the unsigned
+  one, and what each refusal a stranger can cause at the unsigned
+  authorizer costs next to them (p50/p95, dict store and moto); the bytes
+  each credential puts on the wire for the demo's lock.
 
 Environment: BENCH_COLD_RUNS (7), BENCH_WARM_CALLS (300), BENCH_DECISION_ROUNDS
-(5), BENCH_DECISION_CALLS (2000), BENCH_AUTHORIZER_AGAINST (unset).
+(5), BENCH_DECISION_CALLS (2000), BENCH_COMPACT_CALLS (2000, in memory),
+BENCH_AUTHORIZER_AGAINST (unset).
 """
+import base64
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -27,21 +35,24 @@ import tarfile
 import tempfile
 import time
 import uuid
+from urllib.parse import quote
 
 import boto3
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from moto.server import ThreadedMotoServer
 
 from bench.common import ROOT, md_table, percentile, write_results
-from lambda_bridge import keys, policy, snapshot
+from lambda_bridge import compact, keys, policy, snapshot
 from lambda_bridge.snapshot import Entry
 
 COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "7"))
 WARM_CALLS = int(os.environ.get("BENCH_WARM_CALLS", "300"))
 DECISION_ROUNDS = int(os.environ.get("BENCH_DECISION_ROUNDS", "5"))
 DECISION_CALLS = int(os.environ.get("BENCH_DECISION_CALLS", "2000"))
+COMPACT_CALLS = int(os.environ.get("BENCH_COMPACT_CALLS", "2000"))
 AGAINST = os.environ.get("BENCH_AUTHORIZER_AGAINST", "").strip()
 TABLE = "devshare-bench-authorizer"
 ISSUER, AUDIENCE, ACCOUNT, REGION = "https://devshare.bench", "devshare-iot", "123456789012", "us-east-1"
@@ -241,6 +252,147 @@ def capacity() -> tuple[str, dict]:
     return md_table(head, rows), data
 
 
+# --- compact device tokens (issue 17) -----------------------------------------------
+
+DEMO_THING = "demo-front-lock"
+SIGNED_NAME, COMPACT_NAME, KEY_NAME = "devshare", "devshare-compact", "devshare-token"
+
+
+class DeviceKeys:
+    """A slot's two halves as Django makes them (authz/tokens/signing_keys.py):
+    RSA 2048 with a 43-character kid (an RFC 7638 thumbprint's length), and
+    Ed25519 with a 3-byte compact kid; plus a stranger's Ed25519 key."""
+
+    def __init__(self):
+        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = base64.urlsafe_b64encode(hashlib.sha256(b"bench").digest()).rstrip(b"=").decode()
+        self.ed, self.stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+
+    @staticmethod
+    def raw(private) -> bytes:
+        return private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def item(self) -> dict:
+        pem = self.rsa.public_key().public_bytes(serialization.Encoding.PEM,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        slot = keys.KeySlot(self.kid, pem, keys.ACTIVE, compact_kid=keys.b64(compact.kid_for(self.raw(self.ed))),
+                            compact_public=keys.b64(self.raw(self.ed)))
+        return keys.to_item(keys.Keyring(version=1, slots={"A": slot}, active="A"))
+
+    def jwt(self, thing: str, now: int) -> tuple[str, str]:
+        """A device token with the claims Django signs (authz/tokens/credentials.py), and its
+        signature; ISSUER is as long as Django's default, https://devshare.local."""
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": f"device:{thing}", "tid": 1,
+                  "cid": thing, "iat": now, "nbf": now, "exp": now + 30 * 86400, "jti": uuid.uuid4().hex}
+        token = jwt.encode(claims, self.rsa, algorithm="RS256", headers={"kid": self.kid})
+        signature = self.rsa.sign(token.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return token, base64.b64encode(signature).decode()
+
+    def compact(self, thing: str, now: int, *, signer=None, lifetime: int = 30 * 86400) -> str:
+        claims = compact.CompactClaims(thing=thing, tenant=1, issued_at=now, expires=now + lifetime)
+        return compact.encode(claims, kid=compact.kid_for(self.raw(self.ed if signer is None else signer)),
+                              sign=(signer or self.ed).sign)
+
+
+def _signed_event(token: str) -> dict:
+    return {"token": token, "signatureVerified": True, "protocolData": {"mqtt": {"clientId": DEMO_THING}}}
+
+
+def _unsigned_event(token: str) -> dict:
+    """An MQTT CONNECT at the unsigned authorizer: the token is the password."""
+    return {"signatureVerified": False, "protocolData": {"mqtt": {
+        "clientId": DEMO_THING, "username": f"devshare?x-amz-customauthorizer-name={COMPACT_NAME}",
+        "password": base64.b64encode(token.encode()).decode()}}}
+
+
+def credential_sizes(device: DeviceKeys, now: int) -> tuple[str, dict]:
+    """Characters of each credential, and the bytes of an MQTT CONNECT's
+    client id, username and password carrying it (docs/credentials.md)."""
+    token, signature = device.jwt(DEMO_THING, now)
+    small = device.compact(DEMO_THING, now)
+    signed_username = (f"devshare?x-amz-customauthorizer-name={SIGNED_NAME}&{KEY_NAME}={quote(token, safe='')}"
+                       f"&x-amz-customauthorizer-signature={quote(signature, safe='')}")
+    compact_username = f"devshare?x-amz-customauthorizer-name={COMPACT_NAME}"
+    data = {
+        "signed": {"token": len(token), "signature": len(signature), "credential": len(token) + len(signature),
+                   "mqtt_connect_fields": len(DEMO_THING) + len(signed_username)},
+        "compact": {"token": len(small), "signature": 0, "credential": len(small),
+                    "mqtt_connect_fields": len(DEMO_THING) + len(compact_username) + len(small)},
+    }
+    rows = [(kind, d["token"], d["signature"] or "inside the token", d["credential"], d["mqtt_connect_fields"])
+            for kind, d in data.items()]
+    text = md_table([f"device credential ({DEMO_THING}, tenant 1)", "token chars", "signature chars",
+                     "credential chars", "MQTT client id + username + password bytes"], rows)
+    return text, data
+
+
+def compact_decisions(endpoint: str) -> tuple[str, dict]:
+    os.environ.update(lambda_env(endpoint))
+    from lambda_bridge import handler
+
+    device, now = DeviceKeys(), int(time.time())
+    snap = snapshot.Snapshot(kind="d", tenant=1, principal=DEMO_THING, version=1, generated_at=now,
+                             entries=(Entry(DEMO_THING, snapshot.OWNER),))
+    items = {keys.ITEM_KEY: device.item(), snap.key: snapshot.to_item(snap)}
+    db = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint,
+                      aws_access_key_id="bench", aws_secret_access_key="bench")  # noqa: S106  (moto takes any)
+    for item in items.values():
+        db.put_item(TableName=TABLE, Item=item)
+    token, _ = device.jwt(DEMO_THING, now)
+    good = device.compact(DEMO_THING, now)
+    cases = [
+        ("device JWT, signed authorizer", _signed_event(token), "ok"),
+        ("compact token, unsigned authorizer", _unsigned_event(good), "ok"),
+        ("malformed (last character cut)", _unsigned_event(good[:-1]), "malformed_token"),
+        ("token_too_large (60-character thing)", _unsigned_event(device.compact("t" * 60, now)), "token_too_large"),
+        ("wrong_authorizer (a JWT)", _unsigned_event(token), "wrong_authorizer"),
+        ("unknown_kid (a stranger's key)", _unsigned_event(device.compact(DEMO_THING, now, signer=device.stranger)),
+         "unknown_kid"),
+        ("bad_signature (claims changed)", _unsigned_event(_swapped(good, device.compact(DEMO_THING, now,
+                                                                                        lifetime=86400))),
+         "bad_signature"),
+    ]
+    # A store of its own: the module's Lambda may be serving a dict by now.
+    dynamo = handler.build(lambda_env(endpoint)).authorizer.store
+    stores = (("dict", DictStore(items), COMPACT_CALLS), ("moto", dynamo, WARM_CALLS))
+    timings = {(label, name): [] for label, _, _ in cases for name, _, _ in stores}
+    for name, store, calls in stores:
+        _serve(handler, store)
+        for label, event, reason in cases:
+            found = handler.HANDLER.authorizer.decide(event).reason  # the first reads the key item
+            if found != reason:
+                raise SystemExit(f"authorizer bench: {label!r} was {found}, not {reason}")
+        # Interleaved, call by call, so that a busy moment of the shared
+        # machine weighs on every case alike.
+        with contextlib.redirect_stdout(io.StringIO()):
+            for _ in range(calls):
+                for label, event, _ in cases:
+                    started = time.perf_counter()
+                    handler.lambda_handler(event, None)
+                    timings[label, name].append((time.perf_counter() - started) * 1e6)
+    rows, data = [], []
+    for label, _, reason in cases:
+        row = [label]
+        for name, _, _ in stores:
+            p50, p95 = percentile(timings[label, name], 50), percentile(timings[label, name], 95)
+            row += [f"{p50:.0f}", f"{p95:.0f}"]
+            data.append({"case": label, "reason": reason, "store": name, "p50_us": round(p50, 1),
+                         "p95_us": round(p95, 1)})
+        rows.append(row)
+    text = md_table(["decision (demo-front-lock)", "dict p50 µs", "dict p95 µs", "moto p50 µs", "moto p95 µs"],
+                    rows)
+    sizes_text, sizes = credential_sizes(device, now)
+    return text + "\n" + sizes_text, {"compact_decisions": data, "credential_sizes": sizes}
+
+
+def _swapped(good: str, other: str) -> str:
+    """`other`'s claims under `good`'s signature (the last 64 bytes)."""
+    def raw(text):
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    forged = raw(other)[:-compact.SIGNATURE_BYTES] + raw(good)[-compact.SIGNATURE_BYTES:]
+    return base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+
+
 def main() -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -250,6 +402,7 @@ def main() -> int:
     try:
         cold_text, cold = cold_imports(lambda_env(endpoint))
         warm_text, warm = warm_decisions(endpoint)
+        compact_text, compact_data = compact_decisions(endpoint)
     finally:
         server.stop()
     decision_text, decision = decision_rounds()
@@ -258,9 +411,12 @@ def main() -> int:
             f"local moto server over HTTP, dict = store swapped for a dict)\n\n{warm_text}\n"
             f"### In-memory decision at 10 devices ({DECISION_ROUNDS} rounds × {DECISION_CALLS} calls, "
             f"each round in fresh processes)\n\n{decision_text}\n"
-            f"### Devices per connection (10 documents × 2,048 characters)\n\n{capacity_text}")
+            f"### Devices per connection (10 documents × 2,048 characters)\n\n{capacity_text}\n"
+            f"### Compact device tokens: decisions and refusals (warm; dict {COMPACT_CALLS} calls, "
+            f"moto {WARM_CALLS} calls)\n\n{compact_text}")
     print(text)
-    write_results("authorizer", text, {"cold": cold, **warm, "decision_10": decision, "capacity": capacity_data})
+    write_results("authorizer", text, {"cold": cold, **warm, "decision_10": decision, "capacity": capacity_data,
+                                       **compact_data})
     return 0
 
 

@@ -1,6 +1,6 @@
 """Compact device tokens: a CWT (RFC 8392) in an untagged COSE_Sign1
 (RFC 9052) with EdDSA over Ed25519, sent as base64url text
-(docs/credentials.md#compact-device-tokens, docs/decisions/0009-compact-device-tokens.md).
+(docs/authorizer.md#compact-device-tokens, docs/decisions/0009-compact-device-tokens.md).
 
 A device too frugal for an RS256 JWT and its RSA signature sends this to the
 unsigned authorizer instead: about 100 bytes plus the thing name before
@@ -140,6 +140,8 @@ def looks_compact(token: str) -> bool:
 def parse(token: str) -> Parsed:
     """The token taken apart, strictly; Refused(MALFORMED_TOKEN) for anything
     that is not exactly the layout above. No key is touched here."""
+    if not isinstance(token, str):
+        raise _malformed("not text")
     if len(token) > MAX_CHARS:
         raise Refused(Reason.TOKEN_TOO_LARGE, f"{len(token)} characters; a compact token has at most {MAX_CHARS}")
     raw = _base64url(token)

@@ -12,3 +12,11 @@ def lam(cold_start) -> Lambda:
     started = cold_start()
     started.put_keyring()
     return started
+
+
+@pytest.fixture(scope="session")
+def compact_keys():
+    """Ed25519 keys for slot A's and slot B's compact halves, and a stranger's."""
+    from tests.lambda_bridge.compact_support import new_keys
+
+    return new_keys()

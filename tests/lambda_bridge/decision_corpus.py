@@ -2,10 +2,12 @@
 answers exactly as the one it replaced.
 
 Every input is deterministic: test keys kept in fixtures/corpus_keys.json, a
-frozen clock, fixed claims (RS256 signatures with PKCS#1 v1.5 are themselves
-deterministic). Each case records the answer AWS gets (the response as JSON
-text) and what the log line says about it (source, principal, tenant,
-decision, reason, devices); the free-text detail is left out.
+frozen clock, fixed claims (RS256 signatures with PKCS#1 v1.5 and Ed25519
+signatures are themselves deterministic). Each case records the answer AWS
+gets (the response as JSON text) and what the log line says about it
+(source, credential, principal, tenant, decision, reason, devices); the
+free-text detail is left out. JWT events are the signed authorizer's
+(signatureVerified true); compact tokens are sent to the unsigned one.
 
     .venv/bin/python -m tests.lambda_bridge.decision_corpus   # rewrite the fixture
 
@@ -20,14 +22,17 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import cbor2
 import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lambda_bridge import keys, snapshot
+from lambda_bridge import compact, keys, snapshot
 from lambda_bridge.authorizer import Authorizer
 from lambda_bridge.config import Config
 from lambda_bridge.snapshot import CONTROL, MANAGE, OWNER, VIEW, Entry
+from tests.lambda_bridge.compact_support import swap_claims, unb64url
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = FIXTURES / "decision_corpus.json"
@@ -81,7 +86,8 @@ def answer(corpus_case: dict, stores: dict) -> dict:
     decision = authorizer.decide(corpus_case["event"])
     return {
         "response": json.dumps(decision.response()),
-        "log": {"source": decision.source, "principal": decision.principal, "tenant": decision.tenant,
+        "log": {"source": decision.source, "credential": decision.credential, "principal": decision.principal,
+                "tenant": decision.tenant,
                 "decision": "allow" if decision.allowed else "deny", "reason": decision.reason,
                 "devices": decision.devices},
     }
@@ -90,16 +96,20 @@ def answer(corpus_case: dict, stores: dict) -> dict:
 # --- building the corpus ------------------------------------------------------
 
 
-def _keys() -> dict[str, rsa.RSAPrivateKey]:
-    if not KEYS.exists():
+def _keys() -> dict:
+    """The corpus's private keys: RSA ones for JWTs (a, b, stranger) and
+    Ed25519 ones for compact tokens (ca, cb, cstranger). A name missing from
+    the file is generated once and kept, so existing keys never change."""
+    stored = json.loads(KEYS.read_text()) if KEYS.exists() else {}
+    missing = {name: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+               for name in ("a", "b", "stranger") if name not in stored}
+    missing |= {name: Ed25519PrivateKey.generate() for name in COMPACT_KEYS if name not in stored}
+    if missing:
         FIXTURES.mkdir(exist_ok=True)
-        generated = {name: rsa.generate_private_key(public_exponent=65537, key_size=2048)
-                     for name in ("a", "b", "stranger")}
-        KEYS.write_text(json.dumps({name: key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-            for name, key in generated.items()}, indent=1) + "\n")
-    return {name: serialization.load_pem_private_key(pem.encode(), None)
-            for name, pem in json.loads(KEYS.read_text()).items()}
+        stored |= {name: key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()).decode() for name, key in missing.items()}
+        KEYS.write_text(json.dumps(stored, indent=1) + "\n")
+    return {name: serialization.load_pem_private_key(pem.encode(), None) for name, pem in stored.items()}
 
 
 def _public(key) -> str:
@@ -108,13 +118,25 @@ def _public(key) -> str:
 
 
 KID = {"a": "kid-a-corpus", "b": "kid-b-corpus", "stranger": "kid-stranger"}
+COMPACT_KEYS = ("ca", "cb", "cstranger")
 
 
-def _keyring_item(private, *, a=keys.ACTIVE, b=keys.STAGED) -> dict:
+def _raw(private: Ed25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _compact_kid(private, name: str) -> bytes:
+    return compact.kid_for(_raw(private[name]))
+
+
+def _keyring_item(private, *, a=keys.ACTIVE, b=keys.STAGED, compact_halves=True) -> dict:
     slots = {}
     for name, state in (("A", a), ("B", b)):
         if state:
-            slots[name] = keys.KeySlot(kid=KID[name.lower()], pem=_public(private[name.lower()]), state=state)
+            half = _raw(private["c" + name.lower()]) if compact_halves else b""
+            slots[name] = keys.KeySlot(kid=KID[name.lower()], pem=_public(private[name.lower()]), state=state,
+                                       compact_kid=keys.b64(compact.kid_for(half)) if half else "",
+                                       compact_public=keys.b64(half) if half else "")
     active = next((n for n, s in slots.items() if s.state == keys.ACTIVE), None)
     return keys.to_item(keys.Keyring(version=1, slots=slots, active=active))
 
@@ -201,6 +223,7 @@ def _stores(private) -> dict[str, dict]:
         "no_keys": {k: v for k, v in main.items() if k != keys.ITEM_KEY},
         "broken_keys": {**main, keys.ITEM_KEY: {"pk": {"S": keys.ITEM_KEY}, "f": {"N": "9"}}},
         "rotated": {**main, keys.ITEM_KEY: _keyring_item(private, a=keys.RETIRED, b=keys.ACTIVE)},
+        "rsa_only": {**main, keys.ITEM_KEY: _keyring_item(private, compact_halves=False)},
         "retiring": {**main, keys.ITEM_KEY: _keyring_item(private, a=keys.RETIRING, b=keys.ACTIVE)},
     }
 
@@ -241,22 +264,28 @@ class Tokens:
         return f"{signing_input}.{_b64url(signature)}"
 
 
-def _event(where: str, token: str, client_id: str | None = "u1.7.app") -> dict:
+def _event(where: str, token: str, client_id: str | None = "u1.7.app", *, signed: bool | None = True) -> dict:
+    """`token` sent `where`; at the signed authorizer unless `signed` is False
+    (None: signatureVerified left out, which is the unsigned one too)."""
     mqtt = {"clientId": client_id} if client_id else {}
     if where == "token":
-        return {"token": token, "signatureVerified": True, "protocols": ["tls", "mqtt"],
-                "protocolData": {"mqtt": mqtt}, "connectionMetadata": {"id": "conn-1"}}
-    if where == "mqtt_password":
-        return {"protocolData": {"mqtt": {**mqtt, "username": "phone?x-amz-customauthorizer-name=devshare",
-                                          "password": base64.b64encode(token.encode()).decode()}}}
-    if where == "mqtt_username":
-        return {"protocolData": {"mqtt": {**mqtt, "username": f"phone?{KEY_NAME}={quote(token, safe='')}"}}}
-    if where == "http_header":
-        return {"protocolData": {"http": {"headers": {"Devshare-Token": token, "Host": "x"}, "queryString": ""}}}
-    if where == "query_string":
-        return {"protocolData": {"http": {"headers": {}, "queryString": f"?a=b&{KEY_NAME}={quote(token, safe='')}"},
-                                 "mqtt": mqtt}}
-    raise ValueError(where)
+        event = {"token": token, "protocols": ["tls", "mqtt"], "protocolData": {"mqtt": mqtt},
+                 "connectionMetadata": {"id": "conn-1"}}
+    elif where == "mqtt_password":
+        event = {"protocolData": {"mqtt": {**mqtt, "username": "phone?x-amz-customauthorizer-name=devshare",
+                                           "password": base64.b64encode(token.encode()).decode()}}}
+    elif where == "mqtt_username":
+        event = {"protocolData": {"mqtt": {**mqtt, "username": f"phone?{KEY_NAME}={quote(token, safe='')}"}}}
+    elif where == "http_header":
+        event = {"protocolData": {"http": {"headers": {"Devshare-Token": token, "Host": "x"}, "queryString": ""}}}
+    elif where == "query_string":
+        event = {"protocolData": {"http": {"headers": {}, "queryString": f"?a=b&{KEY_NAME}={quote(token, safe='')}"},
+                                  "mqtt": mqtt}}
+    else:
+        raise ValueError(where)
+    if signed is not None:
+        event["signatureVerified"] = signed
+    return event
 
 
 def _cases(private) -> list[tuple[str, str, str, dict]]:
@@ -428,8 +457,94 @@ def _cases(private) -> list[tuple[str, str, str, dict]]:
         "empty password, token in username": {"protocolData": {"mqtt": {
             "password": "", "username": f"u?{KEY_NAME}={good}", "clientId": "u1.7.app"}}},
     }.items():
+        if isinstance(event, dict) and "protocolData" in event:
+            event["signatureVerified"] = True  # a JWT's, or nothing: the signed authorizer's events
         add(f"event: {name}", event)
+    _compact_cases(private, t, add)
     return cases
+
+
+def _compact_cases(private, t: Tokens, add) -> None:
+    """Compact device tokens (docs/authorizer.md#compact-device-tokens): at
+    the unsigned authorizer through every source, against every snapshot and
+    key state the JWT cases meet, plus the format's own refusals."""
+
+    def token(thing=LAMP, key="ca", signer=None, tenant=1, iat=NOW - 60, exp=NOW + 3600) -> str:
+        claims = compact.CompactClaims(thing=thing, tenant=tenant, issued_at=iat, expires=exp)
+        return compact.encode(claims, kid=_compact_kid(private, key), sign=private[signer or key].sign)
+
+    def unsigned(where, text, client_id=LAMP, signed=False):
+        return _event(where, text, client_id=client_id if where != "http_header" else None, signed=signed)
+
+    for where in ("token", "mqtt_password", "mqtt_username", "http_header", "query_string"):
+        add(f"compact lamp via {where}", unsigned(where, token()))
+    add("compact lamp, tuned", unsigned("mqtt_password", token()), config="tuned")
+    add("compact lamp, signatureVerified absent", unsigned("token", token(), signed=None))
+    add("compact lamp, signatureVerified the string true", {**unsigned("token", token()), "signatureVerified": "true"})
+    add("compact lamp at the signed authorizer", _event("token", token(), client_id=LAMP))
+    add("device JWT at the unsigned authorizer", unsigned("token", t.token(sub=f"device:{LAMP}")))
+    add("user JWT at the unsigned authorizer", unsigned("mqtt_username", t.token(), client_id="u1.7.app"))
+    add("compact lamp as another client", unsigned("token", token(), client_id="d-lamp00000002"))
+    add("compact lamp of tenant 2", unsigned("token", token(tenant=2)))
+    add("compact moved device (cut-off after its token)", unsigned("token", token("d-moved00001"), client_id=None))
+    add("compact moved device, token issued after the cut-off",
+        unsigned("token", token("d-moved00001", iat=NOW - 5), client_id=None))
+    add("compact device gone", unsigned("token", token(LOCK), client_id=None))
+    add("compact device not in its snapshot", unsigned("token", token(OVEN), client_id=None))
+    add("compact device without snapshot", unsigned("token", token("d-nope"), client_id=None))
+    add("compact device with a window", unsigned("token", token("d-window0001"), client_id=None))
+    add("compact device 128-char name", unsigned("token", token("x" * 128), client_id=None))
+    # keys
+    add("compact key b (staged) verifies", unsigned("token", token(key="cb")))
+    add("compact stranger kid", unsigned("token", token(key="cstranger")))
+    add("compact a's kid, stranger's signature", unsigned("token", _resigned(token(), private["cstranger"])))
+    add("compact no key item", unsigned("token", token()), store="no_keys")
+    add("compact broken key item", unsigned("token", token()), store="broken_keys")
+    add("compact key item without compact halves", unsigned("token", token()), store="rsa_only")
+    add("compact retired key a", unsigned("token", token()), store="rotated")
+    add("compact active key b after rotation", unsigned("token", token(key="cb")), store="rotated")
+    add("compact retiring key a", unsigned("token", token()), store="retiring")
+    # times, as for JWTs
+    for name, times in {
+        "expired": dict(exp=NOW - 120), "expires now": dict(exp=NOW), "expires too soon": dict(exp=NOW + 299),
+        "expires just in time": dict(exp=NOW + 300), "630 s left": dict(exp=NOW + 630),
+        "expires in 2 days": dict(exp=NOW + 2 * 86400), "lifetime 31 days": dict(iat=NOW, exp=NOW + 31 * 86400),
+        "lifetime over 31 days": dict(iat=NOW, exp=NOW + 31 * 86400 + 1), "iat in leeway": dict(iat=NOW + 30),
+        "iat past leeway": dict(iat=NOW + 31), "iat future": dict(iat=NOW + 600),
+    }.items():
+        add(f"compact times: {name}", unsigned("token", token(**times)))
+        if name.startswith("iat"):
+            add(f"compact times: {name}, no leeway", unsigned("token", token(**times)), config="tuned")
+    # the format
+    good = token()
+    for name, text in {
+        "cut by one": good[:-1], "cut by two": good[:-2], "padded": good + "=", "re-spelled last character":
+        good[:-1] + _bump(good[-1]), "standard alphabet": good.replace("-", "+").replace("_", "/") + "+/",
+        "a space": good[:20] + " " + good[20:], "one character": "A", "201 characters": "A" * 201,
+        "tagged 18": _cose(private, tag=18), "alg ES256": _cose(private, alg=-7), "extra claim":
+        _cose(private, extra={7: b"jti"}), "sub not a thing name": _cose(private, thing="d-*"),
+        "claims swapped under a valid signature": swap_claims(good, token(OVEN)),
+    }.items():
+        add(f"compact token: {name}", unsigned("token", text))
+
+
+def _resigned(text: str, private) -> str:
+    """The same protected header (so the same kid) and claims, signed by `private`."""
+    parsed = compact.parse(text)
+    raw = unb64url(text)
+    return _b64url(raw[:-compact.SIGNATURE_BYTES] + private.sign(parsed.signed))
+
+
+def _cose(private, *, tag=None, alg=compact.ALG_EDDSA, extra=None, thing=LAMP) -> str:
+    """A COSE_Sign1 off the fixed layout in one way, signed by key ca, built
+    with cbor2 rather than lambda_bridge.compact."""
+    protected = cbor2.dumps({1: alg, 4: _compact_kid(private, "ca")})
+    payload = cbor2.dumps({2: thing, 4: NOW + 3600, 6: NOW - 60, "tid": 1, **(extra or {})})
+    signature = private["ca"].sign(cbor2.dumps(["Signature1", protected, b"", payload]))
+    message = [protected, {}, payload, signature]
+    return _b64url(cbor2.dumps(cbor2.CBORTag(tag, message) if tag else message))
+
+
 
 
 def _bump(character: str) -> str:

@@ -23,6 +23,10 @@ def test_the_corpus_covers_what_it_claims():
     assert {"malformed_token", "bad_signature", "unsupported_alg", "unknown_kid", "wrong_audience", "wrong_issuer",
             "expired", "not_yet_valid", "invalid_claims", "token_too_large", "scope_required", "bad_snapshot",
             "principal_gone", "no_snapshot", "keys_unavailable", "client_id_mismatch", "token_revoked",
-            "expires_too_soon"} <= set(reasons)
+            "expires_too_soon", "wrong_authorizer"} <= set(reasons)
     assert sources == {"token", "mqtt_password", "mqtt_username", "http_header", "query_string"}
+    for kind in ("signed", "compact"):
+        allowed = {case["answer"]["log"]["source"] for case in CORPUS["cases"]
+                   if case["answer"]["log"]["reason"] == "ok" and case["answer"]["log"]["credential"] == kind}
+        assert allowed == sources, kind
     assert {0, 1, 10, 40} <= devices

@@ -118,7 +118,10 @@ REFUSALS = {
     "signature in the standard alphabet": (lambda lam: _standard_alphabet(lam), "malformed_token"),
     "cut in half": (lambda lam: lam.token()[:200], "malformed_token"),
     "payload swapped under a valid signature": (lambda lam: _swap_payload(lam), "bad_signature"),
-    "cut in the header": (lambda lam: lam.token()[:15], "malformed_token"),
+    # No dot left: spelled like a compact token, which the signed authorizer
+    # never takes (docs/authorizer.md#two-authorizers).
+    "cut in the header": (lambda lam: lam.token()[:15], "wrong_authorizer"),
+    "cut just after the header": (lambda lam: lam.token().split(".")[0] + ".", "malformed_token"),
     "oversized": (lambda lam: lam.token(pad="x" * 5000), "token_too_large"),
     "no expiry": (lambda lam: lam.token(exp=None), "invalid_claims"),
     "expiry that is not a number": (lambda lam: lam.token(exp=str(int(time.time()) + 600)), "invalid_claims"),

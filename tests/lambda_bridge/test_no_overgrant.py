@@ -3,6 +3,11 @@ shares in PostgreSQL; the snapshots the pipeline computes; the policies the
 handler answers with; every action on every resource, judged by the IoT
 policy evaluator, against what Django's `effective_access` says.
 
+Every device is asked about twice: with its platform JWT at the signed
+authorizer and with a compact token (lambda_bridge/compact.py) at the
+unsigned one, which must get exactly the JWT's answer
+(docs/authorizer.md#compact-device-tokens).
+
 Each principal may also carry a token cut-off before, at or after its
 token's issue time (docs/snapshots.md#the-token-cut-off): a token issued
 before it is refused with `token_revoked`, any other is judged as above.
@@ -39,6 +44,8 @@ from devices.share_status import ShareStatus, share_status
 from lambda_bridge import snapshot
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
 from tests.factories import DeviceFactory, DeviceGroupFactory, DeviceTypeFactory, TenantFactory, member
+from tests.lambda_bridge.compact_support import event as compact_event
+from tests.lambda_bridge.compact_support import keyring_item
 from tests.lambda_bridge.spec import expected, expected_of_device, probes
 from tests.support.lambda_env import ACCOUNT, REGION
 from tests.support.schedules import weekly
@@ -176,16 +183,17 @@ def edge_examples(test):
                                                                    HealthCheck.too_slow])
 @given(world=worlds())
 @edge_examples
-def test_policies_grant_exactly_what_django_grants(lam, db, world):
+def test_policies_grant_exactly_what_django_grants(lam, db, compact_keys, world):
+    lam.put_item(keyring_item(lam, compact_keys))
     try:
         with transaction.atomic():
-            _check(lam, world)
+            _check(lam, world, compact_keys["a"])
             raise Rollback  # each example starts from an empty database
     except Rollback:
         pass
 
 
-def _check(lam, world):
+def _check(lam, world, compact_key):
     now = world["now"]
     at = int(now.timestamp())
     lam.handler.authorizer.clock = lambda: at
@@ -234,7 +242,8 @@ def _check(lam, world):
     every_thing = [d.thing_name for d in devices + foreign] + HOSTILE
     app_ids = {p: f"u{home.pk if p != outsider else away.pk}.{p.pk}.app" for p in people + [outsider]}
     client_ids = [*app_ids.values(), f"u{away.pk}.{people[0].pk}.app", *HOSTILE, *THING_NAMES]
-    judge = Judge(lam, client_ids, every_thing, issued=issued, expires=at + 3600, revoked=revoked)
+    judge = Judge(lam, client_ids, every_thing, issued=issued, expires=at + 3600, revoked=revoked,
+                  compact_key=compact_key)
 
     # The snapshots are written; now the expectation's world: without the
     # grants that stop being in force within the margin.
@@ -260,8 +269,11 @@ def _check(lam, world):
             judge.compare(person, expect=lambda action, name, cid, scoped=scoped: expected(action, name, scoped, cid),
                           sub=f"user:{person.pk}", tid=tenant.pk, cid=app_ids[person], scope={"things": scope})
     for device in devices:
-        judge.compare(device, expect=lambda action, name, cid: expected_of_device(action, name, cid),
-                      sub=f"device:{device.thing_name}", tid=home.pk, cid=device.thing_name)
+        signed = judge.compare(device, expect=lambda action, name, cid: expected_of_device(action, name, cid),
+                               sub=f"device:{device.thing_name}", tid=home.pk, cid=device.thing_name)
+        compact = judge.compare_compact(device, expect=lambda action, name, cid: expected_of_device(action, name, cid),
+                                        thing=device.thing_name, tid=home.pk)
+        assert compact == signed, device.thing_name  # the same documents and principal id, or the same refusal
 
 
 def in_force(share: Share, moment: datetime) -> bool:
@@ -276,18 +288,30 @@ class Judge:
     """Asks the handler for one principal's policies and compares every
     action on every probe with what the rules expect."""
 
-    def __init__(self, lam, client_ids, things, *, issued, expires, revoked):
+    def __init__(self, lam, client_ids, things, *, issued, expires, revoked, compact_key):
         self.lam, self.issued, self.expires, self.revoked = lam, issued, expires, revoked
+        self.compact_key = compact_key
         topics = probes(things)
         self.names = {"client": client_ids, "thing": things, "topic": topics, "topicfilter": topics}
 
-    def compare(self, who, *, expect, cid, **claims):
+    def compare(self, who, *, expect, cid, **claims) -> dict:
+        """The handler's answer to `who`'s JWT at the signed authorizer, judged."""
         token = self.lam.token(cid=cid, iat=self.issued, nbf=self.issued, exp=self.expires, **claims)
-        response = self.lam.invoke(self.lam.event("test_invoke", token))
         kind, _, principal = claims["sub"].partition(":")
-        if (claims["tid"], snapshot.USER if kind == "user" else snapshot.DEVICE, principal) in self.revoked:
+        return self._judge(who, self.lam.event("test_invoke", token), expect=expect, cid=cid,
+                           key=(claims["tid"], snapshot.USER if kind == "user" else snapshot.DEVICE, principal))
+
+    def compare_compact(self, who, *, expect, thing, tid) -> dict:
+        """The same for a device's compact token at the unsigned authorizer."""
+        token = self.compact_key.token(thing, tenant=tid, issued_at=self.issued, expires=self.expires)
+        return self._judge(who, compact_event("mqtt_password", token, client_id=thing), expect=expect, cid=thing,
+                           key=(tid, snapshot.DEVICE, thing))
+
+    def _judge(self, who, request: dict, *, expect, cid, key) -> dict:
+        response = self.lam.invoke(request)
+        if key in self.revoked:
             assert (response["isAuthenticated"], self.lam.last_log["reason"]) == (False, "token_revoked"), who
-            return
+            return response
         assert response["isAuthenticated"], (self.lam.last_log["reason"], self.lam.last_log["detail"])
         connection = Connection(response["policyDocuments"], REGION, ACCOUNT, cid)
         differences = [
@@ -296,7 +320,8 @@ class Judge:
             for name in self.names[RESOURCE_TYPES[action]]
             if (allowed := connection.can(action, name)) != expect(action, name, cid)
         ]
-        assert differences == [], (who, claims)
+        assert differences == [], (who, key)
+        return response
 
 
 def test_the_expectation_itself_is_not_vacuous():
