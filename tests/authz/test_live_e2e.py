@@ -10,34 +10,16 @@ import pytest
 from django.utils import timezone
 
 from authz import tasks
-from authz.models import AccessReceipt, PrincipalSync, SessionCut
+from authz.models import AccessReceipt, SessionCut
 from authz.snapshots import outbox
 from devices import services
 from devices.models import Level, Membership, Share, Tenant
 from tests.factories import DeviceFactory
 from tests.support.api import tenant_url
-from tests.support.live_access import Telemetry, live_platform
-from tests.support.processes import test_database_url, wait_until
+from tests.support.live_access import ADMINISTRATIVE_ACTION, Telemetry, receipt_done, written
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ADMINISTRATIVE_ACTION = 0x98  # MQTT 5's DISCONNECT reason for a connection ended by the server's operator
-
-
-@pytest.fixture
-def live(world, table, shared_redis, dynamodb_endpoint, settings, client_for, tmp_path):
-    test_database_url()  # the worker must see the test database: PostgreSQL only
-    with live_platform(world=world, table=table, redis_url=shared_redis, dynamodb_endpoint=dynamodb_endpoint,
-                       settings=settings, client_for=client_for, tmp_path=tmp_path) as platform:
-        platform.start_worker()
-        outbox.record_everyone(tenants=Tenant.objects.all())  # the devices' own snapshots
-        written()
-        yield platform
-
-
-def written():
-    """Until every snapshot the database wants is in DynamoDB."""
-    wait_until(lambda: not PrincipalSync.objects.lagging().exists(), what="the snapshot pushes")
 
 
 def telemetry_of(device) -> str:
@@ -49,17 +31,6 @@ def receipt_of(actor) -> AccessReceipt:
     wait_until(lambda: AccessReceipt.objects.filter(actor=actor, finished_at__isnull=False).exists(),
                what="the receipt")
     return AccessReceipt.objects.filter(actor=actor).latest("created_at")
-
-
-def receipt_done(api, receipt: dict) -> dict:
-    """The receipt a write answered with, read again at its url until it is done."""
-    def read() -> dict:
-        response = api.get(receipt["url"])
-        assert response.status_code == 200, response.content
-        return response.json()
-
-    wait_until(lambda: read()["state"] == "done", what="the receipt")
-    return read()
 
 
 def test_a_revoked_sharee_stops_receiving_is_disconnected_and_cannot_come_back(live, world):
