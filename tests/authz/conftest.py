@@ -32,7 +32,7 @@ def shared_redis():
 
 
 @pytest.fixture
-def live(world, table, shared_redis, dynamodb_endpoint, settings, client_for, tmp_path):
+def live_e2e(world, table, shared_redis, dynamodb_endpoint, settings, client_for, tmp_path):
     """local_iot on the test's table, a real Celery worker on Redis pushing
     snapshots and cutting sessions through local_iot's iot-data, and every
     principal's snapshot written (needs `django_db(transaction=True)`)."""

@@ -38,17 +38,17 @@ def telemetry_topic(device) -> str:
     return f"dev/{device.thing_name}/out/telemetry"
 
 
-def curl_with_headers(live, creds: dict, topic: str, payload: str) -> int:
+def curl_with_headers(live_e2e, creds: dict, topic: str, payload: str) -> int:
     """HTTPS publish as a device does with its parameters as headers
     (docs/credentials.md#compact-device-tokens): the authorizer's name and the token."""
     url = f"https://{creds['endpoint']}/topics/{quote(topic, safe='')}?qos=1"
     headers = {"x-amz-customauthorizer-name": creds["authorizerName"], creds["tokenKeyName"]: creds["token"]}
-    return compact_device.curl_publish(url, payload, ca_file=live.iot.ca_file, headers=headers)
+    return compact_device.curl_publish(url, payload, ca_file=live_e2e.iot.ca_file, headers=headers)
 
 
-def curl_with_query(live, creds: dict, payload: str) -> int:
+def curl_with_query(live_e2e, creds: dict, payload: str) -> int:
     """HTTPS publish to the API's own `httpsPublishUrl`: both parameters in the query string."""
-    return compact_device.curl_publish(creds["httpsPublishUrl"], payload, ca_file=live.iot.ca_file)
+    return compact_device.curl_publish(creds["httpsPublishUrl"], payload, ca_file=live_e2e.iot.ca_file)
 
 
 def lambda_lines(capsys) -> list[dict]:
@@ -64,16 +64,16 @@ def reasons(capsys) -> list[str]:
 # --- what the API answers, used as it is --------------------------------------------------
 
 
-def test_curl_publishes_as_the_device_with_its_compact_credential_and_a_person_receives_it(live, world, capsys):
-    device = live.creds(world.owner, device=world.lock, credential=COMPACT)
+def test_curl_publishes_as_the_device_with_its_compact_credential_and_a_person_receives_it(live_e2e, world, capsys):
+    device = live_e2e.creds(world.owner, device=world.lock, credential=COMPACT)
     assert (device["credential"], device["clientId"]) == (COMPACT, world.lock.thing_name)
-    app = live.connected(live.creds(world.owner), f"dev/{world.lock.thing_name}/out/#")
+    app = live_e2e.connected(live_e2e.creds(world.owner), f"dev/{world.lock.thing_name}/out/#")
     capsys.readouterr()
 
     # Outside the device's policy (its own commands, which apps send): refused, nothing published.
-    assert curl_with_headers(live, device, f"dev/{world.lock.thing_name}/in/unlock", "not mine") == 403
-    assert curl_with_headers(live, device, telemetry_topic(world.lock), '{"t":21.5}') == 200
-    assert curl_with_query(live, device, '{"t":21.0}') == 200
+    assert curl_with_headers(live_e2e, device, f"dev/{world.lock.thing_name}/in/unlock", "not mine") == 403
+    assert curl_with_headers(live_e2e, device, telemetry_topic(world.lock), '{"t":21.5}') == 200
+    assert curl_with_query(live_e2e, device, '{"t":21.0}') == 200
 
     assert app.received(2) == [(telemetry_topic(world.lock), b'{"t":21.5}'),
                                (telemetry_topic(world.lock), b'{"t":21.0}')]
@@ -83,10 +83,10 @@ def test_curl_publishes_as_the_device_with_its_compact_credential_and_a_person_r
     assert judged == [(COMPACT, f"device:{world.lock.thing_name}", "allow")] * 3
 
 
-def test_paho_connects_with_the_apis_username_and_password_and_publishes_telemetry(live, world):
-    device = live.creds(world.owner, device=world.lock, credential=COMPACT)
-    app = live.connected(live.creds(world.owner), f"dev/{world.lock.thing_name}/out/#")
-    lock = live.connected(device, commands_of(world.lock))
+def test_paho_connects_with_the_apis_username_and_password_and_publishes_telemetry(live_e2e, world):
+    device = live_e2e.creds(world.owner, device=world.lock, credential=COMPACT)
+    app = live_e2e.connected(live_e2e.creds(world.owner), f"dev/{world.lock.thing_name}/out/#")
+    lock = live_e2e.connected(device, commands_of(world.lock))
 
     assert lock.publish(telemetry_topic(world.lock), b'{"locked":true}') == 0
     assert app.received() == [(telemetry_topic(world.lock), b'{"locked":true}')]
@@ -99,43 +99,43 @@ def test_paho_connects_with_the_apis_username_and_password_and_publishes_telemet
 
 
 def test_a_transfer_ends_the_live_compact_connection_refuses_the_old_token_and_the_new_owners_works(
-        live, world, capsys):
-    old = live.creds(world.owner, device=world.lock, credential=COMPACT)
-    lock = live.connected(old, commands_of(world.lock))
+        live_e2e, world, capsys):
+    old = live_e2e.creds(world.owner, device=world.lock, credential=COMPACT)
+    lock = live_e2e.connected(old, commands_of(world.lock))
 
     services.transfer_device(actor=world.owner, device=world.lock, new_owner=world.bob)
     assert lock.wait_disconnected() == ADMINISTRATIVE_ACTION
     capsys.readouterr()
-    assert live.client(old).connect() is False
-    assert curl_with_headers(live, old, telemetry_topic(world.lock), "late") == 401
+    assert live_e2e.client(old).connect() is False
+    assert curl_with_headers(live_e2e, old, telemetry_topic(world.lock), "late") == 401
     assert reasons(capsys) == ["token_revoked"] * 2  # the cut-off in the device's snapshot
 
-    new = live.creds(world.bob, device=world.lock, credential=COMPACT)
-    bobs_app = live.connected(live.creds(world.bob), f"dev/{world.lock.thing_name}/out/#")
-    assert live.reaches(new, commands_of(world.lock))
-    assert curl_with_headers(live, new, telemetry_topic(world.lock), "bob's now") == 200
+    new = live_e2e.creds(world.bob, device=world.lock, credential=COMPACT)
+    bobs_app = live_e2e.connected(live_e2e.creds(world.bob), f"dev/{world.lock.thing_name}/out/#")
+    assert live_e2e.reaches(new, commands_of(world.lock))
+    assert curl_with_headers(live_e2e, new, telemetry_topic(world.lock), "bob's now") == 200
     assert bobs_app.received() == [(telemetry_topic(world.lock), b"bob's now")]
 
 
 def test_revoking_the_devices_credentials_ends_its_compact_connection_and_only_a_later_token_works(
-        live, world, capsys):
-    old = live.creds(world.owner, device=world.lock, credential=COMPACT)
-    lock = live.connected(old, commands_of(world.lock))
-    owners_api = live.client_for(world.owner)
+        live_e2e, world, capsys):
+    old = live_e2e.creds(world.owner, device=world.lock, credential=COMPACT)
+    lock = live_e2e.connected(old, commands_of(world.lock))
+    owners_api = live_e2e.client_for(world.owner)
 
     response = owners_api.post(tenant_url("device-credentials-revoke", world, device=world.lock.pk))
     assert response.status_code == 200, response.content
     assert lock.wait_disconnected() == ADMINISTRATIVE_ACTION
     assert receipt_done(owners_api, response.json()["receipt"])["clientIds"] == [world.lock.thing_name]
     capsys.readouterr()
-    assert live.client(old).connect() is False
-    assert curl_with_query(live, old, "late") == 401
+    assert live_e2e.client(old).connect() is False
+    assert curl_with_query(live_e2e, old, "late") == 401
     assert reasons(capsys) == ["token_revoked"] * 2
 
-    new = live.creds(world.owner, device=world.lock, credential=COMPACT)
+    new = live_e2e.creds(world.owner, device=world.lock, credential=COMPACT)
     assert new["token"] != old["token"]
-    assert live.reaches(new, commands_of(world.lock))
-    assert curl_with_query(live, new, "after") == 200
+    assert live_e2e.reaches(new, commands_of(world.lock))
+    assert curl_with_query(live_e2e, new, "after") == 200
 
 
 # --- forged and re-signed ----------------------------------------------------------------
@@ -145,7 +145,7 @@ def one_character_off(thing: str) -> str:
     return thing[:-1] + ("x" if thing[-1] != "x" else "y")
 
 
-def test_a_token_with_one_character_of_its_claims_changed_is_refused_at_connect(live, world, capsys):
+def test_a_token_with_one_character_of_its_claims_changed_is_refused_at_connect(live_e2e, world, capsys):
     """The forgery names a real device of the tenant whose thing name differs
     from the lock's by one character: that device's own credential connects,
     the lock's token edited to name it does not."""
@@ -153,27 +153,27 @@ def test_a_token_with_one_character_of_its_claims_changed_is_refused_at_connect(
                               thing_name=one_character_off(world.lock.thing_name))
     outbox.record_everyone(tenants=Tenant.objects.all())
     written()
-    genuine = live.creds(world.owner, device=world.lock, credential=COMPACT)
+    genuine = live_e2e.creds(world.owner, device=world.lock, credential=COMPACT)
     parsed = compact.parse(genuine["token"])
     forged = compact.encode(replace(parsed.claims, thing=neighbour.thing_name), kid=parsed.kid,
                             sign=lambda _: parsed.signature)
     capsys.readouterr()
 
-    assert live.client({**genuine, "clientId": neighbour.thing_name, "mqttPassword": forged}).connect() is False
+    assert live_e2e.client({**genuine, "clientId": neighbour.thing_name, "mqttPassword": forged}).connect() is False
     assert reasons(capsys) == ["bad_signature"]
-    assert live.reaches(live.creds(world.owner, device=neighbour, credential=COMPACT), commands_of(neighbour))
+    assert live_e2e.reaches(live_e2e.creds(world.owner, device=neighbour, credential=COMPACT), commands_of(neighbour))
 
 
 @pytest.mark.parametrize(("under", "reason"), [("the published kid", "bad_signature"),
                                                ("its own kid", "unknown_kid")])
-def test_a_token_re_signed_by_another_ed25519_key_is_refused_at_connect(live, world, capsys, under, reason):
-    genuine = live.creds(world.owner, device=world.lock, credential=COMPACT)
+def test_a_token_re_signed_by_another_ed25519_key_is_refused_at_connect(live_e2e, world, capsys, under, reason):
+    genuine = live_e2e.creds(world.owner, device=world.lock, credential=COMPACT)
     parsed = compact.parse(genuine["token"])
     stranger = compact_device.CompactKey()
     kid = parsed.kid if under == "the published kid" else stranger.kid
     re_signed = compact.encode(parsed.claims, kid=kid, sign=stranger.private.sign)
     capsys.readouterr()
 
-    assert live.client({**genuine, "mqttPassword": re_signed}).connect() is False
+    assert live_e2e.client({**genuine, "mqttPassword": re_signed}).connect() is False
     assert reasons(capsys) == [reason]
-    assert live.reaches(genuine, commands_of(world.lock))  # the same claims, signed by the platform
+    assert live_e2e.reaches(genuine, commands_of(world.lock))  # the same claims, signed by the platform
