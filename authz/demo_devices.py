@@ -4,10 +4,13 @@ telemetry, reports its state to its classic shadow and honours commands.
 
 Two halves. What a device does is a pure function of its kind, its state and
 what arrived: `handle(...)` and `tick(...)` return the new state and the
-messages to send, and the tests call them directly. `SimulatedDevice` is the
-live half: paho-mqtt over TLS with ALPN `mqtt`, the credentials API's
-`mqttUsername` as the username and the thing name as the client id, a fresh
-token before the old one expires, and reconnects with backoff.
+messages to send, and the tests call them directly; so is which credential
+it connects with (`credential_for`: the hall thermostat is a low-power
+device with a compact one). `SimulatedDevice` is the live half: paho-mqtt
+over TLS with ALPN `mqtt`, the credentials' `mqttUsername` as the username
+(and, for a compact credential, `mqttPassword` as the password) and the
+thing name as the client id, a fresh token before the old one expires, and
+reconnects with backoff.
 
 Topics are the platform's (docs/topics-and-policies.md): commands arrive on
 `dev/{thing}/in/{command}` and as shadow deltas; telemetry leaves on
@@ -23,8 +26,10 @@ import random
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+from lambda_bridge import vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,9 @@ INITIAL = {
     THERMOSTAT: {"mode": "heat", "target": 21.0, "temperature": 18.0},
     LOCK: {"locked": True},
 }
+# The demo's low-power devices: they connect with a compact credential through
+# the unsigned authorizer (docs/credentials.md#compact-device-tokens); the others with a signed one.
+COMPACT_THINGS = frozenset({"demo-hall-thermostat"})
 MODES = ("heat", "cool", "off")
 TARGET_RANGE = (5.0, 30.0)
 STEP = 0.5  # degrees a thermostat moves towards its target per tick
@@ -54,6 +62,11 @@ class Message:
 
 def initial_state(kind: str) -> dict:
     return dict(INITIAL.get(kind, {}))
+
+
+def credential_for(thing: str) -> str:
+    """The kind of credential the device connects with."""
+    return vocabulary.COMPACT_CREDENTIAL if thing in COMPACT_THINGS else vocabulary.SIGNED_CREDENTIAL
 
 
 def subscriptions(thing: str) -> list[str]:
@@ -210,16 +223,20 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Issued:
-    """The part of the credentials a device connects with."""
+    """The part of the credentials a device connects with: a compact
+    credential's token rides in the password, a signed one's in the username."""
 
     client_id: str
-    mqtt_username: str
+    mqtt_username: str = field(repr=False)
     issued_at: float
     expires_at: float
+    mqtt_password: str = field(default="", repr=False)  # kept out of logs and tracebacks, as the token is
+    credential: str = vocabulary.SIGNED_CREDENTIAL
 
     @classmethod
     def of(cls, creds, now: datetime) -> Issued:
-        return cls(creds.client_id, creds.mqtt_username, now.timestamp(), creds.expires_at.timestamp())
+        return cls(creds.client_id, creds.mqtt_username, now.timestamp(), creds.expires_at.timestamp(),
+                   mqtt_password=creds.mqtt_password, credential=creds.credential)
 
 
 class SimulatedDevice:
@@ -282,7 +299,7 @@ class SimulatedDevice:
         # present the token it had, the one the broker may have just refused.
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=issued.client_id, protocol=mqtt.MQTTv5,
                              reconnect_on_failure=False)
-        client.username_pw_set(issued.mqtt_username)
+        client.username_pw_set(issued.mqtt_username, issued.mqtt_password or None)
         context = ssl.create_default_context(cafile=self.endpoint.ca_file)
         context.set_alpn_protocols(["mqtt"])  # MQTT on the TLS port, as on AWS's 443
         client.tls_set_context(context)
@@ -314,7 +331,7 @@ class SimulatedDevice:
         client.loop_start()
         if not connected.wait(15) or self._lost.is_set():
             raise ConnectionError("not connected")
-        log.info("%s: connected as %s", self.thing, issued.client_id)
+        log.info("%s: connected as %s with a %s credential", self.thing, issued.client_id, issued.credential)
 
     def _serve(self, renew: float) -> bool:
         """Telemetry every interval until the token is due for renewal (True),

@@ -1,10 +1,13 @@
-"""The broker the resilience tests share with the processes they start.
+"""The broker the resilience tests share with the processes they start, and
+the live platform the end-to-end tests share (tests/support/live_access.py).
 The processes themselves are tests/support/processes.py."""
 import os
 
 import pytest
 import redis
 
+from tests.support.live_access import live_platform, written
+from tests.support.processes import test_database_url
 from tests.support.services import require
 
 
@@ -26,3 +29,20 @@ def shared_redis():
     yield url
     client.flushdb()
 
+
+
+@pytest.fixture
+def live_e2e(world, table, shared_redis, dynamodb_endpoint, settings, client_for, tmp_path):
+    """local_iot on the test's table, a real Celery worker on Redis pushing
+    snapshots and cutting sessions through local_iot's iot-data, and every
+    principal's snapshot written (needs `django_db(transaction=True)`)."""
+    from authz.snapshots import outbox
+    from devices.models import Tenant
+
+    test_database_url()  # the worker must see the test database: PostgreSQL only
+    with live_platform(world=world, table=table, redis_url=shared_redis, dynamodb_endpoint=dynamodb_endpoint,
+                       settings=settings, client_for=client_for, tmp_path=tmp_path) as platform:
+        platform.start_worker()
+        outbox.record_everyone(tenants=Tenant.objects.all())  # the devices' own snapshots
+        written()
+        yield platform

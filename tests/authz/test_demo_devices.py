@@ -1,7 +1,8 @@
 """The demo's simulated devices (authz/demo_devices.py): what each kind does
 with a command or a shadow delta, what it sends, that everything it sends is
-allowed by a device's own policy, when it renews its token; and the command
-that runs them, live through local_iot as `make run` runs them."""
+allowed by a device's own policy, when it renews its token, which credential
+each connects with; and the command that runs them, live through local_iot
+as `make run` runs them, the hall thermostat through the unsigned authorizer."""
 import json
 import logging
 import queue
@@ -15,14 +16,16 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from authz import demo_devices as dd
-from authz.management.commands import run_local_iot
+from authz.management.commands import run_local_iot, simulate_devices
+from authz.models import IssuedCredential
 from authz.snapshots import outbox
 from authz.tokens import credentials, rotation
 from devices import services
+from devices.management.commands.seed_demo import DEVICES
 from devices.models import Level, Tenant
-from lambda_bridge import policy
+from lambda_bridge import policy, vocabulary
 from lambda_bridge.evaluator import Connection
-from tests.factories import DeviceTypeFactory
+from tests.factories import DeviceFactory, DeviceTypeFactory
 from tests.support.api import tenant_url
 from tests.support.local_iot import RunningLocalIot
 from tests.support.mqtt_client import Client, with_credentials
@@ -206,6 +209,31 @@ def test_reconnects_back_off_to_a_minute():
     assert delays == sorted(delays) and max(delays) == 60
 
 
+# --- which credential --------------------------------------------------------------------
+
+
+def test_the_hall_thermostat_alone_of_the_demos_devices_connects_with_a_compact_credential():
+    kinds = {thing: dd.credential_for(thing) for thing, *_ in DEVICES}
+    assert {thing for thing, kind in kinds.items() if kind == vocabulary.COMPACT_CREDENTIAL} == {
+        "demo-hall-thermostat"}
+    assert set(kinds.values()) == {vocabulary.COMPACT_CREDENTIAL, vocabulary.SIGNED_CREDENTIAL}
+
+
+def test_what_a_device_connects_with_never_shows_its_token():
+    """The token rides in the username (signed) or the password (compact):
+    neither appears where a log line or a traceback would print the credentials."""
+    now = timezone.now()
+    for kind in vocabulary.CREDENTIAL_KINDS:
+        creds = credentials.Credentials(token="not-for-logs", token_signature="", client_id=THING, expires_at=now,
+                                        kid="k", authorizer_name="devshare-x", token_key_name="devshare-token",
+                                        endpoint="localhost:18443", credential=kind)
+        issued = dd.Issued.of(creds, now)
+        assert (issued.mqtt_username, issued.mqtt_password, issued.credential) == (
+            creds.mqtt_username, creds.mqtt_password, kind)
+        assert "not-for-logs" in issued.mqtt_username + issued.mqtt_password
+        assert "not-for-logs" not in repr(issued) and THING in repr(issued)
+
+
 def test_the_endpoint_is_read_as_the_credentials_api_hands_it_out():
     assert dd.Endpoint.parse("localhost:18443", "ca.pem") == dd.Endpoint("localhost", 18443, "ca.pem")
     assert dd.Endpoint.parse("abc-ats.iot.eu-west-1.amazonaws.com", "ca.pem").port == 443
@@ -241,7 +269,8 @@ def live(world, table, settings, tmp_path, django_capture_on_commit_callbacks):
         services.create_share(actor=world.owner, grantee=world.bob, device=world.lock, level=Level.CONTROL)
         outbox.record_everyone(tenants=Tenant.objects.all())
     _, env = run_local_iot.command_line(hosts=["127.0.0.1"], extra=[])
-    with RunningLocalIot(env, cert_dir=tmp_path) as iot:
+    with RunningLocalIot(env, cert_dir=tmp_path,
+                         compact_authorizer_name=django_settings.IOT_COMPACT_AUTHORIZER_NAME) as iot:
         # The credentials name it, as local settings name `make run`'s.
         settings.IOT_ENDPOINT = f"localhost:{iot.tls_port}"
         yield iot
@@ -358,3 +387,44 @@ def test_a_simulated_device_reconnects_when_dropped_and_renews_its_token_in_time
     # The gateway admitted the device three times, once per token.
     admitted = [json.loads(r.getMessage()) for r in caplog.records if r.name == "local_iot.gateway"]
     assert [(a["client_id"], a["decision"]) for a in admitted if a["client_id"] == thing] == [(thing, "allow")] * 3
+
+
+@pytest.mark.django_db
+def test_the_simulated_hall_thermostat_connects_through_the_unsigned_authorizer_and_obeys(
+        live, world, client_for, caplog, capsys, django_capture_on_commit_callbacks):
+    """As `make run` runs it: the command issues it a compact credential, the
+    device connects with its MQTT username and password, the gateway names
+    the unsigned authorizer and the Lambda judges a compact credential."""
+    caplog.set_level(logging.INFO)
+    thermostat = DeviceFactory(tenant=world.tenant, owner=world.owner, thing_name="demo-hall-thermostat",
+                               device_type=DeviceTypeFactory(tenant=world.tenant, slug=dd.THERMOSTAT))
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox.record_everyone(tenants=Tenant.objects.all())
+    thing = thermostat.thing_name
+    tokens = queue.Queue()
+    # Issued here: the device's thread must not touch the test's transaction.
+    tokens.put(simulate_devices.issued_for(thermostat))
+    watcher = app(live, client_for, world.owner, world)
+    endpoint = dd.Endpoint.parse(django_settings.IOT_ENDPOINT, live.ca_file)
+    device = dd.SimulatedDevice(thing=thing, kind=dd.THERMOSTAT, issue=lambda: tokens.get_nowait(),
+                                endpoint=endpoint, interval=0.5)
+    try:
+        assert watcher.subscribe(f"dev/{thing}/out/#") == [1]
+        capsys.readouterr()
+        device.start()
+        assert next_on(watcher, f"dev/{thing}/out/state") == dd.initial_state(dd.THERMOSTAT)
+        assert watcher.publish(f"dev/{thing}/in/target", b'{"value": 25}') == 0
+        # Its room warms meanwhile, each step a state of its own: the command's is the one with the new target.
+        while (state := next_on(watcher, f"dev/{thing}/out/state"))["target"] != 25.0:
+            assert state["target"] == dd.initial_state(dd.THERMOSTAT)["target"]
+    finally:
+        device.stop()
+        watcher.close()
+
+    assert IssuedCredential.objects.get(client_id=thing).credential == vocabulary.COMPACT_CREDENTIAL
+    gateway = [json.loads(r.getMessage()) for r in caplog.records if r.name == "local_iot.gateway"]
+    assert [(d["authorizer"], d["decision"]) for d in gateway if d["client_id"] == thing] == [("unsigned", "allow")]
+    judged = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+              if line.startswith('{"event":"authorize"')]
+    assert [(j["credential"], j["decision"]) for j in judged if j["principal"] == f"device:{thing}"] == [
+        (vocabulary.COMPACT_CREDENTIAL, "allow")]

@@ -10,34 +10,16 @@ import pytest
 from django.utils import timezone
 
 from authz import tasks
-from authz.models import AccessReceipt, PrincipalSync, SessionCut
+from authz.models import AccessReceipt, SessionCut
 from authz.snapshots import outbox
 from devices import services
 from devices.models import Level, Membership, Share, Tenant
 from tests.factories import DeviceFactory
 from tests.support.api import tenant_url
-from tests.support.live_access import Telemetry, live_platform
-from tests.support.processes import test_database_url, wait_until
+from tests.support.live_access import ADMINISTRATIVE_ACTION, Telemetry, receipt_done, written
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ADMINISTRATIVE_ACTION = 0x98  # MQTT 5's DISCONNECT reason for a connection ended by the server's operator
-
-
-@pytest.fixture
-def live(world, table, shared_redis, dynamodb_endpoint, settings, client_for, tmp_path):
-    test_database_url()  # the worker must see the test database: PostgreSQL only
-    with live_platform(world=world, table=table, redis_url=shared_redis, dynamodb_endpoint=dynamodb_endpoint,
-                       settings=settings, client_for=client_for, tmp_path=tmp_path) as platform:
-        platform.start_worker()
-        outbox.record_everyone(tenants=Tenant.objects.all())  # the devices' own snapshots
-        written()
-        yield platform
-
-
-def written():
-    """Until every snapshot the database wants is in DynamoDB."""
-    wait_until(lambda: not PrincipalSync.objects.lagging().exists(), what="the snapshot pushes")
 
 
 def telemetry_of(device) -> str:
@@ -51,29 +33,18 @@ def receipt_of(actor) -> AccessReceipt:
     return AccessReceipt.objects.filter(actor=actor).latest("created_at")
 
 
-def receipt_done(api, receipt: dict) -> dict:
-    """The receipt a write answered with, read again at its url until it is done."""
-    def read() -> dict:
-        response = api.get(receipt["url"])
-        assert response.status_code == 200, response.content
-        return response.json()
-
-    wait_until(lambda: read()["state"] == "done", what="the receipt")
-    return read()
-
-
-def test_a_revoked_sharee_stops_receiving_is_disconnected_and_cannot_come_back(live, world):
+def test_a_revoked_sharee_stops_receiving_is_disconnected_and_cannot_come_back(live_e2e, world):
     granted = services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     written()
-    device = live.connected(live.creds(world.owner, device=world.lock))
-    alices = live.creds(world.alice)
-    sharee = live.connected(alices, telemetry_of(world.lock))
+    device = live_e2e.connected(live_e2e.creds(world.owner, device=world.lock))
+    alices = live_e2e.creds(world.alice)
+    sharee = live_e2e.connected(alices, telemetry_of(world.lock))
     telemetry = Telemetry(device, world.lock.thing_name).start()
-    owners_api = live.client_for(world.owner)
+    owners_api = live_e2e.client_for(world.owner)
     try:
         sharee.expect(f"dev/{world.lock.thing_name}/out/telemetry")
 
-        with live.paused():  # so the answer comes before any push or cut has run
+        with live_e2e.paused():  # so the answer comes before any push or cut has run
             response = owners_api.post(tenant_url("share-revoke", world, pk=granted.pk))
             assert response.status_code == 200, response.content
             receipt = response.json()["receipt"]
@@ -92,40 +63,40 @@ def test_a_revoked_sharee_stops_receiving_is_disconnected_and_cannot_come_back(l
 
     done = receipt_done(owners_api, receipt)
     assert done["closed"] >= 1 and alices["clientId"] in done["clientIds"]
-    assert not live.reaches(alices, telemetry_of(world.lock))
+    assert not live_e2e.reaches(alices, telemetry_of(world.lock))
 
 
-def test_a_transferred_device_is_disconnected_its_old_token_refused_and_a_new_one_admitted(live, world):
-    old = live.creds(world.owner, device=world.lock)
-    device = live.connected(old, f"dev/{world.lock.thing_name}/in/#")
+def test_a_transferred_device_is_disconnected_its_old_token_refused_and_a_new_one_admitted(live_e2e, world):
+    old = live_e2e.creds(world.owner, device=world.lock)
+    device = live_e2e.connected(old, f"dev/{world.lock.thing_name}/in/#")
 
     services.transfer_device(actor=world.owner, device=world.lock, new_owner=world.bob)
     assert device.wait_disconnected() == ADMINISTRATIVE_ACTION
     # Refused at connect (token_revoked: the cut-off in the device's snapshot).
-    assert live.client(old).connect() is False
+    assert live_e2e.client(old).connect() is False
 
-    new = live.creds(world.bob, device=world.lock)
-    assert live.reaches(new, f"dev/{world.lock.thing_name}/in/#")
+    new = live_e2e.creds(world.bob, device=world.lock)
+    assert live_e2e.reaches(new, f"dev/{world.lock.thing_name}/in/#")
 
 
-def test_a_removed_member_is_disconnected_and_refused(live, world):
+def test_a_removed_member_is_disconnected_and_refused(live_e2e, world):
     services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.CONTROL)
     written()
-    alices = live.creds(world.alice)
-    sharee = live.connected(alices, telemetry_of(world.lock))
+    alices = live_e2e.creds(world.alice)
+    sharee = live_e2e.connected(alices, telemetry_of(world.lock))
 
     services.remove_member(actor=world.admin, membership=Membership.objects.get(tenant=world.tenant,
                                                                                 user=world.alice))
     assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
-    assert live.client(alices).connect() is False
+    assert live_e2e.client(alices).connect() is False
     assert receipt_of(world.admin).client_ids == [alices["clientId"]]
 
 
-def test_a_new_share_disconnects_nobody(live, world):
+def test_a_new_share_disconnects_nobody(live_e2e, world):
     services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     written()
-    device = live.connected(live.creds(world.owner, device=world.lock))
-    sharee = live.connected(live.creds(world.alice), telemetry_of(world.lock))
+    device = live_e2e.connected(live_e2e.creds(world.owner, device=world.lock))
+    sharee = live_e2e.connected(live_e2e.creds(world.alice), telemetry_of(world.lock))
 
     services.create_share(actor=world.owner, grantee=world.alice, device=world.lamp, level=Level.CONTROL)
     written()
@@ -136,13 +107,13 @@ def test_a_new_share_disconnects_nobody(live, world):
     assert not SessionCut.objects.exists()
 
 
-def test_a_share_that_ends_while_connected_drops_the_client_at_its_end(live, world):
+def test_a_share_that_ends_while_connected_drops_the_client_at_its_end(live_e2e, world):
     ends = timezone.now() + timedelta(seconds=20)
     services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW,
                           expires_at=ends)
     written()
-    alices = live.creds(world.alice)
-    sharee = live.connected(alices, telemetry_of(world.lock))
+    alices = live_e2e.creds(world.alice)
+    sharee = live_e2e.connected(alices, telemetry_of(world.lock))
 
     # The sweep as beat runs it, every half second here, until the client is dropped.
     def swept_and_dropped() -> bool:
@@ -152,56 +123,56 @@ def test_a_share_that_ends_while_connected_drops_the_client_at_its_end(live, wor
     wait_until(swept_and_dropped, timeout=60, interval=0.5, what="the disconnect at the share's end")
     assert timezone.now() >= ends  # not before its end
     assert sharee.disconnect_reason == ADMINISTRATIVE_ACTION
-    assert not live.reaches(alices, telemetry_of(world.lock))
+    assert not live_e2e.reaches(alices, telemetry_of(world.lock))
 
 
-def test_revoking_a_devices_credentials_disconnects_it_refuses_its_old_token_and_admits_a_new_one(live, world):
-    old = live.creds(world.owner, device=world.lock)
-    device = live.connected(old, f"dev/{world.lock.thing_name}/in/#")
-    owners_api = live.client_for(world.owner)
+def test_revoking_a_devices_credentials_disconnects_it_refuses_its_old_token_and_admits_a_new_one(live_e2e, world):
+    old = live_e2e.creds(world.owner, device=world.lock)
+    device = live_e2e.connected(old, f"dev/{world.lock.thing_name}/in/#")
+    owners_api = live_e2e.client_for(world.owner)
 
     response = owners_api.post(tenant_url("device-credentials-revoke", world, device=world.lock.pk))
     assert response.status_code == 200, response.content
     assert device.wait_disconnected() == ADMINISTRATIVE_ACTION
-    assert live.client(old).connect() is False  # token_revoked: the cut-off in the device's snapshot
+    assert live_e2e.client(old).connect() is False  # token_revoked: the cut-off in the device's snapshot
     assert receipt_done(owners_api, response.json()["receipt"])["clientIds"] == [world.lock.thing_name]
 
-    new = live.creds(world.owner, device=world.lock)
-    assert live.reaches(new, f"dev/{world.lock.thing_name}/in/#")
+    new = live_e2e.creds(world.owner, device=world.lock)
+    assert live_e2e.reaches(new, f"dev/{world.lock.thing_name}/in/#")
 
 
-def test_signing_out_all_apps_disconnects_and_refuses_both_of_a_persons_apps_and_nobody_else(live, world):
+def test_signing_out_all_apps_disconnects_and_refuses_both_of_a_persons_apps_and_nobody_else(live_e2e, world):
     services.create_share(actor=world.owner, grantee=world.alice, device=world.lock, level=Level.VIEW)
     written()
-    phone, browser = live.creds(world.alice), live.creds(world.alice)
-    alices = [live.connected(phone, telemetry_of(world.lock)), live.connected(browser, telemetry_of(world.lock))]
-    owner = live.connected(live.creds(world.owner), telemetry_of(world.lock))
-    alices_api = live.client_for(world.alice)
+    phone, browser = live_e2e.creds(world.alice), live_e2e.creds(world.alice)
+    alices = [live_e2e.connected(creds, telemetry_of(world.lock)) for creds in (phone, browser)]
+    owner = live_e2e.connected(live_e2e.creds(world.owner), telemetry_of(world.lock))
+    alices_api = live_e2e.client_for(world.alice)
 
     response = alices_api.post(tenant_url("iot-credentials-revoke", world))
     assert response.status_code == 200, response.content
     assert [client.wait_disconnected() for client in alices] == [ADMINISTRATIVE_ACTION] * 2
     receipt = receipt_done(alices_api, response.json()["receipt"])
     assert sorted(receipt["clientIds"]) == sorted([phone["clientId"], browser["clientId"]])
-    assert live.client(phone).connect() is False
-    assert live.client(browser).connect() is False
+    assert live_e2e.client(phone).connect() is False
+    assert live_e2e.client(browser).connect() is False
 
     # Every cut the sign-out caused has run: the owner's connection is still open and still answers.
     assert not owner.disconnected.is_set()
     assert owner.subscribe(f"dev/{world.lamp.thing_name}/out/#") == [1]
     # Alice's access stays: new credentials connect.
-    assert live.reaches(live.creds(world.alice), telemetry_of(world.lock))
+    assert live_e2e.reaches(live_e2e.creds(world.alice), telemetry_of(world.lock))
 
 
-def test_revoking_everything_a_member_holds_leaves_them_only_what_they_own(live, world):
+def test_revoking_everything_a_member_holds_leaves_them_only_what_they_own(live_e2e, world):
     own = DeviceFactory(tenant=world.tenant, owner=world.alice, device_type=world.type, name="Alice's plug")
     outbox.record_everyone(tenants=Tenant.objects.all())
     received = [services.create_share(actor=world.owner, grantee=world.alice, device=d, level=Level.CONTROL)
                 for d in (world.lock, world.lamp)]
     written()
-    alices = live.creds(world.alice)
-    sharee = live.connected(alices, telemetry_of(world.lock))
-    admins_api = live.client_for(world.admin)
+    alices = live_e2e.creds(world.alice)
+    sharee = live_e2e.connected(alices, telemetry_of(world.lock))
+    admins_api = live_e2e.client_for(world.admin)
 
     response = admins_api.post(tenant_url("member-revoke-access", world, user=world.alice.pk))
     assert response.status_code == 200, response.content
@@ -210,23 +181,23 @@ def test_revoking_everything_a_member_holds_leaves_them_only_what_they_own(live,
     assert not Share.objects.live().filter(grantee=world.alice).exists()
     assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
     assert receipt_done(admins_api, body["receipt"])["clientIds"] == [alices["clientId"]]
-    assert live.client(alices).connect() is False
+    assert live_e2e.client(alices).connect() is False
 
-    new = live.creds(world.alice)
-    assert live.reaches(new, telemetry_of(own))
-    assert not live.reaches(new, telemetry_of(world.lock))
-    assert not live.reaches(new, telemetry_of(world.lamp))
+    new = live_e2e.creds(world.alice)
+    assert live_e2e.reaches(new, telemetry_of(own))
+    assert not live_e2e.reaches(new, telemetry_of(world.lock))
+    assert not live_e2e.reaches(new, telemetry_of(world.lamp))
 
 
-def test_an_owner_sees_who_is_connected_and_an_admin_ends_a_session_without_revoking_it(live, world):
+def test_an_owner_sees_who_is_connected_and_an_admin_ends_a_session_without_revoking_it(live_e2e, world):
     for grantee in (world.alice, world.bob):
         services.create_share(actor=world.owner, grantee=grantee, device=world.lock, level=Level.VIEW)
     written()
-    live.connected(live.creds(world.owner, device=world.lock))
-    alices = live.creds(world.alice)
-    sharee = live.connected(alices, telemetry_of(world.lock))
-    live.creds(world.bob)  # a live token, never connected: not a session
-    owners_api = live.client_for(world.owner)
+    live_e2e.connected(live_e2e.creds(world.owner, device=world.lock))
+    alices = live_e2e.creds(world.alice)
+    sharee = live_e2e.connected(alices, telemetry_of(world.lock))
+    live_e2e.creds(world.bob)  # a live token, never connected: not a session
+    owners_api = live_e2e.client_for(world.owner)
 
     response = owners_api.get(tenant_url("device-sessions", world, device=world.lock.pk))
     assert response.status_code == 200, response.content
@@ -240,8 +211,8 @@ def test_an_owner_sees_who_is_connected_and_an_admin_ends_a_session_without_revo
     session = tenant_url("device-session", world, device=world.lock.pk, client_id=alices["clientId"])
     # The owner removes a guest by revoking; knocking a person's app off is a tenant admin's.
     assert owners_api.delete(session).status_code == 403
-    ended = live.client_for(world.admin).delete(session)
+    ended = live_e2e.client_for(world.admin).delete(session)
     assert (ended.status_code, ended.json()) == (200, {"closed": True})
     assert sharee.wait_disconnected() == ADMINISTRATIVE_ACTION
     # A kick, not a revoke: the same credentials connect again.
-    assert live.reaches(alices, telemetry_of(world.lock))
+    assert live_e2e.reaches(alices, telemetry_of(world.lock))

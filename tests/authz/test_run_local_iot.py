@@ -21,6 +21,8 @@ from authz.snapshots import outbox
 from authz.tokens import credentials, rotation
 from devices.models import Tenant
 from lambda_bridge import handler
+from local_iot import __main__ as local_iot_main
+from local_iot.gateway import DEFAULT_COMPACT_AUTHORIZER_NAME
 from tests.support.lambda_env import Context
 from tests.support.paths import ROOT
 
@@ -66,12 +68,14 @@ def test_a_handler_built_from_that_environment_admits_a_device_token(world, tabl
 
 def test_it_listens_on_loopback_where_the_endpoint_points(settings):
     settings.IOT_ENDPOINT = "localhost:18443"
+    settings.IOT_COMPACT_AUTHORIZER_NAME = "tiny-things"
     argv, _ = run_local_iot.command_line(hosts=list(run_local_iot.DEFAULT_HOSTS), extra=["--time-scale", "60"])
 
     assert argv[1:3] == ["-m", "local_iot"]
     assert _values(argv, "--host") == ["127.0.0.1", "::1"]
     assert _values(argv, "--tls-port") == ["18443"]
     assert _values(argv, "--authorizer-name") == [django_settings.IOT_CLIENT_AUTHORIZER_NAME]
+    assert _values(argv, "--compact-authorizer-name") == ["tiny-things"]
     assert argv[-2:] == ["--time-scale", "60"]
 
     settings.IOT_ENDPOINT = "a1b2c3d4e5f6g7-ats.iot.eu-west-1.amazonaws.com"
@@ -91,6 +95,31 @@ def _values(argv: list[str], option: str) -> list[str]:
     return [argv[i + 1] for i, arg in enumerate(argv) if arg == option]
 
 
+@pytest.mark.parametrize("chosen", [None, "tiny-things"])
+def test_make_run_starts_local_iot_answering_to_the_compact_name_django_issues(chosen):
+    """run-local.sh's own export and run_local_iot line, run by bash with
+    `--print`: the command passes the name Django's settings read from that
+    environment, the script passes its own, and they agree, whether the
+    shell chose one or not (docs/local-iot.md#in-make-run)."""
+    script = (ROOT / "platform" / "run-local.sh").read_text()
+    (export,) = [line for line in script.splitlines() if line.startswith("export IOT_COMPACT_AUTHORIZER_NAME=")]
+    (start,) = [line for line in script.splitlines() if "manage.py run_local_iot" in line]
+    # `supervise LOG PY manage.py run_local_iot ARGS…` runs `PY manage.py run_local_iot --print ARGS…`.
+    supervise = 'supervise() { shift; "$1" "$2" "$3" --print "${@:4}"; }'
+    program = "\n".join([f"PY={sys.executable}", supervise, export, start.rstrip().removesuffix("&")])
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    env.pop("IOT_COMPACT_AUTHORIZER_NAME", None)
+    if chosen:
+        env["IOT_COMPACT_AUTHORIZER_NAME"] = chosen
+    result = subprocess.run(["bash", "-c", program], cwd=ROOT, env=env, capture_output=True,  # noqa: S603, S607
+                            text=True, check=True, timeout=60)
+    argv = next(line for line in result.stdout.splitlines() if " -m local_iot " in line).split()
+
+    expected = chosen or DEFAULT_COMPACT_AUTHORIZER_NAME
+    assert _values(argv, "--compact-authorizer-name") == [expected, expected]  # Django's, then the script's
+    assert local_iot_main.parser().parse_args(argv[3:]).compact_authorizer_name == expected
+
+
 # --- live: the command, run as `make run` runs it ------------------------------------------
 
 
@@ -101,11 +130,11 @@ def test_the_command_starts_local_iot_which_says_where_it_listens(tmp_path):
     names, and a data plane on HTTP; SIGTERM stops it cleanly."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
            "DYNAMODB_ENDPOINT_URL": django_settings.DYNAMODB_ENDPOINT_URL,
+           "IOT_COMPACT_AUTHORIZER_NAME": "tiny-things",  # read by Django's settings, passed on by the command
            "DEVSHARE_REFRESH_SECONDS": "5"}  # left in a shell: would change the decisions
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and manage.py)
         [sys.executable, str(ROOT / "manage.py"), "run_local_iot", "--host", "127.0.0.1", "--",
-         "--mqtt-port", "0", "--tls-port", "0", "--http-port", "0", "--cert-dir", str(tmp_path),
-         "--compact-authorizer-name", "tiny-things"],
+         "--mqtt-port", "0", "--tls-port", "0", "--http-port", "0", "--cert-dir", str(tmp_path)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
@@ -123,8 +152,8 @@ def test_the_command_starts_local_iot_which_says_where_it_listens(tmp_path):
         assert ready["mqtt"] == f"mqtt://127.0.0.1:{ports['mqtt']}"
         assert ready["mqtts"] == f"mqtts://127.0.0.1:{ports['tls']}"
         assert ready["wss"] == f"wss://127.0.0.1:{ports['tls']}/mqtt"
-        # Both authorizers, under the names the credentials carry: the signed
-        # one from Django's settings, the unsigned one as run-local.sh passes it.
+        # Both authorizers, under the names the credentials carry: both from
+        # Django's settings, which read the unsigned one's from the environment.
         assert ready["authorizers"] == {"signed": django_settings.IOT_CLIENT_AUTHORIZER_NAME,
                                         "unsigned": "tiny-things"}
         assert ready["token_key_name"] == django_settings.IOT_TOKEN_KEY_NAME

@@ -11,7 +11,6 @@ import base64
 import json
 import logging
 import ssl
-import subprocess
 from dataclasses import replace
 from urllib.parse import quote
 
@@ -79,12 +78,7 @@ def lambda_reasons(capsys) -> list[str]:
 def curl_publish(iot, topic: str, payload: str, *, headers: dict[str, str] | None = None, query: str = "") -> int:
     """HTTPS publish with the real curl: the authorizer's parameters in headers, or in the URL."""
     url = f"https://localhost:{iot.tls_port}/topics/{quote(topic, safe='')}?qos=1" + (f"&{query}" if query else "")
-    command = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", iot.ca_file, "-X", "POST"]
-    for name, value in (headers or {}).items():
-        command += ["-H", f"{name}: {value}"]
-    result = subprocess.run([*command, "--data-binary", payload, url],  # noqa: S603 (curl, a fixed argv)
-                            capture_output=True, text=True, timeout=30, check=True)
-    return int(result.stdout)
+    return compact_device.curl_publish(url, payload, ca_file=iot.ca_file, headers=headers)
 
 
 # --- HTTPS publish ----------------------------------------------------------------------

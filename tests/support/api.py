@@ -12,12 +12,13 @@ def tenant_url(name: str, world, **kwargs) -> str:
     return url(name, tenant=world.tenant.slug, **kwargs)
 
 
-def issued_credentials(client, world, *, device=None) -> dict:
+def issued_credentials(client, world, *, device=None, credential: str | None = None) -> dict:
     """IoT credentials from the API, as an app (or, with `device`, its owner
-    for the device) gets them; `client` is signed in as the caller."""
+    for the device) gets them; `client` is signed in as the caller.
+    `credential` asks for a kind ("signed" or "compact"; docs/credentials.md)."""
     path = (tenant_url("iot-credentials", world) if device is None
             else tenant_url("device-credentials", world, device=device.pk))
-    response = client.post(path, {}, format="json")
+    response = client.post(path, {} if credential is None else {"credential": credential}, format="json")
     assert response.status_code == 201, response.content
     return response.json()
 

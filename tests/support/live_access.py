@@ -25,6 +25,25 @@ from tests.support.processes import CeleryProcess, unit_celery_args, wait_until
 
 # The worker's settings: the test settings with a data endpoint (tests/support/live_celery_settings.py).
 WORKER_SETTINGS = "tests.support.live_celery_settings"
+ADMINISTRATIVE_ACTION = 0x98  # MQTT 5's DISCONNECT reason for a connection ended by the server's operator
+
+
+def written():
+    """Until every snapshot the database wants is in DynamoDB."""
+    from authz.models import PrincipalSync
+
+    wait_until(lambda: not PrincipalSync.objects.lagging().exists(), what="the snapshot pushes")
+
+
+def receipt_done(api, receipt: dict) -> dict:
+    """The receipt a write answered with, read again at its url until it is done."""
+    def read() -> dict:
+        response = api.get(receipt["url"])
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    wait_until(lambda: read()["state"] == "done", what="the receipt")
+    return read()
 
 
 @contextmanager
@@ -145,11 +164,12 @@ class LivePlatform:
             for worker in self.workers:
                 os.kill(worker.pid, signal.SIGCONT)
 
-    def creds(self, user, *, device=None) -> dict:
-        """Credentials from the API, as an app (or a device's owner) gets them."""
+    def creds(self, user, *, device=None, credential: str | None = None) -> dict:
+        """Credentials from the API, as an app (or a device's owner) gets them;
+        `credential="compact"` asks for a device's compact token."""
         from tests.support.api import issued_credentials
 
-        return issued_credentials(self.client_for(user), self.world, device=device)
+        return issued_credentials(self.client_for(user), self.world, device=device, credential=credential)
 
     def client(self, creds: dict, *, version: int = 5) -> Client:
         """An unconnected paho client over TLS with these credentials."""

@@ -205,11 +205,12 @@ class Client:
 
 
 def over(iot, via: str, *, client_id: str, version: int, username: str | None = None, ws_query: str = "",
-         **options) -> Client:
+         password: bytes | None = None, **options) -> Client:
     """An unconnected Client of a running local_iot (tests/support/local_iot.py)
     over `via`: "tcp", "tls" (ALPN mqtt, as AWS's port 443), "ws" or "wss".
-    Over TCP and TLS the authorizer's parameters ride in `username`, over
-    WebSockets in the URL's query string `ws_query` (docs/local-iot.md#listeners)."""
+    Over TCP and TLS the authorizer's parameters ride in `username` (and a
+    compact token in `password`), over WebSockets in the URL's query string
+    `ws_query` (docs/local-iot.md#listeners)."""
     port = {"tcp": iot.mqtt_port, "tls": iot.tls_port, "ws": iot.http_port, "wss": iot.tls_port}[via]
     context = None
     if via in ("tls", "wss"):
@@ -217,16 +218,19 @@ def over(iot, via: str, *, client_id: str, version: int, username: str | None = 
         if via == "tls":
             context.set_alpn_protocols(["mqtt"])
     websocket = via in ("ws", "wss")
-    return Client(port, client_id, None, username=None if websocket else username, version=version,
-                  host="localhost", transport="websockets" if websocket else "tcp", tls_context=context,
-                  ws_path=f"/mqtt?{ws_query}", **options)
+    return Client(port, client_id, None if websocket else password, username=None if websocket else username,
+                  version=version, host="localhost", transport="websockets" if websocket else "tcp",
+                  tls_context=context, ws_path=f"/mqtt?{ws_query}", **options)
 
 
 def with_credentials(iot, creds: dict, *, via: str, version: int, client_id: str | None = None) -> Client:
     """A Client with what the credentials API issued (docs/credentials.md#which-field-each-client-uses):
-    `mqttUsername` over TCP and TLS, `wssUrl`'s query string over WebSockets."""
+    `mqttUsername` over TCP and TLS, `wssUrl`'s query string over WebSockets;
+    a compact credential's `mqttPassword` too (it has no `wssUrl`:
+    docs/credentials.md#compact-device-tokens)."""
+    password = creds["mqttPassword"].encode("ascii") if creds.get("mqttPassword") else None
     return over(iot, via, client_id=client_id or creds["clientId"], version=version, keepalive=30,
-                username=creds["mqttUsername"], ws_query=urlsplit(creds["wssUrl"]).query)
+                username=creds["mqttUsername"], password=password, ws_query=urlsplit(creds.get("wssUrl", "")).query)
 
 
 def _take(messages: queue.Queue, count: int, timeout: float) -> list:

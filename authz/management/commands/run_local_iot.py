@@ -28,7 +28,10 @@ def command_line(*, hosts: list[str], extra: list[str]) -> tuple[list[str], dict
     argv = [sys.executable, "-m", "local_iot"]
     for host in hosts:
         argv += ["--host", host]
+    # The names the credentials Django issues carry, so local_iot answers to them
+    # (docs/local-iot.md#two-authorizers).
     argv += ["--authorizer-name", settings.IOT_CLIENT_AUTHORIZER_NAME,
+             "--compact-authorizer-name", settings.IOT_COMPACT_AUTHORIZER_NAME,
              "--token-key-name", settings.IOT_TOKEN_KEY_NAME]
     port = endpoint_port()
     if port is not None:
@@ -57,7 +60,7 @@ class Command(BaseCommand):
                             help="Print the command line and the names of the variables it gets, and run nothing.")
         parser.add_argument("extra", nargs="*",
                             help="Passed on to `python -m local_iot` (after `--`): --mqtt-port, --tls-port, "
-                                 "--http-port, --cert-dir, --time-scale.")
+                                 "--http-port, --cert-dir, --time-scale; an option given here wins over ours.")
 
     def handle(self, *args, hosts=None, print_only=False, extra=(), **options):
         argv, env = command_line(hosts=hosts or list(DEFAULT_HOSTS), extra=list(extra))

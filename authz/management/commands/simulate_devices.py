@@ -1,8 +1,8 @@
 """`manage.py simulate_devices`: the demo's devices, alive against the local
 AWS IoT Core (docs/local-iot.md#the-demos-devices). Each gets device tokens
 of its own, issued as `manage.py authorize --device` issues them (by the
-operator, recorded and audited), and behaves as authz/demo_devices.py says.
-Runs until interrupted."""
+operator, recorded and audited), of the kind `demo_devices.credential_for`
+says, and behaves as authz/demo_devices.py says. Runs until interrupted."""
 from __future__ import annotations
 
 import signal
@@ -55,10 +55,18 @@ class Command(BaseCommand):
         for device in simulated:
             device.start()
         self.stdout.write(f"Simulating {len(simulated)} devices against {endpoint.host}:{endpoint.port}: "
-                          f"{', '.join(names)}")
+                          + ", ".join(f"{name} ({demo_devices.credential_for(name)})" for name in names))
         stopping.wait()
         for device in simulated:
             device.stop()
+
+
+def issued_for(device: Device) -> demo_devices.Issued:
+    """A fresh device token of the device's kind of credential, as the operator."""
+    with audit.origin("command"):
+        creds = credentials.issue_device_credentials(actor=None, device=device, by_operator=True,
+                                                     credential=demo_devices.credential_for(device.thing_name))
+    return demo_devices.Issued.of(creds, timezone.now())
 
 
 def _issuer(device: Device):
@@ -66,8 +74,7 @@ def _issuer(device: Device):
 
     def issue() -> demo_devices.Issued:
         close_old_connections()  # a long-lived thread: never reuse a connection the server closed
-        with ISSUING, audit.origin("command"):
-            creds = credentials.issue_device_credentials(actor=None, device=device, by_operator=True)
-        return demo_devices.Issued.of(creds, timezone.now())
+        with ISSUING:
+            return issued_for(device)
 
     return issue
