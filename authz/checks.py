@@ -33,7 +33,7 @@ def _propagation() -> list[checks.Error]:
     """A warm authorizer learns a new compact key only when its key cache
     expires (it never re-reads early for an unknown compact kid), so a key
     must be published this long before it signs (docs/signing-keys.md#the-compact-half)."""
-    longest_cache = config.Config.__dataclass_fields__["key_cache_seconds"].default
+    longest_cache = config.MAX_KEY_CACHE_SECONDS
     if settings.SIGNING_PROPAGATION_SECONDS >= longest_cache:
         return []
     return [checks.Error(

@@ -301,7 +301,7 @@ def _signed_event(token: str) -> dict:
 def _unsigned_event(token: str) -> dict:
     """An MQTT CONNECT at the unsigned authorizer: the token is the password."""
     return {"signatureVerified": False, "protocolData": {"mqtt": {
-        "clientId": DEMO_THING, "username": f"devshare?x-amz-customauthorizer-name={COMPACT_NAME}",
+        "clientId": DEMO_THING, "username": compact.mqtt_username(COMPACT_NAME),
         "password": base64.b64encode(token.encode()).decode()}}}
 
 
@@ -312,7 +312,7 @@ def credential_sizes(device: DeviceKeys, now: int) -> tuple[str, dict]:
     small = device.compact(DEMO_THING, now)
     signed_username = (f"devshare?x-amz-customauthorizer-name={SIGNED_NAME}&{KEY_NAME}={quote(token, safe='')}"
                        f"&x-amz-customauthorizer-signature={quote(signature, safe='')}")
-    compact_username = f"devshare?x-amz-customauthorizer-name={COMPACT_NAME}"
+    compact_username = compact.mqtt_username(COMPACT_NAME)
     data = {
         "signed": {"token": len(token), "signature": len(signature), "credential": len(token) + len(signature),
                    "mqtt_connect_fields": len(DEMO_THING) + len(signed_username)},

@@ -109,7 +109,7 @@ def compact_credential(private: Ed25519PrivateKey) -> Credential:
     raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     token = compact.encode(compact.CompactClaims(thing=THING, tenant=TENANT, issued_at=now, expires=now + LIFETIME),
                            kid=compact.kid_for(raw), sign=private.sign)
-    return Credential("compact", f"?x-amz-customauthorizer-name={COMPACT}", token.encode(),
+    return Credential("compact", compact.mqtt_username(COMPACT), token.encode(),
                       {"x-amz-customauthorizer-name": COMPACT, KEY_NAME: token},
                       f"x-amz-customauthorizer-name={COMPACT}&{KEY_NAME}={token}")
 

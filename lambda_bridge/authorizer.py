@@ -116,6 +116,10 @@ class Authorizer:
         decision.credential = vocabulary.COMPACT_CREDENTIAL if compact.looks_compact(token) else (
             vocabulary.SIGNED_CREDENTIAL)
         if signed == (decision.credential == vocabulary.COMPACT_CREDENTIAL):
+            # Only a well-spelled token of the other kind is at the wrong
+            # authorizer; garbage is malformed wherever it is sent. Spelling
+            # is checked without a key or a read.
+            (compact.parse if decision.credential == vocabulary.COMPACT_CREDENTIAL else tokens.parse)(token)
             raise Refused(Reason.WRONG_AUTHORIZER, f"a {decision.credential} token at the "
                                                    f"{'signed' if signed else 'unsigned'} authorizer")
         if signed:

@@ -27,6 +27,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import quote
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -89,6 +90,14 @@ def encode(claims: CompactClaims, *, kid: bytes, sign: Callable[[bytes], bytes])
         raise ValueError("an Ed25519 signature is 64 bytes")
     raw = _head(_ARRAY, 4) + _bytes(protected) + _map([]) + _bytes(payload) + _bytes(signature)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def mqtt_username(authorizer_name: str) -> str:
+    """What a device with a compact token puts in its MQTT username: only the
+    authorizer's name, since the token rides in the password, and nothing
+    before the `?`, which the authorizer would ignore anyway
+    (docs/credentials.md#compact-device-tokens)."""
+    return f"?{vocabulary.AUTHORIZER_NAME_PARAMETER}={quote(authorizer_name, safe='')}"
 
 
 def kid_for(public_raw: bytes) -> bytes:

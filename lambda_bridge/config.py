@@ -14,6 +14,10 @@ from lambda_bridge import vocabulary
 # AWS allows 300..86,400 for both TTLs (docs/authorizer.md).
 MIN_TTL = 300
 MAX_TTL = 86_400
+# The key item is cached at most this long (DEVSHARE_KEY_CACHE_SECONDS):
+# Django keeps a new key published longer than this before it signs
+# (authz/checks.py, docs/signing-keys.md#the-compact-half).
+MAX_KEY_CACHE_SECONDS = 60
 # How late a gateway may call back at a refresh and still find the token
 # usable (docs/decisions/0007-exact-ends.md).
 REFRESH_SLACK = 30
@@ -40,7 +44,7 @@ class Config:
     refresh_seconds: int = MIN_TTL
     disconnect_seconds: int = MAX_TTL
     leeway_seconds: int = 30
-    key_cache_seconds: int = 60
+    key_cache_seconds: int = MAX_KEY_CACHE_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -81,5 +85,5 @@ class Config:
             refresh_seconds=number("DEVSHARE_REFRESH_SECONDS", MIN_TTL, MIN_TTL, MAX_TTL),
             disconnect_seconds=number("DEVSHARE_DISCONNECT_SECONDS", MAX_TTL, MIN_TTL, MAX_TTL),
             leeway_seconds=number("DEVSHARE_LEEWAY_SECONDS", 30, 0, 300),
-            key_cache_seconds=number("DEVSHARE_KEY_CACHE_SECONDS", 60, 1, 60),
+            key_cache_seconds=number("DEVSHARE_KEY_CACHE_SECONDS", MAX_KEY_CACHE_SECONDS, 1, MAX_KEY_CACHE_SECONDS),
         )

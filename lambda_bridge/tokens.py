@@ -72,9 +72,13 @@ class KeyCache:
     `ttl`. A JWT kid it does not know triggers one early re-read per `recheck`
     seconds at most, so a freshly staged key works without a redeploy and a
     flood of bad kids cannot turn into a flood of reads. A compact kid it does
-    not know never does: the unsigned authorizer hears every stranger, and a
-    compact key is staged a propagation delay (longer than `ttl`) before it
-    signs anything (docs/authorizer.md#compact-device-tokens)."""
+    not know does so only while the item holds no compact key at all (a
+    first key, made active at once): the unsigned authorizer hears every
+    stranger, and a compact key is otherwise staged a propagation delay
+    (longer than `ttl`) before it signs anything
+    (docs/authorizer.md#compact-device-tokens). A read that failed is not
+    tried again for `recheck` seconds, so strangers cannot turn an outage or
+    throttling into more reads."""
 
     def __init__(self, read_item: Callable[[str], dict | None], *, ttl: float, recheck: float = 10.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -85,30 +89,37 @@ class KeyCache:
         self._keys: dict[str, RSAPublicKey] | None = None
         self._compact: dict[bytes, Ed25519PublicKey] = {}
         self._loaded_at = 0.0
+        self._failed_at, self._failure = float("-inf"), ""
         self.reads = 0
 
     def get(self, kid: str) -> RSAPublicKey | None:
         now = self._clock()
-        if self._keys is None or now - self._loaded_at >= self._ttl:
-            self._load(now)
-        elif kid not in self._keys and now - self._loaded_at >= self._recheck:
+        if self._stale(now) or (kid not in self._keys and now - self._loaded_at >= self._recheck):
             self._load(now)
         return self._keys.get(kid)
 
     def get_compact(self, kid: bytes) -> Ed25519PublicKey | None:
-        if self._keys is None or self._clock() - self._loaded_at >= self._ttl:
-            self._load(self._clock())
+        now = self._clock()
+        if self._stale(now) or (not self._compact and now - self._loaded_at >= self._recheck):
+            self._load(now)
         return self._compact.get(kid)
 
+    def _stale(self, now: float) -> bool:
+        return self._keys is None or now - self._loaded_at >= self._ttl
+
     def _load(self, now: float) -> None:
+        if now - self._failed_at < self._recheck:
+            raise Refused(Reason.KEYS_UNAVAILABLE, f"{self._failure} (not read again yet)")
         self.reads += 1
         try:
             item = self._read_item(keys.ITEM_KEY)
             ring = keys.from_item(item) if item is not None else None
         except keys.KeyringError as exc:
-            raise Refused(Reason.KEYS_UNAVAILABLE, str(exc)) from None
+            self._failed_at, self._failure = now, str(exc)
+            raise Refused(Reason.KEYS_UNAVAILABLE, self._failure) from None
         except Exception as exc:  # noqa: BLE001  (the store's errors: network, throttling, permissions)
-            raise Refused(Reason.KEYS_UNAVAILABLE, exc.__class__.__name__) from None
+            self._failed_at, self._failure = now, exc.__class__.__name__
+            raise Refused(Reason.KEYS_UNAVAILABLE, self._failure) from None
         loaded = {}
         for kid, pem in (ring.verifying() if ring else {}).items():
             try:
@@ -128,9 +139,9 @@ class KeyCache:
 
 def verify(token: str, key_cache: KeyCache, *, issuer: str, audience: str, leeway: int, now: int) -> Claims:
     """The token's claims, once its one signature checks out against a key of
-    ours. Parsed once, strictly (`_parse`); PyJWT's rules are kept, reason for
+    ours. Parsed once, strictly (`parse`); PyJWT's rules are kept, reason for
     reason, and the signature is checked by `cryptography` directly."""
-    header, payload, signing_input, signature = _parse(token)
+    header, payload, signing_input, signature = parse(token)
     if header.get("alg") != ALGORITHM:
         # Checked before any key is touched: `none` and the HMAC family (with
         # the public key as the "secret") never reach a verifier.
@@ -154,7 +165,7 @@ def verify(token: str, key_cache: KeyCache, *, issuer: str, audience: str, leewa
     return _claims(claims, leeway=leeway, now=now)
 
 
-def _parse(token: str) -> tuple[dict, bytes, bytes, bytes]:
+def parse(token: str) -> tuple[dict, bytes, bytes, bytes]:
     """(header, payload, signing input, signature) of a compact JWS. Every
     part must be canonical base64url, so a token has one spelling only."""
     parts = token.split(".")

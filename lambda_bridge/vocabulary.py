@@ -33,6 +33,10 @@ CLIENT_ID = r"[a-zA-Z0-9:._-]{1,128}"
 # (DEVSHARE_TOKEN_KEY_NAME / IOT_TOKEN_KEY_NAME), as AWS IoT accepts it.
 TOKEN_KEY_NAME = r"[a-zA-Z0-9_-]{1,128}"  # noqa: S105 - a pattern, not a secret
 
+# The parameter AWS IoT reads a custom authorizer's name from: a header, a
+# URL query parameter, or the MQTT username's query string.
+AUTHORIZER_NAME_PARAMETER = "x-amz-customauthorizer-name"
+
 # --- credential kinds ---------------------------------------------------------
 #
 # What a device may be issued (docs/credentials.md): a platform JWT with its

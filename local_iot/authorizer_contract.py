@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from lambda_bridge import evaluator
+from lambda_bridge import evaluator, vocabulary
 from lambda_bridge.config import MAX_TTL, MIN_TTL
 
-AUTHORIZER_NAME = "x-amz-customauthorizer-name"
+AUTHORIZER_NAME = vocabulary.AUTHORIZER_NAME_PARAMETER
 SIGNATURE = "x-amz-customauthorizer-signature"
 
 # The response contract (custom-auth-lambda.html).

@@ -21,7 +21,6 @@ refused here instead, with the advice to ask for a scoped token.
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 import uuid
 from collections.abc import Callable
@@ -58,7 +57,6 @@ MIN_LIFETIME_SECONDS = 600
 MAX_LIFETIME_SECONDS = tokens.MAX_LIFETIME
 APP_SUFFIX_BYTES = 9  # 12 URL-safe characters: fresh for every token
 USERNAME = "devshare"  # the part of the MQTT username before `?`; the authorizer ignores it
-AUTHORIZER_PARAMETER = "x-amz-customauthorizer-name"
 
 
 class CredentialsUnavailable(Exception):
@@ -95,7 +93,7 @@ class Credentials:
 
     def _query(self) -> str:
         # The signature is base64 (+ / =), so it is URL-encoded like the token.
-        query = (f"{AUTHORIZER_PARAMETER}={quote(self.authorizer_name, safe='')}"
+        query = (f"{vocabulary.AUTHORIZER_NAME_PARAMETER}={quote(self.authorizer_name, safe='')}"
                  f"&{quote(self.token_key_name, safe='')}={quote(self.token, safe='')}")
         if self.compact:
             return query
@@ -117,9 +115,9 @@ class Credentials:
         password instead, leaving only the authorizer's name here, so the
         CONNECT carries the token once; and nothing before the `?`, so
         username and password stay within 200 bytes for a thing name of up
-        to 18 characters (docs/credentials.md#compact-device-tokens)."""
+        to 17 characters (docs/credentials.md#compact-device-tokens)."""
         if self.compact:
-            return f"?{AUTHORIZER_PARAMETER}={quote(self.authorizer_name, safe='')}"
+            return compact.mqtt_username(self.authorizer_name)
         return f"{USERNAME}?{self._query()}"
 
     @property
@@ -309,7 +307,7 @@ def _sign_compact_and_record(*, actor: User | None, tenant: Tenant, kind: str, p
                           f"This device's thing name is too long for a compact credential ({len(token)} of "
                           f"{compact.MAX_CHARS} characters); use a signed one.", field="credential")
     expires_at = _record(actor=actor, tenant=tenant, kind=kind, principal=principal, client_id=client_id,
-                         jti=compact_jti(token), kid=key.kid_text, scope=scope, now=now, expires=expires,
+                         jti=uuid.uuid4().hex, kid=key.kid_text, scope=scope, now=now, expires=expires,
                          device=device, credential=vocabulary.COMPACT_CREDENTIAL)
     return Credentials(
         token=token, token_signature="", client_id=client_id, expires_at=expires_at, kid=key.kid_text,
@@ -318,25 +316,18 @@ def _sign_compact_and_record(*, actor: User | None, tenant: Tenant, kind: str, p
     )
 
 
-def compact_jti(token: str) -> str:
-    """A compact token carries no jti; its record's is the first 32 hex
-    digits of SHA-256 of the token: unique as a uuid4 is, and it names the
-    token without being it (docs/credentials.md#compact-device-tokens)."""
-    return hashlib.sha256(token.encode("ascii")).hexdigest()[:32]
-
-
 def _record(*, actor: User | None, tenant: Tenant, kind: str, principal: str, client_id: str, jti: str, kid: str,
             scope: dict | None, now: datetime, expires: int, device: Device | None, credential: str) -> datetime:
     """The IssuedCredential row and its audit event; never the token."""
     expires_at = datetime.fromtimestamp(expires, tz=dt_timezone.utc)
-    # A compact token has no random part (Ed25519 signatures are
-    # deterministic): asked twice in one second with the same lifetime, a
-    # device gets the same token again, so the same record. Issuance of one
-    # principal runs under its sync row's lock, so this cannot race.
-    record, _ = IssuedCredential.objects.get_or_create(jti=jti, defaults={
-        "tenant": tenant, "kind": kind, "principal": principal, "client_id": client_id, "credential": credential,
-        "kid": kid, "scope": scope, "issued_by": actor, "issued_at": now, "expires_at": expires_at,
-    })
+    # One row per issuance, even when a compact token comes out the same
+    # twice (Ed25519 signatures are deterministic: same device, second and
+    # lifetime): each row names its issuer, whose removal must find the
+    # device (authz/live/cutoffs.py). A compact token has no jti of its own,
+    # so its row's is random like a JWT's.
+    record = IssuedCredential.objects.create(
+        tenant=tenant, kind=kind, principal=principal, client_id=client_id, credential=credential, jti=jti,
+        kid=kid, scope=scope, issued_by=actor, issued_at=now, expires_at=expires_at)
     audit.record(actor=actor, action=Action.IOT_CREDENTIALS_ISSUE, obj=record, tenant=tenant,
                  device_id=device.pk if device else None,
                  changes={"client_id": client_id, "credential": credential, "kid": kid, "expires_at": expires_at,

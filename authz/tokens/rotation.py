@@ -97,6 +97,10 @@ def next_step(ring: Ring, now: datetime) -> NextStep:
                             "once published and propagated (not published yet)")
         due = staged.published_at + timedelta(seconds=settings.SIGNING_PROPAGATION_SECONDS)
         return NextStep(PROMOTE, staged.slot, due, "once every authorizer has seen it")
+    if not active.compact_kid:
+        # Made before compact credentials: until a key with a compact half is
+        # promoted, no compact token can be issued (docs/signing-keys.md#the-compact-half).
+        return NextStep(STAGE, _other(active.slot), None, "the active key has no compact half")
     due = active.activated_at + timedelta(days=settings.SIGNING_ROTATION_DAYS)
     return NextStep(STAGE, _other(active.slot), due,
                     f"the active key is rotated every {settings.SIGNING_ROTATION_DAYS:g} days")

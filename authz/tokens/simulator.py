@@ -17,10 +17,10 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote, urlencode
+from urllib.parse import urlsplit
 
 from lambda_bridge import evaluator
-from lambda_bridge.vocabulary import Reason
+from lambda_bridge.vocabulary import AUTHORIZER_NAME_PARAMETER, Reason
 from local_iot.authorizer_contract import Presented, build_event, gateway_verifies
 
 __all__ = ["ACTIONS", "COMPACT_VIAS", "LambdaContext", "Report", "Token", "compact_event", "connection_event",
@@ -74,31 +74,29 @@ def connection_event(*, endpoint: str, via: str, client_id: str, token: str, mqt
 # How a device sends a compact token (docs/credentials.md#compact-device-tokens):
 # the MQTT password, or an HTTPS publish with the parameters in headers or in the query string.
 COMPACT_VIAS = ("mqtt", "https-header", "https-query")
-AUTHORIZER_PARAMETER = "x-amz-customauthorizer-name"
-
-
-def compact_event(*, endpoint: str, via: str, client_id: str, token: str, authorizer_name: str,
-                  token_key_name: str) -> dict:
+def compact_event(creds, *, via: str, client_id: str | None = None) -> dict:
     """The event AWS IoT Core sends the unsigned authorizer for a device
     presenting a compact token: nothing checked the token, so
     `signatureVerified` is false, and the Lambda finds the token where the
     device put it. `via` "mqtt": client id and password (the username names
     the authorizer); "https-header" or "https-query": an HTTPS publish
     (whose topic the event does not carry) with the authorizer's name and the token in headers or in the
-    URL's query string."""
+    URL's query string. `creds` is an issued compact credential
+    (authz.tokens.credentials.Credentials), sent as a device sends it;
+    `client_id` overrides its MQTT client id."""
+    endpoint, token = creds.endpoint, creds.token
     if via == "mqtt":
-        presented = Presented(protocol="mqtt", tls=True, server_name=endpoint, client_id=client_id,
-                              username=f"?{AUTHORIZER_PARAMETER}={quote(authorizer_name, safe='')}",
-                              password=token.encode("ascii"))
+        presented = Presented(protocol="mqtt", tls=True, server_name=endpoint,
+                              client_id=client_id or creds.client_id, username=creds.mqtt_username,
+                              password=creds.mqtt_password.encode("ascii"))
     elif via == "https-header":
         presented = Presented(protocol="http", tls=True, server_name=endpoint,
-                              headers={"host": endpoint, AUTHORIZER_PARAMETER: authorizer_name,
-                                       token_key_name.lower(): token},
+                              headers={"host": endpoint, AUTHORIZER_NAME_PARAMETER: creds.authorizer_name,
+                                       creds.token_key_name.lower(): token},
                               query_string="qos=1")
     elif via == "https-query":
         presented = Presented(protocol="http", tls=True, server_name=endpoint, headers={"host": endpoint},
-                              query_string=urlencode({"qos": "1", AUTHORIZER_PARAMETER: authorizer_name,
-                                                      token_key_name: token}))
+                              query_string=urlsplit(creds.https_publish_url("-")).query)
     else:
         raise ValueError(f"a compact token goes by {', '.join(COMPACT_VIAS)}, not {via!r}")
     return build_event(presented, connection_id=str(uuid.uuid4()), token=None, signature_verified=False)

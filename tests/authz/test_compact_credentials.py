@@ -18,10 +18,11 @@ from authz.snapshots import outbox, store
 from authz.tokens import credentials, rotation, signing_keys, simulator
 from devices import services
 from devices.errors import ErrorCode
-from devices.models import AuditEvent, Device, Tenant
+from devices.models import AuditEvent, Device, Membership, Tenant
 from lambda_bridge import compact, keys, tokens
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
 from tests.authz.signing_helpers import Clock
+from tests.factories import UserFactory
 from tests.lambda_bridge.spec import expected_of_device, probes
 from tests.support.api import assert_error, tenant_url
 
@@ -52,8 +53,7 @@ def compact_for(device, actor=None, **kwargs) -> credentials.Credentials:
 def unsigned(creds: credentials.Credentials, via: str = "mqtt") -> tuple[dict, dict]:
     """A freshly started authorizer Lambda's answer to the unsigned
     authorizer's event for this token: (response, log line)."""
-    event = simulator.compact_event(endpoint=creds.endpoint, via=via, client_id=creds.client_id, token=creds.token,
-                                    authorizer_name=creds.authorizer_name, token_key_name=creds.token_key_name)
+    event = simulator.compact_event(creds, via=via)
     response, log_line, _ = simulator.invoke(event, lambda_environment())
     return response, log_line or {}
 
@@ -156,7 +156,7 @@ def test_the_record_and_the_audit_say_which_kind_and_never_hold_the_token(pushed
     record = IssuedCredential.objects.get()
     assert (record.credential, record.kind, record.principal, record.client_id, record.kid) == (
         "compact", "d", world.lamp.thing_name, world.lamp.thing_name, issued.kid)
-    assert record.jti == credentials.compact_jti(issued.token) and len(record.jti) == 32
+    assert len(record.jti) == 32 and record.jti not in issued.token
     event = AuditEvent.objects.get(action="iot_credentials.issue")
     assert event.changes["credential"] == "compact" and event.changes["kid"] == issued.kid
     stored = json.dumps([event.changes, event.object_repr, str(record)])
@@ -165,12 +165,22 @@ def test_the_record_and_the_audit_say_which_kind_and_never_hold_the_token(pushed
         assert issued.token not in text and issued.token[-40:] not in text
 
 
-def test_asked_twice_in_one_second_it_is_one_token_and_one_record(pushed, world):
+def test_two_issuers_of_the_same_token_each_get_a_record_and_removing_either_revokes_it(pushed, world):
+    """Ed25519 signatures are deterministic: the owner and an admin asking in
+    the same second get the same token. Each issuance is recorded with its
+    issuer, so removing the admin still finds the device and cuts it off."""
     now = timezone.now()
-    first, second = compact_for(world.lamp, now=now), compact_for(world.lamp, now=now)
+    first, second = compact_for(world.lamp, now=now), compact_for(world.lamp, actor=world.admin, now=now)
     assert first.token == second.token
-    assert IssuedCredential.objects.count() == 1
+    records = IssuedCredential.objects.order_by("pk")
+    assert [r.issued_by for r in records] == [world.owner, world.admin]
+    assert len({r.jti for r in records}) == 2
     assert AuditEvent.objects.filter(action="iot_credentials.issue").count() == 2
+    assert unsigned(first)[1]["reason"] == "ok"
+
+    membership = Membership.objects.get(tenant=world.tenant, user=world.admin)
+    pushed(lambda: services.remove_member(actor=UserFactory(is_superuser=True), membership=membership))
+    assert unsigned(first)[1]["reason"] == "token_revoked"
 
 
 # --- the signing keys' compact halves ------------------------------------------------------
@@ -225,6 +235,20 @@ def test_a_key_from_before_compact_tokens_cannot_issue_them_but_signs_as_before(
     assert not IssuedCredential.objects.exists()
     signed = credentials.issue_device_credentials(actor=world.owner, device=world.lamp)
     assert signed.credential == "signed" and signed.token_signature
+
+
+def test_the_scheduled_rotation_gives_a_key_from_before_compact_tokens_a_successor_at_once(pushed, world):
+    """An upgraded deployment: the hourly rotate stages a key with a compact
+    half now rather than at the next 30-day rotation, and compact issuance
+    works once it is promoted."""
+    clock = Clock()
+    SigningKey.objects.update(compact_kid="", compact_public="", compact_private_encrypted="")
+    rotation.rotate(actor=None, now=clock.now)
+    staged = SigningKey.objects.get(state=keys.STAGED)
+    assert staged.compact_kid and staged.compact_public
+    rotation.rotate(actor=None, now=clock.past_propagation())
+    assert SigningKey.objects.get(state=keys.ACTIVE).pk == staged.pk
+    assert unsigned(compact_for(world.lamp))[1]["reason"] == "ok"
 
 
 def test_status_shows_which_slot_has_a_compact_half(pushed):

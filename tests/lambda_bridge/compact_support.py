@@ -80,7 +80,7 @@ def event(where: str, token: str, *, client_id: str | None = None, signed: bool 
         found = {"token": token, "protocols": ["tls", "mqtt"], "protocolData": {"mqtt": mqtt}}
     elif where == "mqtt_password":
         found = {"protocols": ["tls", "mqtt"], "protocolData": {"mqtt": {
-            **mqtt, "username": f"devshare?x-amz-customauthorizer-name={COMPACT_AUTHORIZER}",
+            **mqtt, "username": compact.mqtt_username(COMPACT_AUTHORIZER),
             "password": base64.b64encode(token.encode("ascii")).decode()}}}
     elif where == "mqtt_username":
         found = {"protocols": ["tls", "mqtt"], "protocolData": {"mqtt": {

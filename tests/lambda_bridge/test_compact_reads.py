@@ -10,6 +10,7 @@ import pytest
 from lambda_bridge import keys, snapshot
 from lambda_bridge.authorizer import Authorizer
 from lambda_bridge.snapshot import Entry
+from lambda_bridge.store import DynamoStore
 from tests.lambda_bridge.compact_support import b64url, event, keyring_item, swap_claims
 
 LAMP, LOCK = "d-lamp00000001", "d-lock00000001"
@@ -64,6 +65,9 @@ STRANGERS_COLD = {
     "another alg": (lambda lam, ck: _es256(ck["a"]), False, "unsupported_alg"),
     "a JWT at the unsigned authorizer": (lambda lam, ck: lam.token(sub=f"device:{LAMP}"), False, "wrong_authorizer"),
     "a compact token at the signed one": (lambda lam, ck: ck["a"].token(LAMP), True, "wrong_authorizer"),
+    # Garbage is malformed at either authorizer, not "the other kind".
+    "dotted garbage at the unsigned authorizer": (lambda lam, ck: "not.a.jwt", False, "malformed_token"),
+    "dotless garbage at the signed one": (lambda lam, ck: "hello", True, "malformed_token"),
 }
 
 
@@ -148,3 +152,47 @@ def test_the_counter_sees_reads(start, compact_keys):
         assert lam.invoke(event("token", compact_keys["a"].token(LAMP)))["isAuthenticated"] is True
 
     assert reads.taken() == [keys.ITEM_KEY] + [f"d#1#{LAMP}"] * 3
+
+
+def test_a_key_item_that_cannot_be_read_is_tried_again_once_a_recheck_however_many_strangers_call(start,
+                                                                                                 compact_keys):
+    """An outage or throttling must not let strangers multiply reads: a failed
+    read is not tried again for 10 s (the recheck), whoever calls."""
+    lam, reads = start()
+    config = lam.handler.authorizer.config
+    missing = DynamoStore(lam.handler.authorizer.store.client, "no-such-table")  # moto answers ResourceNotFound
+    clock = [0.0]
+    authorizer = Authorizer(config, missing, monotonic=lambda: clock[0])
+    stranger = event("token", compact_keys["stranger"].token(LAMP))
+    per_step = []
+    for clock[0] in (0.0, 5.0, 9.9, 10.0, 19.9, 20.0):
+        for _ in range(10):
+            decision = authorizer.decide(stranger)
+            assert (decision.allowed, decision.reason) == (False, "keys_unavailable")
+        per_step.append(len(reads.taken()))
+
+    assert per_step == [1, 0, 0, 1, 0, 1]
+
+
+def test_while_the_item_holds_no_compact_key_an_unknown_compact_kid_is_looked_for_once_a_recheck(stepped,
+                                                                                                compact_keys):
+    """A first key is made active at once (no staging), so a Lambda that read
+    the item before it had a compact half looks again, at most once every
+    10 s; once it knows a compact key, an unknown kid never makes it look."""
+    lam, reads, clock, authorizer = stepped
+    rsa_only = keys.to_item(keys.Keyring(version=1, active="A", slots={"A": keys.KeySlot(
+        kid=lam.keys["a"].kid, pem=lam.keys["a"].public_pem, state=keys.ACTIVE)}))
+    lam.put_item(rsa_only)
+    token = compact_keys["a"].token(LAMP)
+    assert authorizer.decide(event("token", token)).reason == "unknown_kid"
+    lam.put_item(keyring_item(lam, compact_keys, version=2))
+    clock[0] = 9.9
+    assert authorizer.decide(event("token", token)).reason == "unknown_kid"
+    clock[0] = 10.0
+    assert authorizer.decide(event("token", token)).allowed is True
+    assert reads.taken() == [keys.ITEM_KEY, keys.ITEM_KEY, f"d#1#{LAMP}"]
+
+    clock[0] = 25.0  # a compact key is known now: strangers' kids read nothing
+    for _ in range(5):
+        assert authorizer.decide(event("token", compact_keys["stranger"].token(LAMP))).reason == "unknown_kid"
+    assert reads.taken() == []

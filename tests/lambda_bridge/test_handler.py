@@ -120,7 +120,7 @@ REFUSALS = {
     "payload swapped under a valid signature": (lambda lam: _swap_payload(lam), "bad_signature"),
     # No dot left: spelled like a compact token, which the signed authorizer
     # never takes (docs/authorizer.md#two-authorizers).
-    "cut in the header": (lambda lam: lam.token()[:15], "wrong_authorizer"),
+    "cut in the header": (lambda lam: lam.token()[:15], "malformed_token"),
     "cut just after the header": (lambda lam: lam.token().split(".")[0] + ".", "malformed_token"),
     "oversized": (lambda lam: lam.token(pad="x" * 5000), "token_too_large"),
     "no expiry": (lambda lam: lam.token(exp=None), "invalid_claims"),

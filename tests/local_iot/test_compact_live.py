@@ -180,7 +180,9 @@ def test_each_kind_of_token_is_refused_at_the_other_authorizer(fn, lamp_key, dev
     assert lambda_reasons(capsys) == []
 
 
-def test_a_transferred_device_is_refused_its_old_token(fn, lamp_key, device, iot):
+def test_a_tombstoned_device_is_refused_its_old_token(fn, lamp_key, device, iot):
+    """The Lambda's tombstone rule, live; the transfer itself, through
+    Django, is tests/authz/test_compact_live.py."""
     token = lamp_key.token()
     first = device(token)
     assert first.connect()

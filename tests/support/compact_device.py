@@ -62,7 +62,7 @@ def device_snapshot(fn, thing: str = LAMP, *, gone: bool = False) -> None:
 
 def mqtt_username(authorizer: str = COMPACT_AUTHORIZER) -> str:
     """What a compact device sends as its MQTT username: the name only; the token is the password."""
-    return f"?x-amz-customauthorizer-name={quote(authorizer, safe='')}"
+    return compact.mqtt_username(authorizer)
 
 
 def headers(token: str, authorizer: str = COMPACT_AUTHORIZER) -> dict[str, str]:

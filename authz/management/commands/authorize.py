@@ -252,8 +252,7 @@ def _event(creds: credentials.Credentials, *, via: str, client_id: str) -> dict:
     """The event the authorizer that takes this kind of credential gets. A
     signed token is first checked as the AWS IoT gateway checks it."""
     if creds.compact:
-        return simulator.compact_event(endpoint=creds.endpoint, via=via, client_id=client_id, token=creds.token,
-                                       authorizer_name=creds.authorizer_name, token_key_name=creds.token_key_name)
+        return simulator.compact_event(creds, via=via, client_id=client_id)
     public_pems = [k.public_pem for k in SigningKey.objects.exclude(state=keys.RETIRED)]
     if not simulator.gateway_verifies(creds.token, creds.token_signature, public_pems):
         raise usage(f"the token's signature does not verify with the authorizer's public keys (kid "
