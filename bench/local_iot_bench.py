@@ -39,6 +39,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -190,8 +191,11 @@ def ready_mqtt_port(ready: dict) -> int:
 
 
 @contextmanager
-def local_iot(tmp: Path):
-    """local_iot with a moto DynamoDB of its own; yields (host, port, credentials by client id)."""
+def local_iot_on_moto(tmp: Path, *, seed: Callable[[str], None], env: Callable[[str], dict[str, str]],
+                      args: tuple[str, ...] = ()):
+    """A moto DynamoDB of its own, filled by `seed(endpoint)`, and local_iot
+    on any free ports with the Lambda settings `env(endpoint)`; yields the
+    ready line."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto_port = free_port()
     moto_log, iot_log = tmp / "moto.log", tmp / "local_iot.log"
@@ -202,20 +206,26 @@ def local_iot(tmp: Path):
     try:
         endpoint = f"http://127.0.0.1:{moto_port}"
         wait_listening(moto_port, moto, "moto server", moto_log)
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        put_authorizer_items(endpoint, private)
+        seed(endpoint)
         with open(iot_log, "wb") as out:  # to a file: its decision log must never block on a full pipe
             server = subprocess.Popen(
                 [sys.executable, "-m", "local_iot", "--mqtt-port", "0", "--tls-port", "0", "--http-port", "0",
-                 "--cert-dir", str(tmp / "certs")],
-                cwd=ROOT, env={**os.environ, **lambda_env(endpoint)}, stdout=out, stderr=subprocess.STDOUT)
-        ready = wait_ready(server, iot_log)
-        credentials = {PERSON_CID: username(private, f"user:{USER}", PERSON_CID),
-                       DEVICE_CID: username(private, f"device:{THING}", DEVICE_CID)}
-        yield "127.0.0.1", ready_mqtt_port(ready), credentials
+                 "--cert-dir", str(tmp / "certs"), *args],
+                cwd=ROOT, env={**os.environ, **env(endpoint)}, stdout=out, stderr=subprocess.STDOUT)
+        yield wait_ready(server, iot_log)
     finally:
         stop(server)
         stop(moto)
+
+
+@contextmanager
+def local_iot(tmp: Path):
+    """local_iot with a moto DynamoDB of its own; yields (host, port, credentials by client id)."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with local_iot_on_moto(tmp, seed=lambda endpoint: put_authorizer_items(endpoint, private), env=lambda_env) as ready:
+        credentials = {PERSON_CID: username(private, f"user:{USER}", PERSON_CID),
+                       DEVICE_CID: username(private, f"device:{THING}", DEVICE_CID)}
+        yield "127.0.0.1", ready_mqtt_port(ready), credentials
 
 
 def wait_ready(server: subprocess.Popen, log: Path) -> dict:

@@ -32,7 +32,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,8 +50,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.common import ROOT, md_table, percentile, write_results
-from bench.local_iot_bench import free_port, stop, wait_listening, wait_ready
+from bench.common import md_table, percentile, write_results
+from bench.local_iot_bench import local_iot_on_moto
 from lambda_bridge import compact, keys, snapshot
 from lambda_bridge.snapshot import Entry
 
@@ -147,30 +146,13 @@ def lambda_env(endpoint: str) -> dict[str, str]:
 @contextmanager
 def running_local_iot(tmp: Path):
     """Yields (ready line, the two credentials)."""
-    moto_port = free_port()
-    moto_log, iot_log = tmp / "moto.log", tmp / "local_iot.log"
-    with open(moto_log, "wb") as out:
-        moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    server = None
-    try:
-        endpoint = f"http://127.0.0.1:{moto_port}"
-        wait_listening(moto_port, moto, "moto server", moto_log)
-        rsa_private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        ed_private = Ed25519PrivateKey.generate()
-        kid = jwk_thumbprint(rsa_private.public_key())
-        put_items(endpoint, rsa_private, kid, ed_private)
-        with open(iot_log, "wb") as out:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "local_iot", "--host", "127.0.0.1", "--mqtt-port", "0", "--tls-port", "0",
-                 "--http-port", "0", "--cert-dir", str(tmp / "certs"), "--authorizer-name", SIGNED,
-                 "--compact-authorizer-name", COMPACT],
-                cwd=ROOT, env={**os.environ, **lambda_env(endpoint)}, stdout=out, stderr=subprocess.STDOUT)
-        ready = wait_ready(server, iot_log)
+    rsa_private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ed_private = Ed25519PrivateKey.generate()
+    kid = jwk_thumbprint(rsa_private.public_key())
+    with local_iot_on_moto(tmp, seed=lambda endpoint: put_items(endpoint, rsa_private, kid, ed_private),
+                           env=lambda_env, args=("--host", "127.0.0.1", "--authorizer-name", SIGNED,
+                                                 "--compact-authorizer-name", COMPACT)) as ready:
         yield ready, {"signed": signed_credential(rsa_private, kid), "compact": compact_credential(ed_private)}
-    finally:
-        stop(server)
-        stop(moto)
 
 
 # --- the counting relay ----------------------------------------------------------------------

@@ -1,11 +1,15 @@
-"""The broker the resilience tests share with the processes they start, and
-the live platform the end-to-end tests share (tests/support/live_access.py).
+"""The broker the resilience tests share with the processes they start, the
+live platform the end-to-end tests share (tests/support/live_access.py), and
+both tenants pushed for the tests that run the authorizer on them.
 The processes themselves are tests/support/processes.py."""
 import os
 
 import pytest
 import redis
 
+from authz.snapshots import outbox
+from authz.tokens import rotation
+from devices.models import Tenant
 from tests.support.live_access import live_platform, written
 from tests.support.processes import test_database_url
 from tests.support.services import require
@@ -46,3 +50,18 @@ def live_e2e(world, table, shared_redis, dynamodb_endpoint, settings, client_for
         outbox.record_everyone(tenants=Tenant.objects.all())  # the devices' own snapshots
         written()
         yield platform
+
+
+@pytest.fixture
+def pushed(world, other, table, django_capture_on_commit_callbacks):
+    """Both tenants pushed to the table and slot A published; `run(action)`
+    runs a change with its pushes."""
+    rotation.rotate(actor=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox.record_everyone(tenants=Tenant.objects.all())
+
+    def run(action):
+        with django_capture_on_commit_callbacks(execute=True):
+            return action()
+
+    return run

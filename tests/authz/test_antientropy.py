@@ -25,7 +25,7 @@ def fresh_incidents():
 
 
 @pytest.fixture
-def pushed(world, table, django_capture_on_commit_callbacks):
+def pushed_world(world, table, django_capture_on_commit_callbacks):
     """Keys published, shares pushed, and one tombstone: a deleted device."""
     rotation.rotate(actor=None)
     with django_capture_on_commit_callbacks(execute=True):
@@ -74,36 +74,36 @@ def put_older(table, key):
     store.client().put_item(TableName=table.name, Item=item)
 
 
-def test_missing_and_stale_items_are_repushed_by_the_beat_with_one_error(world, pushed, caplog):
+def test_missing_and_stale_items_are_repushed_by_the_beat_with_one_error(world, pushed_world, caplog):
     lamp = device_key(world, world.lamp)
-    assert snap(pushed, lamp).gone and snap(pushed, key_of(world, world.carol)).gone
+    assert snap(pushed_world, lamp).gone and snap(pushed_world, key_of(world, world.carol)).gone
     delete_item(key_of(world, world.alice))
     delete_item(lamp)                                  # a tombstone
-    put_older(pushed, key_of(world, world.bob))
+    put_older(pushed_world, key_of(world, world.bob))
 
     caplog.set_level(logging.INFO, logger="authz.snapshots.antientropy")
     tasks.check_snapshot_table()  # eager here: the re-push runs inline
 
-    assert stored_items(pushed) == expected_items()
-    assert snap(pushed, lamp).gone
-    assert snap(pushed, key_of(world, world.alice)).levels_at(0) == {world.lock.thing_name: snapshot.CONTROL}
+    assert stored_items(pushed_world) == expected_items()
+    assert snap(pushed_world, lamp).gone
+    assert snap(pushed_world, key_of(world, world.alice)).levels_at(0) == {world.lock.thing_name: snapshot.CONTROL}
     [error] = errors(caplog)
     assert "2 of" in error.getMessage() and "1 stale" in error.getMessage()
 
     delete_item(key_of(world, world.alice))  # the same incident, still open: no second ERROR
     tasks.check_snapshot_table()
-    assert len(errors(caplog)) == 1 and stored_items(pushed) == expected_items()
+    assert len(errors(caplog)) == 1 and stored_items(pushed_world) == expected_items()
 
 
-def test_a_lost_table_comes_back_with_its_key_item_and_every_item(world, pushed, caplog):
+def test_a_lost_table_comes_back_with_its_key_item_and_every_item(world, pushed_world, caplog):
     caplog.set_level(logging.INFO, logger="authz.snapshots.antientropy")
-    store.client().delete_table(TableName=pushed.name)
+    store.client().delete_table(TableName=pushed_world.name)
 
     tasks.check_snapshot_table()
 
-    assert stored_items(pushed) == expected_items()
+    assert stored_items(pushed_world) == expected_items()
     ring = SigningKeyring.objects.get()
-    assert int(pushed.items()[keys.ITEM_KEY]["v"]["N"]) == ring.pushed_version
+    assert int(pushed_world.items()[keys.ITEM_KEY]["v"]["N"]) == ring.pushed_version
     [error] = errors(caplog)
     assert "missing" in error.getMessage()
     tasks.check_snapshot_table()
@@ -111,33 +111,33 @@ def test_a_lost_table_comes_back_with_its_key_item_and_every_item(world, pushed,
     assert "are back" in caplog.text
 
 
-def test_a_lost_key_item_is_published_again(world, pushed, caplog):
+def test_a_lost_key_item_is_published_again(world, pushed_world, caplog):
     caplog.set_level(logging.INFO, logger="authz.snapshots.antientropy")
     delete_item(keys.ITEM_KEY)
     tasks.check_snapshot_table()
-    item = pushed.items()[keys.ITEM_KEY]
+    item = pushed_world.items()[keys.ITEM_KEY]
     assert keys.from_item(item).active == signing_keys.active_signing_key().slot
     [error] = errors(caplog)
     assert "key item" in error.getMessage()
 
 
-def test_the_beat_walks_the_rows_in_bounded_slices(world, pushed, settings):
+def test_the_beat_walks_the_rows_in_bounded_slices(world, pushed_world, settings):
     settings.SNAPSHOT_VERIFY_BATCH = 2
-    for key in stored_items(pushed):
+    for key in stored_items(pushed_world):
         delete_item(key)
     rows = PrincipalSync.objects.count()
     checked = [tasks.check_snapshot_table()["checked"] for _ in range(rows)]
     assert max(checked) <= 2
-    assert stored_items(pushed) == expected_items()
+    assert stored_items(pushed_world) == expected_items()
 
 
-def test_an_expired_tombstone_is_left_to_the_ttl(world, pushed, settings):
-    settings.SNAPSHOT_TOMBSTONE_DAYS = 0  # every pushed tombstone is past its TTL
+def test_an_expired_tombstone_is_left_to_the_ttl(world, pushed_world, settings):
+    settings.SNAPSHOT_TOMBSTONE_DAYS = 0  # every pushed_world tombstone is past its TTL
     lamp = device_key(world, world.lamp)
     delete_item(lamp)
     found = antientropy.verify_rows(list(PrincipalSync.objects.all()), mark=True)
     assert found.missing == [] and found.expired == 1
-    assert lamp not in stored_items(pushed)
+    assert lamp not in stored_items(pushed_world)
 
 
 # --- manage.py verify_snapshots ---------------------------------------------------------
@@ -149,12 +149,12 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-def test_verify_reports_without_changing_anything(world, pushed):
+def test_verify_reports_without_changing_anything(world, pushed_world):
     delete_item(key_of(world, world.alice))
     delete_item(device_key(world, world.lamp))
-    put_older(pushed, key_of(world, world.bob))
+    put_older(pushed_world, key_of(world, world.bob))
     before_rows = list(PrincipalSync.objects.values_list("pk", "pushed_version", "desired_version"))
-    before_items = stored_items(pushed)
+    before_items = stored_items(pushed_world)
 
     out = StringIO()
     with pytest.raises(CommandError, match="--repair"):
@@ -162,36 +162,36 @@ def test_verify_reports_without_changing_anything(world, pushed):
     rows = PrincipalSync.objects.count()
     assert f"{rows} checked, 2 missing, 1 stale, 0 repaired." in out.getvalue()
     assert list(PrincipalSync.objects.values_list("pk", "pushed_version", "desired_version")) == before_rows
-    assert stored_items(pushed) == before_items
+    assert stored_items(pushed_world) == before_items
 
 
-def test_verify_repair_puts_back_items_tombstones_and_the_key_item(world, pushed):
+def test_verify_repair_puts_back_items_tombstones_and_the_key_item(world, pushed_world):
     delete_item(key_of(world, world.alice))
     delete_item(device_key(world, world.lamp))
     delete_item(keys.ITEM_KEY)
-    put_older(pushed, key_of(world, world.bob))
+    put_older(pushed_world, key_of(world, world.bob))
 
     out = run("--repair")
 
     rows = PrincipalSync.objects.count()
     assert "key item: published again" in out
     assert f"{rows} checked, 2 missing, 1 stale, 3 repaired." in out
-    assert stored_items(pushed) == expected_items()
-    assert keys.ITEM_KEY in pushed.items()
+    assert stored_items(pushed_world) == expected_items()
+    assert keys.ITEM_KEY in pushed_world.items()
     assert run().endswith(f"{rows} checked, 0 missing, 0 stale, 0 repaired.\n")
 
 
-def test_verify_repair_recreates_a_lost_table(world, pushed):
-    store.client().delete_table(TableName=pushed.name)
+def test_verify_repair_recreates_a_lost_table(world, pushed_world):
+    store.client().delete_table(TableName=pushed_world.name)
     with pytest.raises(CommandError, match="is missing; --repair"):
         run()
     out = run("--repair")
     rows = PrincipalSync.objects.count()
     assert "created" in out and f"{rows} checked, {rows} missing, 0 stale, {rows} repaired." in out
-    assert stored_items(pushed) == expected_items()
+    assert stored_items(pushed_world) == expected_items()
 
 
-def test_verify_only_the_named_tenant(world, other, pushed, django_capture_on_commit_callbacks):
+def test_verify_only_the_named_tenant(world, other, pushed_world, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         services.create_share(actor=other.owner, grantee=other.alice, device=other.lock, level=Level.VIEW)
     delete_item(key_of(other, other.alice))
@@ -203,10 +203,10 @@ def test_verify_only_the_named_tenant(world, other, pushed, django_capture_on_co
     (("--tenant", "nope"), "No tenant with slug nope."),
     (("--batch", "0"), "--batch must be between 1 and 10000, not 0."),
 ])
-def test_verify_bad_arguments_are_one_line_errors_and_change_nothing(world, pushed, args, message):
+def test_verify_bad_arguments_are_one_line_errors_and_change_nothing(world, pushed_world, args, message):
     delete_item(key_of(world, world.alice))
     with pytest.raises(CommandError) as raised:
         run("--repair", *args)
     assert str(raised.value) == message
-    assert key_of(world, world.alice) not in stored_items(pushed)
+    assert key_of(world, world.alice) not in stored_items(pushed_world)
     assert Tenant.objects.count() == 1

@@ -20,26 +20,11 @@ from authz.models import IssuedCredential, SigningKey
 from authz.snapshots import outbox, store
 from authz.tokens import credentials, rotation
 from devices import services
-from devices.models import AuditEvent, Level, Membership, Tenant
+from devices.models import AuditEvent, Level, Membership
 from tests.factories import MembershipFactory, ShareFactory
 from tests.support.schedules import weekly
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def pushed(world, other, table, django_capture_on_commit_callbacks):
-    """Both tenants pushed to the table and slot A published; `run(action)`
-    runs a change with its pushes."""
-    rotation.rotate(actor=None)
-    with django_capture_on_commit_callbacks(execute=True):
-        outbox.record_everyone(tenants=Tenant.objects.all())
-
-    def run(action):
-        with django_capture_on_commit_callbacks(execute=True):
-            return action()
-
-    return run
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from django.utils import timezone
 from authz import checks
 from authz.management.commands.authorize import lambda_environment
 from authz.models import IssuedCredential, SigningKey
-from authz.snapshots import outbox, store
+from authz.snapshots import store
 from authz.tokens import credentials, rotation, signing_keys, simulator
 from devices import services
 from devices.errors import ErrorCode
-from devices.models import AuditEvent, Device, Membership, Tenant
+from devices.models import AuditEvent, Device, Membership
 from lambda_bridge import compact, keys, tokens
 from lambda_bridge.evaluator import RESOURCE_TYPES, Connection
 from tests.authz.signing_helpers import Clock
@@ -29,20 +29,6 @@ from tests.support.api import assert_error, tenant_url
 pytestmark = pytest.mark.django_db
 
 COMPACT = {"credential": "compact"}
-
-
-@pytest.fixture
-def pushed(world, other, table, django_capture_on_commit_callbacks):
-    """Keys rotated in, both tenants pushed; `run(action)` runs a change with its pushes."""
-    rotation.rotate(actor=None)
-    with django_capture_on_commit_callbacks(execute=True):
-        outbox.record_everyone(tenants=Tenant.objects.all())
-
-    def run(action):
-        with django_capture_on_commit_callbacks(execute=True):
-            return action()
-
-    return run
 
 
 def compact_for(device, actor=None, **kwargs) -> credentials.Credentials:
