@@ -44,8 +44,8 @@ class Live:
         self.iot, self.world, self.other, self.client_for = iot, world, other, client_for
         self.lamp, self.foreign = world.lamp.thing_name, other.lamp.thing_name
 
-    def creds(self, user, *, device=None) -> dict:
-        return issued_credentials(self.client_for(user), self.world, device=device)
+    def creds(self, user, *, device=None, credential=None) -> dict:
+        return issued_credentials(self.client_for(user), self.world, device=device, credential=credential)
 
     def expired_creds(self, user) -> dict:
         """A real token for `user`, issued an hour ago with the shortest lifetime."""
@@ -156,6 +156,37 @@ def test_a_removed_member_cannot_connect(live, django_capture_on_commit_callback
 
 def test_the_aws_iot_device_sdk(live):
     exchange_and_refusals(live, lambda creds, client_id=None: SdkClient(live.iot, creds, client_id=client_id), 5)
+
+
+def test_the_aws_iot_device_sdk_as_a_compact_device(live):
+    """The SDK's custom-authorizer builder with the compact credential as its
+    password and no signature: it names the unsigned authorizer in the
+    username among its own metrics, and the Lambda finds the token in the
+    password."""
+    lamp = live.lamp
+    device = SdkClient(live.iot, live.creds(live.world.owner, device=live.world.lamp, credential="compact"))
+    owner = SdkClient(live.iot, live.creds(live.world.owner))
+    assert [device.connect(), owner.connect()] == [True, True]
+    try:
+        assert device.subscribe(f"dev/{lamp}/in/#") == [1]
+        assert owner.subscribe(f"dev/{lamp}/out/#") == [1]
+        assert device.publish(f"dev/{lamp}/out/telemetry", b"21.5") == 0
+        assert owner.received() == [(f"dev/{lamp}/out/telemetry", b"21.5")]
+        assert owner.publish(f"dev/{lamp}/in/off", b"owner") == 0
+        assert device.received() == [(f"dev/{lamp}/in/off", b"owner")]
+        # Its own topics only: another device's are out of reach.
+        assert device.subscribe(f"dev/{live.world.lock.thing_name}/in/#") == [SUBACK_REFUSED[5]]
+        assert device.publish(f"dev/{live.world.lock.thing_name}/out/telemetry", b"x") == PUBACK_REFUSED_5
+    finally:
+        device.close()
+        owner.close()
+
+    compact = live.creds(live.world.owner, device=live.world.lamp, credential="compact")
+    # The lamp's token under the lock's client id, and a token one character off.
+    assert SdkClient(live.iot, compact, client_id=live.world.lock.thing_name).connect() is False
+    forged = {**compact, "mqttPassword": compact["mqttPassword"][:-2] + ("A" if compact["mqttPassword"][-2] != "A"
+                                                                        else "B") + compact["mqttPassword"][-1]}
+    assert SdkClient(live.iot, forged).connect() is False
 
 
 @pytest.mark.browser

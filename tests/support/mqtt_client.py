@@ -272,10 +272,22 @@ class RawClient:
         self.sock.close()
 
 
+def _sdk_custom_auth(creds: dict) -> dict:
+    if creds.get("credential") == "compact":
+        return {"auth_username": "", "auth_authorizer_name": creds["authorizerName"],
+                "auth_password": creds["mqttPassword"]}
+    return {"auth_username": "devshare", "auth_authorizer_name": creds["authorizerName"],
+            "auth_authorizer_signature": creds["tokenSignature"], "auth_token_key_name": creds["tokenKeyName"],
+            "auth_token_value": creds["token"]}
+
+
 class SdkClient:
     """The AWS IoT Device SDK v2 for Python: its MQTT 5 client from
     `mqtt5_client_builder.direct_with_custom_authorizer`, the builder AWS
-    documents for custom authentication, over TLS with ALPN `mqtt`."""
+    documents for custom authentication, over TLS with ALPN `mqtt`. A
+    compact credential goes as the builder's password with no signature,
+    which is what the SDK offers for an authorizer with signing off
+    (docs/credentials.md#compact-device-tokens)."""
 
     def __init__(self, iot, creds: dict, *, client_id: str | None = None):
         from awscrt import mqtt5
@@ -287,9 +299,7 @@ class SdkClient:
         host = creds["endpoint"].rsplit(":", 1)[0]
         self.client = mqtt5_client_builder.direct_with_custom_authorizer(
             endpoint=host, port=iot.tls_port, ca_filepath=iot.ca_file, client_id=client_id or creds["clientId"],
-            auth_username="devshare", auth_authorizer_name=creds["authorizerName"],
-            auth_authorizer_signature=creds["tokenSignature"], auth_token_key_name=creds["tokenKeyName"],
-            auth_token_value=creds["token"],
+            **_sdk_custom_auth(creds),
             on_lifecycle_connection_success=lambda data: self.connected.set(),
             on_lifecycle_connection_failure=lambda data: self.failed.set(),
             on_lifecycle_stopped=lambda data: self.stopped.set(),
