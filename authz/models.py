@@ -162,9 +162,9 @@ class IssuedCredential(OfPrincipal):
 
     client_id = models.CharField(max_length=128)
     # Which kind of token (lambda_bridge.vocabulary.CREDENTIAL_KINDS). A
-    # compact token has no jti claim: its jti here is the first 32 hex digits
-    # of SHA-256 of the token (docs/credentials.md#compact-device-tokens), and
-    # its kid is the compact kid.
+    # compact token has no jti claim: its row's jti is random, one row per
+    # issuance (docs/credentials.md#compact-device-tokens), and its kid is
+    # the compact kid.
     credential = models.CharField(max_length=8, choices=CREDENTIAL_CHOICES, default=vocabulary.SIGNED_CREDENTIAL)
     jti = models.CharField(max_length=32, unique=True)
     kid = models.CharField(max_length=64)

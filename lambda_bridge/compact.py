@@ -32,16 +32,15 @@ from urllib.parse import quote
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from lambda_bridge import vocabulary
+from lambda_bridge import keys, vocabulary
 from lambda_bridge.refusal import Refused
 from lambda_bridge.vocabulary import Reason
 
 # The whole credential a device sends, in characters (issue 17's ceiling).
 MAX_CHARS = 200
 ALG_EDDSA = -8
-MAX_KID = 8  # bytes; Django issues 3
+MAX_KID = keys.MAX_COMPACT_KID  # bytes; Django issues 3
 SIGNATURE_BYTES = 64
-PUBLIC_KEY_BYTES = 32
 # CWT claim keys (RFC 8392 §4) and the one private claim, by name as CWT allows.
 SUB, EXP, IAT, TENANT = 2, 4, 6, "tid"
 # COSE header parameters (RFC 9052 §3.1).

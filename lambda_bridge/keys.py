@@ -38,7 +38,7 @@ VERIFYING_STATES = (STAGED, ACTIVE, RETIRING)
 
 MAX_KID = 128
 MAX_PEM = 4096  # a 4096-bit RSA public key is about 800 characters
-MAX_COMPACT_KID = 8  # bytes (lambda_bridge/compact.py)
+MAX_COMPACT_KID = 8  # bytes, in the item and in a compact token (lambda_bridge/compact.py)
 COMPACT_PUBLIC_BYTES = 32  # a raw Ed25519 public key
 
 

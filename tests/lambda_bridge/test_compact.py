@@ -141,8 +141,14 @@ def test_which_thing_names_fit_in_200_characters(tenant, longest):
 
 
 def _payload_bytes(*pairs: bytes) -> bytes:
-    """A payload map spelled by hand, for spellings cbor2 will not write."""
-    return bytes([0xA0 | len(pairs) // 2]) + b"".join(pairs)
+    """A payload map spelled by hand, for spellings cbor2 will not write;
+    each argument is one key and its value."""
+    return bytes([0xA0 | len(pairs)]) + b"".join(pairs)
+
+
+def _long_form_envelope() -> str:
+    """The COSE_Sign1's array header in a long form (0x98 0x04 for 4)."""
+    return b64url(b"\x98\x04" + unb64url(theirs())[1:])
 
 
 SUB = b"\x02" + bytes([0x60 | len(DEMO_THING)]) + DEMO_THING.encode()
@@ -227,6 +233,7 @@ DEVIATIONS = {
         "malformed_token"),
     "claims bytes after the map": (lambda: theirs(payload=_payload_bytes(SUB, EXP, IAT, TID) + b"\x00"),
                                    "malformed_token"),
+    "the envelope's length in a long form": (_long_form_envelope, "malformed_token"),
     # the text
     "padded with =": (lambda: ours() + "=", "malformed_token"),
     "padded with ==": (lambda: ours("d-sixteen-chars1") + "==", "malformed_token"),
@@ -254,6 +261,9 @@ def test_the_deviations_are_signed_like_the_good_token():
     """Guards the table: the independent builder's unchanged token is accepted,
     so each case fails for its deviation alone."""
     assert compact.verify(theirs(), {KEY.kid: KEY.private.public_key()}.get).thing == DEMO_THING
+    # The hand-spelled payload the long-form cases start from is accepted as it is.
+    by_hand = theirs(payload=_payload_bytes(SUB, EXP, IAT, TID))
+    assert compact.verify(by_hand, {KEY.kid: KEY.private.public_key()}.get).thing == DEMO_THING
 
 
 # --- signatures and kids --------------------------------------------------------------

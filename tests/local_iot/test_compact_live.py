@@ -20,7 +20,7 @@ from lambda_bridge import compact
 from tests.support import compact_device
 from tests.support.compact_device import CompactKey
 from tests.support.lambda_env import KEY_NAME
-from tests.support.local_iot import LAMP, RunningLocalIot, Signed, signed
+from tests.support.local_iot import LAMP, RunningLocalIot, Signed, lambda_reasons, signed
 from tests.support.mqtt_client import Client, over
 
 LOCK = "d-lock00000001"  # another device of tenant 1, with a snapshot of its own
@@ -67,12 +67,6 @@ def app(iot, fn, clients) -> Client:
     clients.append(over(iot, "tls", client_id=APP, version=5, username=signed(fn).username()))
     assert clients[-1].connect()
     return clients[-1]
-
-
-def lambda_reasons(capsys) -> list[str]:
-    """The reasons of the Lambda's log lines printed since the last call."""
-    out = capsys.readouterr().out.splitlines()
-    return [json.loads(line)["reason"] for line in out if line.startswith('{"event":"authorize"')]
 
 
 def curl_publish(iot, topic: str, payload: str, *, headers: dict[str, str] | None = None, query: str = "") -> int:

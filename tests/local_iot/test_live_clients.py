@@ -26,7 +26,7 @@ from tests.support import browser_mqtt
 from tests.support.api import issued_credentials
 from tests.support.browser_mqtt import BrowserMqtt
 from tests.support.lambda_env import lambda_env
-from tests.support.local_iot import RunningLocalIot
+from tests.support.local_iot import RunningLocalIot, lambda_reasons
 from tests.support.mqtt_client import SdkClient, with_credentials
 from tests.support.services import require
 
@@ -158,7 +158,7 @@ def test_the_aws_iot_device_sdk(live):
     exchange_and_refusals(live, lambda creds, client_id=None: SdkClient(live.iot, creds, client_id=client_id), 5)
 
 
-def test_the_aws_iot_device_sdk_as_a_compact_device(live):
+def test_the_aws_iot_device_sdk_as_a_compact_device(live, capsys):
     """The SDK's custom-authorizer builder with the compact credential as its
     password and no signature: it names the unsigned authorizer in the
     username among its own metrics, and the Lambda finds the token in the
@@ -183,10 +183,13 @@ def test_the_aws_iot_device_sdk_as_a_compact_device(live):
 
     compact = live.creds(live.world.owner, device=live.world.lamp, credential="compact")
     # The lamp's token under the lock's client id, and a token one character off.
+    lambda_reasons(capsys)
     assert SdkClient(live.iot, compact, client_id=live.world.lock.thing_name).connect() is False
-    forged = {**compact, "mqttPassword": compact["mqttPassword"][:-2] + ("A" if compact["mqttPassword"][-2] != "A"
-                                                                        else "B") + compact["mqttPassword"][-1]}
+    assert lambda_reasons(capsys) == ["client_id_mismatch"]
+    password = compact["mqttPassword"]
+    forged = {**compact, "mqttPassword": password[:-2] + ("A" if password[-2] != "A" else "B") + password[-1]}
     assert SdkClient(live.iot, forged).connect() is False
+    assert lambda_reasons(capsys) == ["bad_signature"]
 
 
 @pytest.mark.browser

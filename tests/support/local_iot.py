@@ -5,6 +5,7 @@ only its listeners running on a LoopThread, and the probe that stands for
 the broker in the listeners' own tests."""
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -203,3 +204,10 @@ class RecordingHandler:
         """Whether `count` answers were given within the timeout."""
         with self._changed:
             return self._changed.wait_for(lambda: len(self.answers) >= count, timeout)
+
+
+def lambda_reasons(capsys) -> list[str]:
+    """The reasons of the Lambda's log lines an in-process local_iot printed
+    since the last call (the handler logs to standard output, as to CloudWatch)."""
+    out = capsys.readouterr().out.splitlines()
+    return [json.loads(line)["reason"] for line in out if line.startswith('{"event":"authorize"')]
