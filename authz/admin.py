@@ -163,10 +163,9 @@ def _shown(creds: credentials.Credentials) -> list[tuple[str, str]]:
 def _curl(creds: credentials.Credentials) -> str:
     """An HTTPS publish as the device, the parameters in headers
     (docs/credentials.md#compact-device-tokens)."""
-    topic = credentials.example_topic(creds.client_id)
-    return (f"curl --fail -X POST 'https://{creds.endpoint}/topics/{topic}?qos=1' "
-            f"-H 'x-amz-customauthorizer-name: {creds.authorizer_name}' "
-            f"-H '{creds.token_key_name}: {creds.token}' -d '{{\"t\":21.5}}'")
+    url = creds.publish_url(credentials.example_topic(creds.client_id))
+    headers = " ".join(f"-H '{name}: {value}'" for name, value in creds.http_headers.items())
+    return f"curl --fail -X POST '{url}' {headers} -d '{{\"t\":21.5}}'"
 
 
 class IssueDeviceCredentialsForm(forms.Form):

@@ -71,7 +71,6 @@ class ErrorCode(str, Enum):
     # Compact device tokens (docs/credentials.md#compact-device-tokens).
     COMPACT_TOKEN_TOO_LARGE = "compact_token_too_large", Kind.INVALID
     COMPACT_FOR_DEVICES_ONLY = "compact_for_devices_only", Kind.INVALID
-    UNKNOWN_CREDENTIAL = "unknown_credential", Kind.INVALID
     # Live sessions (authz/live/): a client id that may not reach the device.
     NO_SUCH_SESSION = "no_such_session", Kind.INVALID
 

@@ -113,19 +113,19 @@ class Authorizer:
         the unsigned one compact device tokens, which anyone may send. The
         other kind is refused before a key is looked up."""
         config = self.config
-        decision.credential = vocabulary.COMPACT_CREDENTIAL if compact.looks_compact(token) else (
-            vocabulary.SIGNED_CREDENTIAL)
-        if signed == (decision.credential == vocabulary.COMPACT_CREDENTIAL):
+        is_compact = compact.looks_compact(token)
+        decision.credential = vocabulary.COMPACT_CREDENTIAL if is_compact else vocabulary.SIGNED_CREDENTIAL
+        if signed == is_compact:
             # Only a well-spelled token of the other kind is at the wrong
             # authorizer; garbage is malformed wherever it is sent. Spelling
             # is checked without a key or a read.
-            (compact.parse if decision.credential == vocabulary.COMPACT_CREDENTIAL else tokens.parse)(token)
+            (compact.parse if is_compact else tokens.parse)(token)
             raise Refused(Reason.WRONG_AUTHORIZER, f"a {decision.credential} token at the "
                                                    f"{'signed' if signed else 'unsigned'} authorizer")
-        if signed:
-            return tokens.verify(token, self.keys, issuer=config.issuer, audience=config.audience,
-                                 leeway=config.leeway_seconds, now=now)
-        return tokens.verify_compact(token, self.keys, leeway=config.leeway_seconds, now=now)
+        if is_compact:
+            return tokens.verify_compact(token, self.keys, leeway=config.leeway_seconds, now=now)
+        return tokens.verify(token, self.keys, issuer=config.issuer, audience=config.audience,
+                             leeway=config.leeway_seconds, now=now)
 
     def _snapshot(self, claims: tokens.Claims) -> snapshot.Snapshot:
         key = snapshot.item_key(claims.kind, claims.tenant, claims.principal)

@@ -22,7 +22,6 @@ Stdlib and cryptography only: the Lambda ships it.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from urllib.parse import quote
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from lambda_bridge import keys, vocabulary
+from lambda_bridge import b64url, keys, vocabulary
 from lambda_bridge.refusal import Refused
 from lambda_bridge.vocabulary import Reason
 
@@ -47,11 +46,12 @@ SUB, EXP, IAT, TENANT = 2, 4, 6, "tid"
 ALG, KID = 1, 4
 _SIGNATURE1 = "Signature1"
 NAME = re.compile(vocabulary.THING_NAME)
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 MAX_INTEGER = 2**63 - 1
 
-# CBOR major types (RFC 8949 §3.1).
+# CBOR major types (RFC 8949 §3.1), and the bytes of argument that follow an
+# initial byte's additional information 24..27.
 _UINT, _NINT, _BYTES, _TEXT, _ARRAY, _MAP = 0, 1, 2, 3, 4, 5
+_ARGUMENT_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def encode(claims: CompactClaims, *, kid: bytes, sign: Callable[[bytes], bytes])
     if len(signature) != SIGNATURE_BYTES:
         raise ValueError("an Ed25519 signature is 64 bytes")
     raw = _head(_ARRAY, 4) + _bytes(protected) + _map([]) + _bytes(payload) + _bytes(signature)
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return b64url.encode(raw)
 
 
 def mqtt_username(authorizer_name: str) -> str:
@@ -109,7 +109,7 @@ def _head(major: int, value: int) -> bytes:
     # The shortest form (RFC 8949 §4.2.1), which the decoder insists on.
     if value < 24:
         return bytes([major << 5 | value])
-    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+    for extra, size in _ARGUMENT_BYTES.items():
         if value < 1 << (8 * size):
             return bytes([major << 5 | extra]) + value.to_bytes(size, "big")
     raise ValueError("integer too large for CBOR")
@@ -220,12 +220,10 @@ def _payload(raw: bytes) -> CompactClaims:
 
 
 def _base64url(text: str) -> bytes:
-    if len(text) % 4 == 1 or not _BASE64URL.fullmatch(text):
-        raise _malformed("not canonical base64url")
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != text.encode("ascii"):  # stray bits in the last character
-        raise _malformed("not canonical base64url")
-    return raw
+    try:
+        return b64url.decode(text)
+    except ValueError:
+        raise _malformed("not canonical base64url") from None
 
 
 def _malformed(detail: str) -> Refused:
@@ -250,7 +248,7 @@ class _Reader:
         major, extra = initial >> 5, initial & 0x1F
         if extra < 24:
             return major, extra
-        size = {24: 1, 25: 2, 26: 4, 27: 8}.get(extra)
+        size = _ARGUMENT_BYTES.get(extra)
         if size is None:  # indefinite lengths, simple values, floats, reserved
             raise _malformed("not a definite-length item")
         value = int.from_bytes(self._take(size), "big")

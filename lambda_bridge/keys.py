@@ -24,9 +24,9 @@ verifies anything again.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
+
+from lambda_bridge import b64url
 
 ITEM_KEY = "keys#signing"
 FORMAT = 1
@@ -130,18 +130,16 @@ def _check_compact(name: str, slot: KeySlot) -> None:
         return
     try:
         kid, public = _unb64(slot.compact_kid), _unb64(slot.compact_public)
-    except (TypeError, ValueError, binascii.Error):
+    except ValueError:
         raise KeyringError(f"slot {name} has an unreadable compact key") from None
     if not 0 < len(kid) <= MAX_COMPACT_KID or len(public) != COMPACT_PUBLIC_BYTES:
         raise KeyringError(f"slot {name} has an unusable compact key")
 
 
 def b64(raw: bytes) -> str:
-    """How the item spells a compact kid or key: base64url without padding."""
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    """How the item spells a compact kid or key (lambda_bridge/b64url.py)."""
+    return b64url.encode(raw)
 
 
 def _unb64(text: str) -> bytes:
-    if not isinstance(text, str) or not text:
-        raise ValueError("empty")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return b64url.decode(text)

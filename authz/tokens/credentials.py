@@ -46,7 +46,7 @@ from devices.audit_actions import Action
 from devices.errors import DomainError, ErrorCode
 from devices.models import Device, DeviceGroup, Tenant, User
 from devices.selectors import owns_or_administers
-from lambda_bridge import authorizer, compact, events, policy, snapshot, tokens, vocabulary
+from lambda_bridge import authorizer, b64url, compact, events, policy, snapshot, tokens, vocabulary
 
 from . import signing_keys
 
@@ -91,8 +91,10 @@ class Credentials:
     def compact(self) -> bool:
         return self.credential == vocabulary.COMPACT_CREDENTIAL
 
-    def _query(self) -> str:
-        # The signature is base64 (+ / =), so it is URL-encoded like the token.
+    @property
+    def query_string(self) -> str:
+        """The authorizer's parameters as URL query parameters. The signature
+        is base64 (+ / =), so it is URL-encoded like the token."""
         query = (f"{vocabulary.AUTHORIZER_NAME_PARAMETER}={quote(self.authorizer_name, safe='')}"
                  f"&{quote(self.token_key_name, safe='')}={quote(self.token, safe='')}")
         if self.compact:
@@ -118,7 +120,7 @@ class Credentials:
         to 17 characters (docs/credentials.md#compact-device-tokens)."""
         if self.compact:
             return compact.mqtt_username(self.authorizer_name)
-        return f"{USERNAME}?{self._query()}"
+        return f"{USERNAME}?{self.query_string}"
 
     @property
     def mqtt_password(self) -> str:
@@ -132,13 +134,25 @@ class Credentials:
         people's apps, which get signed credentials."""
         if self.compact:
             return ""
-        return f"wss://{self.endpoint}/mqtt?{self._query()}"
+        return f"wss://{self.endpoint}/mqtt?{self.query_string}"
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        """The authorizer's parameters as HTTP headers, for an HTTPS publish."""
+        headers = {vocabulary.AUTHORIZER_NAME_PARAMETER: self.authorizer_name, self.token_key_name: self.token}
+        if not self.compact:
+            headers["x-amz-customauthorizer-signature"] = self.token_signature
+        return headers
+
+    def publish_url(self, topic: str) -> str:
+        """HTTPS publish to `topic` at QoS 1, the authorizer's parameters
+        left to `http_headers`, which keeps the token out of URLs (and their logs)."""
+        return f"https://{self.endpoint}/topics/{quote(topic, safe='/')}?qos=1"
 
     def https_publish_url(self, topic: str) -> str:
-        """HTTPS publish to `topic` with everything in the query string; a
-        client that can set headers may send the authorizer's parameters as
-        headers instead and keep the token out of URLs (and their logs)."""
-        return f"https://{self.endpoint}/topics/{quote(topic, safe='/')}?qos=1&{self._query()}"
+        """HTTPS publish to `topic` with everything in the query string, for
+        a client that cannot set headers."""
+        return f"{self.publish_url(topic)}&{self.query_string}"
 
 
 def example_topic(thing: str) -> str:
@@ -191,8 +205,9 @@ def issue_device_credentials(*, actor: User | None, device: Device, lifetime: in
     if actor is None and not by_operator:
         raise PermissionDenied("Device credentials need an acting user.")
     if credential not in vocabulary.CREDENTIAL_KINDS:
-        raise DomainError(ErrorCode.UNKNOWN_CREDENTIAL, f"A credential is {' or '.join(vocabulary.CREDENTIAL_KINDS)}.",
-                          field="credential")
+        # The API, the console and the command each offer only these: another
+        # value is a caller's bug, not a user's input.
+        raise ValueError(f"a credential is {' or '.join(vocabulary.CREDENTIAL_KINDS)}, not {credential!r}")
 
     def check():
         # The device as it is now, not as the caller loaded it: a transfer
@@ -243,12 +258,13 @@ def _issue(*, actor: User | None, tenant: Tenant, kind: str, principal: str, cli
            credential: str = vocabulary.SIGNED_CREDENTIAL) -> Credentials:
     if not settings.IOT_ENDPOINT:
         raise CredentialsUnavailable("IOT_ENDPOINT is not set: there is nowhere to connect to.")
-    compact_token = credential == vocabulary.COMPACT_CREDENTIAL
+    active_key, sign_and_record = ((signing_keys.active_compact_key, _sign_compact_and_record)
+                                   if credential == vocabulary.COMPACT_CREDENTIAL
+                                   else (signing_keys.active_signing_key, _sign_and_record))
     try:
-        key = signing_keys.active_compact_key() if compact_token else signing_keys.active_signing_key()
+        key = active_key()
     except signing_keys.SigningError as exc:
         raise CredentialsUnavailable(str(exc)) from None
-    sign_and_record = _sign_compact_and_record if compact_token else _sign_and_record
     with transaction.atomic():
         _wait_for_narrowings(tenant_id=tenant.pk, kind=kind, principal=principal)
         check()
@@ -301,16 +317,16 @@ def _sign_compact_and_record(*, actor: User | None, tenant: Tenant, kind: str, p
                              scope: dict | None, now: datetime, issued_at: int, expires: int, key,
                              device: Device | None) -> Credentials:
     claims = compact.CompactClaims(thing=principal, tenant=tenant.pk, issued_at=issued_at, expires=expires)
-    token = compact.encode(claims, kid=key.kid, sign=key.private_key.sign)
+    token = compact.encode(claims, kid=b64url.decode(key.kid), sign=key.private_key.sign)
     if len(token) > compact.MAX_CHARS:
         raise DomainError(ErrorCode.COMPACT_TOKEN_TOO_LARGE,
                           f"This device's thing name is too long for a compact credential ({len(token)} of "
                           f"{compact.MAX_CHARS} characters); use a signed one.", field="credential")
     expires_at = _record(actor=actor, tenant=tenant, kind=kind, principal=principal, client_id=client_id,
-                         jti=uuid.uuid4().hex, kid=key.kid_text, scope=scope, now=now, expires=expires,
+                         jti=uuid.uuid4().hex, kid=key.kid, scope=scope, now=now, expires=expires,
                          device=device, credential=vocabulary.COMPACT_CREDENTIAL)
     return Credentials(
-        token=token, token_signature="", client_id=client_id, expires_at=expires_at, kid=key.kid_text,
+        token=token, token_signature="", client_id=client_id, expires_at=expires_at, kid=key.kid,
         authorizer_name=settings.IOT_COMPACT_AUTHORIZER_NAME, token_key_name=settings.IOT_TOKEN_KEY_NAME,
         endpoint=settings.IOT_ENDPOINT, credential=vocabulary.COMPACT_CREDENTIAL,
     )

@@ -9,7 +9,6 @@ call.
 """
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import json
@@ -24,7 +23,7 @@ from django.conf import settings
 from django.db import OperationalError, transaction
 
 from authz.models import SigningKey, SigningKeyring
-from lambda_bridge import compact, keys
+from lambda_bridge import b64url, compact, keys
 
 MIN_BITS = 2048
 
@@ -45,15 +44,13 @@ def jwk_thumbprint(public_key: rsa.RSAPublicKey) -> str:
     numbers = public_key.public_numbers()
     members = {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)}
     canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+    return b64url.encode(hashlib.sha256(canonical.encode("ascii")).digest())
 
 
 def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
+    return b64url.encode(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _fernet() -> MultiFernet:
@@ -114,35 +111,33 @@ class ActiveSigningKey:
     private_key: rsa.RSAPrivateKey = field(repr=False)
 
 
-def active_signing_key() -> ActiveSigningKey:
-    """The key new tokens are signed with (RS256, header `kid`)."""
-    key = SigningKey.objects.filter(state=keys.ACTIVE).only("kid", "slot", "private_key_encrypted").first()
+def _active(*fields: str) -> SigningKey:
+    key = SigningKey.objects.filter(state=keys.ACTIVE).only("kid", "slot", *fields).first()
     if key is None:
         raise SigningError("no active signing key: run `manage.py signing_keys rotate` to bootstrap one")
+    return key
+
+
+def active_signing_key() -> ActiveSigningKey:
+    """The key new tokens are signed with (RS256, header `kid`)."""
+    key = _active("private_key_encrypted")
     return ActiveSigningKey(kid=key.kid, slot=key.slot, private_key=_decrypt(key.kid, key.private_key_encrypted))
 
 
 @dataclass(frozen=True)
 class ActiveCompactKey:
-    kid: bytes  # the token's COSE kid
-    kid_text: str  # base64url, as the key item and IssuedCredential spell it
-    slot: str
+    kid: str  # base64url, as the key item and IssuedCredential spell it
     private_key: ed25519.Ed25519PrivateKey = field(repr=False)
 
 
 def active_compact_key() -> ActiveCompactKey:
     """The compact half of the key new tokens are signed with (EdDSA)."""
-    key = (SigningKey.objects.filter(state=keys.ACTIVE)
-           .only("kid", "slot", "compact_kid", "compact_private_encrypted").first())
-    if key is None:
-        raise SigningError("no active signing key: run `manage.py signing_keys rotate` to bootstrap one")
+    key = _active("compact_kid", "compact_private_encrypted")
     if not key.compact_kid or not key.compact_private_encrypted:
         raise SigningError(f"the active signing key {key.kid} (slot {key.slot}) has no compact half: it was made "
                            f"before compact tokens existed. Run `manage.py signing_keys stage`, then `promote` "
                            f"once due, to issue compact credentials (docs/signing-keys.md#the-compact-half)")
-    private = _decrypt_compact(key.kid, key.compact_private_encrypted)
-    return ActiveCompactKey(kid=compact.kid_for(_raw_public(private)), kid_text=key.compact_kid, slot=key.slot,
-                            private_key=private)
+    return ActiveCompactKey(kid=key.compact_kid, private_key=_decrypt_compact(key.kid, key.compact_private_encrypted))
 
 
 def _open(kid: str, token: str) -> bytes:

@@ -17,10 +17,9 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from lambda_bridge import evaluator
-from lambda_bridge.vocabulary import AUTHORIZER_NAME_PARAMETER, Reason
+from lambda_bridge.vocabulary import COMPACT_CREDENTIAL, SIGNED_CREDENTIAL, Reason
 from local_iot.authorizer_contract import Presented, build_event, gateway_verifies
 
 __all__ = ["ACTIONS", "COMPACT_VIAS", "LambdaContext", "Report", "Token", "compact_event", "connection_event",
@@ -71,9 +70,6 @@ def connection_event(*, endpoint: str, via: str, client_id: str, token: str, mqt
     return build_event(presented, connection_id=str(uuid.uuid4()), token=token, signature_verified=True)
 
 
-# How a device sends a compact token (docs/credentials.md#compact-device-tokens):
-# the MQTT password, or an HTTPS publish with the parameters in headers or in the query string.
-COMPACT_VIAS = ("mqtt", "https-header", "https-query")
 def compact_event(creds, *, via: str, client_id: str | None = None) -> dict:
     """The event AWS IoT Core sends the unsigned authorizer for a device
     presenting a compact token: nothing checked the token, so
@@ -84,19 +80,19 @@ def compact_event(creds, *, via: str, client_id: str | None = None) -> dict:
     URL's query string. `creds` is an issued compact credential
     (authz.tokens.credentials.Credentials), sent as a device sends it;
     `client_id` overrides its MQTT client id."""
-    endpoint, token = creds.endpoint, creds.token
+    endpoint = creds.endpoint
     if via == "mqtt":
         presented = Presented(protocol="mqtt", tls=True, server_name=endpoint,
                               client_id=client_id or creds.client_id, username=creds.mqtt_username,
                               password=creds.mqtt_password.encode("ascii"))
     elif via == "https-header":
-        presented = Presented(protocol="http", tls=True, server_name=endpoint,
-                              headers={"host": endpoint, AUTHORIZER_NAME_PARAMETER: creds.authorizer_name,
-                                       creds.token_key_name.lower(): token},
+        # HTTP header names arrive lower-cased, as AWS hands them over.
+        headers = {name.lower(): value for name, value in creds.http_headers.items()}
+        presented = Presented(protocol="http", tls=True, server_name=endpoint, headers={"host": endpoint, **headers},
                               query_string="qos=1")
     elif via == "https-query":
         presented = Presented(protocol="http", tls=True, server_name=endpoint, headers={"host": endpoint},
-                              query_string=urlsplit(creds.https_publish_url("-")).query)
+                              query_string=f"qos=1&{creds.query_string}")
     else:
         raise ValueError(f"a compact token goes by {', '.join(COMPACT_VIAS)}, not {via!r}")
     return build_event(presented, connection_id=str(uuid.uuid4()), token=None, signature_verified=False)
@@ -161,18 +157,21 @@ class Token:
     kid: str
     expires_at: datetime
     expires: str  # expires_at for people ("2026-01-01 10:00:00Z (in 9m 59s)")
-    credential: str = "signed"  # or "compact" (lambda_bridge.vocabulary.CREDENTIAL_KINDS)
+    credential: str = SIGNED_CREDENTIAL  # or COMPACT_CREDENTIAL
 
 
 VIA_TEXT = {
     "mqtt": "MQTT over TLS, token in the username",
     "wss": "MQTT over WebSocket, token in the URL's query string",
 }
+# How a device sends a compact token (docs/credentials.md#compact-device-tokens):
+# the MQTT password, or an HTTPS publish with the parameters in headers or in the query string.
 COMPACT_VIA_TEXT = {
     "mqtt": "MQTT over TLS to the unsigned authorizer, token in the password",
     "https-header": "HTTPS publish to the unsigned authorizer, token in a header",
     "https-query": "HTTPS publish to the unsigned authorizer, token in the URL's query string",
 }
+COMPACT_VIAS = tuple(COMPACT_VIA_TEXT)
 
 
 class Report:
@@ -214,7 +213,7 @@ class Report:
 
     def as_text(self, *, quiet: bool) -> str:
         r = self.response
-        compact = self.token.credential == "compact"
+        compact = self.token.credential == COMPACT_CREDENTIAL
         via = (COMPACT_VIA_TEXT if compact else VIA_TEXT)[self.via]
         checked = ("compact, no signature for AWS IoT to check (the Lambda verifies it)" if compact
                    else "signature verified as AWS IoT would")

@@ -78,7 +78,7 @@ class Command(BaseCommand):
                             help="Topic (publish, receive) or topic filter (subscribe); not for connect.")
         parser.add_argument("--compact", action="store_true",
                             help="With --device: issue a compact token and ask the unsigned authorizer.")
-        parser.add_argument("--via", choices=["mqtt", "wss", "https-header", "https-query"], default="mqtt",
+        parser.add_argument("--via", choices=list({**simulator.VIA_TEXT, **simulator.COMPACT_VIA_TEXT}), default="mqtt",
                             help="mqtt: MQTT over TLS, the authorizer's parameters in the username, or with "
                                  "--compact the token in the password (default); wss: MQTT over WebSocket, the "
                                  "browser's way, in the URL's query string; with --compact only, https-header and "
