@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 
 from django.db.models import Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
@@ -25,18 +24,10 @@ class Access:
     schedule: Schedule | None = None  # the granting share's weekly hours; None: any hour
     # False only in `device_access_list`'s rows for someone outside their hours.
     in_force: bool = True
-    # What `next_change` reads, so that callers who only want the level pay nothing for it.
-    timeline: _Timeline | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
         return self.level.label
-
-    @cached_property
-    def next_change(self) -> datetime | None:
-        """The first instant after this one at which the level changes (see
-        `_Timeline.next_change`); None for ownership and in `device_access_list`'s rows."""
-        return None if self.timeline is None else self.timeline.next_change()
 
 
 def is_tenant_admin(*, user: User, tenant_id: int) -> bool:
@@ -87,8 +78,7 @@ class _Timeline:
         if best is None:
             return None
         schedule = next(schedule for share, schedule in self.grants if share is best)
-        return Access(level=Level(best.level), share=best, expires_at=best.expires_at, schedule=schedule,
-                      timeline=self)
+        return Access(level=Level(best.level), share=best, expires_at=best.expires_at, schedule=schedule)
 
     def in_force(self, at: datetime) -> list[Share]:
         """Started, not ended, and inside their schedule, if any (docs/sharing.md#weekly-schedules)."""
@@ -173,13 +163,11 @@ def access_and_next_change(*, user: User, device: Device,
                            now: datetime | None = None) -> tuple[Access | None, datetime | None]:
     """Effective access at `now`, and when it next changes, with access or
     without (then: when it begins); None for the owner, or when nothing
-    changes as far as `_Timeline.next_change` looks. One query; the next
-    change is worked out only when read."""
+    changes as far as `_Timeline.next_change` looks. One query for both."""
     if not user.is_active or device.owner_id == user.pk:
         return effective_access(user=user, device=device, now=now), None
     timeline = _timeline(user, device, now)
-    access = timeline.access()
-    return access, (timeline.next_change() if access is None else access.next_change)
+    return timeline.access(), timeline.next_change()
 
 
 def held_level(*, user: User, device: Device, now: datetime | None = None) -> Level | None:
@@ -191,8 +179,9 @@ def held_level(*, user: User, device: Device, now: datetime | None = None) -> Le
         return None
     if device.owner_id == user.pk:
         return Level.OWNER
-    best = _best(Share.objects.live(now).filter(_shares_reaching(device), grantee=user))
-    return None if best is None else Level(best.level)
+    level = (Share.objects.live(now).filter(_shares_reaching(device), grantee=user)
+             .order_by("-level").values_list("level", flat=True).first())
+    return None if level is None else Level(level)
 
 
 def device_access_list(*, device: Device, now: datetime | None = None) -> list[tuple[User, Access]]:

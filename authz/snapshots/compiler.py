@@ -14,6 +14,7 @@ from authz.live.cutoffs import cutoffs_of
 from devices import schedules
 from devices.models import Device, Level, Membership, Share
 from lambda_bridge import snapshot
+from lambda_bridge.schedule import Schedule
 from lambda_bridge.snapshot import Entry, Snapshot
 
 LEVEL_CODES = {level: level.code for level in Level}
@@ -77,9 +78,13 @@ def _user_entries(tenant_id: int, user_ids: set[int], now: datetime) -> dict[int
     via_group = shares.filter(group__isnull=False, group__devices__isnull=False).values_list(
         "grantee_id", "group__devices__thing_name", "group_id", *terms
     )
+    # A group share comes once per device of its group: its schedule is read once.
+    read: dict[int, Schedule | schedules.Unreadable | None] = {}
     for rows in (direct, via_group):
         for grantee_id, thing, group_id, level, starts_at, expires_at, stored, share_id in rows:
-            schedule = schedules.read(stored, holder=f"Share {share_id}")
+            if share_id not in read:
+                read[share_id] = schedules.read(stored, holder=f"Share {share_id}")
+            schedule = read[share_id]
             if isinstance(schedule, schedules.Unreadable):
                 continue  # less access, never a failed push for everyone in the batch
             grants[grantee_id][thing].append(Entry(

@@ -69,7 +69,7 @@ class TestInsideAndOutsideTheHours:
 
     def test_the_next_change_inside_and_outside(self, world):
         grant(world, schedule=TUESDAY_MORNINGS)
-        assert effective_access(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)).next_change == utc(
+        assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)) == utc(
             2027, 3, 30, 10)
         # Without access the selector still says when it begins: next Tuesday 09:00 CEST.
         assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10)) == utc(
@@ -100,32 +100,37 @@ class TestInsideAndOutsideTheHours:
                                               (world.alice, Level.CONTROL, tuesdays, False)]
 
     def test_the_access_list_row_is_the_level_in_force_before_a_higher_one_outside_its_hours(self, world):
-        grant(world, level=Level.MANAGE, schedule=TUESDAY_MORNINGS)
+        # Both reach the lamp: the scheduled MANAGE share itself, the VIEW one through its group.
+        grant(world, level=Level.MANAGE, schedule=TUESDAY_MORNINGS, device=world.lamp)
         grant(world, level=Level.VIEW, group=world.group, device=None)
-        (row,) = [access for user, access in device_access_list(device=world.lamp, now=utc(2027, 3, 31, 8))
-                  if user == world.alice]
-        assert (row.level, row.in_force, row.schedule) == (Level.VIEW, True, None)
+
+        def alices_row(at):
+            (row,) = [access for user, access in device_access_list(device=world.lamp, now=at) if user == world.alice]
+            return row.level, row.in_force, row.schedule
+
+        assert alices_row(utc(2027, 3, 31, 8)) == (Level.VIEW, True, None)  # Wednesday: the VIEW in force
+        assert alices_row(utc(2027, 3, 30, 8)) == (
+            Level.MANAGE, True, Schedule("Europe/Brussels", (Window(frozenset({1}), 540, 720),)))  # Tuesday 10:00
         # Ended and revoked grants are not listed at all.
-        grant(world, level=Level.VIEW, user=world.bob, expires_at=utc(2027, 3, 1))
-        grant(world, level=Level.VIEW, user=world.carol, revoked_at=utc(2027, 3, 1))
-        listed = {user for user, _ in device_access_list(device=world.lock, now=utc(2027, 3, 31, 8))}
+        grant(world, level=Level.VIEW, user=world.bob, expires_at=utc(2027, 3, 1), device=world.lamp)
+        grant(world, level=Level.VIEW, user=world.carol, revoked_at=utc(2027, 3, 1), device=world.lamp)
+        listed = {user for user, _ in device_access_list(device=world.lamp, now=utc(2027, 3, 31, 8))}
         assert listed == {world.owner, world.alice}
 
     def test_the_owner_and_inactive_people_have_no_next_change(self, world):
         grant(world, schedule=TUESDAY_MORNINGS)
-        assert effective_access(user=world.owner, device=world.lock, now=utc(2027, 3, 30, 8)).next_change is None
+        assert next_change_of(user=world.owner, device=world.lock, now=utc(2027, 3, 30, 8)) is None
         assert next_change_of(user=world.owner, device=world.lock, now=utc(2027, 3, 30, 8)) is None
         world.alice.is_active = False
         world.alice.save()
         assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10)) is None
 
-    def test_one_query_for_the_access_and_none_for_its_next_change(self, world, django_assert_num_queries):
+    def test_one_query_for_the_access_and_its_next_change(self, world, django_assert_num_queries):
         grant(world, schedule=TUESDAY_MORNINGS)
         grant(world, level=Level.VIEW, group=world.group, device=None)
         with django_assert_num_queries(1):
-            access = effective_access(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8))
-        with django_assert_num_queries(0):
-            assert access.next_change == utc(2027, 3, 30, 10)
+            access, change = access_and_next_change(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8))
+        assert (access.level, change) == (Level.CONTROL, utc(2027, 3, 30, 10))
         with django_assert_num_queries(1):
             next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 10))
 
@@ -134,23 +139,22 @@ class TestSeveralShares:
     def test_a_higher_window_over_a_lower_share(self, world):
         grant(world, level=Level.VIEW, group=world.group, device=None)
         grant(world, level=Level.CONTROL, device=world.lamp, schedule=TUESDAY_MORNINGS)
-        before = effective_access(user=world.alice, device=world.lamp, now=utc(2027, 3, 30, 6))
-        assert (before.level, before.schedule, before.next_change) == (Level.VIEW, None, utc(2027, 3, 30, 7))
-        during = effective_access(user=world.alice, device=world.lamp, now=utc(2027, 3, 30, 7))
-        assert (during.level, during.next_change) == (Level.CONTROL, utc(2027, 3, 30, 10))
+        before, change = access_and_next_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 30, 6))
+        assert (before.level, before.schedule, change) == (Level.VIEW, None, utc(2027, 3, 30, 7))
+        during, change = access_and_next_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 30, 7))
+        assert (during.level, change) == (Level.CONTROL, utc(2027, 3, 30, 10))
 
     def test_edges_that_change_nothing_are_passed_over(self, world):
         # A manage share at any hour, ending on 2 April, over a Tuesday-morning view share:
         # the windows of 30 March change nothing; the end of the manage share does.
         grant(world, level=Level.MANAGE, device=world.lamp, expires_at=utc(2027, 4, 2, 12))
         grant(world, level=Level.VIEW, schedule=TUESDAY_MORNINGS, group=world.group, device=None)
-        access = effective_access(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12))
-        assert (access.level, access.next_change) == (Level.MANAGE, utc(2027, 4, 2, 12))
+        access, change = access_and_next_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12))
+        assert (access.level, change) == (Level.MANAGE, utc(2027, 4, 2, 12))
 
     def test_an_expiry_inside_the_window_ends_it_early(self, world):
         grant(world, schedule=TUESDAY_MORNINGS, expires_at=utc(2027, 3, 30, 8, 30))
-        access = effective_access(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8))
-        assert access.next_change == utc(2027, 3, 30, 8, 30)
+        assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8)) == utc(2027, 3, 30, 8, 30)
         assert next_change_of(user=world.alice, device=world.lock, now=utc(2027, 3, 30, 8, 30)) is None
 
     def test_a_start_weeks_ahead_then_the_first_window_after_it(self, world):
@@ -164,8 +168,8 @@ class TestSeveralShares:
         # search then jumps to the manage share's end, a month away.
         grant(world, level=Level.MANAGE, device=world.lamp, expires_at=utc(2027, 4, 30))
         grant(world, level=Level.VIEW, schedule=TUESDAY_MORNINGS, group=world.group, device=None)
-        access = effective_access(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12))
-        assert (access.level, access.next_change) == (Level.MANAGE, utc(2027, 4, 30))
+        access, change = access_and_next_change(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12))
+        assert (access.level, change) == (Level.MANAGE, utc(2027, 4, 30))
 
     def test_after_a_far_end_that_changes_nothing_the_hours_are_followed_again(self, world):
         # The manage share at any hour ends on Friday 30 April at noon (UTC), while
@@ -181,7 +185,7 @@ class TestSeveralShares:
         assert next_change_of(user=world.alice, device=world.lamp, now=utc(2027, 3, 29, 12)) is None
         # Without a schedule the end is found however far it is.
         grant(world, level=Level.MANAGE, expires_at=utc(2027, 6, 30), user=world.bob)
-        assert effective_access(user=world.bob, device=world.lock, now=utc(2027, 3, 29)).next_change == utc(
+        assert next_change_of(user=world.bob, device=world.lock, now=utc(2027, 3, 29)) == utc(
             2027, 6, 30)
 
 
