@@ -104,7 +104,12 @@ class Schedule:
 
     def ended_between(self, after: int, until: int) -> bool:
         """Whether the schedule stopped being in force at some second in
-        (`after`, `until`]: what the sweep of window ends asks."""
+        (`after`, `until`]: what the sweep of window ends asks. It changes
+        only at whole minutes (windows are whole minutes of wall time, zone
+        offsets whole minutes), so a span shorter than a minute holds one
+        change at most and its two ends say all; a longer one walks the changes."""
+        if until - after < 60:
+            return self.active(after) and not self.active(until)
         in_force, at = self.active(after), after
         while (change := self.next_change(at)) is not None and change <= until:
             if in_force:

@@ -12,7 +12,6 @@ from django.db.models import Q
 from authz.models import ShareSweep
 from devices import access, schedules
 from devices.models import Share
-from lambda_bridge.schedule import Schedule
 
 MINUTE = 60
 
@@ -72,18 +71,8 @@ def _window_ends(*, since: datetime, now: datetime) -> set[tuple[int, int]]:
         if key not in answers:
             # Checked when written; one whose zone has since left tzdata is never in force, so it ends nothing.
             schedule = schedules.read(data, holder=f"Share {share_id}")
-            answers[key] = _ended(schedule, after=first, until=last)
+            answers[key] = schedule.ended_between(first, last)
         if answers[key]:
             found.add((tenant_id, grantee_id))
     return found
 
-
-def _ended(schedule: Schedule, *, after: int, until: int) -> bool:
-    """Whether `schedule` went out of force at a second in (after, until].
-    It changes only at whole minutes (its windows are whole minutes of wall
-    time, and zones' offsets whole minutes), so a span shorter than a minute
-    holds at most one change: the two ends then say all. A longer span (the
-    first sweep after a pause) walks the changes."""
-    if until - after < MINUTE:
-        return schedule.active(after) and not schedule.active(until)
-    return schedule.ended_between(after, until)
