@@ -128,19 +128,25 @@ def local_iot_missing() -> str | None:
     return None
 
 
-def lambda_env(endpoint: str) -> dict[str, str]:
+def lambda_env(endpoint: str, *, table: str = TABLE, issuer: str = ISSUER) -> dict[str, str]:
     return {"AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-            "DEVSHARE_TABLE": TABLE, "DEVSHARE_DYNAMODB_ENDPOINT_URL": endpoint, "DEVSHARE_TOKEN_ISSUER": ISSUER,
+            "DEVSHARE_TABLE": table, "DEVSHARE_DYNAMODB_ENDPOINT_URL": endpoint, "DEVSHARE_TOKEN_ISSUER": issuer,
             "DEVSHARE_TOKEN_AUDIENCE": AUDIENCE, "DEVSHARE_TOKEN_KEY_NAME": KEY_NAME,
             "DEVSHARE_AWS_ACCOUNT_ID": ACCOUNT}
 
 
-def put_authorizer_items(endpoint: str, private: rsa.RSAPrivateKey) -> None:
-    """The key item, the person's snapshot (view on the thing) and the device's."""
+def new_table(endpoint: str, table: str = TABLE):
+    """A DynamoDB client on the moto server, with the authorizer's table made."""
     db = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint,
                       aws_access_key_id="bench", aws_secret_access_key="bench")  # noqa: S106  (moto takes any)
-    db.create_table(TableName=TABLE, AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+    db.create_table(TableName=table, AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
+    return db
+
+
+def put_authorizer_items(endpoint: str, private: rsa.RSAPrivateKey) -> None:
+    """The key item, the person's snapshot (view on the thing) and the device's."""
+    db = new_table(endpoint)
     pem = private.public_key().public_bytes(serialization.Encoding.PEM,
                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     ring = keys.Keyring(version=1, slots={"A": keys.KeySlot(KID, pem, keys.ACTIVE)}, active="A")

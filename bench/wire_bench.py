@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import boto3
 import jwt
 import paho.mqtt.client as paho
 from cryptography.hazmat.primitives import hashes, serialization
@@ -50,8 +49,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench import local_iot_bench
 from bench.common import md_table, percentile, write_results
-from bench.local_iot_bench import local_iot_on_moto
+from bench.local_iot_bench import local_iot_on_moto, new_table
 from lambda_bridge import compact, keys, snapshot
 from lambda_bridge.snapshot import Entry
 
@@ -121,10 +121,7 @@ def token_of(credential: Credential) -> str:
 
 
 def put_items(endpoint: str, rsa_private: rsa.RSAPrivateKey, kid: str, ed_private: Ed25519PrivateKey) -> None:
-    db = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint,
-                      aws_access_key_id="bench", aws_secret_access_key="bench")  # noqa: S106  (moto takes any)
-    db.create_table(TableName=TABLE, AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
+    db = new_table(endpoint, TABLE)
     pem = rsa_private.public_key().public_bytes(serialization.Encoding.PEM,
                                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     raw = ed_private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -137,10 +134,7 @@ def put_items(endpoint: str, rsa_private: rsa.RSAPrivateKey, kid: str, ed_privat
 
 
 def lambda_env(endpoint: str) -> dict[str, str]:
-    return {"AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-            "DEVSHARE_TABLE": TABLE, "DEVSHARE_DYNAMODB_ENDPOINT_URL": endpoint, "DEVSHARE_TOKEN_ISSUER": ISSUER,
-            "DEVSHARE_TOKEN_AUDIENCE": AUDIENCE, "DEVSHARE_TOKEN_KEY_NAME": KEY_NAME,
-            "DEVSHARE_AWS_ACCOUNT_ID": ACCOUNT}
+    return local_iot_bench.lambda_env(endpoint, table=TABLE, issuer=ISSUER)
 
 
 @contextmanager
